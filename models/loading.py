@@ -1,0 +1,123 @@
+"""Loading tier models from local Hugging Face checkpoint folders, safely and checked up front.
+
+`inspect_checkpoint` reads only `config.json`, so a launcher can refuse a bad tier before any
+worker starts; `TierModel.load` does the real `from_pretrained` on the worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+class CheckpointError(ValueError):
+    """A tier folder that cannot be used as a sequence-classification checkpoint."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What the launcher needs to know about a tier before the job starts."""
+
+    path: str
+    labels: tuple[str, ...]
+    model_type: str
+    max_positions: int | None
+    pickle_weights: bool
+
+
+def inspect_checkpoint(path: str, allow_pickle_weights: bool = False) -> CheckpointInfo:
+    """Checks that `path` holds a sequence-classification checkpoint and returns its labels.
+
+    Raises CheckpointError naming the folder and what is wrong with it.
+    """
+    if not os.path.isdir(path):
+        raise CheckpointError(f"model folder {path!r} does not exist or is not a folder")
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise CheckpointError(
+            f"{path!r} has no config.json: give a Hugging Face checkpoint folder "
+            "(saved with save_pretrained)")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            raw = json.load(f)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (ValueError, OSError, KeyError) as e:
+        raise CheckpointError(f"{path!r}: config.json cannot be read: {e}") from e
+    architectures = raw.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise CheckpointError(
+            f"{path!r} is not a sequence-classification checkpoint (architectures: "
+            f"{architectures or 'none'}); fine-tune it with a classification head first "
+            "(e.g. `beam-cascade train`)")
+    pickle_weights = _check_weights(path, allow_pickle_weights)
+    return CheckpointInfo(
+        path=path,
+        labels=tuple(str(config.id2label[i]) for i in range(config.num_labels)),
+        model_type=config.model_type,
+        max_positions=getattr(config, "max_position_embeddings", None),
+        pickle_weights=pickle_weights,
+    )
+
+
+def _check_weights(path: str, allow_pickle_weights: bool) -> bool:
+    """Returns whether the weights are pickle-based; refuses them unless explicitly allowed."""
+    files = set(os.listdir(path))
+    if files & set(SAFE_WEIGHTS):
+        return False
+    if files & set(PICKLE_WEIGHTS):
+        if allow_pickle_weights:
+            return True
+        raise CheckpointError(
+            f"{path!r} holds only pickle weights (pytorch_model.bin), which can run arbitrary "
+            "code when loaded; convert them to safetensors, or set allow_pickle_weights: true "
+            "for this tier if you trust the folder")
+    raise CheckpointError(f"{path!r} has no model weights (expected {SAFE_WEIGHTS[0]})")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when a GPU is visible, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class TierModel:
+    """A sequence classifier and its fast tokenizer, ready for batched inference."""
+
+    def __init__(self, model, tokenizer, labels: tuple[str, ...], max_length: int,
+                 device: torch.device):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+        self.device = device
+
+    @classmethod
+    def load(cls, path: str, max_length: int = 128, device: str = "auto",
+             allow_pickle_weights: bool = False) -> "TierModel":
+        """Loads the checkpoint and tokenizer at `path`; never runs code from the folder."""
+        info = inspect_checkpoint(path, allow_pickle_weights)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        if not tokenizer.is_fast:
+            raise CheckpointError(
+                f"{path!r}: no fast tokenizer (tokenizer.json) could be built; save the "
+                "tokenizer with a recent transformers so that tokenizer.json is present")
+        torch_device = resolve_device(device)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, trust_remote_code=False, use_safetensors=not info.pickle_weights)
+        model.to(torch_device).eval()
+        return cls(model, tokenizer, info.labels, max_length, torch_device)
+
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
+        """Classifies one batch: padded only to its own longest text, truncated to max_length."""
+        encoded = self.tokenizer(
+            texts, text_pairs, truncation=True, max_length=self.max_length,
+            padding="longest", return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            return self.model(**encoded).logits.float().cpu()

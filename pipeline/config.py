@@ -1,0 +1,196 @@
+"""The cascade configuration: which tiers, in which order, and how records are read.
+
+A config comes from YAML or JSON (`load_config`) or from the two-tier flags
+(`config_from_flags`); `validate_models` then checks every tier folder and that all tiers share
+one label set, so a bad config fails before the pipeline starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from models.confidence import CONFIDENCE_MEASURES
+from models.loading import CheckpointError, inspect_checkpoint
+
+TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A cascade config that cannot run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """One model of the cascade. `threshold` is required on every tier but the last."""
+
+    name: str
+    model: str
+    threshold: float | None = None
+    confidence: str = "max_prob"
+    temperature: float = 1.0
+    batch_size: int = 64
+    max_length: int = 128
+    device: str = "auto"
+    allow_pickle_weights: bool = False
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """The tiers in escalation order and the input fields they read."""
+
+    tiers: tuple[TierConfig, ...]
+    text_field: str = "text"
+    id_field: str | None = None
+    label_field: str | None = None
+    text_pair_field: str | None = None
+    passthrough_fields: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tiers)
+
+
+def load_config(path: str) -> CascadeConfig:
+    """Reads a cascade config from a YAML or JSON file and checks its values."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping with a 'tiers' list")
+    return config_from_dict(raw, source=path)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> CascadeConfig:
+    """Builds and checks a CascadeConfig from plain data (the parsed YAML/JSON)."""
+    _reject_unknown_keys(raw, CascadeConfig, source)
+    tiers_raw = raw.get("tiers")
+    if not isinstance(tiers_raw, list) or not tiers_raw:
+        raise ConfigError(f"{source}: 'tiers' must be a non-empty list of tiers, cheapest first")
+    tiers = []
+    for i, tier_raw in enumerate(tiers_raw):
+        if not isinstance(tier_raw, dict):
+            raise ConfigError(f"{source}: tier {i + 1} must be a mapping with at least 'model'")
+        _reject_unknown_keys(tier_raw, TierConfig, f"{source}: tier {i + 1}")
+        if "model" not in tier_raw:
+            raise ConfigError(f"{source}: tier {i + 1} has no 'model' (path to its folder)")
+        tiers.append(TierConfig(**{"name": f"tier{i + 1}", **tier_raw}))
+    fields = {k: v for k, v in raw.items() if k != "tiers"}
+    fields["passthrough_fields"] = tuple(fields.get("passthrough_fields") or ())
+    config = CascadeConfig(tiers=tuple(tiers), **fields)
+    check_config(config, source)
+    return config
+
+
+def config_from_flags(models: list[str], thresholds: list[float]) -> CascadeConfig:
+    """A cascade from `--tier1 A --tier2 B [--tier3 C] --threshold T[,T2]` alone.
+
+    One threshold applies to every tier but the last; a comma list gives one per tier.
+    """
+    if len(thresholds) == 1:
+        thresholds = thresholds * (len(models) - 1)
+    if len(thresholds) != len(models) - 1:
+        raise ConfigError(
+            f"--threshold gives {len(thresholds)} values for {len(models)} tiers; give one "
+            f"value, or {len(models) - 1} comma-separated (one per tier but the last)")
+    tiers = tuple(
+        TierConfig(name=f"tier{i + 1}", model=m,
+                   threshold=thresholds[i] if i < len(models) - 1 else None)
+        for i, m in enumerate(models))
+    config = CascadeConfig(tiers=tiers)
+    check_config(config, "flags")
+    return config
+
+
+def check_config(config: CascadeConfig, source: str) -> None:
+    """Checks every value that can be checked without opening the model folders."""
+    if not config.tiers:
+        raise ConfigError(f"{source}: no tiers; give at least one model")
+    names = [t.name for t in config.tiers]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: tier names must be unique, got {names}")
+    for i, tier in enumerate(config.tiers):
+        _check_tier(tier, is_last=i == len(config.tiers) - 1, source=source)
+    for key in ("text_field", "id_field", "label_field", "text_pair_field"):
+        value = getattr(config, key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{source}: '{key}' must be a non-empty field name")
+    if config.text_field is None:
+        raise ConfigError(f"{source}: 'text_field' cannot be null")
+
+
+def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
+    where = f"{source}: tier {tier.name!r}"
+    if not isinstance(tier.name, str) or not TIER_NAME.match(tier.name):
+        raise ConfigError(f"{where}: name must be letters, digits and _ (it names output columns)")
+    if not isinstance(tier.model, str) or not tier.model:
+        raise ConfigError(f"{where}: 'model' must be the path of a checkpoint folder")
+    if is_last and tier.threshold is not None:
+        raise ConfigError(
+            f"{where}: the last tier decides every record it receives, so it takes no "
+            "threshold; remove it (or add a tier after it)")
+    if not is_last:
+        if tier.threshold is None:
+            raise ConfigError(f"{where}: 'threshold' is required on every tier but the last")
+        if not _is_number(tier.threshold) or not 0.0 <= tier.threshold <= 1.0:
+            raise ConfigError(f"{where}: threshold {tier.threshold!r} must be a number in [0, 1]")
+    if tier.confidence not in CONFIDENCE_MEASURES:
+        raise ConfigError(
+            f"{where}: unknown confidence {tier.confidence!r}; use one of "
+            f"{sorted(CONFIDENCE_MEASURES)}")
+    if not _is_number(tier.temperature) or tier.temperature <= 0:
+        raise ConfigError(f"{where}: temperature {tier.temperature!r} must be a number > 0")
+    for key in ("batch_size", "max_length"):
+        value = getattr(tier, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {key} {value!r} must be a whole number >= 1")
+    if tier.device not in DEVICES:
+        raise ConfigError(f"{where}: device {tier.device!r} must be one of {DEVICES}")
+
+
+def validate_models(config: CascadeConfig) -> tuple[str, ...]:
+    """Opens every tier's config.json; returns the label names the tiers share.
+
+    Refuses a folder that is not a sequence-classification checkpoint, a max_length beyond
+    the model's positions, and tiers whose labels (names or order) differ.
+    """
+    labels: tuple[str, ...] | None = None
+    first = None
+    for tier in config.tiers:
+        try:
+            info = inspect_checkpoint(tier.model, tier.allow_pickle_weights)
+        except CheckpointError as e:
+            raise ConfigError(f"tier {tier.name!r}: {e}") from None
+        if info.max_positions and tier.max_length > info.max_positions:
+            raise ConfigError(
+                f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
+                f"{info.max_positions} positions of {tier.model!r}; lower max_length")
+        if labels is None:
+            labels, first = info.labels, tier
+        elif info.labels != labels:
+            raise ConfigError(
+                f"tiers disagree on labels: {first.name!r} ({first.model}) has {list(labels)}, "
+                f"{tier.name!r} ({tier.model}) has {list(info.labels)}; every tier must predict "
+                "the same labels with the same ids (config.json id2label)")
+    assert labels is not None
+    return labels
+
+
+def _reject_unknown_keys(raw: dict, cls: type, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

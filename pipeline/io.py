@@ -1,0 +1,267 @@
+"""Reading inputs and writing outputs, on any filesystem Beam knows (local, gs://, s3://...).
+
+Inputs are listed on the launcher (so a pattern that matches nothing fails at once, naming
+it), then each file is read whole by one worker, which gives every record a stable position
+(`file:line` for JSON Lines, `file:row` for Parquet) used as its id when none is given.
+A Reshuffle after reading spreads the records over all workers for inference.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import zlib
+from typing import Any, Iterator, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import PCollection, TaggedOutput
+
+from transforms.dead_letters import DEAD_LETTERS, dead_letter
+
+INPUT_FORMATS = ("jsonl", "parquet")
+OUTPUT_FORMATS = ("jsonl", "parquet")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".lzma", ".xz")
+FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+                   ".parquet": "parquet", ".pq": "parquet"}
+PARQUET_READ_BATCH = 1024
+PREDICTION_COLUMNS = ("id", "label", "label_id", "confidence", "decided_by", "probabilities")
+STATS_FILE = "routing_stats.json"
+OUTPUT_PREFIXES = ("predictions-", "errors-", STATS_FILE)
+
+_LOG = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """An input that cannot be read; the message names it and says what to do."""
+
+
+def detect_format(path: str) -> str | None:
+    """'jsonl' or 'parquet' from the file name (compression suffixes allowed); None if unknown."""
+    name = path.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    for suffix, fmt in FORMAT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def list_input_files(patterns: Sequence[str], input_format: str | None = None
+                     ) -> list[tuple[str, str]]:
+    """Expands the patterns to sorted, de-duplicated (path, format) pairs.
+
+    Raises InputError for a pattern that matches no file and for a file whose format
+    cannot be told from its name when no input_format is given.
+    """
+    if not patterns:
+        raise InputError("no input: pass --input PATTERN (repeatable)")
+    files: dict[str, str] = {}
+    for pattern in patterns:
+        try:
+            matched = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        except Exception as e:  # Beam raises BeamIOError with the filesystem's reason
+            raise InputError(f"cannot list input {pattern!r}: {e}") from None
+        if not matched:
+            raise InputError(f"input pattern {pattern!r} matches no file; check the path")
+        for path in matched:
+            fmt = input_format or detect_format(path)
+            if fmt is None:
+                raise InputError(
+                    f"cannot tell the format of {path!r} from its name; name it .jsonl/.json "
+                    "or .parquet (optionally .gz), or pass --input_format jsonl|parquet")
+            files[path] = fmt
+    return sorted(files.items())
+
+
+def read_json_lines(readable: fileio.ReadableFile) -> Iterator[tuple[str, int, bytes]]:
+    """Yields (path, line number from 1, raw line bytes); compression follows the file name."""
+    path = readable.metadata.path
+    with readable.open() as f:
+        for number, line in enumerate(iter(f.readline, b""), start=1):
+            yield path, number, line
+
+
+def read_parquet_rows(readable: fileio.ReadableFile, columns: Sequence[str]
+                      ) -> Iterator[tuple[str, int, dict]]:
+    """Yields (path, row index from 0, row dict) reading only `columns` that the file has."""
+    path = readable.metadata.path
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        parquet = pq.ParquetFile(f)
+        present = [c for c in columns if c in parquet.schema_arrow.names]
+        row = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_READ_BATCH, columns=present):
+            for values in batch.to_pylist():
+                yield path, row, values
+                row += 1
+
+
+UNREADABLE = (pa.ArrowException, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+class ReadInputFile(beam.DoFn):
+    """One input file in; its raw rows out. A corrupt or truncated file yields the rows read
+    before the damage and one dead letter (stage 'read') naming the file."""
+
+    def __init__(self, formats: dict[str, str], columns: Sequence[str]):
+        self._formats = formats
+        self._columns = list(columns)
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
+        path = readable.metadata.path
+        fmt = self._formats[path]
+        try:
+            if fmt == "parquet":
+                yield from read_parquet_rows(readable, self._columns)
+            else:
+                yield from read_json_lines(readable)
+        except UNREADABLE as e:
+            reason = f"cannot read {fmt} file {path!r} (from here on): {type(e).__name__}: {e}"
+            yield TaggedOutput(DEAD_LETTERS, dead_letter("read", reason, "", path))
+
+
+class ReadRecords(beam.PTransform):
+    """PBegin in; {'rows': raw rows, 'dead_letters': unreadable files} out."""
+
+    def __init__(self, files: Sequence[tuple[str, str]], columns: Sequence[str]):
+        super().__init__()
+        self._files = list(files)
+        self._columns = list(columns)
+
+    def expand(self, pbegin) -> dict[str, PCollection]:
+        read = (
+            pbegin
+            | "InputFiles" >> beam.Create([path for path, _ in self._files])
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Open" >> fileio.ReadMatches()
+            | "Read" >> beam.ParDo(ReadInputFile(dict(self._files), self._columns))
+            .with_outputs(DEAD_LETTERS, main="rows"))
+        return {"rows": read.rows | "SpreadRows" >> beam.Reshuffle(),
+                "dead_letters": read[DEAD_LETTERS]}
+
+
+def output_row(record: dict[str, Any], labels: Sequence[str], tier_names: Sequence[str],
+               passthrough: Sequence[str]) -> dict[str, Any]:
+    """One output row: the decision, the confidence at each tier visited, pass-through fields.
+
+    A pass-through field whose name clashes with an output column is written as `input_<name>`.
+    """
+    final = record["tiers"][-1]
+    confidences = {v["tier"]: v["confidence"] for v in record["tiers"]}
+    row = {
+        "id": record["id"],
+        "label": labels[final["label_id"]],
+        "label_id": final["label_id"],
+        "confidence": final["confidence"],
+        "decided_by": final["tier"],
+        "probabilities": final["probabilities"],
+    }
+    for name in tier_names:
+        row[f"confidence_{name}"] = confidences.get(name)
+    for name, column in passthrough_columns(passthrough, tier_names):
+        row[column] = record["passthrough"].get(name)
+    return row
+
+
+def passthrough_columns(passthrough: Sequence[str], tier_names: Sequence[str]
+                        ) -> list[tuple[str, str]]:
+    """(input field, output column) for each pass-through field, renaming clashes."""
+    taken = set(PREDICTION_COLUMNS) | {f"confidence_{n}" for n in tier_names}
+    return [(name, f"input_{name}" if name in taken else name) for name in passthrough]
+
+
+def prediction_schema(tier_names: Sequence[str], passthrough: Sequence[str]) -> pa.Schema:
+    """Parquet schema of the predictions. Pass-through columns are strings (JSON for
+    non-string values), since their types are not known before the data is read."""
+    fields = [
+        ("id", pa.string()), ("label", pa.string()), ("label_id", pa.int64()),
+        ("confidence", pa.float64()), ("decided_by", pa.string()),
+        ("probabilities", pa.list_(pa.float64())),
+    ]
+    fields += [(f"confidence_{name}", pa.float64()) for name in tier_names]
+    fields += [(column, pa.string()) for _, column in passthrough_columns(passthrough, tier_names)]
+    return pa.schema(fields)
+
+
+def stringify_passthrough(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """Pass-through values as Parquet strings: strings unchanged, others JSON-encoded."""
+    out = dict(row)
+    for column in columns:
+        value = out[column]
+        if value is not None and not isinstance(value, str):
+            out[column] = json.dumps(value, default=str, ensure_ascii=False)
+    return out
+
+
+def to_json_line(row: dict[str, Any]) -> str:
+    return json.dumps(row, default=str, ensure_ascii=False)
+
+
+class WritePredictions(beam.PTransform):
+    """Writes output rows as sharded `predictions-*.parquet` or `predictions-*.jsonl`."""
+
+    def __init__(self, output: str, output_format: str, schema: pa.Schema,
+                 passthrough_columns: Sequence[str]):
+        super().__init__()
+        self._prefix = FileSystems.join(output, "predictions")
+        self._format = output_format
+        self._schema = schema
+        self._passthrough_columns = list(passthrough_columns)
+
+    def expand(self, rows: PCollection):
+        if self._format == "parquet":
+            return (rows
+                    | "PassthroughAsText" >> beam.Map(stringify_passthrough,
+                                                      self._passthrough_columns)
+                    | "WriteParquet" >> beam.io.WriteToParquet(
+                        self._prefix, self._schema, file_name_suffix=".parquet"))
+        return (rows | "ToJson" >> beam.Map(to_json_line)
+                | "WriteJsonl" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))
+
+
+class WriteErrors(beam.PTransform):
+    """Writes dead letters as `errors-*.jsonl` (an empty file when there are none)."""
+
+    def __init__(self, output: str):
+        super().__init__()
+        self._prefix = FileSystems.join(output, "errors")
+
+    def expand(self, dead_letters: PCollection):
+        return (dead_letters | "ToJson" >> beam.Map(to_json_line)
+                | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))
+
+
+class WriteRoutingStats(beam.PTransform):
+    """Writes the single statistics dict as `routing_stats.json`."""
+
+    def __init__(self, output: str):
+        super().__init__()
+        self._path = FileSystems.join(output, STATS_FILE)
+
+    def expand(self, stats: PCollection):
+        return (stats | "ToJson" >> beam.Map(json.dumps, indent=2)
+                | "Write" >> beam.io.WriteToText(self._path, num_shards=1,
+                                                 shard_name_template=""))
+
+
+def read_routing_stats(output: str) -> dict[str, Any]:
+    """Reads back the statistics a finished run wrote under `output`."""
+    with FileSystems.open(FileSystems.join(output, STATS_FILE)) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def clear_previous_outputs(output: str) -> None:
+    """Deletes the predictions, errors and statistics of an earlier run into `output`, so
+    that shards of two runs never mix."""
+    stale = [m.path for prefix in OUTPUT_PREFIXES
+             for r in FileSystems.match([FileSystems.join(output, prefix + "*")])
+             for m in r.metadata_list]
+    if stale:
+        _LOG.info("replacing %d output files of a previous run in %s", len(stale), output)
+        FileSystems.delete(stale)

@@ -1,0 +1,146 @@
+"""Assembles and runs the cascade job: `python -m pipeline.run` or `beam-cascade run`.
+
+    read files -> parse (bad rows to dead letters) -> tier 1 -> route by confidence
+      -> tier 2 on the uncertain branch -> ... -> merge decided branches
+      -> write predictions, errors and routing statistics
+
+Everything the job needs is checked on the launcher first (config, model folders, labels,
+input patterns), so a mistake fails in seconds with a message instead of on a worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.config import (CascadeConfig, ConfigError, check_config, config_from_flags,
+                             load_config, validate_models)
+from pipeline.io import (FORMAT_SUFFIXES, InputError, ReadRecords, WriteErrors,
+                         WritePredictions, WriteRoutingStats, clear_previous_outputs,
+                         list_input_files, output_row, passthrough_columns, prediction_schema,
+                         read_routing_stats)
+from pipeline.options import CascadeOptions
+from pipeline.summary import format_summary
+from transforms.cascade import Cascade
+from transforms.dead_letters import DEAD_LETTERS
+from transforms.parsing import ParseRecords, RecordFields
+from transforms.statistics import ComputeRoutingStats
+
+FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
+
+
+@dataclass(frozen=True)
+class CascadeJob:
+    """Everything a run needs, checked: the cascade, its labels, the files, the output."""
+
+    config: CascadeConfig
+    labels: tuple[str, ...]
+    files: list[tuple[str, str]]
+    output: str
+    output_format: str
+
+    @property
+    def fields(self) -> RecordFields:
+        c = self.config
+        return RecordFields(c.text_field, c.id_field, c.label_field, c.text_pair_field,
+                            c.passthrough_fields, self.labels)
+
+
+def cascade_config(options: CascadeOptions) -> CascadeConfig:
+    """The config file or the tier flags, with the field flags applied on top."""
+    tier_flags = [m for m in (options.tier1, options.tier2, options.tier3) if m]
+    if options.config and tier_flags:
+        raise ConfigError("give either --config or --tier1/--tier2 flags, not both")
+    if options.config:
+        config = load_config(options.config)
+    elif tier_flags:
+        if len(tier_flags) > 1 and not options.threshold:
+            raise ConfigError("--tier1/--tier2 need --threshold (e.g. --threshold 0.9)")
+        config = config_from_flags(tier_flags, options.threshold or [])
+    else:
+        raise ConfigError("no cascade: pass --config cascade.yaml, or --tier1 PATH "
+                          "--tier2 PATH --threshold T")
+    overrides: dict[str, Any] = {f: getattr(options, f) for f in FIELD_FLAGS
+                                 if getattr(options, f) is not None}
+    if options.passthrough_fields is not None:
+        overrides["passthrough_fields"] = tuple(
+            f.strip() for f in options.passthrough_fields.split(",") if f.strip())
+    config = dataclasses.replace(config, **overrides)
+    check_config(config, "flags")
+    return config
+
+
+def output_format(options: CascadeOptions) -> str:
+    """--output_format, else the output folder's extension (out.jsonl/), else parquet."""
+    if options.output_format:
+        return options.output_format
+    extension = os.path.splitext(options.output.rstrip("/"))[1].lower()
+    return FORMAT_SUFFIXES.get(extension, "parquet")
+
+
+def job_from_options(options: CascadeOptions) -> CascadeJob:
+    """Checks the options, the config, the model folders and the inputs."""
+    if not options.output:
+        raise ConfigError("no output: pass --output FOLDER")
+    config = cascade_config(options)
+    labels = validate_models(config)
+    files = list_input_files(options.input or [], options.input_format)
+    return CascadeJob(config, labels, files, options.output, output_format(options))
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
+    """Adds the whole cascade job to `pipeline`."""
+    config, tier_names = job.config, job.config.tier_names
+    read = pipeline | "Read" >> ReadRecords(job.files, job.fields.columns)
+    parsed = read["rows"] | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
+        DEAD_LETTERS, main="records")
+    cascade = parsed.records | "Cascade" >> Cascade(config.tiers)
+    predictions = cascade["predictions"]
+    dead_letters = (read["dead_letters"], parsed[DEAD_LETTERS], cascade["dead_letters"]
+                    ) | "AllDeadLetters" >> beam.Flatten()
+
+    passthrough = passthrough_columns(config.passthrough_fields, tier_names)
+    _ = (predictions
+         | "OutputRows" >> beam.Map(output_row, job.labels, tier_names,
+                                    config.passthrough_fields)
+         | "WritePredictions" >> WritePredictions(
+             job.output, job.output_format,
+             prediction_schema(tier_names, config.passthrough_fields),
+             [column for _, column in passthrough]))
+    _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
+    _ = ((predictions, dead_letters)
+         | "RoutingStats" >> ComputeRoutingStats(config.tiers)
+         | "WriteStats" >> WriteRoutingStats(job.output))
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Runs the job to completion and returns its routing statistics."""
+    options = PipelineOptions(argv)
+    job = job_from_options(options.view_as(CascadeOptions))
+    clear_previous_outputs(job.output)
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(pipeline, job)
+    return read_routing_stats(job.output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry: runs, prints the summary; a bad config or input exits 2 with the reason."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        stats = run(argv)
+    except (ConfigError, InputError) as e:
+        print(f"beam-cascade: error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(stats, PipelineOptions(argv).view_as(CascadeOptions).output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""A short human-readable account of a run, printed by `beam-cascade run` at the end."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_summary(stats: dict[str, Any], output: str) -> str:
+    """The routing statistics as a small table, then where the outputs are."""
+    errors = f" {stats['errors_by_stage']}" if stats["errors"] else ""
+    lines = [
+        f"records {stats['records']}: {stats['predictions']} predicted, "
+        f"{stats['errors']} errors{errors}",
+        f"{'tier':<12}{'seen':>9}{'decided':>9}{'escal.':>8}{'share':>8}"
+        f"{'mean conf':>10}{'accuracy':>10}{'ms/rec':>8}",
+    ]
+    for t in stats["tiers"]:
+        lines.append(
+            f"{t['name']:<12}{t['seen']:>9}{t['decided']:>9}"
+            f"{_fmt(t['escalation_rate'], '.1%'):>8}{_fmt(t['decided_share'], '.1%'):>8}"
+            f"{_fmt(t['mean_confidence_seen'], '.3f'):>10}"
+            f"{_fmt(t['accuracy_decided'], '.1%'):>10}{_fmt(t['ms_per_record'], '.2f'):>8}")
+    if stats["labelled"]:
+        lines.append(f"cascade accuracy {_fmt(stats['accuracy'], '.2%')} on "
+                     f"{stats['labelled']} labelled records")
+    lines.append(f"outputs in {output}: predictions-*, errors-*.jsonl, routing_stats.json")
+    return "\n".join(lines)

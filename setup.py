@@ -1,0 +1,25 @@
+"""beam-cascade: cheap, accurate bulk text classification with a cascade of transformers.
+
+`--setup_file ./setup.py` ships these packages to Beam workers (Dataflow, Flink).
+"""
+from setuptools import setup
+
+setup(
+    name="beam-cascade",
+    version="0.1.0",
+    description="Apache Beam pipeline that classifies text with a confidence-routed "
+                "cascade of models",
+    packages=["pipeline", "transforms", "models"],
+    python_requires=">=3.10",
+    install_requires=[
+        "apache-beam>=2.60",
+        "torch>=2.2",
+        "transformers>=4.40",
+        "pyarrow>=14",
+        "fsspec>=2023.1",
+        "PyYAML>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["beam-cascade=pipeline.cli:main"]},
+)

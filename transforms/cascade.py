@@ -1,0 +1,39 @@
+"""The cascade: tiers chained by confidence routing, decided branches merged back into one."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.pvalue import PCollection
+
+from pipeline.config import TierConfig
+from transforms.routing import ESCALATED, RouteByConfidence
+from transforms.scoring import ScoreTier
+
+
+class Cascade(beam.PTransform):
+    """Records in; {'predictions', 'dead_letters'} out.
+
+    Tier k runs only on the records tier k-1 escalated, so an expensive tier's cost scales
+    with the uncertain fraction, not the input. Every prediction carries the visits of all the
+    tiers it went through, the last one being the tier that decided it.
+    """
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        super().__init__()
+        self._tiers = tuple(tiers)
+
+    def expand(self, records: PCollection) -> dict[str, PCollection]:
+        decided, dead = [], []
+        pending = records
+        for tier in self._tiers:
+            scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier)
+            routed = scored | f"Route[{tier.name}]" >> beam.ParDo(
+                RouteByConfidence(tier)).with_outputs(ESCALATED, main="decided")
+            decided.append(routed.decided)
+            dead.append(failed)
+            pending = routed[ESCALATED]
+        return {
+            "predictions": decided | "MergeDecided" >> beam.Flatten(),
+            "dead_letters": dead | "MergeTierFailures" >> beam.Flatten(),
+        }

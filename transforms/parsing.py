@@ -1,0 +1,138 @@
+"""Turns raw input rows into cascade records, or into dead letters saying what is wrong.
+
+A raw row is `(source, position, payload)`: `payload` is the undecoded bytes of one JSON Lines
+line, or a dict read from a Parquet row. Parsing is kept apart from file reading so that it is
+the one place that decides what a valid record is, whatever the file format.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator, Union
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
+
+RawRow = tuple[str, int, Union[bytes, dict]]
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """Which input fields the cascade reads, and the label names of its tiers."""
+
+    text_field: str = "text"
+    id_field: str | None = None
+    label_field: str | None = None
+    text_pair_field: str | None = None
+    passthrough_fields: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        """The input columns worth reading (Parquet reads only these)."""
+        named = [self.text_field, self.text_pair_field, self.id_field, self.label_field]
+        return list(dict.fromkeys([c for c in named if c] + list(self.passthrough_fields)))
+
+
+class InvalidRecord(ValueError):
+    """A row that cannot be classified; the message is the dead-letter reason."""
+
+
+def decode_json_line(line: bytes) -> dict[str, Any] | None:
+    """Decodes one JSON Lines line; None for a blank line. Raises InvalidRecord."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidRecord(f"line is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidRecord(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(row, dict):
+        raise InvalidRecord(f"JSON value is a {type(row).__name__}, not an object")
+    return row
+
+
+def to_record(row: dict[str, Any], fields: RecordFields, source: str,
+              position: int) -> dict[str, Any]:
+    """Validates one row and builds the record the tiers see. Raises InvalidRecord."""
+    text = _required_text(row, fields.text_field)
+    pair = _required_text(row, fields.text_pair_field) if fields.text_pair_field else None
+    record_id = row.get(fields.id_field) if fields.id_field else None
+    record = {
+        "id": f"{source}:{position}" if record_id is None else str(record_id),
+        "text": text,
+        "text_pair": pair,
+        "gold": None,
+        "passthrough": {name: row.get(name) for name in fields.passthrough_fields},
+        "tiers": [],
+    }
+    raw_label = row.get(fields.label_field) if fields.label_field else None
+    if raw_label is not None:
+        record["gold"] = label_id(raw_label, fields.labels)
+        if record["gold"] is None:
+            record["gold_unrecognized"] = str(raw_label)
+    return record
+
+
+def label_id(value: Any, labels: tuple[str, ...]) -> int | None:
+    """Maps a gold label given as a name, an id, or an id in a string to the tiers' label id."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if value in labels:
+            return labels.index(value)
+        value = int(value) if value.strip().lstrip("-").isdigit() else None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < len(labels):
+        return value
+    return None
+
+
+def _required_text(row: dict[str, Any], field: str) -> str:
+    if field not in row:
+        raise InvalidRecord(f"no {field!r} field")
+    value = row[field]
+    if value is None:
+        raise InvalidRecord(f"{field!r} is null")
+    if not isinstance(value, str):
+        raise InvalidRecord(f"{field!r} is a {type(value).__name__}, not a string")
+    if not value.strip():
+        raise InvalidRecord(f"{field!r} is empty")
+    return value
+
+
+class ParseRecords(beam.DoFn):
+    """Raw rows in; valid records on the main output, dead letters (stage 'parse') tagged."""
+
+    def __init__(self, fields: RecordFields):
+        self._fields = fields
+        self._read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
+        self._blank = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
+
+    def process(self, raw_row: RawRow) -> Iterator[Any]:
+        source, position, payload = raw_row
+        try:
+            row = decode_json_line(payload) if isinstance(payload, bytes) else payload
+            if row is None:
+                self._blank.inc()
+                return
+            record = to_record(row, self._fields, source, position)
+        except InvalidRecord as e:
+            record = dead_letter("parse", str(e), _as_text(payload), source, position)
+            self._read.inc()
+            yield TaggedOutput(DEAD_LETTERS, record)
+            return
+        self._read.inc()
+        yield record
+
+
+def _as_text(payload: bytes | dict) -> str | dict:
+    """The raw input as it can be written to the errors file (bad bytes replaced)."""
+    return payload.decode("utf-8", "replace").rstrip("\r\n") if isinstance(payload, bytes) \
+        else payload

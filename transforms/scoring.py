@@ -1,0 +1,107 @@
+"""One tier of the cascade as a Beam RunInference step.
+
+`TierModelHandler` gives RunInference what it needs: load the tier once per worker process
+(shared across threads), batch through Beam's BatchElements, and score each batch. A failing
+batch goes to the dead letters through RunInference's exception handling instead of failing
+the job.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.pvalue import PCollection
+
+from models.confidence import score
+from models.loading import TierModel
+from pipeline.config import TierConfig
+from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
+
+Record = dict[str, Any]
+
+
+class TierModelHandler(ModelHandler[Record, Record, TierModel]):
+    """Scores batches of cascade records with one tier's model.
+
+    Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
+    scaled probabilities, confidence, and the batch's wall time shared out per record.
+    """
+
+    def __init__(self, tier: TierConfig):
+        super().__init__(min_batch_size=1, max_batch_size=tier.batch_size)
+        self._tier = tier
+
+    def load_model(self) -> TierModel:
+        tier = self._tier
+        return TierModel.load(tier.model, max_length=tier.max_length, device=tier.device,
+                              allow_pickle_weights=tier.allow_pickle_weights)
+
+    def run_inference(self, batch: Sequence[Record], model: TierModel,
+                      inference_args: Optional[dict[str, Any]] = None
+                      ) -> Iterable[PredictionResult]:
+        start = time.perf_counter()
+        texts = [record["text"] for record in batch]
+        pairs = [record["text_pair"] for record in batch] if batch[0]["text_pair"] else None
+        scores = score(model.logits(texts, pairs), self._tier.temperature, self._tier.confidence)
+        ms_per_record = (time.perf_counter() - start) * 1000.0 / len(batch)
+        return [
+            PredictionResult(record, {
+                "tier": self._tier.name,
+                "label_id": label_id,
+                "probabilities": probs,
+                "confidence": conf,
+                "ms": ms_per_record,
+            }, model_id=self._tier.name)
+            for record, label_id, probs, conf in zip(
+                batch, scores.label_ids, scores.probabilities, scores.confidences)
+        ]
+
+    def get_num_bytes(self, batch: Sequence[Record]) -> int:
+        return sum(len(r["text"]) + len(r["text_pair"] or "") for r in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return f"{METRICS_NAMESPACE}_{self._tier.name}"
+
+
+def add_visit(result: PredictionResult) -> Record:
+    """The record with this tier's visit appended (a new dict: Beam inputs are immutable)."""
+    record = result.example
+    return {**record, "tiers": record["tiers"] + [result.inference]}
+
+
+def failed_batch_to_dead_letters(failure: tuple[Sequence[Record], Any],
+                                 tier_name: str) -> Iterable[Record]:
+    """One dead letter per record of a batch whose inference raised."""
+    batch, error = failure
+    reason = f"tier {tier_name!r} failed on the batch: {_describe(error)}"
+    for record in batch:
+        raw = {"id": record["id"], "text": record["text"], "text_pair": record["text_pair"],
+               **record["passthrough"]}
+        yield dead_letter(f"tier:{tier_name}", reason, raw)
+
+
+def _describe(error: Any) -> str:
+    """Beam's exception handling reports (type, repr, traceback); keep the first two."""
+    if isinstance(error, tuple) and len(error) >= 2:
+        return str(error[1])
+    return repr(error)
+
+
+class ScoreTier(beam.PTransform):
+    """Records in; (scored records, dead letters of batches that failed) out."""
+
+    def __init__(self, tier: TierConfig):
+        super().__init__()
+        self._tier = tier
+
+    def expand(self, records: PCollection) -> tuple[PCollection, PCollection]:
+        name = self._tier.name
+        results, failures = (
+            records | "RunInference" >> RunInference(TierModelHandler(self._tier))
+            .with_exception_handling())
+        scored = results | "AddVisit" >> beam.Map(add_visit)
+        dead = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
+            failed_batch_to_dead_letters, name)
+        return scored, dead

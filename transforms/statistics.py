@@ -1,0 +1,131 @@
+"""Routing statistics, computed inside the pipeline by a CombineFn.
+
+Being a combiner, the figures are exact on any runner and any number of workers: partial
+accumulators are merged, nothing depends on driver-side state. The output is one JSON-ready
+dict (see `RoutingStatsFn.extract_output` and the README's statistics reference).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+from apache_beam.pvalue import PCollection
+
+from pipeline.config import TierConfig
+
+TIER_COUNTS = ("seen", "decided", "escalated", "labelled_seen", "correct_seen",
+               "labelled_decided", "correct_decided")
+TIER_SUMS = ("confidence_seen", "confidence_decided", "ms")
+
+
+def _new_tier() -> dict[str, float]:
+    return {key: 0 for key in TIER_COUNTS + TIER_SUMS}
+
+
+class RoutingStatsFn(beam.CombineFn):
+    """Combines ('prediction', record) and ('error', dead letter) events into the statistics."""
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        self._names = [t.name for t in tiers]
+        self._thresholds = {t.name: t.threshold for t in tiers}
+
+    def create_accumulator(self) -> dict[str, Any]:
+        return {
+            "predictions": 0, "labelled": 0, "correct": 0, "labels_unrecognized": 0,
+            "errors": Counter(), "tiers": {name: _new_tier() for name in self._names},
+        }
+
+    def add_input(self, acc: dict[str, Any], event: tuple[str, dict]) -> dict[str, Any]:
+        kind, row = event
+        if kind == "error":
+            acc["errors"][row["stage"]] += 1
+            return acc
+        acc["predictions"] += 1
+        gold = row["gold"]
+        acc["labels_unrecognized"] += "gold_unrecognized" in row
+        visits = row["tiers"]
+        for i, visit in enumerate(visits):
+            tier = acc["tiers"][visit["tier"]]
+            final = i == len(visits) - 1
+            tier["seen"] += 1
+            tier["decided" if final else "escalated"] += 1
+            tier["confidence_seen"] += visit["confidence"]
+            tier["ms"] += visit["ms"]
+            if final:
+                tier["confidence_decided"] += visit["confidence"]
+            if gold is not None:
+                correct = visit["label_id"] == gold
+                tier["labelled_seen"] += 1
+                tier["correct_seen"] += correct
+                if final:
+                    tier["labelled_decided"] += 1
+                    tier["correct_decided"] += correct
+                    acc["labelled"] += 1
+                    acc["correct"] += correct
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            for key in ("predictions", "labelled", "correct", "labels_unrecognized"):
+                merged[key] += acc[key]
+            merged["errors"].update(acc["errors"])
+            for name, tier in acc["tiers"].items():
+                for key, value in tier.items():
+                    merged["tiers"][name][key] += value
+        return merged
+
+    def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
+        predictions = acc["predictions"]
+        errors = sum(acc["errors"].values())
+        return {
+            "records": predictions + errors,
+            "predictions": predictions,
+            "errors": errors,
+            "errors_by_stage": dict(sorted(acc["errors"].items())),
+            "labelled": acc["labelled"],
+            "labels_unrecognized": acc["labels_unrecognized"],
+            "accuracy": _ratio(acc["correct"], acc["labelled"]),
+            "tiers": [self._tier_output(name, acc["tiers"][name], predictions, acc["errors"])
+                      for name in self._names],
+        }
+
+    def _tier_output(self, name: str, t: dict[str, float], predictions: int,
+                     errors: Counter) -> dict[str, Any]:
+        return {
+            "name": name,
+            "threshold": self._thresholds[name],
+            "seen": t["seen"],
+            "decided": t["decided"],
+            "escalated": t["escalated"],
+            "failed": errors.get(f"tier:{name}", 0),
+            "escalation_rate": _ratio(t["escalated"], t["seen"]),
+            "decided_share": _ratio(t["decided"], predictions),
+            "mean_confidence_seen": _ratio(t["confidence_seen"], t["seen"]),
+            "mean_confidence_decided": _ratio(t["confidence_decided"], t["decided"]),
+            "accuracy_decided": _ratio(t["correct_decided"], t["labelled_decided"]),
+            "accuracy_seen": _ratio(t["correct_seen"], t["labelled_seen"]),
+            "inference_seconds": t["ms"] / 1000.0,
+            "ms_per_record": _ratio(t["ms"], t["seen"]),
+        }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+class ComputeRoutingStats(beam.PTransform):
+    """(predictions, dead letters) in; a single statistics dict out."""
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        super().__init__()
+        self._tiers = tuple(tiers)
+
+    def expand(self, inputs: tuple[PCollection, PCollection]) -> PCollection:
+        predictions, dead_letters = inputs
+        events = (
+            predictions | "TagPredictions" >> beam.Map(lambda r: ("prediction", r)),
+            dead_letters | "TagErrors" >> beam.Map(lambda r: ("error", r)),
+        ) | "AllEvents" >> beam.Flatten()
+        return events | "Combine" >> beam.CombineGlobally(RoutingStatsFn(self._tiers))
