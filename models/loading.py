@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -103,6 +104,7 @@ class TierModel:
              allow_pickle_weights: bool = False) -> "TierModel":
         """Loads the checkpoint and tokenizer at `path`; never runs code from the folder."""
         info = inspect_checkpoint(path, allow_pickle_weights)
+        transformers_logging.disable_progress_bar()  # one bar per worker load is just noise
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         if not tokenizer.is_fast:
             raise CheckpointError(

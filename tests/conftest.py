@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny checkpoint folders and a helper that runs the whole job."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import make_tiny_classifier, make_tiny_encoder  # noqa: E402
+
+from pipeline.run import run  # noqa: E402
+
+RUNNER = ["--runner", "FnApiRunner"]  # pinned: the DirectRunner would first try Prism
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, str]:
+    """Three tiers with one label set, one with other labels, one without a head."""
+    root = tmp_path_factory.mktemp("models")
+    folders = {name: make_tiny_classifier(root / name, seed=i)
+               for i, name in enumerate(("small", "medium", "large"))}
+    folders["three_labels"] = make_tiny_classifier(
+        root / "three_labels", seed=7, labels=("neg", "neu", "pos"))
+    folders["encoder"] = make_tiny_encoder(root / "encoder")
+    return folders
+
+
+def run_job(args: list[str]) -> dict:
+    """Runs the cascade job on the pinned runner; returns its routing statistics."""
+    return run(args + RUNNER)
+
+
+def read_predictions(output: Path) -> list[dict]:
+    """All prediction rows under `output`, from Parquet or JSON Lines shards."""
+    rows = []
+    for shard in sorted(output.glob("predictions-*")):
+        if shard.suffix == ".parquet":
+            rows += pq.read_table(shard).to_pylist()
+        else:
+            rows += [json.loads(line) for line in shard.read_text().splitlines()]
+    return rows
+
+
+def read_errors(output: Path) -> list[dict]:
+    return [json.loads(line) for shard in sorted(output.glob("errors-*.jsonl"))
+            for line in shard.read_text().splitlines()]

@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+from models.loading import inspect_checkpoint
+from pipeline.config import (ConfigError, config_from_dict, config_from_flags, load_config,
+                             validate_models)
+
+
+def tiers_config(models, **tier1_overrides):
+    return {"tiers": [{"name": "small", "model": models["small"], "threshold": 0.9,
+                       **tier1_overrides},
+                      {"name": "large", "model": models["large"]}]}
+
+
+def test_yaml_and_json_configs_load_the_same(tmp_path, models):
+    raw = {"text_field": "sentence", "label_field": "label", **tiers_config(models)}
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    (tmp_path / "c.yaml").write_text(
+        f"text_field: sentence\nlabel_field: label\ntiers:\n"
+        f"  - {{name: small, model: {models['small']}, threshold: 0.9}}\n"
+        f"  - {{name: large, model: {models['large']}}}\n")
+    assert load_config(str(tmp_path / "c.json")) == load_config(str(tmp_path / "c.yaml"))
+    config = load_config(str(tmp_path / "c.json"))
+    assert config.tier_names == ("small", "large")
+    assert config.tiers[0].confidence == "max_prob" and config.tiers[1].threshold is None
+
+
+def test_flags_alone_make_a_two_or_three_tier_cascade(models):
+    two = config_from_flags([models["small"], models["large"]], [0.8])
+    assert [t.threshold for t in two.tiers] == [0.8, None]
+    three = config_from_flags([models["small"], models["medium"], models["large"]], [0.8, 0.7])
+    assert [t.threshold for t in three.tiers] == [0.8, 0.7, None]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"threshold": 1.5}, "must be a number in \\[0, 1\\]"),
+    ({"threshold": None}, "'threshold' is required"),
+    ({"confidence": "variance"}, "unknown confidence 'variance'"),
+    ({"temperature": 0}, "temperature 0 must be a number > 0"),
+    ({"batch_size": 0}, "batch_size 0 must be a whole number"),
+    ({"thresold": 0.9}, "unknown key\\(s\\) \\['thresold'\\]"),
+    ({"name": "has space"}, "name must be letters"),
+])
+def test_bad_tier_values_are_refused_with_what_to_fix(models, change, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(tiers_config(models, **change))
+
+
+def test_no_tiers_and_last_tier_threshold_are_refused(models):
+    with pytest.raises(ConfigError, match="'tiers' must be a non-empty list"):
+        config_from_dict({"tiers": []})
+    raw = tiers_config(models)
+    raw["tiers"][1]["threshold"] = 0.5
+    with pytest.raises(ConfigError, match="last tier decides every record"):
+        config_from_dict(raw)
+
+
+def test_missing_model_folder_is_named(models, tmp_path):
+    config = config_from_dict(tiers_config(models, model=str(tmp_path / "nope")))
+    with pytest.raises(ConfigError, match="tier 'small'.*nope.*does not exist"):
+        validate_models(config)
+
+
+def test_tiers_with_different_labels_are_refused(models):
+    config = config_from_dict(tiers_config(models, model=models["three_labels"]))
+    with pytest.raises(ConfigError, match="tiers disagree on labels"):
+        validate_models(config)
+
+
+def test_a_folder_without_classification_head_is_refused(models):
+    config = config_from_dict(tiers_config(models, model=models["encoder"]))
+    with pytest.raises(ConfigError, match="not a sequence-classification checkpoint"):
+        validate_models(config)
+
+
+def test_shared_labels_are_returned(models):
+    assert validate_models(config_from_dict(tiers_config(models))) == ("neg", "pos")
+
+
+def test_pickle_only_weights_are_refused_unless_allowed(models, tmp_path):
+    import shutil
+    folder = tmp_path / "pickled"
+    shutil.copytree(models["small"], folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pickle weights"):
+        inspect_checkpoint(str(folder))
+    assert inspect_checkpoint(str(folder), allow_pickle_weights=True).pickle_weights
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "missing.yaml"))

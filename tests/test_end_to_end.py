@@ -1,0 +1,142 @@
+"""The whole job through its CLI entry: files in, predictions, errors and statistics out."""
+import gzip
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import read_errors, read_predictions, run_job
+
+from pipeline.run import main
+
+WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
+GOOD_ROWS = [{"text": " ".join(WORDS[(i * 5 + j) % len(WORDS)] for j in range(1 + i % 7)),
+              "label": ["neg", "pos"][i % 2], "extra": i} for i in range(120)]
+BAD_LINES = [b"{not json\n", b"[1, 2, 3]\n", b'{"label": "pos"}\n', b'{"text": null}\n',
+             b'{"text": 12}\n', b'{"text": ""}\n', b'{"text": "   "}\n',
+             b'{"text": "caf\xe9 au lait"}\n']
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    """A Parquet file and a JSON Lines file (with bad lines and a blank one), plus a .gz."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist(GOOD_ROWS[:60]), folder / "part.parquet")
+    lines = [json.dumps(r).encode() + b"\n" for r in GOOD_ROWS[60:100]]
+    (folder / "part.jsonl").write_bytes(b"".join(lines[:20] + BAD_LINES + [b"\n"] + lines[20:]))
+    with gzip.open(folder / "more.jsonl.gz", "wb") as f:
+        f.writelines(json.dumps(r).encode() + b"\n" for r in GOOD_ROWS[100:])
+    return folder
+
+
+@pytest.fixture()
+def config(tmp_path, models):
+    path = tmp_path / "cascade.yaml"
+    path.write_text(
+        "label_field: label\npassthrough_fields: [extra, label]\ntiers:\n"
+        f"  - {{name: small, model: {models['small']}, threshold: 0.9, batch_size: 16}}\n"
+        f"  - {{name: medium, model: {models['medium']}, threshold: 0.97}}\n"
+        f"  - {{name: large, model: {models['large']}, batch_size: 8}}\n")
+    return str(path)
+
+
+def test_three_tier_job_over_parquet_and_jsonl_with_bad_lines(inputs, config, tmp_path):
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(inputs / "*.parquet"), "--input", str(inputs / "*.jsonl*"),
+                     "--output", str(out), "--config", config])
+    predictions, errors = read_predictions(out), read_errors(out)
+
+    assert len(predictions) == len(GOOD_ROWS)
+    assert len(errors) == len(BAD_LINES)
+    assert stats["records"] == len(GOOD_ROWS) + len(BAD_LINES)  # read = predicted + errors
+    assert (stats["predictions"], stats["errors"]) == (len(predictions), len(errors))
+    assert {e["stage"] for e in errors} == {"parse"}
+    assert {e["position"] for e in errors} == set(range(21, 21 + len(BAD_LINES)))
+    assert all(e["source"].endswith("part.jsonl") and e["reason"] for e in errors)
+    assert errors[-1]["raw"] == "{\"text\": \"caf\ufffd au lait\"}"
+
+    ids = [p["id"] for p in predictions]
+    assert len(set(ids)) == len(ids)
+    assert sorted(int(p["extra"]) for p in predictions) == list(range(120))
+    assert any(i.endswith("part.parquet:0") for i in ids)
+
+    for p in predictions:
+        assert p["label"] == ["neg", "pos"][p["label_id"]]
+        assert p["confidence"] == p[f"confidence_{p['decided_by']}"]
+        assert (p["decided_by"] == "small") == (p["confidence_small"] >= 0.9)
+        assert (p["confidence_medium"] is not None) == (p["confidence_small"] < 0.9)
+        if p["confidence_medium"] is not None:
+            assert (p["decided_by"] == "medium") == (p["confidence_medium"] >= 0.97)
+
+    decided = Counter(p["decided_by"] for p in predictions)
+    tiers = {t["name"]: t for t in stats["tiers"]}
+    assert {n: t["decided"] for n, t in tiers.items() if t["decided"]} == dict(decided)
+    assert tiers["small"]["seen"] == len(predictions)
+    assert tiers["medium"]["seen"] == tiers["small"]["escalated"]
+    assert tiers["large"]["seen"] == tiers["medium"]["escalated"]
+    correct = sum(p["label"] == p["input_label"] for p in predictions)
+    assert stats["accuracy"] == pytest.approx(correct / len(predictions))
+    assert json.loads((out / "routing_stats.json").read_text()) == stats
+
+
+def test_jsonl_output_and_rerun_replaces_previous_shards(inputs, config, tmp_path):
+    out = tmp_path / "out"
+    run_job(["--input", str(inputs / "part.parquet"), "--output", str(out),
+             "--config", config])
+    assert len(list(out.glob("predictions-*.parquet"))) >= 1
+    stats = run_job(["--input", str(inputs / "more.jsonl.gz"), "--output", str(out),
+                     "--config", config, "--output_format", "jsonl"])
+    assert not list(out.glob("predictions-*.parquet"))
+    rows = read_predictions(out)
+    assert len(rows) == stats["predictions"] == len(GOOD_ROWS) - 100
+    assert rows[0]["probabilities"] and isinstance(rows[0]["extra"], int)
+
+
+def test_two_tiers_from_flags_alone_with_text_pairs(tmp_path, models):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"premise": f"good movie {i}", "hypothesis": "not bad",
+                                        "id": f"r{i}"}) + "\n" for i in range(30)))
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(data), "--output", str(out), "--tier1", models["small"],
+                     "--tier2", models["large"], "--threshold", "0.95",
+                     "--text_field", "premise", "--text_pair_field", "hypothesis",
+                     "--id_field", "id"])
+    rows = read_predictions(out)
+    assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(30))
+    assert [t["name"] for t in stats["tiers"]] == ["tier1", "tier2"]
+    assert stats["labelled"] == 0 and stats["accuracy"] is None
+
+
+def test_unreadable_and_mistyped_parquet_go_to_dead_letters(tmp_path, models):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"text": [1, 2, 3]}), folder / "ints.parquet")
+    (folder / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(folder / "*.parquet"), "--output", str(out),
+                     "--tier1", models["small"], "--tier2", models["large"],
+                     "--threshold", "0.9"])
+    errors = read_errors(out)
+    assert stats["predictions"] == 0 and stats["errors"] == 4
+    assert Counter(e["stage"] for e in errors) == {"parse": 3, "read": 1}
+    read_error = next(e for e in errors if e["stage"] == "read")
+    assert "broken.parquet" in read_error["reason"]
+    assert all("'text' is a int" in e["reason"] for e in errors if e["stage"] == "parse")
+
+
+def test_bad_config_or_input_exits_2_with_the_reason(tmp_path, models, capsys):
+    out = str(tmp_path / "out")
+    data = tmp_path / "x.jsonl"
+    data.write_text('{"text": "good"}\n')
+    assert main(["--input", str(tmp_path / "none*.jsonl"), "--output", out,
+                 "--tier1", models["small"], "--tier2", models["large"],
+                 "--threshold", "0.9"]) == 2
+    assert "matches no file" in capsys.readouterr().err
+    assert main(["--input", str(data), "--output", out, "--tier1", models["small"],
+                 "--tier2", models["three_labels"], "--threshold", "0.9"]) == 2
+    assert "tiers disagree on labels" in capsys.readouterr().err
+    assert main(["--input", str(data), "--output", out, "--tier1", models["small"],
+                 "--tier2", models["large"], "--threshold", "2"]) == 2
+    assert "must be a number in [0, 1]" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.dead_letters import DEAD_LETTERS
+from transforms.parsing import (InvalidRecord, ParseRecords, RecordFields, decode_json_line,
+                                label_id, to_record)
+
+FIELDS = RecordFields(text_field="text", id_field="id", label_field="label",
+                      passthrough_fields=("extra",), labels=("neg", "pos"))
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b"{bad json\n", "invalid JSON"),
+    (b"[1, 2]\n", "JSON value is a list, not an object"),
+    (b'"just a string"\n', "JSON value is a str, not an object"),
+    (b'{"text": "caf\xe9"}\n', "not valid UTF-8"),
+])
+def test_undecodable_lines_are_invalid(line, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        decode_json_line(line)
+
+
+def test_blank_lines_are_not_records():
+    assert decode_json_line(b"   \n") is None
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({"id": 1}, "no 'text' field"),
+    ({"text": None}, "'text' is null"),
+    ({"text": 42}, "'text' is a int, not a string"),
+    ({"text": ["a"]}, "'text' is a list, not a string"),
+    ({"text": ""}, "'text' is empty"),
+    ({"text": " \t\n"}, "'text' is empty"),
+])
+def test_rows_without_usable_text_are_invalid(row, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        to_record(row, FIELDS, "f.jsonl", 3)
+
+
+def test_record_keeps_id_label_and_passthrough():
+    record = to_record({"id": 17, "text": "good", "label": "pos", "extra": [1]},
+                       FIELDS, "f.jsonl", 3)
+    assert record == {"id": "17", "text": "good", "text_pair": None, "gold": 1,
+                      "passthrough": {"extra": [1]}, "tiers": []}
+
+
+def test_missing_id_is_generated_from_the_position():
+    assert to_record({"text": "good"}, FIELDS, "data/f.jsonl", 3)["id"] == "data/f.jsonl:3"
+
+
+def test_text_pair_is_required_when_configured():
+    fields = RecordFields(text_pair_field="hypothesis", labels=("neg", "pos"))
+    assert to_record({"text": "a", "hypothesis": "b"}, fields, "f", 1)["text_pair"] == "b"
+    with pytest.raises(InvalidRecord, match="no 'hypothesis' field"):
+        to_record({"text": "a"}, fields, "f", 1)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("pos", 1), (0, 0), ("1", 1), (1.0, 1), (2, None), ("positive", None), (True, None),
+])
+def test_gold_labels_map_by_name_or_id(value, expected):
+    assert label_id(value, ("neg", "pos")) == expected
+
+
+def test_unrecognized_gold_label_is_kept_for_the_statistics():
+    record = to_record({"text": "a", "label": "maybe"}, FIELDS, "f", 1)
+    assert record["gold"] is None and record["gold_unrecognized"] == "maybe"
+
+
+def test_parse_dofn_splits_records_and_dead_letters():
+    rows = [("f.jsonl", 1, b'{"text": "good"}\n'), ("f.jsonl", 2, b"oops\n"),
+            ("f.jsonl", 3, b"\n"), ("f.parquet", 0, {"text": 3})]
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = (p | beam.Create(rows)
+               | beam.ParDo(ParseRecords(FIELDS)).with_outputs(DEAD_LETTERS, main="records"))
+        assert_that(out.records | beam.Map(lambda r: r["id"]), equal_to(["f.jsonl:1"]),
+                    label="records")
+        assert_that(out[DEAD_LETTERS] | beam.Map(lambda d: (d["source"], d["position"],
+                                                            d["stage"], d["raw"])),
+                    equal_to([("f.jsonl", 2, "parse", "oops"),
+                              ("f.parquet", 0, "parse", '{"text": 3}')]),
+                    label="dead letters")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3), max_leaves=8)
+rows = st.dictionaries(st.sampled_from(["text", "id", "label", "extra", "other"]),
+                       json_values, max_size=5)
+lines = st.one_of(st.binary(max_size=60), rows.map(lambda r: json.dumps(r).encode()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines)
+def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
+    """Parsing never raises anything but InvalidRecord: no line can crash the job."""
+    try:
+        row = decode_json_line(line)
+        if row is not None:
+            record = to_record(row, FIELDS, "f.jsonl", 1)
+            assert isinstance(record["text"], str) and record["text"].strip()
+    except InvalidRecord as e:
+        assert str(e)
