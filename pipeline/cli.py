@@ -4,10 +4,11 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
-from pipeline import run
+from pipeline import run, train
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "run": (run.main, "classify files with a cascade of models (Beam job)"),
+    "train": (train.main, "fine-tune a tier model from a labelled file"),
 }
 
 

