@@ -9,6 +9,7 @@ input patterns), so a mistake fails in seconds with a message instead of on a wo
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import os
@@ -129,10 +130,23 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return read_routing_stats(job.output)
 
 
+def help_text() -> str:
+    """The run options' help; Beam's own option parser does not print one."""
+    parser = argparse.ArgumentParser(
+        prog="beam-cascade run", description="Classify files with a cascade of models.",
+        epilog="Every other flag is a Beam pipeline option (--runner, --direct_num_workers, "
+               "--temp_location, ...). See README.md for the config file.")
+    CascadeOptions._add_argparse_args(parser)
+    return parser.format_help()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: runs, prints the summary; a bad config or input exits 2 with the reason."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        return 0
     try:
         stats = run(argv)
     except (ConfigError, InputError) as e:

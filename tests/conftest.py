@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import make_tiny_classifier, make_tiny_encoder  # noqa: E402
+from tiny_models import FIRST_WORD_ID, make_tiny_classifier, make_tiny_encoder  # noqa: E402
 
 from pipeline.run import run  # noqa: E402
 
@@ -26,6 +26,8 @@ def models(tmp_path_factory) -> dict[str, str]:
     folders["three_labels"] = make_tiny_classifier(
         root / "three_labels", seed=7, labels=("neg", "neu", "pos"))
     folders["encoder"] = make_tiny_encoder(root / "encoder")
+    folders["fails_on_words"] = make_tiny_classifier(
+        root / "fails_on_words", seed=3, vocab_size=FIRST_WORD_ID)
     return folders
 
 

@@ -140,3 +140,46 @@ def test_bad_config_or_input_exits_2_with_the_reason(tmp_path, models, capsys):
     assert main(["--input", str(data), "--output", out, "--tier1", models["small"],
                  "--tier2", models["large"], "--threshold", "2"]) == 2
     assert "must be a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models):
+    """Tier 2 fails on every batch holding a whole word; the job still finishes."""
+    data = tmp_path / "in.jsonl"
+    texts = ["good movie", "xq zz", "bad plot", "kk jj"] * 10  # words fail, letters do not
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(data), "--output", str(out), "--tier1", models["small"],
+                     "--tier2", models["fails_on_words"], "--threshold", "1.0"])
+    errors = read_errors(out)
+    assert stats["records"] == len(texts) == stats["predictions"] + stats["errors"]
+    assert stats["errors"] > 0 and {e["stage"] for e in errors} == {"tier:tier2"}
+    assert stats["tiers"][1]["failed"] == len(errors)
+    assert all("index out of range" in e["reason"] for e in errors)
+    assert {json.loads(e["raw"])["text"] for e in errors} >= {"good movie", "bad plot"}
+
+
+def test_a_megabyte_text_is_truncated_not_rejected(tmp_path, models):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"text": "good movie " * 100_000}) + "\n")
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(data), "--output", str(out), "--tier1", models["small"],
+                     "--tier2", models["large"], "--threshold", "0.5"])
+    assert (stats["predictions"], stats["errors"]) == (1, 0)
+
+
+def test_two_worker_processes_give_the_same_predictions(inputs, config, tmp_path):
+    """Nothing depends on one process: DirectRunner multi-processing matches one worker."""
+    args = ["--input", str(inputs / "*.parquet"), "--config", config]
+    one = run_job(args + ["--output", str(tmp_path / "one")])
+    two = run_job(args + ["--output", str(tmp_path / "two"),
+                          "--direct_running_mode", "multi_processing",
+                          "--direct_num_workers", "2"])
+    decisions = lambda out: sorted((p["id"], p["label"], p["decided_by"])  # noqa: E731
+                                   for p in read_predictions(out))
+    assert decisions(tmp_path / "one") == decisions(tmp_path / "two")
+    assert {k: v for k, v in one.items() if k != "tiers"} == {
+        k: v for k, v in two.items() if k != "tiers"}
+    for t1, t2 in zip(one["tiers"], two["tiers"]):
+        for key in ("seen", "decided", "escalated", "failed", "accuracy_decided"):
+            assert t1[key] == t2[key]
+        assert t1["mean_confidence_seen"] == pytest.approx(t2["mean_confidence_seen"])

@@ -14,10 +14,12 @@ from transformers import (BertConfig, BertForSequenceClassification, BertModel,
                           PreTrainedTokenizerFast)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FIRST_WORD_ID = len(SPECIALS) + 2 * len(string.ascii_lowercase + string.digits)
 WORDS = ("the a an movie film good bad great awful not very plot actor story fun dull "
          "boring brilliant love hate best worst").split()
 CHARS = list(string.ascii_lowercase + string.digits)
 VOCAB = SPECIALS + CHARS + [f"##{c}" for c in CHARS] + WORDS
+assert VOCAB[FIRST_WORD_ID] == WORDS[0]
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -34,19 +36,25 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         sep_token="[SEP]", mask_token="[MASK]")
 
 
-def tiny_config(labels: tuple[str, ...], layers: int) -> BertConfig:
+def tiny_config(labels: tuple[str, ...], layers: int, vocab_size: int = len(VOCAB)
+                ) -> BertConfig:
     return BertConfig(
-        vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=layers,
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=layers,
         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
         num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, initializer_range=0.5)
 
 
 def make_tiny_classifier(folder: Path, seed: int, labels: tuple[str, ...] = ("neg", "pos"),
-                         layers: int = 1) -> str:
-    """Writes a sequence-classification checkpoint (safetensors + tokenizer.json)."""
+                         layers: int = 1, vocab_size: int = len(VOCAB)) -> str:
+    """Writes a sequence-classification checkpoint (safetensors + tokenizer.json).
+
+    A `vocab_size` below the tokenizer's makes a model that raises on any batch holding a
+    whole-word token (ids past the embedding table): a fault injected through real loading.
+    """
     torch.manual_seed(seed)
-    BertForSequenceClassification(tiny_config(labels, layers)).save_pretrained(folder)
+    BertForSequenceClassification(tiny_config(labels, layers, vocab_size)).save_pretrained(
+        folder)
     tiny_tokenizer().save_pretrained(folder)
     return str(folder)
 
