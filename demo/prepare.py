@@ -28,7 +28,9 @@ NEGATIVE = ["dull", "tedious", "clumsy", "lifeless", "predictable", "bland", "me
             "painful", "forgettable", "awful"]
 INTENSIFIERS = ["", "very ", "truly ", "rather ", "remarkably "]
 LABELS = ("negative", "positive")
-TIERS = (("small", 3, 0.7), ("medium", 4, 0.95), ("large", 6, None))
+# Thresholds read off the demo tiers' confidences on their dev draw (until `calibrate`):
+# the 4-layer tier is confident on nearly everything, so only its least sure ~15% go on.
+TIERS = (("small", 3, 0.7), ("medium", 4, 0.9958), ("large", 6, None))
 MALFORMED = ['{"text": null, "label": "positive"}', '{"text": 42}', "{broken json",
              '["a", "list"]', '{"review": "no text field"}']
 

@@ -13,6 +13,9 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
+                          is_ngram_checkpoint)
+
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -28,7 +31,7 @@ class CheckpointInfo:
     path: str
     labels: tuple[str, ...]
     model_type: str
-    max_positions: int | None
+    max_length: int | None  # longest input in tokens; None when unlimited
     pickle_weights: bool
 
 
@@ -47,23 +50,45 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False) -> Checkpo
     try:
         with open(config_path, encoding="utf-8") as f:
             raw = json.load(f)
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        ngram = NgramConfig.from_json(raw) if is_ngram_checkpoint(raw) else None
+        config = None if ngram else AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (ValueError, OSError, KeyError) as e:
         raise CheckpointError(f"{path!r}: config.json cannot be read: {e}") from e
+    if ngram:
+        return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None,
+                              _check_weights(path, allow_pickle_weights=False))
     architectures = raw.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise CheckpointError(
             f"{path!r} is not a sequence-classification checkpoint (architectures: "
             f"{architectures or 'none'}); fine-tune it with a classification head first "
             "(e.g. `beam-cascade train`)")
-    pickle_weights = _check_weights(path, allow_pickle_weights)
     return CheckpointInfo(
         path=path,
         labels=tuple(str(config.id2label[i]) for i in range(config.num_labels)),
         model_type=config.model_type,
-        max_positions=getattr(config, "max_position_embeddings", None),
-        pickle_weights=pickle_weights,
+        max_length=_tokenizer_max_length(path) or getattr(config, "max_position_embeddings",
+                                                          None),
+        pickle_weights=_check_weights(path, allow_pickle_weights),
     )
+
+
+def _tokenizer_max_length(path: str) -> int | None:
+    """Loads the tokenizer (cheap) to check it is a fast one; returns its length limit.
+
+    The tokenizer's model_max_length already allows for special position offsets (RoBERTa's
+    514 positions hold 512 tokens), unlike the config's max_position_embeddings.
+    """
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (ValueError, OSError, KeyError) as e:
+        raise CheckpointError(f"{path!r}: its tokenizer cannot be loaded: {e}") from e
+    if not tokenizer.is_fast:
+        raise CheckpointError(
+            f"{path!r}: no fast tokenizer (tokenizer.json) could be built; save the "
+            "tokenizer with a recent transformers so that tokenizer.json is present")
+    limit = tokenizer.model_max_length
+    return limit if limit < 10 ** 6 else None  # transformers' "no limit" is a huge int
 
 
 def _check_weights(path: str, allow_pickle_weights: bool) -> bool:
@@ -88,8 +113,17 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def load_tier(path: str, max_length: int = 128, device: str = "auto",
+              allow_pickle_weights: bool = False) -> "TierModel | NgramTier":
+    """Loads any kind of tier folder: a transformer checkpoint or a hashed n-gram model."""
+    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+        if is_ngram_checkpoint(json.load(f)):
+            return NgramTier(HashedNgramClassifier.from_pretrained(path))
+    return TierModel.load(path, max_length, device, allow_pickle_weights)
+
+
 class TierModel:
-    """A sequence classifier and its fast tokenizer, ready for batched inference."""
+    """A transformer sequence classifier and its fast tokenizer, for batched inference."""
 
     def __init__(self, model, tokenizer, labels: tuple[str, ...], max_length: int,
                  device: torch.device):
@@ -106,10 +140,6 @@ class TierModel:
         info = inspect_checkpoint(path, allow_pickle_weights)
         transformers_logging.disable_progress_bar()  # one bar per worker load is just noise
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        if not tokenizer.is_fast:
-            raise CheckpointError(
-                f"{path!r}: no fast tokenizer (tokenizer.json) could be built; save the "
-                "tokenizer with a recent transformers so that tokenizer.json is present")
         torch_device = resolve_device(device)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, trust_remote_code=False, use_safetensors=not info.pickle_weights)

@@ -18,6 +18,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                           get_linear_schedule_with_warmup)
 
 from models.datasets import LabelledTexts
+from models.ngram import HashedNgramClassifier, NgramConfig, NgramTier, ngram_ids
 
 
 def default_base_model() -> str:
@@ -109,7 +110,7 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
             progress.update()
             progress.set_postfix(loss=f"{loss.item():.3f}")
     progress.close()
-    report = {"base": str(base), "train_examples": len(train.texts), "labels": list(names),
+    report = {"kind": "transformer", "base": str(base), "train_examples": len(train.texts), "labels": list(names),
               **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
     if dev is not None:
         report["dev_examples"] = len(dev.texts)
@@ -117,6 +118,59 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
     os.makedirs(output, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
+    _write_report(output, report)
+    return report
+
+
+@dataclass(frozen=True)
+class NgramTrainingConfig:
+    epochs: int = 3
+    batch_size: int = 256
+    lr: float = 0.05
+    seed: int = 0
+    num_buckets: int = 2 ** 20
+    max_n: int = 2
+
+
+def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
+                dev: LabelledTexts | None = None) -> dict:
+    """Trains the hashed n-gram classifier (a cheap tier 1) and saves it to `output`."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    model = HashedNgramClassifier(NgramConfig(train.label_names, config.num_buckets,
+                                              config.max_n))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    features = [ngram_ids(t, config.num_buckets, config.max_n) for t in train.texts]
+    start = time.perf_counter()
+    steps = config.epochs * -(-len(features) // config.batch_size)
+    progress = tqdm(total=steps, desc="training n-gram tier", unit="batch")
+    for _ in range(config.epochs):
+        model.train()
+        for idx in _batches(len(features), config.batch_size, True, rng):
+            ids = torch.tensor([i for j in idx for i in features[j]])
+            offsets = torch.tensor([0] + [len(features[j]) for j in idx[:-1]]).cumsum(0)
+            labels = torch.tensor([train.label_ids[j] for j in idx])
+            loss = torch.nn.functional.cross_entropy(model(ids, offsets), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            progress.update()
+    progress.close()
+    model.eval()
+    report = {"kind": "ngram", "train_examples": len(train.texts),
+              "labels": list(train.label_names), **asdict(config),
+              "train_seconds": round(time.perf_counter() - start, 1)}
+    if dev is not None:
+        tier = NgramTier(model)
+        predicted = tier.logits(dev.texts).argmax(-1).tolist()
+        report["dev_examples"] = len(dev.texts)
+        report["dev_accuracy"] = round(
+            sum(p == y for p, y in zip(predicted, dev.label_ids)) / len(dev.texts), 4)
+    model.save_pretrained(output)
+    _write_report(output, report)
+    return report
+
+
+def _write_report(output: str, report: dict) -> None:
     with open(os.path.join(output, "TRAINING.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    return report

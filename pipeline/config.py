@@ -85,7 +85,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> CascadeConf
             raise ConfigError(f"{source}: tier {i + 1} has no 'model' (path to its folder)")
         tiers.append(TierConfig(**{"name": f"tier{i + 1}", **tier_raw}))
     fields = {k: v for k, v in raw.items() if k != "tiers"}
-    fields["passthrough_fields"] = tuple(fields.get("passthrough_fields") or ())
+    passthrough = fields.get("passthrough_fields") or []
+    if not isinstance(passthrough, list):
+        raise ConfigError(f"{source}: 'passthrough_fields' must be a list of field names, "
+                          f"e.g. [lang, source], not {passthrough!r}")
+    fields["passthrough_fields"] = tuple(passthrough)
     config = CascadeConfig(tiers=tuple(tiers), **fields)
     check_config(config, source)
     return config
@@ -126,6 +130,9 @@ def check_config(config: CascadeConfig, source: str) -> None:
             raise ConfigError(f"{source}: '{key}' must be a non-empty field name")
     if config.text_field is None:
         raise ConfigError(f"{source}: 'text_field' cannot be null")
+    if not all(isinstance(f, str) and f for f in config.passthrough_fields):
+        raise ConfigError(f"{source}: 'passthrough_fields' must hold non-empty field names, "
+                          f"got {list(config.passthrough_fields)}")
 
 
 def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
@@ -170,10 +177,13 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
             info = inspect_checkpoint(tier.model, tier.allow_pickle_weights)
         except CheckpointError as e:
             raise ConfigError(f"tier {tier.name!r}: {e}") from None
-        if info.max_positions and tier.max_length > info.max_positions:
+        if len(info.labels) < 2:
+            raise ConfigError(f"tier {tier.name!r}: {tier.model!r} has {len(info.labels)} "
+                              "label(s); a classifier tier needs at least 2")
+        if info.max_length and tier.max_length > info.max_length:
             raise ConfigError(
                 f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
-                f"{info.max_positions} positions of {tier.model!r}; lower max_length")
+                f"{info.max_length} tokens {tier.model!r} accepts; lower max_length")
         if labels is None:
             labels, first = info.labels, tier
         elif info.labels != labels:

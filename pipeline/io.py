@@ -7,11 +7,12 @@ A Reshuffle after reading spreads the records over all workers for inference.
 """
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import logging
-import zlib
-from typing import Any, Iterator, Sequence
+import lzma
+from typing import IO, Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -25,7 +26,10 @@ from transforms.dead_letters import DEAD_LETTERS, dead_letter
 
 INPUT_FORMATS = ("jsonl", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".lzma", ".xz")
+# Python's own decompressors: unlike a plain stream, they raise on a truncated file.
+DECOMPRESSORS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+    ".gz": lambda f: gzip.GzipFile(fileobj=f), ".bz2": bz2.BZ2File,
+    ".xz": lzma.LZMAFile, ".lzma": lzma.LZMAFile}
 FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
                    ".parquet": "parquet", ".pq": "parquet"}
 PARQUET_READ_BATCH = 1024
@@ -43,7 +47,7 @@ class InputError(ValueError):
 def detect_format(path: str) -> str | None:
     """'jsonl' or 'parquet' from the file name (compression suffixes allowed); None if unknown."""
     name = path.lower()
-    for suffix in COMPRESSION_SUFFIXES:
+    for suffix in DECOMPRESSORS:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -75,15 +79,26 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
             if fmt is None:
                 raise InputError(
                     f"cannot tell the format of {path!r} from its name; name it .jsonl/.json "
-                    "or .parquet (optionally .gz), or pass --input_format jsonl|parquet")
+                    "or .parquet (JSON Lines optionally .gz/.bz2/.xz), or pass "
+                    "--input_format jsonl|parquet")
+            if fmt == "parquet" and _compression(path):
+                raise InputError(
+                    f"{path!r}: Parquet compresses its pages itself and cannot be read from a "
+                    "compressed file; decompress it (or write it with Parquet compression)")
             files[path] = fmt
     return sorted(files.items())
+
+
+def _compression(path: str) -> str | None:
+    return next((s for s in DECOMPRESSORS if path.lower().endswith(s)), None)
 
 
 def read_json_lines(readable: fileio.ReadableFile) -> Iterator[tuple[str, int, bytes]]:
     """Yields (path, line number from 1, raw line bytes); compression follows the file name."""
     path = readable.metadata.path
-    with readable.open() as f:
+    compression = _compression(path)
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        f = DECOMPRESSORS[compression](raw) if compression else raw
         for number, line in enumerate(iter(f.readline, b""), start=1):
             yield path, number, line
 
@@ -102,12 +117,12 @@ def read_parquet_rows(readable: fileio.ReadableFile, columns: Sequence[str]
                 row += 1
 
 
-UNREADABLE = (pa.ArrowException, EOFError, zlib.error, gzip.BadGzipFile)
-
-
 class ReadInputFile(beam.DoFn):
     """One input file in; its raw rows out. A corrupt or truncated file yields the rows read
-    before the damage and one dead letter (stage 'read') naming the file."""
+    before the damage and one dead letter (stage 'read') naming the file and the error.
+
+    Any exception counts as damage, transient storage errors included: they are reported,
+    not retried, so a flaky bucket shows up in the errors file instead of failing the job."""
 
     def __init__(self, formats: dict[str, str], columns: Sequence[str]):
         self._formats = formats
@@ -121,7 +136,7 @@ class ReadInputFile(beam.DoFn):
                 yield from read_parquet_rows(readable, self._columns)
             else:
                 yield from read_json_lines(readable)
-        except UNREADABLE as e:
+        except Exception as e:  # noqa: BLE001 - any damage becomes a dead letter, not a crash
             reason = f"cannot read {fmt} file {path!r} (from here on): {type(e).__name__}: {e}"
             yield TaggedOutput(DEAD_LETTERS, dead_letter("read", reason, "", path))
 

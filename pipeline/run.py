@@ -56,13 +56,17 @@ class CascadeJob:
 def cascade_config(options: CascadeOptions) -> CascadeConfig:
     """The config file or the tier flags, with the field flags applied on top."""
     tier_flags = [m for m in (options.tier1, options.tier2, options.tier3) if m]
-    if options.config and tier_flags:
-        raise ConfigError("give either --config or --tier1/--tier2 flags, not both")
+    if options.config and (tier_flags or options.threshold):
+        raise ConfigError("give either --config or --tier1/--tier2/--threshold flags, not both")
+    if options.tier3 and not options.tier2:
+        raise ConfigError("--tier3 needs --tier2")
     if options.config:
         config = load_config(options.config)
     elif tier_flags:
         if len(tier_flags) > 1 and not options.threshold:
             raise ConfigError("--tier1/--tier2 need --threshold (e.g. --threshold 0.9)")
+        if len(tier_flags) == 1 and options.threshold:
+            raise ConfigError("--threshold needs a --tier2 to escalate to")
         config = config_from_flags(tier_flags, options.threshold or [])
     else:
         raise ConfigError("no cascade: pass --config cascade.yaml, or --tier1 PATH "
@@ -115,7 +119,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
              prediction_schema(tier_names, config.passthrough_fields),
              [column for _, column in passthrough]))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
-    _ = ((predictions, dead_letters)
+    _ = ((parsed.records, predictions, dead_letters)
          | "RoutingStats" >> ComputeRoutingStats(config.tiers)
          | "WriteStats" >> WriteRoutingStats(job.output))
 

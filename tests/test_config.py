@@ -91,3 +91,16 @@ def test_pickle_only_weights_are_refused_unless_allowed(models, tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_passthrough_fields_must_be_a_list_of_names(models):
+    with pytest.raises(ConfigError, match="must be a list of field names"):
+        config_from_dict({**tiers_config(models), "passthrough_fields": "lang"})
+    with pytest.raises(ConfigError, match="non-empty field names"):
+        config_from_dict({**tiers_config(models), "passthrough_fields": ["lang", 5]})
+
+
+def test_max_length_beyond_the_tokenizer_limit_is_refused(models):
+    config = config_from_dict(tiers_config(models, max_length=100_000))
+    with pytest.raises(ConfigError, match="max_length 100000 exceeds"):
+        validate_models(config)

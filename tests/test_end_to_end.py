@@ -50,7 +50,8 @@ def test_three_tier_job_over_parquet_and_jsonl_with_bad_lines(inputs, config, tm
 
     assert len(predictions) == len(GOOD_ROWS)
     assert len(errors) == len(BAD_LINES)
-    assert stats["records"] == len(GOOD_ROWS) + len(BAD_LINES)  # read = predicted + errors
+    assert stats["records_read"] == len(GOOD_ROWS) + len(BAD_LINES)
+    assert stats["records"] == stats["records_read"] and stats["unaccounted"] == 0
     assert (stats["predictions"], stats["errors"]) == (len(predictions), len(errors))
     assert {e["stage"] for e in errors} == {"parse"}
     assert {e["position"] for e in errors} == set(range(21, 21 + len(BAD_LINES)))
@@ -153,7 +154,12 @@ def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models):
     errors = read_errors(out)
     assert stats["records"] == len(texts) == stats["predictions"] + stats["errors"]
     assert stats["errors"] > 0 and {e["stage"] for e in errors} == {"tier:tier2"}
-    assert stats["tiers"][1]["failed"] == len(errors)
+    tier1, tier2 = stats["tiers"]
+    assert tier1["seen"] == tier1["escalated"] == len(texts)  # threshold 1.0 escalates all
+    assert tier2["seen"] == len(texts) and tier2["failed"] == len(errors)
+    assert tier2["decided"] == stats["predictions"] and stats["unaccounted"] == 0
+    assert all(e["source"].endswith("in.jsonl") and e["position"] >= 1 for e in errors)
+    assert all([v["tier"] for v in e["tiers"]] == ["tier1"] for e in errors)
     assert all("index out of range" in e["reason"] for e in errors)
     assert {json.loads(e["raw"])["text"] for e in errors} >= {"good movie", "bad plot"}
 
@@ -183,3 +189,43 @@ def test_two_worker_processes_give_the_same_predictions(inputs, config, tmp_path
         for key in ("seen", "decided", "escalated", "failed", "accuracy_decided"):
             assert t1[key] == t2[key]
         assert t1["mean_confidence_seen"] == pytest.approx(t2["mean_confidence_seen"])
+
+
+def test_damaged_compressed_files_become_read_errors(tmp_path, models):
+    """A truncated .gz and corrupt .bz2/.xz: rows before the damage kept, one error each."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    body = b"".join(json.dumps({"text": f"good movie {i}"}).encode() + b"\n"
+                    for i in range(2000))
+    (folder / "cut.jsonl.gz").write_bytes(gzip.compress(body)[:3000])
+    (folder / "bad.jsonl.bz2").write_bytes(b"BZh91AY&SY" + b"\x00" * 64)
+    (folder / "bad.jsonl.xz").write_bytes(b"\xfd7zXZ\x00" + b"\x01" * 64)
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(folder / "*"), "--output", str(out),
+                     "--tier1", models["small"]])
+    read_errors_ = [e for e in read_errors(out) if e["stage"] == "read"]
+    assert sorted(e["source"].rsplit("/", 1)[1] for e in read_errors_) == [
+        "bad.jsonl.bz2", "bad.jsonl.xz", "cut.jsonl.gz"]
+    assert 0 < stats["predictions"] < 2000
+    assert stats["unaccounted"] == 0
+
+
+def test_compressed_parquet_is_refused_before_the_job(tmp_path, models, capsys):
+    pq.write_table(pa.table({"text": ["a"]}), tmp_path / "x.parquet")
+    (tmp_path / "x.parquet.gz").write_bytes(gzip.compress((tmp_path / "x.parquet").read_bytes()))
+    assert main(["--input", str(tmp_path / "x.parquet.gz"), "--output", str(tmp_path / "o"),
+                 "--tier1", models["small"]]) == 2
+    assert "Parquet compresses its pages itself" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold", "0.9"], "either --config or"),
+    (["--tier3", "x"], "--tier3 needs --tier2"),
+])
+def test_conflicting_flags_are_refused(tmp_path, models, config, capsys, args, message):
+    data = tmp_path / "x.jsonl"
+    data.write_text('{"text": "good"}\n')
+    base = ["--input", str(data), "--output", str(tmp_path / "o")]
+    base += ["--config", config] if "--threshold" in args else ["--tier1", models["small"]]
+    assert main(base + args) == 2
+    assert message in capsys.readouterr().err

@@ -47,7 +47,8 @@ def test_record_keeps_id_label_and_passthrough():
     record = to_record({"id": 17, "text": "good", "label": "pos", "extra": [1]},
                        FIELDS, "f.jsonl", 3)
     assert record == {"id": "17", "text": "good", "text_pair": None, "gold": 1,
-                      "passthrough": {"extra": [1]}, "tiers": []}
+                      "passthrough": {"extra": [1]}, "source": "f.jsonl", "position": 3,
+                      "tiers": []}
 
 
 def test_missing_id_is_generated_from_the_position():
@@ -63,6 +64,7 @@ def test_text_pair_is_required_when_configured():
 
 @pytest.mark.parametrize("value, expected", [
     ("pos", 1), (0, 0), ("1", 1), (1.0, 1), (2, None), ("positive", None), (True, None),
+    ("\u00b2", None), ("-1", None),
 ])
 def test_gold_labels_map_by_name_or_id(value, expected):
     assert label_id(value, ("neg", "pos")) == expected
@@ -94,10 +96,13 @@ json_values = st.recursive(
     | st.dictionaries(st.text(max_size=5), children, max_size=3), max_leaves=8)
 rows = st.dictionaries(st.sampled_from(["text", "id", "label", "extra", "other"]),
                        json_values, max_size=5)
-lines = st.one_of(st.binary(max_size=60), rows.map(lambda r: json.dumps(r).encode()))
+hostile = st.sampled_from([b"[" * 100_000, b'{"text": "a", "n": ' + b"9" * 5000 + b"}",
+                           b'{"text": "a", "label": "\xc2\xb2"}', b"\xff\xfe{}",
+                           b'{"text": "a\\ud800"}', b"NaN", b'{"text": "\x00"}'])
+lines = st.one_of(st.binary(max_size=200), rows.map(lambda r: json.dumps(r).encode()), hostile)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(lines)
 def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
     """Parsing never raises anything but InvalidRecord: no line can crash the job."""

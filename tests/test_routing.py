@@ -82,3 +82,13 @@ def test_three_tiers_route_each_record_by_its_own_confidences(models, confidence
     assert {len(path) for path in expected.values()} == {1, 2, 3}
     assert_routes([tier("small", models["small"], t1), tier("medium", models["medium"], t2),
                    tier("large", models["large"])], expected)
+
+
+@pytest.mark.parametrize("t1, t2, path", [
+    (0.0, 0.0, ("small",)), (1.0, 0.0, ("small", "medium")),
+    (1.0, 1.0, ("small", "medium", "large")),
+])
+def test_three_tiers_with_thresholds_forcing_none_or_all(models, confidences, t1, t2, path):
+    assert max(confidences["medium"].values()) < 1.0
+    assert_routes([tier("small", models["small"], t1), tier("medium", models["medium"], t2),
+                   tier("large", models["large"])], {r["id"]: path for r in RECORDS})

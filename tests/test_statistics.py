@@ -27,7 +27,8 @@ def synthetic_predictions(n: int, seed: int = 0) -> list[dict]:
 def direct_stats(records: list[dict], errors: list[dict]) -> dict:
     """The statistics written out longhand, one definition at a time."""
     out = {"records": len(records) + len(errors), "predictions": len(records),
-           "errors": len(errors)}
+           "errors": len(errors), "records_read": len(records) + len(errors),
+           "unaccounted": 0}
     labelled = [r for r in records if r["gold"] is not None]
     out["accuracy"] = sum(r["tiers"][-1]["label_id"] == r["gold"] for r in labelled) / len(
         labelled)
@@ -36,23 +37,28 @@ def direct_stats(records: list[dict], errors: list[dict]) -> dict:
         decided = [r for r in seen if r["tiers"][-1]["tier"] == t.name]
         visit = {r["id"]: next(v for v in r["tiers"] if v["tier"] == t.name) for r in seen}
         decided_labelled = [r for r in decided if r["gold"] is not None]
+        seen_labelled = [r for r in seen if r["gold"] is not None]
+        failed = sum(e["stage"] == f"tier:{t.name}" for e in errors)
+        escalated_then_failed = sum(any(v["tier"] == t.name for v in e["tiers"]) for e in errors)
         out[t.name] = {
-            "seen": len(seen), "decided": len(decided),
-            "escalated": len(seen) - len(decided),
-            "escalation_rate": (len(seen) - len(decided)) / len(seen),
+            "seen": len(seen) + failed + escalated_then_failed, "decided": len(decided),
+            "escalated": len(seen) - len(decided) + escalated_then_failed, "failed": failed,
+            "accuracy_seen": sum(visit[r["id"]]["label_id"] == r["gold"]
+                                 for r in seen_labelled) / len(seen_labelled),
             "decided_share": len(decided) / len(records),
             "mean_confidence_decided": sum(visit[r["id"]]["confidence"] for r in decided)
             / len(decided),
             "accuracy_decided": sum(visit[r["id"]]["label_id"] == r["gold"]
                                     for r in decided_labelled) / len(decided_labelled),
-            "inference_seconds": sum(visit[r["id"]]["ms"] for r in seen) / 1000,
-            "failed": sum(e["stage"] == f"tier:{t.name}" for e in errors),
+            "inference_seconds": (sum(visit[r["id"]]["ms"] for r in seen) + sum(
+                v["ms"] for e in errors for v in e["tiers"] if v["tier"] == t.name)) / 1000,
         }
+        out[t.name]["escalation_rate"] = out[t.name]["escalated"] / out[t.name]["seen"]
     return out
 
 
 def check(stats: dict, expected: dict) -> None:
-    for key in ("records", "predictions", "errors"):
+    for key in ("records", "predictions", "errors", "records_read", "unaccounted"):
         assert stats[key] == expected[key]
     assert stats["accuracy"] == pytest.approx(expected["accuracy"])
     for tier in stats["tiers"]:
@@ -60,7 +66,9 @@ def check(stats: dict, expected: dict) -> None:
             assert tier[key] == pytest.approx(value), (tier["name"], key)
 
 
-ERRORS = [{"stage": "parse"}, {"stage": "parse"}, {"stage": "tier:medium"}]
+ERRORS = [{"stage": "parse", "tiers": []}, {"stage": "parse", "tiers": []},
+          {"stage": "tier:medium", "tiers": [{"tier": "small", "label_id": 1,
+                                              "confidence": 0.5, "ms": 2.0}]}]
 
 
 def test_combiner_matches_direct_computation_across_merged_accumulators():
@@ -70,8 +78,12 @@ def test_combiner_matches_direct_computation_across_merged_accumulators():
     for chunk in (records[:123], records[123:400], records[400:]):
         acc = fn.create_accumulator()
         for r in chunk:
+            acc = fn.add_input(acc, ("parsed", None))
             acc = fn.add_input(acc, ("prediction", r))
         parts.append(acc)
+    acc = fn.create_accumulator()
+    acc = fn.add_input(acc, ("parsed", None))  # the record that tier medium failed on
+    parts.append(acc)
     acc = fn.create_accumulator()
     for e in ERRORS:
         acc = fn.add_input(acc, ("error", e))
@@ -88,14 +100,21 @@ def test_statistics_transform_in_a_pipeline():
         assert len(results) == 1
         check(results[0], expected)
 
+    parsed = [r for r in records] + [{"failed at": "medium"}]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = (p | "P" >> beam.Create(records), p | "E" >> beam.Create(ERRORS)
-                 ) | ComputeRoutingStats(TIERS)
+        stats = (p | "Parsed" >> beam.Create(parsed), p | "P" >> beam.Create(records),
+                 p | "E" >> beam.Create(ERRORS)) | ComputeRoutingStats(TIERS)
         assert_that(stats, matches)
 
 
 def test_empty_input_gives_zero_counts_and_no_ratios():
     fn = RoutingStatsFn(TIERS)
     stats = fn.extract_output(fn.create_accumulator())
-    assert stats["records"] == 0 and stats["accuracy"] is None
+    assert stats["records"] == 0 and stats["accuracy"] is None and stats["unaccounted"] == 0
     assert all(t["seen"] == 0 and t["escalation_rate"] is None for t in stats["tiers"])
+
+
+def test_a_record_lost_inside_the_cascade_shows_as_unaccounted():
+    fn = RoutingStatsFn(TIERS)
+    acc = fn.add_input(fn.create_accumulator(), ("parsed", None))
+    assert fn.extract_output(acc)["unaccounted"] == 1

@@ -15,11 +15,12 @@ METRICS_NAMESPACE = "beam_cascade"
 
 
 def dead_letter(stage: str, reason: str, raw: Any, source: str | None = None,
-                position: int | None = None) -> dict[str, Any]:
+                position: int | None = None, tiers: list | None = None) -> dict[str, Any]:
     """A dead-letter row: where it came from, which stage refused it, why, and the raw input.
 
     `raw` is kept as text (the JSON line as read, or the row encoded as JSON) so that the
-    errors file can always be written and the record replayed after a fix.
+    errors file can always be written and the record replayed after a fix. `tiers` holds the
+    visits of the tiers that scored the record before the one that failed on it.
     """
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"errors_{stage}").inc()
     return {
@@ -28,4 +29,5 @@ def dead_letter(stage: str, reason: str, raw: Any, source: str | None = None,
         "source": source,
         "position": position,
         "raw": raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False),
+        "tiers": tiers or [],
     }

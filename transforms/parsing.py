@@ -52,6 +52,9 @@ def decode_json_line(line: bytes) -> dict[str, Any] | None:
         row = json.loads(text)
     except json.JSONDecodeError as e:
         raise InvalidRecord(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    except (ValueError, RecursionError) as e:  # e.g. 5,000-digit numbers, deep nesting
+        raise InvalidRecord(f"JSON that cannot be decoded: {type(e).__name__}: "
+                            f"{str(e)[:200]}") from None
     if not isinstance(row, dict):
         raise InvalidRecord(f"JSON value is a {type(row).__name__}, not an object")
     return row
@@ -69,6 +72,8 @@ def to_record(row: dict[str, Any], fields: RecordFields, source: str,
         "text_pair": pair,
         "gold": None,
         "passthrough": {name: row.get(name) for name in fields.passthrough_fields},
+        "source": source,
+        "position": position,
         "tiers": [],
     }
     raw_label = row.get(fields.label_field) if fields.label_field else None
@@ -86,7 +91,7 @@ def label_id(value: Any, labels: tuple[str, ...]) -> int | None:
     if isinstance(value, str):
         if value in labels:
             return labels.index(value)
-        value = int(value) if value.strip().lstrip("-").isdigit() else None
+        value = int(value) if value.strip().isascii() and value.strip().isdigit() else None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, int) and 0 <= value < len(labels):

@@ -15,14 +15,15 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.pvalue import PCollection
 
 from models.confidence import score
-from models.loading import TierModel
+from models.loading import TierModel, load_tier
+from models.ngram import NgramTier
 from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
 
 Record = dict[str, Any]
 
 
-class TierModelHandler(ModelHandler[Record, Record, TierModel]):
+class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     """Scores batches of cascade records with one tier's model.
 
     Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
@@ -33,12 +34,12 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel]):
         super().__init__(min_batch_size=1, max_batch_size=tier.batch_size)
         self._tier = tier
 
-    def load_model(self) -> TierModel:
+    def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
-        return TierModel.load(tier.model, max_length=tier.max_length, device=tier.device,
+        return load_tier(tier.model, max_length=tier.max_length, device=tier.device,
                               allow_pickle_weights=tier.allow_pickle_weights)
 
-    def run_inference(self, batch: Sequence[Record], model: TierModel,
+    def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
         start = time.perf_counter()
@@ -79,7 +80,8 @@ def failed_batch_to_dead_letters(failure: tuple[Sequence[Record], Any],
     for record in batch:
         raw = {"id": record["id"], "text": record["text"], "text_pair": record["text_pair"],
                **record["passthrough"]}
-        yield dead_letter(f"tier:{tier_name}", reason, raw)
+        yield dead_letter(f"tier:{tier_name}", reason, raw, record["source"],
+                          record["position"], record["tiers"])
 
 
 def _describe(error: Any) -> str:

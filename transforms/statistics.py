@@ -24,7 +24,11 @@ def _new_tier() -> dict[str, float]:
 
 
 class RoutingStatsFn(beam.CombineFn):
-    """Combines ('prediction', record) and ('error', dead letter) events into the statistics."""
+    """Combines ('parsed', _), ('prediction', record) and ('error', dead letter) events.
+
+    A tier's `seen` counts every record it received: decided + escalated + failed. Records
+    that a later tier failed on still count at the tiers that escalated them.
+    """
 
     def __init__(self, tiers: Sequence[TierConfig]):
         self._names = [t.name for t in tiers]
@@ -32,43 +36,53 @@ class RoutingStatsFn(beam.CombineFn):
 
     def create_accumulator(self) -> dict[str, Any]:
         return {
-            "predictions": 0, "labelled": 0, "correct": 0, "labels_unrecognized": 0,
-            "errors": Counter(), "tiers": {name: _new_tier() for name in self._names},
+            "parsed": 0, "predictions": 0, "labelled": 0, "correct": 0,
+            "labels_unrecognized": 0, "errors": Counter(),
+            "tiers": {name: _new_tier() for name in self._names},
         }
 
-    def add_input(self, acc: dict[str, Any], event: tuple[str, dict]) -> dict[str, Any]:
+    def add_input(self, acc: dict[str, Any], event: tuple[str, Any]) -> dict[str, Any]:
         kind, row = event
-        if kind == "error":
+        if kind == "parsed":
+            acc["parsed"] += 1
+        elif kind == "error":
             acc["errors"][row["stage"]] += 1
-            return acc
-        acc["predictions"] += 1
-        gold = row["gold"]
-        acc["labels_unrecognized"] += "gold_unrecognized" in row
-        visits = row["tiers"]
-        for i, visit in enumerate(visits):
-            tier = acc["tiers"][visit["tier"]]
-            final = i == len(visits) - 1
-            tier["seen"] += 1
-            tier["decided" if final else "escalated"] += 1
-            tier["confidence_seen"] += visit["confidence"]
-            tier["ms"] += visit["ms"]
-            if final:
-                tier["confidence_decided"] += visit["confidence"]
-            if gold is not None:
-                correct = visit["label_id"] == gold
-                tier["labelled_seen"] += 1
-                tier["correct_seen"] += correct
-                if final:
-                    tier["labelled_decided"] += 1
-                    tier["correct_decided"] += correct
-                    acc["labelled"] += 1
-                    acc["correct"] += correct
+            for visit in row["tiers"]:
+                self._count_visit(acc, visit, final=False, gold=None)
+            if row["stage"].startswith("tier:"):
+                acc["tiers"][row["stage"][len("tier:"):]]["seen"] += 1
+        else:
+            acc["predictions"] += 1
+            acc["labels_unrecognized"] += "gold_unrecognized" in row
+            visits = row["tiers"]
+            for i, visit in enumerate(visits):
+                self._count_visit(acc, visit, final=i == len(visits) - 1, gold=row["gold"])
         return acc
+
+    @staticmethod
+    def _count_visit(acc: dict[str, Any], visit: dict, final: bool, gold: int | None) -> None:
+        tier = acc["tiers"][visit["tier"]]
+        tier["seen"] += 1
+        tier["decided" if final else "escalated"] += 1
+        tier["confidence_seen"] += visit["confidence"]
+        tier["ms"] += visit["ms"]
+        if final:
+            tier["confidence_decided"] += visit["confidence"]
+        if gold is None:
+            return
+        correct = visit["label_id"] == gold
+        tier["labelled_seen"] += 1
+        tier["correct_seen"] += correct
+        if final:
+            tier["labelled_decided"] += 1
+            tier["correct_decided"] += correct
+            acc["labelled"] += 1
+            acc["correct"] += correct
 
     def merge_accumulators(self, accumulators: Iterable[dict[str, Any]]) -> dict[str, Any]:
         merged = self.create_accumulator()
         for acc in accumulators:
-            for key in ("predictions", "labelled", "correct", "labels_unrecognized"):
+            for key in ("parsed", "predictions", "labelled", "correct", "labels_unrecognized"):
                 merged[key] += acc[key]
             merged["errors"].update(acc["errors"])
             for name, tier in acc["tiers"].items():
@@ -79,8 +93,11 @@ class RoutingStatsFn(beam.CombineFn):
     def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
         predictions = acc["predictions"]
         errors = sum(acc["errors"].values())
+        not_parsed = acc["errors"]["read"] + acc["errors"]["parse"]
         return {
             "records": predictions + errors,
+            "records_read": acc["parsed"] + not_parsed,
+            "unaccounted": acc["parsed"] + not_parsed - predictions - errors,
             "predictions": predictions,
             "errors": errors,
             "errors_by_stage": dict(sorted(acc["errors"].items())),
@@ -116,15 +133,16 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 class ComputeRoutingStats(beam.PTransform):
-    """(predictions, dead letters) in; a single statistics dict out."""
+    """(parsed records, predictions, dead letters) in; a single statistics dict out."""
 
     def __init__(self, tiers: Sequence[TierConfig]):
         super().__init__()
         self._tiers = tuple(tiers)
 
-    def expand(self, inputs: tuple[PCollection, PCollection]) -> PCollection:
-        predictions, dead_letters = inputs
+    def expand(self, inputs: tuple[PCollection, PCollection, PCollection]) -> PCollection:
+        parsed, predictions, dead_letters = inputs
         events = (
+            parsed | "TagParsed" >> beam.Map(lambda _: ("parsed", None)),
             predictions | "TagPredictions" >> beam.Map(lambda r: ("prediction", r)),
             dead_letters | "TagErrors" >> beam.Map(lambda r: ("error", r)),
         ) | "AllEvents" >> beam.Flatten()

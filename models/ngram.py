@@ -1,0 +1,101 @@
+"""A hashed word n-gram linear classifier: a tier-1 model two orders of magnitude cheaper than
+a transformer (fastText-style bag of n-grams, without the hidden layer).
+
+Saved like a Hugging Face checkpoint (config.json with id2label, model.safetensors), so the
+cascade config names it the same way as any tier, and it can be mixed with transformer tiers.
+Hashing uses crc32, never Python's per-process salted hash(), so every worker agrees.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import zlib
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MODEL_TYPE = "hashed_ngram"
+ARCHITECTURE = "HashedNgramForSequenceClassification"
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class NgramConfig:
+    labels: tuple[str, ...]
+    num_buckets: int = 2 ** 20
+    max_n: int = 2
+
+    def to_json(self) -> dict:
+        return {"model_type": MODEL_TYPE, "architectures": [ARCHITECTURE],
+                "id2label": {str(i): name for i, name in enumerate(self.labels)},
+                "num_buckets": self.num_buckets, "max_n": self.max_n}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "NgramConfig":
+        labels = tuple(raw["id2label"][str(i)] for i in range(len(raw["id2label"])))
+        return cls(labels=labels, num_buckets=raw["num_buckets"], max_n=raw["max_n"])
+
+
+def ngram_ids(text: str, num_buckets: int, max_n: int) -> list[int]:
+    """Bucket ids of the lower-cased word 1..max_n-grams of `text`."""
+    words = TOKEN.findall(text.lower())
+    grams = [" ".join(words[i:i + n]) for n in range(1, max_n + 1)
+             for i in range(len(words) - n + 1)]
+    return [zlib.crc32(g.encode("utf-8")) % num_buckets for g in grams] or [0]
+
+
+class HashedNgramClassifier(torch.nn.Module):
+    """logits = bias + mean of the weight rows of the text's hashed n-grams."""
+
+    def __init__(self, config: NgramConfig):
+        super().__init__()
+        self.config = config
+        self.weights = torch.nn.EmbeddingBag(config.num_buckets, len(config.labels),
+                                             mode="mean")
+        torch.nn.init.zeros_(self.weights.weight)
+        self.bias = torch.nn.Parameter(torch.zeros(len(config.labels)))
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat bucket ids and per-text offsets, the EmbeddingBag input."""
+        ids, offsets = [], []
+        for text in texts:
+            offsets.append(len(ids))
+            ids.extend(ngram_ids(text, self.config.num_buckets, self.config.max_n))
+        return torch.tensor(ids), torch.tensor(offsets)
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.weights(ids, offsets) + self.bias
+
+    def save_pretrained(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(self.config.to_json(), f, indent=1)
+        save_file(self.state_dict(), os.path.join(folder, "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, folder: str) -> "HashedNgramClassifier":
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            model = cls(NgramConfig.from_json(json.load(f)))
+        model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+        return model.eval()
+
+
+def is_ngram_checkpoint(raw_config: dict) -> bool:
+    return raw_config.get("model_type") == MODEL_TYPE
+
+
+class NgramTier:
+    """The n-gram classifier behind the same `labels` / `logits(texts, pairs)` interface as a
+    transformer TierModel. A text pair is scored as one text joined by a separator."""
+
+    def __init__(self, model: HashedNgramClassifier):
+        self.model = model
+        self.labels = model.config.labels
+
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
+        if text_pairs is not None:
+            texts = [f"{a} ||| {b}" for a, b in zip(texts, text_pairs)]
+        with torch.inference_mode():
+            return self.model(*self.model.encode(texts))

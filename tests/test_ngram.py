@@ -1,0 +1,48 @@
+"""The hashed n-gram tier: trained by `beam-cascade train --kind ngram`, mixed with
+transformer tiers in one cascade."""
+import json
+import zlib
+
+from conftest import read_predictions, run_job
+
+from models.loading import load_tier
+from models.ngram import ngram_ids
+from pipeline.train import main as train_main
+
+POSITIVE = ["great fun", "brilliant acting", "a great movie", "fun and brilliant"]
+NEGATIVE = ["dull plot", "awful acting", "a dull movie", "boring and awful"]
+
+
+def test_ngram_ids_are_stable_across_processes():
+    """crc32 of the lower-cased n-grams, not Python's salted hash(): workers must agree."""
+    grams = ["a", "good", "movie", "a good", "good movie"]
+    assert ngram_ids("A good  movie", 1000, 2) == [zlib.crc32(g.encode()) % 1000 for g in grams]
+    assert ngram_ids("", 1000, 2) == [0]
+
+
+def test_trained_ngram_tier_learns_and_runs_before_a_transformer(tmp_path, models):
+    train = tmp_path / "train.jsonl"
+    rows = [{"sentence": t, "label": "pos"} for t in POSITIVE] + [
+        {"sentence": t, "label": "neg"} for t in NEGATIVE]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows * 20))
+    folder = tmp_path / "ngram"
+    assert train_main(["--kind", "ngram", "--train", str(train), "--dev", str(train),
+                       "--output", str(folder), "--label_names", "neg,pos",
+                       "--epochs", "5", "--lr", "0.1"]) == 0
+    report = json.loads((folder / "TRAINING.json").read_text())
+    assert report["kind"] == "ngram" and report["dev_accuracy"] == 1.0
+
+    tier = load_tier(str(folder))
+    assert tier.labels == ("neg", "pos")
+    assert tier.logits(["great fun", "dull plot"]).argmax(-1).tolist() == [1, 0]
+
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n"
+                            for t in POSITIVE + NEGATIVE + ["unseen words entirely"]))
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(data), "--output", str(out), "--tier1", str(folder),
+                     "--tier2", models["large"], "--threshold", "0.6"])
+    decided = {p["id"].rsplit(":", 1)[1]: p["decided_by"] for p in read_predictions(out)}
+    assert stats["predictions"] == 9 and stats["errors"] == 0
+    assert decided["9"] == "tier2"  # no known n-gram: 50/50, so it escalates
+    assert set(decided.values()) == {"tier1", "tier2"}
