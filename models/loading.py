@@ -136,15 +136,20 @@ class TierModel:
     @classmethod
     def load(cls, path: str, max_length: int = 128, device: str = "auto",
              allow_pickle_weights: bool = False) -> "TierModel":
-        """Loads the checkpoint and tokenizer at `path`; never runs code from the folder."""
-        info = inspect_checkpoint(path, allow_pickle_weights)
+        """Loads the checkpoint and tokenizer at `path`; never runs code from the folder.
+
+        The full checks (`inspect_checkpoint`) ran on the launcher; a worker only re-checks
+        the weights format, so the tokenizer is not loaded twice.
+        """
+        pickle_weights = _check_weights(path, allow_pickle_weights)
         transformers_logging.disable_progress_bar()  # one bar per worker load is just noise
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         torch_device = resolve_device(device)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, trust_remote_code=False, use_safetensors=not info.pickle_weights)
+            path, trust_remote_code=False, use_safetensors=not pickle_weights)
         model.to(torch_device).eval()
-        return cls(model, tokenizer, info.labels, max_length, torch_device)
+        labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
+        return cls(model, tokenizer, labels, max_length, torch_device)
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         """Classifies one batch: padded only to its own longest text, truncated to max_length."""

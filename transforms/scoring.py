@@ -37,7 +37,7 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
         return load_tier(tier.model, max_length=tier.max_length, device=tier.device,
-                              allow_pickle_weights=tier.allow_pickle_weights)
+                         allow_pickle_weights=tier.allow_pickle_weights)
 
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None
