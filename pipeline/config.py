@@ -27,7 +27,12 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TierConfig:
-    """One model of the cascade. `threshold` is required on every tier but the last."""
+    """One model of the cascade. `threshold` is required on every tier but the last.
+
+    Beam hands the tier `batch_size * sort_window` records at a time; the tier sorts them by
+    length and runs forward passes of `batch_size`, so each pass pads its texts to similar
+    lengths (sort_window 1 keeps input order).
+    """
 
     name: str
     model: str
@@ -35,6 +40,7 @@ class TierConfig:
     confidence: str = "max_prob"
     temperature: float = 1.0
     batch_size: int = 64
+    sort_window: int = 8
     max_length: int = 128
     device: str = "auto"
     allow_pickle_weights: bool = False
@@ -156,7 +162,7 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
             f"{sorted(CONFIDENCE_MEASURES)}")
     if not _is_number(tier.temperature) or tier.temperature <= 0:
         raise ConfigError(f"{where}: temperature {tier.temperature!r} must be a number > 0")
-    for key in ("batch_size", "max_length"):
+    for key in ("batch_size", "sort_window", "max_length"):
         value = getattr(tier, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {key} {value!r} must be a whole number >= 1")

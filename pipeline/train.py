@@ -34,7 +34,15 @@ def parser() -> argparse.ArgumentParser:
                                                    f"({NgramTrainingConfig.batch_size} for ngram)")
     p.add_argument("--lr", type=float,
                    help=f"default {defaults.lr} ({NgramTrainingConfig.lr} for ngram)")
-    p.add_argument("--max_length", type=int, default=defaults.max_length)
+    p.add_argument("--weight_decay", type=float,
+                   help=f"default {defaults.weight_decay} (AdamW; "
+                        f"{NgramTrainingConfig.weight_decay} for ngram: L2 penalty on the "
+                        "n-gram weights)")
+    p.add_argument("--max_length", type=int, default=defaults.max_length,
+                   help="tokens per training text")
+    p.add_argument("--eval_max_length", type=int, default=defaults.eval_max_length,
+                   help="tokens per dev text (dev sentences run longer than SST-2's training "
+                        "phrases; match the tier's max_length in the cascade config)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--keep_layers", type=int,
                    help="keep only the first N encoder layers (a cheaper tier)")
@@ -49,11 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev = read_labelled(args.dev, args.text_field, args.label_field,
                             train.label_names) if args.dev else None
         common = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                                    ("lr", args.lr), ("seed", args.seed)) if v is not None}
+                                    ("lr", args.lr), ("weight_decay", args.weight_decay),
+                                    ("seed", args.seed)) if v is not None}
         if args.kind == "ngram":
             report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev)
         else:
-            config = TrainingConfig(max_length=args.max_length, keep_layers=args.keep_layers,
+            config = TrainingConfig(max_length=args.max_length,
+                                    eval_max_length=args.eval_max_length, keep_layers=args.keep_layers,
                                     **common)
             report = fine_tune(args.base or default_base_model(), train, args.output, config,
                                dev)

@@ -39,6 +39,7 @@ def test_flags_alone_make_a_two_or_three_tier_cascade(models):
     ({"confidence": "variance"}, "unknown confidence 'variance'"),
     ({"temperature": 0}, "temperature 0 must be a number > 0"),
     ({"batch_size": 0}, "batch_size 0 must be a whole number"),
+    ({"sort_window": 1.5}, "sort_window 1.5 must be a whole number"),
     ({"thresold": 0.9}, "unknown key\\(s\\) \\['thresold'\\]"),
     ({"name": "has space"}, "name must be letters"),
 ])

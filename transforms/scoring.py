@@ -31,13 +31,16 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     """
 
     def __init__(self, tier: TierConfig):
-        super().__init__(min_batch_size=1, max_batch_size=tier.batch_size)
+        records_per_call = tier.batch_size * tier.sort_window
+        # A fixed size (min == max): BatchElements' adaptive sizing would start at one record
+        # and ramp up, and for a model a bigger batch is always at least as fast per record.
+        super().__init__(min_batch_size=records_per_call, max_batch_size=records_per_call)
         self._tier = tier
 
     def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
-        return load_tier(tier.model, max_length=tier.max_length, device=tier.device,
-                         allow_pickle_weights=tier.allow_pickle_weights)
+        return load_tier(tier.model, max_length=tier.max_length, batch_size=tier.batch_size,
+                         device=tier.device, allow_pickle_weights=tier.allow_pickle_weights)
 
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None

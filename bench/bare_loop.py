@@ -1,0 +1,44 @@
+"""Bare PyTorch loops over a tier's model: no Beam, no I/O, the model loaded once.
+
+What they measure is the physical limit of a pipeline around the same models: a cascade
+cannot beat tier 1's time on every text plus tier 2's time on the texts it escalates.
+Tokenization is included (a model cannot run without it).
+"""
+from __future__ import annotations
+
+import time
+
+from models.loading import load_tier
+
+ONE_PASS = 1 << 20  # the loop itself chunks the texts; the tier runs each chunk in one pass
+
+
+class BareTimer:
+    """Times both tiers over the benchmark's texts, or over a subset of them."""
+
+    def __init__(self, tier1: str, tier2: str, texts: list[str]):
+        self.tiers = {1: load_tier(tier1, batch_size=ONE_PASS),
+                      2: load_tier(tier2, batch_size=ONE_PASS)}
+        self.texts = texts
+        self.sweep: dict[str, dict[int, float]] = {}
+
+    def seconds(self, tier: int, batch_size: int, indices: list[int] | None = None,
+                sort_by_length: bool = True) -> float:
+        """Wall seconds to score the texts (all, or those at `indices`) in forward passes of
+        `batch_size`, sorted by length first unless `sort_by_length` is False."""
+        texts = self.texts if indices is None else [self.texts[i] for i in indices]
+        model = self.tiers[tier]
+        start = time.perf_counter()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length \
+            else range(len(texts))
+        order = list(order)
+        for first in range(0, len(order), batch_size):
+            model.logits([texts[i] for i in order[first:first + batch_size]])
+        return time.perf_counter() - start
+
+    def best_batch_size(self, tier: int, sizes: list[int]) -> int:
+        """The fastest of `sizes` over all texts (after one warm-up pass); kept in `sweep`."""
+        self.seconds(tier, sizes[0])
+        times = {size: self.seconds(tier, size) for size in sizes}
+        self.sweep[f"tier{tier}"] = times
+        return min(times, key=times.get)

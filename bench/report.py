@@ -1,0 +1,165 @@
+"""Turns the benchmark's timed runs into a markdown table, a PNG plot and a JSON record.
+
+Every time is the median over the rounds; accuracies come from the pipeline's own routing
+statistics (the 872 labelled dev records), so the table reports what a user's job reports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass
+
+ACCURACY_TOLERANCE = 0.005  # "nearly tier 2's accuracy": within half a point
+
+
+@dataclass(frozen=True)
+class Row:
+    setting: str
+    threshold: float | None
+    escalated: float | None
+    accuracy: float
+    seconds: float
+    records_per_s: float
+    speedup_vs_tier2: float
+    speedup_vs_peer: float | None
+    ideal_seconds: float | None
+    efficiency: float | None
+
+
+def median_seconds(runs: list) -> float:
+    return statistics.median(r["seconds"] if isinstance(r, dict) else r for r in runs)
+
+
+def rows(facts: dict, runs: dict) -> list[Row]:
+    """One row for tier 2 alone, the peer (when run) and each threshold of the cascade."""
+    n = facts["records"]
+    tier2_s = median_seconds(runs["tier2"])
+    peer_s = median_seconds(runs["peer"]) if runs["peer"] else None
+    bare1, bare2 = median_seconds(runs["bare_tier1"]), median_seconds(runs["bare_tier2"])
+
+    def row(setting, threshold, escalated, accuracy, seconds, ideal):
+        return Row(setting, threshold, escalated, accuracy, seconds, n / seconds,
+                   tier2_s / seconds, peer_s / seconds if peer_s else None, ideal,
+                   ideal / seconds if ideal else None)
+
+    table = [row("tier 2 alone, this pipeline", None, None,
+                 runs["tier2"][0]["stats"]["accuracy"], tier2_s, bare2)]
+    if peer_s:
+        table.append(row("tier 2 alone, stock Beam HF handler", None, None,
+                         runs["peer"][0]["accuracy"], peer_s, None))
+    for t in facts["thresholds"]:
+        first = runs[f"cascade@{t}"][0]["stats"]
+        table.append(row("cascade", t, first["tiers"][0]["escalation_rate"], first["accuracy"],
+                         median_seconds(runs[f"cascade@{t}"]),
+                         bare1 + median_seconds(runs[f"bare_tier2@{t}"])))
+    return table
+
+
+def best_within_tolerance(table: list[Row]) -> Row | None:
+    """The fastest cascade point within ACCURACY_TOLERANCE of tier 2 alone."""
+    target = table[0].accuracy - ACCURACY_TOLERANCE - 1e-9
+    ok = [r for r in table if r.setting == "cascade" and r.accuracy >= target]
+    return max(ok, key=lambda r: r.speedup_vs_tier2) if ok else None
+
+
+def oracle_speedup(facts: dict, runs: dict) -> float:
+    """Bare-loop speedup over tier 2 of a cascade escalating exactly tier 1's dev errors,
+    costed at tier 2's mean time per record."""
+    bare1, bare2 = median_seconds(runs["bare_tier1"]), median_seconds(runs["bare_tier2"])
+    return bare2 / (bare1 + facts["oracle_escalated_dev"] * bare2)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(facts: dict, runs: dict, table: list[Row]) -> str:
+    bare1, bare2 = median_seconds(runs["bare_tier1"]), median_seconds(runs["bare_tier2"])
+    input_order = median_seconds(runs["bare_tier2_input_order"])
+    n = facts["records"]
+    lines = [
+        "# SST-2 cascade benchmark",
+        "",
+        f"Reproduce: `{facts['command']}` (from the repository root, in the project's "
+        f"environment; {facts['date']}, {facts['cpus']} CPUs, {facts['torch_threads']} torch "
+        f"threads, Python {facts['python']}).",
+        "",
+        f"- Input: {n} SST-2 sentences (dev {facts['dev_records']} labelled + test "
+        f"unlabelled); accuracy on the {facts['dev_records']} dev sentences.",
+        f"- Tier 1: `{facts['tier1']}` ({facts['tier1_dev_accuracy']:.2%} dev alone), batch "
+        f"{facts['tier1_batch_size']}; tier 2: `{facts['tier2']}`, batch "
+        f"{facts['tier2_batch_size']} (best of the bare-loop sweep), length-sorted within each "
+        "Beam batch.",
+        f"- Peer: Beam's RunInference + HuggingFacePipelineModelHandler (text-classification, "
+        f"CPU), Beam batches of {facts['peer_batch_size']} and HF pipeline "
+        f"`batch_size={facts['peer_batch_size']}`, `truncation=True`, keyed by id.",
+        "- Every job: a fresh process, FnApiRunner, JSONL in and out, timed from pipeline "
+        f"construction to the end (model loads included); medians of "
+        f"{len(runs['tier2'])} interleaved rounds.",
+        f"- Bare loops (no Beam): tier 1 {n / bare1:,.0f} rec/s, tier 2 {n / bare2:,.0f} rec/s "
+        f"sorted by length, {n / input_order:,.0f} rec/s in input order; tier 1 is "
+        f"{bare2 / bare1:,.0f}x cheaper per record.",
+        "",
+        "| setting | threshold | escalated | dev accuracy | records/s | speedup vs tier 2 "
+        "(pipeline) | speedup vs stock handler | ideal s | measured s | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        lines.append(
+            f"| {r.setting} | {_fmt(r.threshold, '.4g')} | {_fmt(r.escalated, '.1%')} | "
+            f"{r.accuracy:.2%} | {r.records_per_s:,.0f} | {r.speedup_vs_tier2:.2f}x | "
+            f"{_fmt(r.speedup_vs_peer, '.2f')}x | {_fmt(r.ideal_seconds, '.2f')} | "
+            f"{r.seconds:.2f} | {_fmt(r.efficiency, '.2f')} |")
+    best = best_within_tolerance(table)
+    lines += ["", "Efficiency = ideal time (bare loops: tier 1 on all, tier 2 on the escalated "
+              "records) / measured time of the whole job.", ""]
+    if best:
+        lines.append(
+            f"Fastest cascade within {ACCURACY_TOLERANCE:.1%} of tier 2's accuracy: threshold "
+            f"{best.threshold:.4g}, {best.accuracy:.2%} dev, {best.speedup_vs_tier2:.2f}x tier 2 "
+            f"through this pipeline, {_fmt(best.speedup_vs_peer, '.2f')}x the stock handler, "
+            f"{best.escalated:.1%} escalated.")
+    lines.append(
+        f"Oracle (escalate exactly tier 1's dev errors): {facts['oracle_escalated_dev']:.1%} "
+        f"escalated, a bare-loop bound of {oracle_speedup(facts, runs):.2f}x over tier 2.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: list[Row], path: str) -> None:
+    """Accuracy against speedup over tier 2 through this pipeline."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cascade = [r for r in table if r.setting == "cascade"]
+    ax.plot([r.speedup_vs_tier2 for r in cascade], [100 * r.accuracy for r in cascade],
+            "o-", label="cascade (share escalated to tier 2)")
+    for r in cascade:
+        ax.annotate(f"{r.escalated:.0%}", (r.speedup_vs_tier2, 100 * r.accuracy),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for r, marker in zip([r for r in table if r.setting != "cascade"], ("s", "^")):
+        ax.plot([r.speedup_vs_tier2], [100 * r.accuracy], marker, markersize=9,
+                label=r.setting)
+    ax.axhline(100 * (table[0].accuracy - ACCURACY_TOLERANCE), color="grey", ls=":",
+               label="tier 2 - 0.5 point")
+    ax.set_xscale("log")
+    ax.set_xlabel("speedup over tier 2 alone through this pipeline (records/s ratio)")
+    ax.set_ylabel("SST-2 dev accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(folder: str, facts: dict, runs: dict) -> None:
+    os.makedirs(folder, exist_ok=True)
+    table = rows(facts, runs)
+    with open(os.path.join(folder, "sst2.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(facts, runs, table))
+    plot(table, os.path.join(folder, "sst2.png"))
+    with open(os.path.join(folder, "sst2.json"), "w", encoding="utf-8") as f:
+        json.dump({"facts": facts, "table": [asdict(r) for r in table], "runs": runs}, f,
+                  indent=1)
+    print(markdown(facts, runs, table))

@@ -1,0 +1,266 @@
+"""The SST-2 speed/accuracy benchmark: is the cascade faster than its big model, at nearly
+its accuracy, and how close does the pipeline come to the physical limit?
+
+    python -m bench.sst2 [--data ../shared/data/sst2] [--tier1 DIR] [--tier2 DIR]
+
+In one run, on the same input (the 872 labelled dev sentences for accuracy; dev plus the
+1,821 unlabelled test sentences, 2,693 in all, for throughput), interleaving the settings in
+each of --repeats rounds so that machine noise hits them alike:
+  1. tier 2 alone through this project's pipeline;
+  2. tier 2 alone through Beam's stock RunInference + HuggingFacePipelineModelHandler (the
+     peer, in its own environment, see bench/peer_venv.sh);
+  3. bare PyTorch loops of each tier over the same texts at their best batch size: the ideal
+     time of a cascade is tier 1 on all texts + tier 2 on the escalated ones;
+  4. the cascade at a sweep of tier-1 thresholds (by default those that escalate 10% ... 60%
+     of the input, read off tier 1's confidences: no labels involved).
+Every job runs in a fresh process with the same runner, timed from pipeline construction to
+its end, model loading included. Writes bench/results/sst2.{md,png,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.bare_loop import BareTimer
+from bench.report import write_report
+from models.confidence import score
+from models.datasets import read_labelled
+from models.loading import load_tier
+from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
+                             fine_tune, train_ngram)
+
+LABELS = ("negative", "positive")
+DEFAULT_DATA = "../shared/data/sst2"
+REFERENCE_TIER2 = "../shared/models/sst2-minilm-l6"
+CACHE = "bench/cache"
+DEFAULT_ESCALATION = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The benchmark's texts, and the JSONL files every setting reads."""
+
+    dev_texts: list[str]
+    dev_labels: list[str]
+    all_texts: list[str]  # dev first, then test
+    all_path: str
+
+
+def sst2_file(data: str, name: str) -> str:
+    path = os.path.join(data, name)
+    if not os.path.isfile(path):
+        sys.exit(f"bench: {path} is missing. Pass --data FOLDER holding GLUE SST-2's train.tsv, "
+                 "dev.tsv and test_unlabeled.tsv (tab-separated, with header lines).")
+    return path
+
+
+def read_tsv_column(path: str, column: str) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return [row[column] for row in csv.DictReader(f, delimiter="\t",
+                                                      quoting=csv.QUOTE_NONE)]
+
+
+def write_inputs(data: str, work: str) -> Inputs:
+    """dev (with labels) and test (without) as one JSONL file: accuracy comes from the
+    labelled records, throughput from all of them."""
+    dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+    test = read_tsv_column(sst2_file(data, "test_unlabeled.tsv"), "sentence")
+    dev_labels = [LABELS[i] for i in dev.label_ids]
+    rows = [{"id": f"dev-{i}", "text": t, "label": y}
+            for i, (t, y) in enumerate(zip(dev.texts, dev_labels))]
+    rows += [{"id": f"test-{i}", "text": t} for i, t in enumerate(test)]
+    path = os.path.join(work, "sst2-dev-test.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return Inputs(dev.texts, dev_labels, [r["text"] for r in rows], path)
+
+
+def tier1_model(given: str | None, data: str) -> str:
+    """The given tier 1, else the cached n-gram tier, trained on train.tsv when absent."""
+    if given:
+        return given
+    folder = os.path.join(CACHE, "sst2-ngram")
+    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
+        print(f"bench: training the n-gram tier 1 into {folder}", file=sys.stderr)
+        train = read_labelled(sst2_file(data, "train.tsv"), label_names=LABELS)
+        dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+        train_ngram(train, folder, NgramTrainingConfig(), dev)
+    return folder
+
+
+def tier2_model(given: str | None, data: str) -> str:
+    """The given tier 2, else one trained by `beam-cascade train` in the cache, else the shared
+    reference model, else train one now (about 70 minutes on 2 cores)."""
+    if given:
+        return given
+    folder = os.path.join(CACHE, "sst2-minilm-l6")
+    for candidate in (folder, REFERENCE_TIER2):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    print(f"bench: fine-tuning tier 2 into {folder} (2 epochs over SST-2 train: about 70 "
+          "minutes on 2 cores)", file=sys.stderr)
+    train = read_labelled(sst2_file(data, "train.tsv"), label_names=LABELS)
+    dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+    fine_tune(default_base_model(), train, folder, TrainingConfig(), dev)
+    return folder
+
+
+def cascade_config(tiers: list[dict], threshold: float | None) -> dict:
+    """A config for tier 2 alone (threshold None) or the two-tier cascade."""
+    chosen = tiers if threshold is not None else tiers[1:]
+    return {"label_field": "label", "id_field": "id",
+            "tiers": [{**t, "threshold": threshold} if i < len(chosen) - 1 else t
+                      for i, t in enumerate(chosen)]}
+
+
+def run_job(config: dict, inputs: Inputs, work: str, name: str) -> dict:
+    """One beam-cascade job in a fresh process; its seconds and routing statistics."""
+    config_path = os.path.join(work, f"{name}.json")
+    with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    argv = [sys.executable, "-m", "bench.timed_job", "--config", config_path,
+            "--input", inputs.all_path, "--output", os.path.join(work, "out", name),
+            "--output_format", "jsonl", "--runner", "FnApiRunner"]
+    return json.loads(_run(argv).splitlines()[-1])
+
+
+def run_peer(peer_python: str, model: str, inputs: Inputs, work: str,
+             batch_size: int) -> dict:
+    """The stock Beam HF handler job in the peer's environment; seconds and dev accuracy."""
+    prefix = os.path.join(work, "out", "peer", "predictions")
+    for old in _files_with_prefix(prefix):
+        os.remove(old)
+    argv = [peer_python, "-m", "bench.peer", "--input", inputs.all_path, "--model", model,
+            "--output", prefix, "--batch_size", str(batch_size)]
+    result = json.loads(_run(argv).splitlines()[-1])
+    labels = {}
+    for path in _files_with_prefix(prefix):
+        with open(path, encoding="utf-8") as f:
+            labels.update((r["id"], r["label"]) for r in map(json.loads, f))
+    gold = {f"dev-{i}": y for i, y in enumerate(inputs.dev_labels)}
+    result["records"] = len(labels)
+    result["accuracy"] = sum(labels.get(i) == y for i, y in gold.items()) / len(gold)
+    return result
+
+
+def _files_with_prefix(prefix: str) -> list[str]:
+    folder = os.path.dirname(prefix)
+    if not os.path.isdir(folder):
+        return []
+    base = os.path.basename(prefix)
+    return [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(base)]
+
+
+def _run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench: `{shlex.join(argv)}` failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def peer_python() -> str:
+    """The peer environment's Python, built on first use by bench/peer_venv.sh."""
+    script = 'source bench/peer_venv.sh >&2 && echo "$peer_python"'
+    return _run(["bash", "-c", script]).strip().splitlines()[-1]
+
+
+def tier1_confidences(tier1: str, texts: list[str]) -> tuple[list[float], list[int]]:
+    """Tier 1's max-probability confidences and labels, computed as the pipeline does."""
+    scores = score(load_tier(tier1).logits(texts))
+    return scores.confidences, scores.label_ids
+
+
+def thresholds_for(confidences: list[float], fractions: list[float]) -> list[float]:
+    """For each fraction e, the threshold below which e of the records fall: halfway between
+    two neighbouring confidences, so float noise between batchings flips no record."""
+    ordered = sorted(confidences)
+    picked = []
+    for e in fractions:
+        k = min(max(round(e * len(ordered)), 1), len(ordered) - 1)
+        picked.append((ordered[k - 1] + ordered[k]) / 2)
+    return picked
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.sst2", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p.add_argument("--tier1", help="tier 1 folder (default: n-gram tier trained into "
+                                   f"{CACHE})")
+    p.add_argument("--tier2", help=f"tier 2 folder (default: {CACHE}/sst2-minilm-l6 when "
+                                   f"trained, else {REFERENCE_TIER2})")
+    p.add_argument("--escalation", default=",".join(map(str, DEFAULT_ESCALATION)),
+                   help="sweep the thresholds that escalate these fractions of the input")
+    p.add_argument("--thresholds", help="sweep these tier 1 thresholds instead (comma list)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds; medians reported")
+    p.add_argument("--tier1_batch_sizes", default="256,1024")
+    p.add_argument("--tier2_batch_sizes", default="16,32,64,128")
+    p.add_argument("--peer_batch_size", type=int, default=64)
+    p.add_argument("--no_peer", action="store_true", help="skip the stock-handler peer")
+    p.add_argument("--results", default="bench/results", help="folder for sst2.{md,png,json}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "python -m bench.sst2 " + shlex.join(sys.argv[1:] if argv is None else argv)
+    work = os.path.join(CACHE, "work")
+    os.makedirs(work, exist_ok=True)
+    inputs = write_inputs(args.data, work)
+    tier1, tier2 = tier1_model(args.tier1, args.data), tier2_model(args.tier2, args.data)
+    peer = None if args.no_peer else peer_python()
+
+    bare = BareTimer(tier1, tier2, inputs.all_texts)
+    batch1 = bare.best_batch_size(1, [int(b) for b in args.tier1_batch_sizes.split(",")])
+    batch2 = bare.best_batch_size(2, [int(b) for b in args.tier2_batch_sizes.split(",")])
+    confidences, tier1_labels = tier1_confidences(tier1, inputs.all_texts)
+    thresholds = ([float(t) for t in args.thresholds.split(",")] if args.thresholds else
+                  thresholds_for(confidences, [float(e) for e in args.escalation.split(",")]))
+    escalated = {t: [i for i, c in enumerate(confidences) if c < t] for t in thresholds}
+    tiers = [{"name": "tier1", "model": tier1, "batch_size": batch1},
+             {"name": "tier2", "model": tier2, "batch_size": batch2}]
+
+    runs: dict[str, list] = {"tier2": [], "peer": [], "bare_tier1": [], "bare_tier2": [],
+                             "bare_tier2_input_order": [],
+                             **{f"cascade@{t}": [] for t in thresholds},
+                             **{f"bare_tier2@{t}": [] for t in thresholds}}
+    for round_ in range(args.repeats):
+        print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)
+        runs["tier2"].append(run_job(cascade_config(tiers, None), inputs, work, "tier2"))
+        if peer:
+            runs["peer"].append(run_peer(peer, tier2, inputs, work, args.peer_batch_size))
+        for t in thresholds:
+            runs[f"cascade@{t}"].append(
+                run_job(cascade_config(tiers, t), inputs, work, f"cascade-{t}"))
+        runs["bare_tier1"].append(bare.seconds(1, batch1))
+        runs["bare_tier2"].append(bare.seconds(2, batch2))
+        runs["bare_tier2_input_order"].append(bare.seconds(2, batch2, sort_by_length=False))
+        for t in thresholds:
+            runs[f"bare_tier2@{t}"].append(bare.seconds(2, batch2, escalated[t]))
+
+    dev_errors = sum(LABELS[y] != g for y, g in zip(tier1_labels, inputs.dev_labels))
+    facts = {
+        "command": command, "date": time.strftime("%Y-%m-%d"), "records": len(inputs.all_texts),
+        "dev_records": len(inputs.dev_texts), "tier1": tier1, "tier2": tier2,
+        "tier1_batch_size": batch1, "tier2_batch_size": batch2,
+        "peer_batch_size": args.peer_batch_size, "thresholds": thresholds,
+        "escalated": {str(t): len(escalated[t]) / len(inputs.all_texts) for t in thresholds},
+        "oracle_escalated_dev": dev_errors / len(inputs.dev_texts),
+        "tier1_dev_accuracy": 1 - dev_errors / len(inputs.dev_texts),
+        "batch_size_sweep": bare.sweep, "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(), "python": sys.version.split()[0],
+    }
+    write_report(args.results, facts, runs)
+
+
+if __name__ == "__main__":
+    main()
