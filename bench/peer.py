@@ -26,6 +26,13 @@ from apache_beam.ml.inference.huggingface_inference import (HuggingFacePipelineM
 from apache_beam.options.pipeline_options import PipelineOptions
 
 
+def pipeline_on_list(batch, pipeline, inference_args):
+    """The handler's default inference_fn, given a list: KeyedModelHandler unzips the keyed
+    batch into a tuple, which the HF pipeline takes for one input and fails to pad ("Unable
+    to create tensor"), so a user keying by id has to pass this."""
+    return pipeline(list(batch), **inference_args)
+
+
 def id_and_text(line: str) -> tuple[str, str]:
     record = json.loads(line)
     return record["id"], record["text"]
@@ -47,9 +54,9 @@ def main() -> None:
     args = p.parse_args()
     handler = KeyedModelHandler(HuggingFacePipelineModelHandler(
         task=PipelineTask.TextClassification, model=args.model, device="CPU",
-        min_batch_size=args.batch_size, max_batch_size=args.batch_size))
+        inference_fn=pipeline_on_list, min_batch_size=args.batch_size, max_batch_size=args.batch_size))
     start = time.perf_counter()
-    with beam.Pipeline(options=PipelineOptions(runner=args.runner)) as pipeline:
+    with beam.Pipeline(options=PipelineOptions([], runner=args.runner)) as pipeline:
         _ = (pipeline
              | beam.io.ReadFromText(args.input)
              | beam.Map(id_and_text)

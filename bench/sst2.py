@@ -43,6 +43,7 @@ DEFAULT_DATA = "../shared/data/sst2"
 REFERENCE_TIER2 = "../shared/models/sst2-minilm-l6"
 CACHE = "bench/cache"
 DEFAULT_ESCALATION = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+STARTUP_RECORDS = 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Inputs:
     dev_labels: list[str]
     all_texts: list[str]  # dev first, then test
     all_path: str
+    startup_path: str  # the first STARTUP_RECORDS records: a job's fixed cost
 
 
 def sst2_file(data: str, name: str) -> str:
@@ -78,10 +80,11 @@ def write_inputs(data: str, work: str) -> Inputs:
     rows = [{"id": f"dev-{i}", "text": t, "label": y}
             for i, (t, y) in enumerate(zip(dev.texts, dev_labels))]
     rows += [{"id": f"test-{i}", "text": t} for i, t in enumerate(test)]
-    path = os.path.join(work, "sst2-dev-test.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    return Inputs(dev.texts, dev_labels, [r["text"] for r in rows], path)
+    paths = [os.path.join(work, name) for name in ("sst2-dev-test.jsonl", "startup.jsonl")]
+    for path, chosen in zip(paths, (rows, rows[:STARTUP_RECORDS])):
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in chosen)
+    return Inputs(dev.texts, dev_labels, [r["text"] for r in rows], *paths)
 
 
 def tier1_model(given: str | None, data: str) -> str:
@@ -122,13 +125,13 @@ def cascade_config(tiers: list[dict], threshold: float | None) -> dict:
                       for i, t in enumerate(chosen)]}
 
 
-def run_job(config: dict, inputs: Inputs, work: str, name: str) -> dict:
+def run_job(config: dict, input_path: str, work: str, name: str) -> dict:
     """One beam-cascade job in a fresh process; its seconds and routing statistics."""
     config_path = os.path.join(work, f"{name}.json")
     with open(config_path, "w", encoding="utf-8") as f:
         json.dump(config, f)
     argv = [sys.executable, "-m", "bench.timed_job", "--config", config_path,
-            "--input", inputs.all_path, "--output", os.path.join(work, "out", name),
+            "--input", input_path, "--output", os.path.join(work, "out", name),
             "--output_format", "jsonl", "--runner", "FnApiRunner"]
     return json.loads(_run(argv).splitlines()[-1])
 
@@ -230,17 +233,23 @@ def main(argv: list[str] | None = None) -> None:
              {"name": "tier2", "model": tier2, "batch_size": batch2}]
 
     runs: dict[str, list] = {"tier2": [], "peer": [], "bare_tier1": [], "bare_tier2": [],
-                             "bare_tier2_input_order": [],
+                             "bare_tier2_input_order": [], "startup_tier2": [],
+                             "startup_cascade": [],
                              **{f"cascade@{t}": [] for t in thresholds},
                              **{f"bare_tier2@{t}": [] for t in thresholds}}
     for round_ in range(args.repeats):
         print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)
-        runs["tier2"].append(run_job(cascade_config(tiers, None), inputs, work, "tier2"))
+        runs["tier2"].append(run_job(cascade_config(tiers, None), inputs.all_path, work,
+                                     "tier2"))
+        runs["startup_tier2"].append(run_job(cascade_config(tiers, None), inputs.startup_path,
+                                             work, "startup-tier2"))
+        runs["startup_cascade"].append(run_job(cascade_config(tiers, thresholds[0]),
+                                               inputs.startup_path, work, "startup-cascade"))
         if peer:
             runs["peer"].append(run_peer(peer, tier2, inputs, work, args.peer_batch_size))
         for t in thresholds:
             runs[f"cascade@{t}"].append(
-                run_job(cascade_config(tiers, t), inputs, work, f"cascade-{t}"))
+                run_job(cascade_config(tiers, t), inputs.all_path, work, f"cascade-{t}"))
         runs["bare_tier1"].append(bare.seconds(1, batch1))
         runs["bare_tier2"].append(bare.seconds(2, batch2))
         runs["bare_tier2_input_order"].append(bare.seconds(2, batch2, sort_by_length=False))
@@ -253,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         "dev_records": len(inputs.dev_texts), "tier1": tier1, "tier2": tier2,
         "tier1_batch_size": batch1, "tier2_batch_size": batch2,
         "peer_batch_size": args.peer_batch_size, "thresholds": thresholds,
+        "startup_records": STARTUP_RECORDS,
         "escalated": {str(t): len(escalated[t]) / len(inputs.all_texts) for t in thresholds},
         "oracle_escalated_dev": dev_errors / len(inputs.dev_texts),
         "tier1_dev_accuracy": 1 - dev_errors / len(inputs.dev_texts),

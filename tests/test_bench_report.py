@@ -8,7 +8,7 @@ def job(seconds, accuracy, escalation_rate=None):
 
 
 FACTS = {"records": 1000, "dev_records": 100, "thresholds": [0.7, 0.9], "command": "bench",
-         "date": "2026-01-01", "cpus": 2, "torch_threads": 2, "python": "3.11",
+         "date": "2026-01-01", "startup_records": 16, "cpus": 2, "torch_threads": 2, "python": "3.11",
          "tier1": "t1", "tier2": "t2", "tier1_dev_accuracy": 0.8, "tier1_batch_size": 256,
          "tier2_batch_size": 64, "peer_batch_size": 64, "oracle_escalated_dev": 0.2}
 RUNS = {
@@ -18,6 +18,7 @@ RUNS = {
     "cascade@0.9": [job(5.5, 0.901, 0.45)] * 3,
     "bare_tier1": [0.1] * 3, "bare_tier2": [10.0] * 3, "bare_tier2_input_order": [12.0] * 3,
     "bare_tier2@0.7": [2.6] * 3, "bare_tier2@0.9": [4.9] * 3,
+    "startup_tier2": [1.0] * 3, "startup_cascade": [1.5] * 3,
 }
 
 
@@ -28,6 +29,8 @@ def test_rows_use_medians_and_relate_every_setting_to_tier2_and_the_peer():
     assert peer.speedup_vs_tier2 == 11 / 33 and peer.efficiency is None
     assert low.speedup_vs_tier2 == 11 / 3 and low.speedup_vs_peer == 33 / 3
     assert low.ideal_seconds == 0.1 + 2.6 and low.efficiency == (0.1 + 2.6) / 3
+    assert tier2.efficiency_after_startup == 10.0 / (11 - 1.0)
+    assert low.efficiency_after_startup == (0.1 + 2.6) / (3 - 1.5)
     assert (low.escalated, high.accuracy) == (0.25, 0.901)
 
 
