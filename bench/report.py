@@ -125,7 +125,8 @@ def markdown(facts: dict, runs: dict, table: list[Row]) -> str:
               "startup = ideal / (measured - startup).", ""]
     if best:
         lines.append(
-            f"Fastest cascade within {ACCURACY_TOLERANCE:.1%} of tier 2's accuracy: threshold "
+            f"Fastest cascade within {100 * ACCURACY_TOLERANCE:g} point of tier 2's accuracy: "
+            f"threshold "
             f"{best.threshold:.4g}, {best.accuracy:.2%} dev, {best.speedup_vs_tier2:.2f}x tier 2 "
             f"through this pipeline, {_fmt(best.speedup_vs_peer, '.2f')}x the stock handler, "
             f"{best.escalated:.1%} escalated.")

@@ -215,7 +215,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    command = "python -m bench.sst2 " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "-m", "bench.sst2",
+                          *(sys.argv[1:] if argv is None else argv)])
     work = os.path.join(CACHE, "work")
     os.makedirs(work, exist_ok=True)
     inputs = write_inputs(args.data, work)
