@@ -29,9 +29,8 @@ class BareTimer:
         texts = self.texts if indices is None else [self.texts[i] for i in indices]
         model = self.tiers[tier]
         start = time.perf_counter()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length \
-            else range(len(texts))
-        order = list(order)
+        order = (sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length
+                 else list(range(len(texts))))
         for first in range(0, len(order), batch_size):
             model.logits([texts[i] for i in order[first:first + batch_size]])
         return time.perf_counter() - start

@@ -54,7 +54,8 @@ def main() -> None:
     args = p.parse_args()
     handler = KeyedModelHandler(HuggingFacePipelineModelHandler(
         task=PipelineTask.TextClassification, model=args.model, device="CPU",
-        inference_fn=pipeline_on_list, min_batch_size=args.batch_size, max_batch_size=args.batch_size))
+        inference_fn=pipeline_on_list, min_batch_size=args.batch_size,
+        max_batch_size=args.batch_size))
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions([], runner=args.runner)) as pipeline:
         _ = (pipeline

@@ -19,7 +19,6 @@ its end, model loading included. Writes bench/results/sst2.{md,png,json}.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -33,7 +32,7 @@ import torch
 from bench.bare_loop import BareTimer
 from bench.report import write_report
 from models.confidence import score
-from models.datasets import read_labelled
+from models.datasets import read_labelled, read_rows
 from models.loading import load_tier
 from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
                              fine_tune, train_ngram)
@@ -65,17 +64,11 @@ def sst2_file(data: str, name: str) -> str:
     return path
 
 
-def read_tsv_column(path: str, column: str) -> list[str]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return [row[column] for row in csv.DictReader(f, delimiter="\t",
-                                                      quoting=csv.QUOTE_NONE)]
-
-
 def write_inputs(data: str, work: str) -> Inputs:
     """dev (with labels) and test (without) as one JSONL file: accuracy comes from the
     labelled records, throughput from all of them."""
     dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
-    test = read_tsv_column(sst2_file(data, "test_unlabeled.tsv"), "sentence")
+    test = [row["sentence"] for row in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
     dev_labels = [LABELS[i] for i in dev.label_ids]
     rows = [{"id": f"dev-{i}", "text": t, "label": y}
             for i, (t, y) in enumerate(zip(dev.texts, dev_labels))]

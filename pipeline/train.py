@@ -63,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev)
         else:
             config = TrainingConfig(max_length=args.max_length,
-                                    eval_max_length=args.eval_max_length, keep_layers=args.keep_layers,
-                                    **common)
+                                    eval_max_length=args.eval_max_length,
+                                    keep_layers=args.keep_layers, **common)
             report = fine_tune(args.base or default_base_model(), train, args.output, config,
                                dev)
     except (ValueError, OSError) as e:

@@ -8,7 +8,8 @@ def job(seconds, accuracy, escalation_rate=None):
 
 
 FACTS = {"records": 1000, "dev_records": 100, "thresholds": [0.7, 0.9], "command": "bench",
-         "date": "2026-01-01", "startup_records": 16, "cpus": 2, "torch_threads": 2, "python": "3.11",
+         "date": "2026-01-01", "startup_records": 16, "cpus": 2, "torch_threads": 2,
+         "python": "3.11",
          "tier1": "t1", "tier2": "t2", "tier1_dev_accuracy": 0.8, "tier1_batch_size": 256,
          "tier2_batch_size": 64, "peer_batch_size": 64, "oracle_escalated_dev": 0.2}
 RUNS = {
