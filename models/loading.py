@@ -35,10 +35,12 @@ class CheckpointInfo:
     pickle_weights: bool
 
 
-def inspect_checkpoint(path: str, allow_pickle_weights: bool = False) -> CheckpointInfo:
+def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
+                       trust_remote_code: bool = False) -> CheckpointInfo:
     """Checks that `path` holds a sequence-classification checkpoint and returns its labels.
 
-    Raises CheckpointError naming the folder and what is wrong with it.
+    Raises CheckpointError naming the folder and what is wrong with it. Python code shipped
+    in the folder (config.json's `auto_map`) is never imported unless `trust_remote_code`.
     """
     if not os.path.isdir(path):
         raise CheckpointError(f"model folder {path!r} does not exist or is not a folder")
@@ -50,8 +52,20 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False) -> Checkpo
     try:
         with open(config_path, encoding="utf-8") as f:
             raw = json.load(f)
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{path!r}: config.json is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path!r}: config.json holds a {type(raw).__name__}, not an "
+                              "object; give a Hugging Face checkpoint folder")
+    if raw.get("auto_map") and not trust_remote_code:
+        raise CheckpointError(
+            f"{path!r} loads Python code from the folder (config.json auto_map: "
+            f"{sorted(raw['auto_map'])}), which beam-cascade never runs by default; set "
+            "trust_remote_code: true for this tier only if you trust who wrote the folder")
+    try:
         ngram = NgramConfig.from_json(raw) if is_ngram_checkpoint(raw) else None
-        config = None if ngram else AutoConfig.from_pretrained(path, trust_remote_code=False)
+        config = None if ngram else AutoConfig.from_pretrained(
+            path, trust_remote_code=trust_remote_code)
     except (ValueError, OSError, KeyError) as e:
         raise CheckpointError(f"{path!r}: config.json cannot be read: {e}") from e
     if ngram:
@@ -67,20 +81,20 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False) -> Checkpo
         path=path,
         labels=tuple(str(config.id2label[i]) for i in range(config.num_labels)),
         model_type=config.model_type,
-        max_length=_tokenizer_max_length(path) or getattr(config, "max_position_embeddings",
-                                                          None),
+        max_length=_tokenizer_max_length(path, trust_remote_code) or getattr(
+            config, "max_position_embeddings", None),
         pickle_weights=_check_weights(path, allow_pickle_weights),
     )
 
 
-def _tokenizer_max_length(path: str) -> int | None:
+def _tokenizer_max_length(path: str, trust_remote_code: bool) -> int | None:
     """Loads the tokenizer (cheap) to check it is a fast one; returns its length limit.
 
     The tokenizer's model_max_length already allows for special position offsets (RoBERTa's
     514 positions hold 512 tokens), unlike the config's max_position_embeddings.
     """
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, OSError, KeyError) as e:
         raise CheckpointError(f"{path!r}: its tokenizer cannot be loaded: {e}") from e
     if not tokenizer.is_fast:
@@ -114,12 +128,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
-              allow_pickle_weights: bool = False) -> "TierModel | NgramTier":
+              allow_pickle_weights: bool = False, trust_remote_code: bool = False
+              ) -> "TierModel | NgramTier":
     """Loads any kind of tier folder: a transformer checkpoint or a hashed n-gram model."""
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier(HashedNgramClassifier.from_pretrained(path))
-    return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights)
+    return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
+                          trust_remote_code)
 
 
 class TierModel:
@@ -136,18 +152,20 @@ class TierModel:
 
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
-             allow_pickle_weights: bool = False) -> "TierModel":
-        """Loads the checkpoint and tokenizer at `path`; never runs code from the folder.
+             allow_pickle_weights: bool = False, trust_remote_code: bool = False
+             ) -> "TierModel":
+        """Loads the checkpoint and tokenizer at `path`; runs code from the folder only when
+        `trust_remote_code`.
 
         The full checks (`inspect_checkpoint`) ran on the launcher; a worker only re-checks
         the weights format, so the tokenizer is not loaded twice.
         """
         pickle_weights = _check_weights(path, allow_pickle_weights)
         transformers_logging.disable_progress_bar()  # one bar per worker load is just noise
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         torch_device = resolve_device(device)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, trust_remote_code=False, use_safetensors=not pickle_weights)
+            path, trust_remote_code=trust_remote_code, use_safetensors=not pickle_weights)
         model.to(torch_device).eval()
         labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
         return cls(model, tokenizer, labels, max_length, batch_size, torch_device)

@@ -113,7 +113,8 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
             progress.set_postfix(loss=f"{loss.item():.3f}")
     progress.close()
     report = {"kind": "transformer", "base": str(base), "train_examples": len(train.texts),
-              "labels": list(names), **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
+              "labels": list(names), **asdict(config),
+              "train_seconds": round(time.perf_counter() - start, 1)}
     if dev is not None:
         report["dev_examples"] = len(dev.texts)
         report["dev_accuracy"] = round(accuracy(model, tokenizer, dev, config.eval_max_length), 4)

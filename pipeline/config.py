@@ -44,6 +44,7 @@ class TierConfig:
     max_length: int = 128
     device: str = "auto"
     allow_pickle_weights: bool = False
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         value = getattr(tier, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {key} {value!r} must be a whole number >= 1")
+    for key in ("allow_pickle_weights", "trust_remote_code"):
+        if not isinstance(getattr(tier, key), bool):
+            raise ConfigError(f"{where}: {key} must be true or false, not "
+                              f"{getattr(tier, key)!r}")
     if tier.device not in DEVICES:
         raise ConfigError(f"{where}: device {tier.device!r} must be one of {DEVICES}")
 
@@ -180,7 +185,8 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
     first = None
     for tier in config.tiers:
         try:
-            info = inspect_checkpoint(tier.model, tier.allow_pickle_weights)
+            info = inspect_checkpoint(tier.model, tier.allow_pickle_weights,
+                                      tier.trust_remote_code)
         except CheckpointError as e:
             raise ConfigError(f"tier {tier.name!r}: {e}") from None
         if len(info.labels) < 2:

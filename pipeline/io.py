@@ -8,10 +8,12 @@ A Reshuffle after reading spreads the records over all workers for inference.
 from __future__ import annotations
 
 import bz2
+import glob
 import gzip
 import json
 import logging
 import lzma
+import os
 from typing import IO, Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
@@ -20,6 +22,7 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
@@ -35,7 +38,11 @@ FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
 PARQUET_READ_BATCH = 1024
 PREDICTION_COLUMNS = ("id", "label", "label_id", "confidence", "decided_by", "probabilities")
 STATS_FILE = "routing_stats.json"
-OUTPUT_PREFIXES = ("predictions-", "errors-", STATS_FILE)
+SUCCESS_FILE = "_SUCCESS"
+# What a run writes into its output folder, as patterns; `beam-temp-*` are Beam's staging
+# folders, left behind when a run is interrupted before its writes were finalised.
+OUTPUT_PATTERNS = ("predictions-*", "errors-*", STATS_FILE, "beam-temp-*/**")
+STAGING_FOLDERS = "beam-temp-*"
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,12 +76,15 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
     files: dict[str, str] = {}
     for pattern in patterns:
         try:
-            matched = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+            matched = [m for r in FileSystems.match([pattern]) for m in r.metadata_list]
         except Exception as e:  # Beam raises BeamIOError with the filesystem's reason
             raise InputError(f"cannot list input {pattern!r}: {e}") from None
         if not matched:
             raise InputError(f"input pattern {pattern!r} matches no file; check the path")
-        for path in matched:
+        for metadata in matched:
+            path = metadata.path
+            if metadata.size_in_bytes == 0:
+                _LOG.warning("input file %s is empty: it holds no records", path)
             fmt = input_format or detect_format(path)
             if fmt is None:
                 raise InputError(
@@ -272,11 +282,32 @@ def read_routing_stats(output: str) -> dict[str, Any]:
 
 
 def clear_previous_outputs(output: str) -> None:
-    """Deletes the predictions, errors and statistics of an earlier run into `output`, so
-    that shards of two runs never mix."""
-    stale = [m.path for prefix in OUTPUT_PREFIXES
-             for r in FileSystems.match([FileSystems.join(output, prefix + "*")])
-             for m in r.metadata_list]
+    """Deletes what an earlier run, finished or interrupted, wrote into `output`, so that
+    shards of two runs never mix. The completion marker goes first: a folder is never marked
+    complete while it holds a mix."""
+    _delete_matching(output, [SUCCESS_FILE])
+    stale = _delete_matching(output, OUTPUT_PATTERNS)
+    if isinstance(FileSystems.get_filesystem(output), LocalFileSystem):
+        # Object stores have no folders; a local staging folder stays behind, maybe empty.
+        folders = glob.glob(os.path.join(glob.escape(output), STAGING_FOLDERS))
+        if folders:
+            FileSystems.delete(folders)
     if stale:
-        _LOG.info("replacing %d output files of a previous run in %s", len(stale), output)
-        FileSystems.delete(stale)
+        _LOG.info("replaced %d output files of a previous run in %s", stale, output)
+
+
+def mark_complete(output: str) -> None:
+    """Writes the empty `_SUCCESS` marker (the Hadoop/Spark convention) once every output of
+    the run is in place, so that downstream readers can tell a finished run from a partial one.
+    """
+    with FileSystems.create(FileSystems.join(output, SUCCESS_FILE)):
+        pass
+
+
+def _delete_matching(output: str, patterns: Sequence[str]) -> int:
+    paths = [m.path for pattern in patterns
+             for r in FileSystems.match([FileSystems.join(output, pattern)])
+             for m in r.metadata_list]
+    if paths:
+        FileSystems.delete(paths)
+    return len(paths)

@@ -24,8 +24,8 @@ from pipeline.config import (CascadeConfig, ConfigError, check_config, config_fr
                              load_config, validate_models)
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ReadRecords, WriteErrors,
                          WritePredictions, WriteRoutingStats, clear_previous_outputs,
-                         list_input_files, output_row, passthrough_columns, prediction_schema,
-                         read_routing_stats)
+                         list_input_files, mark_complete, output_row, passthrough_columns,
+                         prediction_schema, read_routing_stats)
 from pipeline.options import CascadeOptions
 from pipeline.summary import format_summary
 from transforms.cascade import Cascade
@@ -125,12 +125,18 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Runs the job to completion and returns its routing statistics."""
+    """Runs the job to completion and returns its routing statistics.
+
+    The output folder is cleared of any earlier run first and marked complete (`_SUCCESS`)
+    only once the pipeline has finished, so an interrupted run leaves no marker and rerunning
+    it replaces whatever it left.
+    """
     options = PipelineOptions(argv)
     job = job_from_options(options.view_as(CascadeOptions))
     clear_previous_outputs(job.output)
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, job)
+    mark_complete(job.output)
     return read_routing_stats(job.output)
 
 

@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from models.loading import inspect_checkpoint
 from pipeline.config import (ConfigError, config_from_dict, config_from_flags, load_config,
                              validate_models)
 
@@ -77,16 +76,6 @@ def test_a_folder_without_classification_head_is_refused(models):
 
 def test_shared_labels_are_returned(models):
     assert validate_models(config_from_dict(tiers_config(models))) == ("neg", "pos")
-
-
-def test_pickle_only_weights_are_refused_unless_allowed(models, tmp_path):
-    import shutil
-    folder = tmp_path / "pickled"
-    shutil.copytree(models["small"], folder)
-    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    with pytest.raises(ValueError, match="pickle weights"):
-        inspect_checkpoint(str(folder))
-    assert inspect_checkpoint(str(folder), allow_pickle_weights=True).pickle_weights
 
 
 def test_missing_config_file_is_named(tmp_path):

@@ -173,24 +173,6 @@ def test_a_megabyte_text_is_truncated_not_rejected(tmp_path, models):
     assert (stats["predictions"], stats["errors"]) == (1, 0)
 
 
-def test_two_worker_processes_give_the_same_predictions(inputs, config, tmp_path):
-    """Nothing depends on one process: DirectRunner multi-processing matches one worker."""
-    args = ["--input", str(inputs / "*.parquet"), "--config", config]
-    one = run_job(args + ["--output", str(tmp_path / "one")])
-    two = run_job(args + ["--output", str(tmp_path / "two"),
-                          "--direct_running_mode", "multi_processing",
-                          "--direct_num_workers", "2"])
-    decisions = lambda out: sorted((p["id"], p["label"], p["decided_by"])  # noqa: E731
-                                   for p in read_predictions(out))
-    assert decisions(tmp_path / "one") == decisions(tmp_path / "two")
-    assert {k: v for k, v in one.items() if k != "tiers"} == {
-        k: v for k, v in two.items() if k != "tiers"}
-    for t1, t2 in zip(one["tiers"], two["tiers"]):
-        for key in ("seen", "decided", "escalated", "failed", "accuracy_decided"):
-            assert t1[key] == t2[key]
-        assert t1["mean_confidence_seen"] == pytest.approx(t2["mean_confidence_seen"])
-
-
 def test_damaged_compressed_files_become_read_errors(tmp_path, models):
     """A truncated .gz and corrupt .bz2/.xz: rows before the damage kept, one error each."""
     folder = tmp_path / "in"

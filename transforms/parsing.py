@@ -7,6 +7,7 @@ the one place that decides what a valid record is, whatever the file format.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Union
 
@@ -16,6 +17,7 @@ from apache_beam.pvalue import TaggedOutput
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 
 RawRow = tuple[str, int, Union[bytes, dict]]
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,19 @@ def decode_json_line(line: bytes) -> dict[str, Any] | None:
     if not isinstance(row, dict):
         raise InvalidRecord(f"JSON value is a {type(row).__name__}, not an object")
     return row
+
+
+def reject_lone_surrogates(record: dict[str, Any]) -> None:
+    """JSON may escape half a UTF-16 pair (`"\\ud800"`); Python decodes it into a string
+    that cannot be encoded, so Beam could not even pass the record on. Raises InvalidRecord.
+
+    Only the record is checked, not the whole row: a field the job does not read may hold
+    anything."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRecord("JSON holds an unpaired UTF-16 surrogate escape (\\ud800 to "
+                            "\\udfff), which is not valid Unicode") from None
 
 
 def to_record(row: dict[str, Any], fields: RecordFields, source: str,
@@ -128,6 +143,8 @@ class ParseRecords(beam.DoFn):
                 self._blank.inc()
                 return
             record = to_record(row, self._fields, source, position)
+            if isinstance(payload, bytes) and SURROGATE_ESCAPE.search(payload):
+                reject_lone_surrogates(record)
         except InvalidRecord as e:
             record = dead_letter("parse", str(e), _as_text(payload), source, position)
             self._read.inc()

@@ -40,7 +40,8 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
         return load_tier(tier.model, max_length=tier.max_length, batch_size=tier.batch_size,
-                         device=tier.device, allow_pickle_weights=tier.allow_pickle_weights)
+                         device=tier.device, allow_pickle_weights=tier.allow_pickle_weights,
+                         trust_remote_code=tier.trust_remote_code)
 
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None

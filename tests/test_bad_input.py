@@ -1,0 +1,160 @@
+"""The bad-input matrix: every kind of bad input ends as a prediction, a dead letter with a
+clear reason, or a clear error before the job starts; never a crash, never a silent drop.
+
+README.md's "Bad input" table is this test's expectations, row by row.
+"""
+import json
+import logging
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import FileMetadata
+from conftest import read_errors, read_predictions, run_job
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import file_lines
+
+from pipeline.io import read_json_lines, read_parquet_rows
+from pipeline.run import main
+from transforms.dead_letters import DEAD_LETTERS
+from transforms.parsing import ParseRecords, RecordFields
+
+BAD_LINES = {  # JSON Lines input -> the start of its dead-letter reason
+    b"{not json": "invalid JSON",
+    b"[1, 2]": "JSON value is a list, not an object",
+    b'{"id": "no-text"}': "no 'text' field",
+    b'{"text": null}': "'text' is null",
+    b'{"text": 3.5}': "'text' is a float, not a string",
+    b'{"text": ""}': "'text' is empty",
+    b'{"text": " \\t "}': "'text' is empty",
+    b'{"text": "caf\xe9"}': "line is not valid UTF-8",
+    b'{"text": "half a pair \\ud800"}': "JSON holds an unpaired UTF-16 surrogate escape",
+}
+MEGABYTE_TEXT = "good movie " * 95_000  # ~1 MB
+
+
+def _write_inputs(folder):
+    """One file per kind of bad input, and the good records among them."""
+    folder.mkdir()
+    good = [{"text": "good movie", "id": "dup"}, {"text": "bad plot", "id": "dup"},
+            {"text": MEGABYTE_TEXT, "id": "huge"}]
+    lines = [json.dumps(r).encode() for r in good] + list(BAD_LINES)
+    (folder / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (folder / "empty.jsonl").write_bytes(b"")
+    pq.write_table(pa.table({"text": [1, 2]}), folder / "int_text.parquet")
+    whole = folder / "whole.parquet"
+    pq.write_table(pa.table({"text": [f"fine film {i}" for i in range(5000)]}), whole)
+    (folder / "truncated.parquet").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+    (folder / "garbage.parquet").write_bytes(b"PAR1 not a parquet file")
+    return good
+
+
+def test_each_bad_input_is_a_dead_letter_with_its_reason(tmp_path, models, caplog):
+    good = _write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        stats = run_job(["--input", str(tmp_path / "in" / "*"), "--output", str(out),
+                         "--tier1", models["small"], "--tier2", models["large"],
+                         "--threshold", "0.9", "--id_field", "id"])
+    predictions, errors = read_predictions(out), read_errors(out)
+
+    assert Counter(p["id"] for p in predictions) == {"dup": 2, "huge": 1}
+    assert stats["records_read"] == stats["predictions"] + stats["errors"] == len(good) + len(
+        BAD_LINES) + 2 + 2
+    assert stats["unaccounted"] == 0
+    parse = {e["position"]: e["reason"] for e in errors
+             if e["stage"] == "parse" and e["source"].endswith("mixed.jsonl")}
+    assert len(parse) == len(BAD_LINES)
+    for position, expected in enumerate(BAD_LINES.values(), start=len(good) + 1):
+        assert parse[position].startswith(expected), (position, parse[position])
+    mistyped = [e for e in errors if e["source"].endswith("int_text.parquet")]
+    assert [e["reason"] for e in mistyped] == ["'text' is a int, not a string"] * 2
+    unreadable = {e["source"].rsplit("/", 1)[1]: e["reason"] for e in errors
+                  if e["stage"] == "read"}
+    assert sorted(unreadable) == ["garbage.parquet", "truncated.parquet"]
+    assert all("cannot read parquet file" in r for r in unreadable.values())
+    assert "empty.jsonl is empty" in caplog.text
+
+
+def test_a_glob_that_matches_nothing_is_an_error_naming_it(tmp_path, models, capsys):
+    pattern = str(tmp_path / "nowhere" / "*.jsonl")
+    assert main(["--input", pattern, "--output", str(tmp_path / "out"),
+                 "--tier1", models["small"]]) == 2
+    assert f"input pattern {pattern!r} matches no file" in capsys.readouterr().err
+
+
+FIELDS = RecordFields(text_field="text", id_field="id", labels=("neg", "pos"))
+def _parse_all(raw_rows):
+    """Runs the job's parse DoFn over raw rows; returns (records, dead letters)."""
+    parse = ParseRecords(FIELDS)
+    outputs = [out for row in raw_rows for out in parse.process(row)]
+    dead = [o.value for o in outputs if getattr(o, "tag", None) == DEAD_LETTERS]
+    return [o for o in outputs if getattr(o, "tag", None) != DEAD_LETTERS], dead
+
+
+def _is_blank(line: bytes) -> bool:
+    """The parser's rule: a line that decodes and holds only (Unicode) whitespace."""
+    try:
+        return not line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False
+
+
+def _readable(path):
+    return fileio.ReadableFile(FileMetadata(str(path), path.stat().st_size))
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file_lines)
+def test_json_lines_read_equal_records_plus_dead_letters(tmp_path, file_lines):
+    """Property: every non-blank line of a file is exactly one record or one dead letter."""
+    path = tmp_path / "random.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in file_lines))
+    raw_rows = list(read_json_lines(_readable(path)))
+    records, dead = _parse_all(raw_rows)
+    non_blank = [n for _, n, line in raw_rows if not _is_blank(line)]
+    assert len(non_blank) == len(records) + len(dead)
+    assert sorted(r["position"] for r in records + dead) == non_blank
+
+
+column_values = st.one_of(
+    st.lists(st.text(max_size=20) | st.none(), max_size=20),
+    st.lists(st.integers(-5, 5) | st.none(), max_size=20),
+    st.lists(st.floats(allow_nan=True) | st.none(), max_size=20),
+    st.lists(st.binary(max_size=10) | st.none(), max_size=20),
+    st.lists(st.lists(st.text(max_size=5), max_size=3), max_size=20),
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column_values)
+def test_parquet_rows_read_equal_records_plus_dead_letters(tmp_path, values):
+    """Property: every Parquet row, whatever its text column's type, is exactly one record or
+    one dead letter."""
+    path = tmp_path / "random.parquet"
+    pq.write_table(pa.table({"text": values}), path)
+    records, dead = _parse_all(read_parquet_rows(_readable(path), FIELDS.columns))
+    assert len(records) + len(dead) == len(values)
+    assert sorted(r["position"] for r in records + dead) == list(range(len(values)))
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file_lines)
+def test_whole_job_accounts_for_every_line(tmp_path_factory, models, file_lines):
+    """Property, end to end: records read = predictions + errors in the routing statistics
+    and in the files written."""
+    folder = tmp_path_factory.mktemp("job")
+    (folder / "in.jsonl").write_bytes(b"".join(line + b"\n" for line in file_lines))
+    stats = run_job(["--input", str(folder / "in.jsonl"), "--output", str(folder / "out"),
+                     "--tier1", models["small"], "--tier2", models["large"],
+                     "--threshold", "0.9"])
+    non_blank = sum(1 for line in file_lines if not _is_blank(line))
+    assert stats["records_read"] == non_blank == stats["predictions"] + stats["errors"]
+    assert len(read_predictions(folder / "out")) == stats["predictions"]
+    assert len(read_errors(folder / "out")) == stats["errors"]
