@@ -19,6 +19,7 @@ setup(
         "fsspec>=2023.1",
         "PyYAML>=6",
         "tqdm>=4.60",
+        "matplotlib>=3.7",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
     entry_points={"console_scripts": ["beam-cascade=pipeline.cli:main"]},

@@ -6,19 +6,14 @@ Tokenization is included (a model cannot run without it).
 """
 from __future__ import annotations
 
-import time
-
-from models.loading import load_tier
-
-ONE_PASS = 1 << 20  # the loop itself chunks the texts; the tier runs each chunk in one pass
+from models.throughput import load_for_timing, scoring_seconds
 
 
 class BareTimer:
     """Times both tiers over the benchmark's texts, or over a subset of them."""
 
     def __init__(self, tier1: str, tier2: str, texts: list[str]):
-        self.tiers = {1: load_tier(tier1, batch_size=ONE_PASS),
-                      2: load_tier(tier2, batch_size=ONE_PASS)}
+        self.tiers = {1: load_for_timing(tier1), 2: load_for_timing(tier2)}
         self.texts = texts
         self.sweep: dict[str, dict[int, float]] = {}
 
@@ -27,13 +22,7 @@ class BareTimer:
         """Wall seconds to score the texts (all, or those at `indices`) in forward passes of
         `batch_size`, sorted by length first unless `sort_by_length` is False."""
         texts = self.texts if indices is None else [self.texts[i] for i in indices]
-        model = self.tiers[tier]
-        start = time.perf_counter()
-        order = (sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length
-                 else list(range(len(texts))))
-        for first in range(0, len(order), batch_size):
-            model.logits([texts[i] for i in order[first:first + batch_size]])
-        return time.perf_counter() - start
+        return scoring_seconds(self.tiers[tier], texts, batch_size, sort_by_length)
 
     def best_batch_size(self, tier: int, sizes: list[int]) -> int:
         """The fastest of `sizes` over all texts (after one warm-up pass); kept in `sweep`."""

@@ -18,6 +18,7 @@ class LabelledTexts:
     texts: list[str]
     label_ids: list[int]
     label_names: tuple[str, ...]
+    text_pairs: list[str] | None = None
 
 
 def read_rows(path: str) -> list[dict]:
@@ -33,16 +34,17 @@ def read_rows(path: str) -> list[dict]:
 
 
 def read_labelled(path: str, text_field: str = "sentence", label_field: str = "label",
-                  label_names: tuple[str, ...] | None = None, limit: int | None = None
-                  ) -> LabelledTexts:
-    """Reads texts and labels. Labels may be names or ids; `label_names` fixes the id order
-    (default: sorted distinct values). Rows without text or label are an error, since a
-    training set with silent gaps would misreport its size."""
+                  label_names: tuple[str, ...] | None = None, limit: int | None = None,
+                  text_pair_field: str | None = None) -> LabelledTexts:
+    """Reads texts (and second texts of pairs) and labels. Labels may be names or ids;
+    `label_names` fixes the id order (default: sorted distinct values). Rows without text or
+    label are an error, since a data set with silent gaps would misreport its size."""
     rows = read_rows(path)[:limit]
-    missing = [i for i, r in enumerate(rows) if not r.get(text_field) or r.get(label_field) in
-               (None, "")]
+    needed = [f for f in (text_field, text_pair_field) if f]
+    missing = [i for i, r in enumerate(rows)
+               if any(not r.get(f) for f in needed) or r.get(label_field) in (None, "")]
     if missing:
-        raise ValueError(f"{path!r}: {len(missing)} rows lack {text_field!r} or "
+        raise ValueError(f"{path!r}: {len(missing)} rows lack {' or '.join(needed)} or "
                          f"{label_field!r} (first at row {missing[0]}); check the field names")
     raw_labels = [str(r[label_field]).strip() for r in rows]
     names = label_names or tuple(sorted(set(raw_labels)))
@@ -51,5 +53,6 @@ def read_labelled(path: str, text_field: str = "sentence", label_field: str = "l
     unknown = sorted(set(raw_labels) - set(ids))
     if unknown:
         raise ValueError(f"{path!r}: labels {unknown[:5]} are not among {list(names)}")
+    pairs = [str(r[text_pair_field]) for r in rows] if text_pair_field else None
     return LabelledTexts([str(r[text_field]) for r in rows], [ids[v] for v in raw_labels],
-                         tuple(names))
+                         tuple(names), pairs)

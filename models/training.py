@@ -11,6 +11,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -18,6 +19,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                           get_linear_schedule_with_warmup)
 
 from models.datasets import LabelledTexts
+from models.difficulty import DifficultyAware, difficulty_labels, ranking_loss
 from models.ngram import (HashedNgramClassifier, NgramConfig, NgramTier,
                           inverse_document_frequency, ngram_ids)
 
@@ -63,23 +65,47 @@ def _batches(n: int, batch_size: int, shuffle: bool, rng: random.Random):
         yield order[start:start + batch_size]
 
 
-def accuracy(model, tokenizer, data: LabelledTexts, max_length: int,
-             batch_size: int = 128) -> float:
-    """Share of `data` the model labels correctly."""
+def _predictions(model, tokenizer, texts: list[str], max_length: int,
+                batch_size: int = 128) -> list[int]:
+    """The model's label ids for `texts`."""
     model.eval()
-    correct = 0
+    predicted: list[int] = []
     with torch.inference_mode():
-        for idx in _batches(len(data.texts), batch_size, False, random.Random(0)):
-            enc = tokenizer([data.texts[i] for i in idx], truncation=True,
-                            max_length=max_length, padding="longest", return_tensors="pt")
-            predicted = model(**enc).logits.argmax(-1).tolist()
-            correct += sum(p == data.label_ids[i] for p, i in zip(predicted, idx))
-    return correct / len(data.texts)
+        for idx in _batches(len(texts), batch_size, False, random.Random(0)):
+            enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
+                            padding="longest", return_tensors="pt")
+            predicted += model(**enc).logits.argmax(-1).tolist()
+    return predicted
 
 
 def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConfig,
-              dev: LabelledTexts | None = None) -> dict:
-    """Fine-tunes `base` on `train`, saves the checkpoint to `output`, returns its report."""
+              dev: LabelledTexts | None = None,
+              difficulty_aware: DifficultyAware | None = None) -> dict:
+    """Fine-tunes `base` on `train`, saves the checkpoint to `output`, returns its report;
+    with `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT)."""
+    start = time.perf_counter()
+    hard = None
+    if difficulty_aware:
+        hard = difficulty_labels(train, difficulty_aware.folds, config.seed,
+                                 lambda part, texts: _predictions(
+                                     *fit_transformer(base, part, config), texts,
+                                     config.max_length))
+    model, tokenizer = fit_transformer(base, train, config, hard, difficulty_aware)
+    report = {"kind": "transformer", "base": str(base), **_report(
+        train, config, start, difficulty_aware, hard, dev,
+        lambda texts: _predictions(model, tokenizer, texts, config.eval_max_length))}
+    os.makedirs(output, exist_ok=True)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    _write_report(output, report)
+    return report
+
+
+def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
+                    hard: list[bool] | None = None,
+                    difficulty_aware: DifficultyAware | None = None):
+    """The fine-tuning loop (AdamW, linear warm-up and decay, gradient clipping) and, given
+    difficulty labels `hard`, CascadeBERT's ranking loss. Returns (model, tokenizer)."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     names = train.label_names
@@ -94,7 +120,6 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
     steps = config.epochs * -(-len(train.texts) // config.batch_size)
     schedule = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, steps // 10),
                                                steps)
-    start = time.perf_counter()
     progress = tqdm(total=steps, desc="training", unit="batch")
     for _ in range(config.epochs):
         model.train()
@@ -102,8 +127,11 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
             enc = tokenizer([train.texts[i] for i in idx], truncation=True,
                             max_length=config.max_length, padding="longest",
                             return_tensors="pt")
-            labels = torch.tensor([train.label_ids[i] for i in idx])
-            loss = model(**enc, labels=labels).loss
+            out = model(**enc, labels=torch.tensor([train.label_ids[i] for i in idx]))
+            loss = out.loss
+            if hard is not None:
+                loss = loss + difficulty_aware.weight * ranking_loss(
+                    out.logits, torch.tensor([hard[i] for i in idx]), difficulty_aware.margin)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -112,17 +140,7 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
             progress.update()
             progress.set_postfix(loss=f"{loss.item():.3f}")
     progress.close()
-    report = {"kind": "transformer", "base": str(base), "train_examples": len(train.texts),
-              "labels": list(names), **asdict(config),
-              "train_seconds": round(time.perf_counter() - start, 1)}
-    if dev is not None:
-        report["dev_examples"] = len(dev.texts)
-        report["dev_accuracy"] = round(accuracy(model, tokenizer, dev, config.eval_max_length), 4)
-    os.makedirs(output, exist_ok=True)
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    _write_report(output, report)
-    return report
+    return model.eval(), tokenizer
 
 
 @dataclass(frozen=True)
@@ -142,8 +160,28 @@ class NgramTrainingConfig:
 
 
 def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
-                dev: LabelledTexts | None = None) -> dict:
-    """Trains the hashed n-gram classifier (a cheap tier 1) and saves it to `output`."""
+                dev: LabelledTexts | None = None,
+                difficulty_aware: DifficultyAware | None = None) -> dict:
+    """Trains the hashed n-gram classifier (a cheap tier 1) and saves it to `output`; with
+    `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT)."""
+    start = time.perf_counter()
+    hard = None
+    if difficulty_aware:
+        hard = difficulty_labels(train, difficulty_aware.folds, config.seed,
+                                 lambda part, texts: _ngram_predictions(
+                                     fit_ngram(part, config), texts))
+    model = fit_ngram(train, config, hard, difficulty_aware)
+    report = {"kind": "ngram", **_report(train, config, start, difficulty_aware, hard, dev,
+                                         lambda texts: _ngram_predictions(model, texts))}
+    model.save_pretrained(output)
+    _write_report(output, report)
+    return report
+
+
+def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool] | None = None,
+              difficulty_aware: DifficultyAware | None = None) -> HashedNgramClassifier:
+    """The n-gram training loop: cross-entropy, the L2 penalty and, given difficulty labels
+    `hard`, CascadeBERT's ranking loss."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     model = HashedNgramClassifier(NgramConfig(train.label_names, config.num_buckets,
@@ -151,7 +189,6 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     features = [ngram_ids(t, config.num_buckets, config.max_n) for t in train.texts]
     model.idf.copy_(inverse_document_frequency(features, config.num_buckets))
-    start = time.perf_counter()
     steps = config.epochs * -(-len(features) // config.batch_size)
     progress = tqdm(total=steps, desc="training n-gram tier", unit="batch")
     for _ in range(config.epochs):
@@ -160,25 +197,37 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
             ids = torch.tensor([i for j in idx for i in features[j]])
             offsets = torch.tensor([0] + [len(features[j]) for j in idx[:-1]]).cumsum(0)
             labels = torch.tensor([train.label_ids[j] for j in idx])
-            loss = (torch.nn.functional.cross_entropy(model(ids, offsets), labels)
+            logits = model(ids, offsets)
+            loss = (torch.nn.functional.cross_entropy(logits, labels)
                     + config.weight_decay * model.weights.weight.pow(2).sum())
+            if hard is not None:
+                loss = loss + difficulty_aware.weight * ranking_loss(
+                    logits, torch.tensor([hard[j] for j in idx]), difficulty_aware.margin)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             progress.update()
     progress.close()
-    model.eval()
-    report = {"kind": "ngram", "train_examples": len(train.texts),
-              "labels": list(train.label_names), **asdict(config),
-              "train_seconds": round(time.perf_counter() - start, 1)}
+    return model.eval()
+
+
+def _ngram_predictions(model: HashedNgramClassifier, texts: list[str]) -> list[int]:
+    return NgramTier(model).logits(texts).argmax(-1).tolist()
+
+
+def _report(train: LabelledTexts, config, start: float,
+            difficulty_aware: DifficultyAware | None, hard: list[bool] | None,
+            dev: LabelledTexts | None, predict: Callable[[list[str]], list[int]]) -> dict:
+    """TRAINING.json's content: the data, the settings, the time and the dev accuracy."""
+    report = {"train_examples": len(train.texts), "labels": list(train.label_names),
+              **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
+    if difficulty_aware:
+        report["difficulty_aware"] = {**asdict(difficulty_aware), "hard_examples": sum(hard)}
     if dev is not None:
-        tier = NgramTier(model)
-        predicted = tier.logits(dev.texts).argmax(-1).tolist()
+        predicted = predict(dev.texts)
         report["dev_examples"] = len(dev.texts)
         report["dev_accuracy"] = round(
             sum(p == y for p, y in zip(predicted, dev.label_ids)) / len(dev.texts), 4)
-    model.save_pretrained(output)
-    _write_report(output, report)
     return report
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
-from pipeline import run, train
+from pipeline import calibrate, run, train
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "run": (run.main, "classify files with a cascade of models (Beam job)"),
     "train": (train.main, "fine-tune a tier model from a labelled file"),
+    "calibrate": (calibrate.main, "fit temperatures and choose thresholds on labelled dev "
+                                  "data; write a tuned config"),
 }
 
 
 def usage() -> str:
     lines = ["usage: beam-cascade COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<8}{help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<11}{help_text}" for name, (_, help_text) in COMMANDS.items()]
     lines += ["", "`beam-cascade COMMAND --help` lists a command's options."]
     return "\n".join(lines)
 

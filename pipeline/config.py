@@ -102,6 +102,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> CascadeConf
     return config
 
 
+def config_to_dict(config: CascadeConfig) -> dict[str, Any]:
+    """Plain data that `config_from_dict` reads back to the same config (for writing YAML)."""
+    raw = dataclasses.asdict(config)
+    raw["tiers"] = [dataclasses.asdict(t) for t in config.tiers]
+    raw["passthrough_fields"] = list(config.passthrough_fields)
+    return raw
+
+
 def config_from_flags(models: list[str], thresholds: list[float]) -> CascadeConfig:
     """A cascade from `--tier1 A --tier2 B [--tier3 C] --threshold T[,T2]` alone.
 

@@ -29,5 +29,9 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
     if stats["labelled"]:
         lines.append(f"cascade accuracy {_fmt(stats['accuracy'], '.2%')} on "
                      f"{stats['labelled']} labelled records")
+    if stats["predictions"]:
+        lines.append(f"estimated accuracy {_fmt(stats['estimated_accuracy'], '.2%')} (mean "
+                     "probability of the decisions: trust it for tiers calibrated by "
+                     "`beam-cascade calibrate`)")
     lines.append(f"outputs in {output}: predictions-*, errors-*.jsonl, routing_stats.json")
     return "\n".join(lines)

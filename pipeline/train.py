@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from models.datasets import read_labelled
+from models.difficulty import DifficultyAware
 from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
                              fine_tune, train_ngram)
 
@@ -46,6 +47,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--keep_layers", type=int,
                    help="keep only the first N encoder layers (a cheaper tier)")
+    aware = DifficultyAware()
+    p.add_argument("--difficulty_aware", action="store_true",
+                   help="CascadeBERT's objective for a cheaper tier: label each training "
+                        "example hard or easy by whether a model trained on the other folds "
+                        "gets it right, then add a margin ranking loss that keeps hard "
+                        "examples' confidence below easy ones' (costs folds+1 trainings)")
+    p.add_argument("--difficulty_weight", type=float, default=aware.weight,
+                   help="weight of the ranking loss")
+    p.add_argument("--difficulty_margin", type=float, default=aware.margin,
+                   help="confidence margin between easy and hard examples")
+    p.add_argument("--difficulty_folds", type=int, default=aware.folds,
+                   help="folds that label difficulty")
     return p
 
 
@@ -59,14 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         common = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                     ("lr", args.lr), ("weight_decay", args.weight_decay),
                                     ("seed", args.seed)) if v is not None}
+        aware = DifficultyAware(args.difficulty_weight, args.difficulty_margin,
+                                args.difficulty_folds) if args.difficulty_aware else None
         if args.kind == "ngram":
-            report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev)
+            report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev,
+                                 aware)
         else:
             config = TrainingConfig(max_length=args.max_length,
                                     eval_max_length=args.eval_max_length,
                                     keep_layers=args.keep_layers, **common)
             report = fine_tune(args.base or default_base_model(), train, args.output, config,
-                               dev)
+                               dev, aware)
     except (ValueError, OSError) as e:
         print(f"beam-cascade train: error: {e}", file=sys.stderr)
         return 2

@@ -18,8 +18,11 @@ def synthetic_predictions(n: int, seed: int = 0) -> list[dict]:
     records = []
     for i in range(n):
         depth = rng.choice([1, 1, 2, 3])
-        visits = [{"tier": t.name, "label_id": rng.randint(0, 1),
-                   "confidence": rng.random(), "ms": rng.random()} for t in TIERS[:depth]]
+        visits = []
+        for t in TIERS[:depth]:
+            p = rng.random()
+            visits.append({"tier": t.name, "label_id": int(p > 0.5), "probabilities": [1 - p, p],
+                           "confidence": rng.random(), "ms": rng.random()})
         records.append({"id": str(i), "gold": rng.choice([0, 1, None]), "tiers": visits})
     return records
 
@@ -32,6 +35,8 @@ def direct_stats(records: list[dict], errors: list[dict]) -> dict:
     labelled = [r for r in records if r["gold"] is not None]
     out["accuracy"] = sum(r["tiers"][-1]["label_id"] == r["gold"] for r in labelled) / len(
         labelled)
+    out["estimated_accuracy"] = sum(max(r["tiers"][-1]["probabilities"]) for r in records) / len(
+        records)
     for t in TIERS:
         seen = [r for r in records if any(v["tier"] == t.name for v in r["tiers"])]
         decided = [r for r in seen if r["tiers"][-1]["tier"] == t.name]
@@ -50,6 +55,8 @@ def direct_stats(records: list[dict], errors: list[dict]) -> dict:
             / len(decided),
             "accuracy_decided": sum(visit[r["id"]]["label_id"] == r["gold"]
                                     for r in decided_labelled) / len(decided_labelled),
+            "estimated_accuracy_decided": sum(max(visit[r["id"]]["probabilities"])
+                                              for r in decided) / len(decided),
             "inference_seconds": (sum(visit[r["id"]]["ms"] for r in seen) + sum(
                 v["ms"] for e in errors for v in e["tiers"] if v["tier"] == t.name)) / 1000,
         }
@@ -61,6 +68,7 @@ def check(stats: dict, expected: dict) -> None:
     for key in ("records", "predictions", "errors", "records_read", "unaccounted"):
         assert stats[key] == expected[key]
     assert stats["accuracy"] == pytest.approx(expected["accuracy"])
+    assert stats["estimated_accuracy"] == pytest.approx(expected["estimated_accuracy"])
     for tier in stats["tiers"]:
         for key, value in expected[tier["name"]].items():
             assert tier[key] == pytest.approx(value), (tier["name"], key)
@@ -68,6 +76,7 @@ def check(stats: dict, expected: dict) -> None:
 
 ERRORS = [{"stage": "parse", "tiers": []}, {"stage": "parse", "tiers": []},
           {"stage": "tier:medium", "tiers": [{"tier": "small", "label_id": 1,
+                                              "probabilities": [0.4, 0.6],
                                               "confidence": 0.5, "ms": 2.0}]}]
 
 

@@ -16,7 +16,7 @@ from pipeline.config import TierConfig
 
 TIER_COUNTS = ("seen", "decided", "escalated", "labelled_seen", "correct_seen",
                "labelled_decided", "correct_decided")
-TIER_SUMS = ("confidence_seen", "confidence_decided", "ms")
+TIER_SUMS = ("confidence_seen", "confidence_decided", "max_prob_decided", "ms")
 
 
 def _new_tier() -> dict[str, float]:
@@ -68,6 +68,7 @@ class RoutingStatsFn(beam.CombineFn):
         tier["ms"] += visit["ms"]
         if final:
             tier["confidence_decided"] += visit["confidence"]
+            tier["max_prob_decided"] += max(visit["probabilities"])
         if gold is None:
             return
         correct = visit["label_id"] == gold
@@ -104,6 +105,8 @@ class RoutingStatsFn(beam.CombineFn):
             "labelled": acc["labelled"],
             "labels_unrecognized": acc["labels_unrecognized"],
             "accuracy": _ratio(acc["correct"], acc["labelled"]),
+            "estimated_accuracy": _ratio(
+                sum(t["max_prob_decided"] for t in acc["tiers"].values()), predictions),
             "tiers": [self._tier_output(name, acc["tiers"][name], predictions, acc["errors"])
                       for name in self._names],
         }
@@ -122,6 +125,7 @@ class RoutingStatsFn(beam.CombineFn):
             "mean_confidence_seen": _ratio(t["confidence_seen"], t["seen"]),
             "mean_confidence_decided": _ratio(t["confidence_decided"], t["decided"]),
             "accuracy_decided": _ratio(t["correct_decided"], t["labelled_decided"]),
+            "estimated_accuracy_decided": _ratio(t["max_prob_decided"], t["decided"]),
             "accuracy_seen": _ratio(t["correct_seen"], t["labelled_seen"]),
             "inference_seconds": t["ms"] / 1000.0,
             "ms_per_record": _ratio(t["ms"], t["seen"]),

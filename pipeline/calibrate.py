@@ -1,0 +1,258 @@
+"""`beam-cascade calibrate`: turns a labelled dev file into a tuned cascade config.
+
+1. Runs every tier once over the dev file (logits cached in the report folder).
+2. Fits one temperature per tier (NLL); reports ECE and NLL before and after; draws a
+   reliability diagram per tier.
+3. Measures each tier's seconds per record at each batch size on this machine.
+4. Replays the cascade at every threshold vector on the dev data, draws the accuracy/speedup
+   frontier with and without calibration, and picks the operating point the policy asks for.
+5. Re-measures the later tiers on the records that reach them at that point (they see the
+   harder, often longer, texts, and fewer of them) and picks their batch size for that.
+6. Writes the tuned config (thresholds, temperatures, batch sizes), which `run` takes as is,
+   and a report, with a split-half check that the chosen thresholds carry over to unseen data.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import torch
+import yaml
+
+from models.calibration import Calibration, calibrate
+from models.confidence import confidence, probabilities
+from models.datasets import LabelledTexts, read_labelled
+from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
+                                     choose, last_tier_alone, pareto_frontier, replay, sweep)
+from models.throughput import load_for_timing, seconds_per_record
+from pipeline.calibration_report import write_report
+from pipeline.config import (CascadeConfig, ConfigError, TierConfig, config_to_dict,
+                             load_config, validate_models)
+
+DEFAULT_BATCH_SIZES = "8,16,32,64,128"
+DEFAULT_MAX_ACCURACY_DROP = 0.5
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="beam-cascade calibrate",
+        description="Fit temperatures, measure tier costs and choose thresholds on a labelled "
+                    "dev file; write the tuned cascade config.")
+    p.add_argument("--config", required=True, help="the cascade config to tune (YAML/JSON)")
+    p.add_argument("--dev", required=True, help="labelled .tsv, .jsonl or .parquet file")
+    p.add_argument("--output", required=True, help="where to write the tuned config (.yaml)")
+    p.add_argument("--report", help="folder for the report, plots and logits cache "
+                                    "(default: next to --output, named after it)")
+    p.add_argument("--text_field", help="dev file's text field (default: the config's)")
+    p.add_argument("--label_field", help="dev file's label field (default: the config's, "
+                                         "else 'label')")
+    policy = p.add_mutually_exclusive_group()
+    policy.add_argument("--max_accuracy_drop", type=float,
+                        help="points of accuracy the cascade may lose against the last tier "
+                             f"alone; the cheapest such point wins (default "
+                             f"{DEFAULT_MAX_ACCURACY_DROP})")
+    policy.add_argument("--min_speedup", type=float,
+                        help="the most accurate point at least this much faster than the last "
+                             "tier alone")
+    policy.add_argument("--max_escalation", type=float,
+                        help="the most accurate point sending at most this share of records "
+                             "to the last tier (its capacity)")
+    p.add_argument("--batch_sizes", default=DEFAULT_BATCH_SIZES,
+                   help="batch sizes whose throughput is measured for every tier")
+    p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians are used)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split-half check")
+    return p
+
+
+@dataclasses.dataclass(frozen=True)
+class TierMeasurements:
+    """What calibrate learnt about one tier."""
+
+    calibration: Calibration
+    raw: TierOutputs  # confidences at temperature 1
+    calibrated: TierOutputs
+    costs: dict[int, float]  # seconds per record by batch size, on all dev texts
+
+    @property
+    def best_batch_size(self) -> int:
+        return min(self.costs, key=self.costs.get)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        labels = validate_models(config)
+        dev = read_labelled(args.dev, args.text_field or config.text_field,
+                            args.label_field or config.label_field or "label", labels,
+                            text_pair_field=config.text_pair_field)
+        if args.min_speedup is None and args.max_escalation is None:
+            args.max_accuracy_drop = (DEFAULT_MAX_ACCURACY_DROP if args.max_accuracy_drop is None
+                                      else args.max_accuracy_drop)
+        policy = Policy(args.max_accuracy_drop, args.min_speedup, args.max_escalation)
+        report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
+        result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
+                      args.repeats, report_dir, args.seed)
+    except (ConfigError, NoOperatingPoint, ValueError, OSError) as e:
+        print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
+        return 2
+    write_config(result["config"], args.output)
+    print(write_report(result, report_dir))
+    print(f"tuned config: {args.output}; report: {report_dir}")
+    return 0
+
+
+def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes: list[int],
+         repeats: int, report_dir: str, seed: int) -> dict[str, Any]:
+    """Calibrates, measures and chooses; returns the tuned config and everything measured."""
+    labels = torch.tensor(dev.label_ids)
+    cache = os.path.join(report_dir, "logits")
+    models = [load_for_timing(t.model, t.max_length, t.device,
+                              allow_pickle_weights=t.allow_pickle_weights,
+                              trust_remote_code=t.trust_remote_code) for t in config.tiers]
+    tiers = [measure_tier(t, m, dev, batch_sizes, repeats, cache)
+             for t, m in zip(config.tiers, models)]
+    costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
+    calibrated = [t.calibrated for t in tiers]
+    points = sweep(calibrated, labels, costs)
+    reference = last_tier_alone(calibrated, labels, costs)
+    chosen = choose(points, reference, policy)
+    batch_sizes_chosen, share_costs = batch_sizes_for_their_share(
+        models, tiers, dev, chosen, batch_sizes, repeats)
+    chosen = replay(calibrated, labels, chosen.thresholds, share_costs,
+                    reference_cost=reference.cost)
+    return {
+        "config": tuned_config(config, tiers, chosen, batch_sizes_chosen),
+        "policy": dataclasses.asdict(policy),
+        "tiers": [{"name": c.name, "model": c.model, "batch_size": b,
+                   "calibration": dataclasses.asdict(t.calibration),
+                   "seconds_per_record": t.costs}
+                  for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
+        "reference": reference,
+        "chosen": chosen,
+        "frontier": pareto_frontier(points),
+        "frontier_uncalibrated": pareto_frontier(
+            sweep([t.raw for t in tiers], labels, costs)),
+        "split_half": split_half_check(calibrated, labels, costs, policy, seed),
+        "reliability": {c.name: (t.raw, t.calibrated) for c, t in zip(config.tiers, tiers)},
+        "labels": labels,
+        "dev_records": len(labels),
+    }
+
+
+def measure_tier(tier: TierConfig, model: Any, dev: LabelledTexts, batch_sizes: list[int],
+                 repeats: int, cache: str) -> TierMeasurements:
+    """Logits (cached), the fitted temperature, and seconds per record by batch size."""
+    logits = cached_logits(tier, dev, cache, model)
+    labels = torch.tensor(dev.label_ids)
+    fitted = calibrate(logits, labels)
+    return TierMeasurements(
+        calibration=fitted,
+        raw=tier_outputs(logits, 1.0, tier.confidence),
+        calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
+        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs))
+
+
+def tier_outputs(logits: torch.Tensor, temperature: float, measure: str) -> TierOutputs:
+    probs = probabilities(logits, temperature)
+    return TierOutputs(predictions=probs.argmax(-1), confidences=confidence(probs, measure),
+                       max_probs=probs.max(-1).values)
+
+
+def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model) -> torch.Tensor:
+    """The tier's logits on the dev texts, computed once per model folder, data and length."""
+    key = hashlib.sha256(json.dumps([
+        _folder_fingerprint(tier.model), tier.max_length, dev.texts, dev.text_pairs,
+    ]).encode()).hexdigest()[:20]
+    path = os.path.join(cache, f"{tier.name}-{key}.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    logits = torch.cat([model.logits(dev.texts[i:i + 64],
+                                     dev.text_pairs[i:i + 64] if dev.text_pairs else None)
+                        for i in range(0, len(dev.texts), 64)])
+    os.makedirs(cache, exist_ok=True)
+    torch.save(logits, path)
+    return logits
+
+
+def _folder_fingerprint(folder: str) -> list:
+    """Names, sizes and modification times of a model folder's files: a retrained model in
+    the same folder gets new logits."""
+    return sorted((name, os.path.getsize(os.path.join(folder, name)),
+                   os.path.getmtime(os.path.join(folder, name)))
+                  for name in os.listdir(folder)
+                  if os.path.isfile(os.path.join(folder, name)))
+
+
+def batch_sizes_for_their_share(models: list[Any], tiers: list[TierMeasurements],
+                                dev: LabelledTexts, chosen: OperatingPoint,
+                                batch_sizes: list[int], repeats: int
+                                ) -> tuple[list[int], list[float]]:
+    """Tier 1 keeps the batch size measured on all texts; each later tier is re-measured on
+    the dev texts that reach it at the chosen point (TangoBERT's per-tier batch sizes)."""
+    chosen_sizes = [tiers[0].best_batch_size]
+    costs = [tiers[0].costs[chosen_sizes[0]]]
+    pending = torch.ones(len(dev.texts), dtype=torch.bool)
+    for k in range(1, len(tiers)):
+        pending &= tiers[k - 1].calibrated.confidences < chosen.thresholds[k - 1]
+        reaching = [i for i, keep in enumerate(pending.tolist()) if keep]
+        if len(reaching) < max(batch_sizes):  # too few to time; keep the all-texts figures
+            chosen_sizes.append(tiers[k].best_batch_size)
+            costs.append(tiers[k].costs[chosen_sizes[-1]])
+            continue
+        share_costs = seconds_per_record(
+            models[k], [dev.texts[i] for i in reaching], batch_sizes, repeats,
+            [dev.text_pairs[i] for i in reaching] if dev.text_pairs else None)
+        chosen_sizes.append(min(share_costs, key=share_costs.get))
+        costs.append(share_costs[chosen_sizes[-1]])
+    return chosen_sizes, costs
+
+
+def split_half_check(tiers: list[TierOutputs], labels: torch.Tensor, costs: list[float],
+                     policy: Policy, seed: int) -> dict[str, Any]:
+    """Tunes on a random half of dev and replays those thresholds on the other half: the
+    accuracy drop on the unseen half is what a user should expect on new data."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    halves = {"tuned": order[: len(order) // 2], "held_out": order[len(order) // 2:]}
+    subset = {name: ([TierOutputs(t.predictions[i], t.confidences[i], t.max_probs[i])
+                      for t in tiers], labels[i]) for name, i in halves.items()}
+    tuned_tiers, tuned_labels = subset["tuned"]
+    chosen = choose(sweep(tuned_tiers, tuned_labels, costs),
+                    last_tier_alone(tuned_tiers, tuned_labels, costs), policy)
+    result: dict[str, Any] = {"thresholds": chosen.thresholds, "seed": seed}
+    for name, (half_tiers, half_labels) in subset.items():
+        point = replay(half_tiers, half_labels, chosen.thresholds, costs)
+        alone = last_tier_alone(half_tiers, half_labels, costs)
+        result[name] = {"records": len(half_labels), "accuracy": point.accuracy,
+                        "last_tier_accuracy": alone.accuracy,
+                        "accuracy_drop_points": 100 * (alone.accuracy - point.accuracy),
+                        "speedup": point.speedup,
+                        "estimated_accuracy": point.estimated_accuracy}
+    return result
+
+
+def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: OperatingPoint,
+                 batch_sizes: list[int]) -> CascadeConfig:
+    thresholds = list(chosen.thresholds) + [None]
+    return dataclasses.replace(config, tiers=tuple(
+        dataclasses.replace(c, threshold=th, temperature=t.calibration.temperature,
+                            batch_size=b)
+        for c, t, th, b in zip(config.tiers, tiers, thresholds, batch_sizes)))
+
+
+def write_config(config: CascadeConfig, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        if path.endswith(".json"):
+            json.dump(config_to_dict(config), f, indent=2)
+        else:
+            yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

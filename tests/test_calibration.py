@@ -1,0 +1,127 @@
+"""Temperature scaling, calibration error, operating points and the calibrate command."""
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import run_job
+
+from models.calibration import calibrate, expected_calibration_error, fit_temperature
+from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
+                                     candidate_thresholds, choose, pareto_frontier, replay,
+                                     sweep)
+from pipeline.calibrate import main as calibrate_main
+from pipeline.config import load_config
+
+
+@pytest.mark.parametrize("true_temperature", [0.3, 1.0, 2.5, 8.0])
+def test_fitting_recovers_a_known_temperature(true_temperature):
+    """Labels drawn from softmax(z / T) for known T: the fit finds T from any scale."""
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(20_000, 3, generator=generator)
+    labels = torch.multinomial(torch.softmax(logits / true_temperature, -1), 1,
+                               generator=generator).squeeze(1)
+    assert fit_temperature(logits, labels) == pytest.approx(true_temperature, rel=0.06)
+
+
+def test_calibration_lowers_nll_and_ece_of_an_overconfident_model():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(5000, 2, generator=generator)
+    labels = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+    result = calibrate(10 * logits, labels)  # 10x over-confident
+    assert result.temperature == pytest.approx(10, rel=0.1)
+    assert result.nll_after < result.nll_before and result.ece_after < result.ece_before / 3
+
+
+def test_ece_on_a_hand_computed_case():
+    # Bin (0.933, 1]: 2 records, confidence 0.95, accuracy 1 -> gap 0.05 x 2 records.
+    # Bin (0.533, 0.6]: 3 records, confidence 0.55, accuracy 1/3 -> gap 0.2167 x 3 records.
+    confidences = torch.tensor([0.95, 0.95, 0.55, 0.55, 0.55])
+    correct = torch.tensor([True, True, True, False, False])
+    assert expected_calibration_error(confidences, correct) == pytest.approx(0.15)
+
+
+def _tiers():
+    """Three tiers over six records with hand-picked confidences; labels all 1."""
+    def tier(predictions, confidences):
+        c = torch.tensor(confidences)
+        return TierOutputs(torch.tensor(predictions), c, c)
+    return ([tier([1, 0, 1, 0, 1, 1], [0.9, 0.6, 0.95, 0.7, 0.55, 0.99]),
+             tier([1, 1, 1, 0, 0, 1], [0.9, 0.9, 0.9, 0.6, 0.6, 0.9]),
+             tier([1, 1, 1, 1, 1, 1], [0.8] * 6)], torch.ones(6, dtype=torch.long))
+
+
+def test_replay_decides_each_record_at_the_first_confident_tier():
+    tiers, labels = _tiers()
+    point = replay(tiers, labels, (0.8, 0.8), costs=(1.0, 10.0, 100.0))
+    # tier 1 decides records 0, 2, 5 (all right); tier 2 decides 1 (right); tier 3: 3, 4.
+    assert point.accuracy == 1.0
+    assert point.reach == (1.0, 0.5, pytest.approx(2 / 6))
+    assert point.cost == pytest.approx(1 + 0.5 * 10 + 100 * 2 / 6)
+    assert point.escalation == (0.5, pytest.approx(2 / 3))
+    assert point.estimated_accuracy == pytest.approx((0.9 + 0.95 + 0.99 + 0.9 + 0.8 + 0.8) / 6)
+    lax = replay(tiers, labels, (0.5, 0.5), costs=(1.0, 10.0, 100.0))
+    assert lax.accuracy == pytest.approx(4 / 6) and lax.reach == (1.0, 0.0, 0.0)
+
+
+def test_sweep_searches_the_threshold_vector_and_the_frontier_is_monotone():
+    tiers, labels = _tiers()
+    points = sweep(tiers, labels, costs=(1.0, 10.0, 100.0), steps=4)
+    grids = [candidate_thresholds(t.confidences, steps=4) for t in tiers[:2]]
+    assert grids[1] == [0.0, 0.75, 1.0]  # halfway between its two distinct confidences
+    assert {p.thresholds for p in points} == {(a, b) for a in grids[0] for b in grids[1]}
+    frontier = pareto_frontier(points)
+    assert all(a.cost < b.cost and a.accuracy < b.accuracy
+               for a, b in zip(frontier, frontier[1:]))
+    assert frontier[-1].accuracy == 1.0
+
+
+def _point(accuracy, speedup, reach_last):
+    return OperatingPoint((0.5,), accuracy, (1.0, reach_last), 1 / speedup, speedup, accuracy)
+
+
+def test_each_policy_picks_its_point_on_a_synthetic_frontier():
+    reference = _point(0.900, 1.0, 1.0)
+    points = [_point(0.899, 2, 0.5), _point(0.896, 3, 0.3), _point(0.894, 4, 0.2),
+              _point(0.850, 10, 0.05), reference]
+    assert choose(points, reference, Policy(max_accuracy_drop=0.5)).speedup == 3
+    assert choose(points, reference, Policy(max_accuracy_drop=0.1)).speedup == 2
+    assert choose(points, reference, Policy(min_speedup=3.5)).accuracy == 0.894
+    assert choose(points, reference, Policy(max_escalation=0.25)).speedup == 4
+    with pytest.raises(NoOperatingPoint, match="fastest reaches 10.00x"):
+        choose(points, reference, Policy(min_speedup=20))
+    with pytest.raises(ValueError, match="exactly one policy"):
+        Policy(max_accuracy_drop=0.5, min_speedup=2)
+
+
+def test_the_written_config_runs_unchanged(tmp_path, models):
+    words = "good bad movie plot fun dull great awful".split()
+    rows = [{"text": " ".join(words[(i * 5 + j) % 8] for j in range(1 + i % 6)),
+             "label": ["neg", "pos"][i % 2]} for i in range(200)]
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "cascade.yaml"
+    config.write_text(yaml.safe_dump({"tiers": [
+        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "medium", "model": models["medium"], "threshold": 0.9},
+        {"name": "large", "model": models["large"]}]}))
+    tuned, report = tmp_path / "tuned.yaml", tmp_path / "report"
+    assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
+                           "--report", str(report), "--batch_sizes", "4,8",
+                           "--repeats", "1", "--max_accuracy_drop", "1"]) == 0
+
+    written = load_config(str(tuned))
+    result = json.loads((report / "report.json").read_text())
+    assert [t.threshold for t in written.tiers[:2]] == pytest.approx(
+        result["chosen"]["thresholds"], abs=1e-6)
+    assert [t.temperature for t in written.tiers] == pytest.approx(
+        [t["calibration"]["temperature"] for t in result["tiers"]], abs=1e-6)
+    assert {t.batch_size for t in written.tiers} <= {4, 8}
+    for name in ("report.md", "frontier.png", "reliability-small.png", "reliability-large.png"):
+        assert (report / name).stat().st_size > 0
+
+    stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
+                     "--config", str(tuned), "--label_field", "label"])
+    assert stats["accuracy"] == pytest.approx(result["chosen"]["accuracy"])
+    reach = [t["seen"] / stats["predictions"] for t in stats["tiers"]]
+    assert reach == pytest.approx(result["chosen"]["reach"])
