@@ -293,7 +293,7 @@ def clear_previous_outputs(output: str) -> None:
         if folders:
             FileSystems.delete(folders)
     if stale:
-        _LOG.info("replaced %d output files of a previous run in %s", stale, output)
+        _LOG.info("deleted %d files an earlier run left in %s", stale, output)
 
 
 def mark_complete(output: str) -> None:

@@ -1,4 +1,5 @@
 """The benchmark's arithmetic: medians, speedups, efficiency and the pick within tolerance."""
+from bench.compare import table as config_table
 from bench.report import best_within_tolerance, markdown, rows
 
 
@@ -42,3 +43,15 @@ def test_fastest_point_within_half_a_point_of_tier2():
     assert best_within_tolerance(rows(FACTS, slow_only)).threshold == 0.9
     text = markdown(FACTS, RUNS, table)
     assert "| cascade | 0.7 | 25.0% | 89.70% |" in text and "3.67x" in text
+
+
+def test_config_comparison_uses_medians_against_the_first_config():
+    def stats_job(seconds, seen):
+        tiers = [{"name": f"t{i}", "seen": s} for i, s in enumerate(seen)]
+        return {"seconds": seconds, "stats": {"accuracy": 0.9, "predictions": 100,
+                                              "tiers": tiers}}
+    runs = {"alone.yaml": [stats_job(s, [100]) for s in (10, 12, 30)],
+            "cascade.yaml": [stats_job(s, [100, 25]) for s in (4, 3, 5)]}
+    text = config_table(["alone.yaml", "cascade.yaml"], runs, records=1000)
+    assert "| alone.yaml | 1 | 90.00% | t0 100.0% | 12.00 | 83 | 1.00x |" in text
+    assert "| cascade.yaml | 2 | 90.00% | t0 100.0%, t1 25.0% | 4.00 | 250 | 3.00x |" in text

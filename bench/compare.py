@@ -1,0 +1,83 @@
+"""Times whole cascade configs side by side on SST-2: for example tier 2 alone against the
+configs `beam-cascade calibrate` writes.
+
+    python -m bench.compare --config tier2.yaml --config tuned.yaml [--repeats 3]
+
+Each config runs as a real job (a fresh process, FnApiRunner, model loading included, as in
+bench/sst2.py) over the 2,693 SST-2 dev + test sentences, the configs interleaved in each of
+--repeats rounds; medians are reported with the dev accuracy and the speedup over the first
+config. The configs' field names are replaced by the benchmark input's (text, id, label).
+Writes a markdown table (--results) and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import statistics
+import sys
+
+from bench.sst2 import CACHE, DEFAULT_DATA, run_job, write_inputs
+from pipeline.config import config_to_dict, load_config
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", required=True,
+                   help="cascade config (YAML/JSON); repeatable; the first is the baseline")
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--results", default="bench/results/compare.md")
+    return p.parse_args(argv)
+
+
+def bench_config(path: str) -> dict:
+    """The config as plain data, reading the benchmark input's fields."""
+    config = dataclasses.replace(load_config(path), text_field="text", id_field="id",
+                                 label_field="label", text_pair_field=None)
+    return config_to_dict(config)
+
+
+def table(paths: list[str], runs: dict[str, list[dict]], records: int) -> str:
+    medians = {p: statistics.median(r["seconds"] for r in runs[p]) for p in paths}
+    baseline = medians[paths[0]]
+    lines = ["| config | tiers | dev accuracy | share per tier | seconds (median) "
+             "| records/s | speedup |", "|---|---|---|---|---|---|---|"]
+    for path in paths:
+        stats = runs[path][-1]["stats"]
+        shares = ", ".join(f"{t['name']} {t['seen'] / stats['predictions']:.1%}"
+                           for t in stats["tiers"])
+        lines.append(f"| {path} | {len(stats['tiers'])} | {stats['accuracy']:.2%} | {shares} | "
+                     f"{medians[path]:.2f} | {records / medians[path]:.0f} | "
+                     f"{baseline / medians[path]:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    work = os.path.join(CACHE, "work")
+    os.makedirs(work, exist_ok=True)
+    inputs = write_inputs(args.data, work)
+    configs = {path: bench_config(path) for path in args.config}
+    runs: dict[str, list[dict]] = {path: [] for path in args.config}
+    for round_ in range(args.repeats):
+        print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)
+        for i, path in enumerate(args.config):
+            runs[path].append(run_job(configs[path], inputs.all_path, work, f"compare-{i}"))
+    command = shlex.join(["python", "-m", "bench.compare",
+                          *(sys.argv[1:] if argv is None else argv)])
+    markdown = (f"# Cascade configs side by side\n\n{len(inputs.all_texts)} SST-2 dev + test "
+                f"records (accuracy on the {len(inputs.dev_texts)} dev ones), median of "
+                f"{args.repeats} runs, each a fresh process.\n\n"
+                f"{table(args.config, runs, len(inputs.all_texts))}\n\n"
+                f"Reproduce: `{command}`\n")
+    os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
+    with open(args.results, "w", encoding="utf-8") as f:
+        f.write(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
