@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
+                               has_exits)
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
+from models.quantization import quantize as quantize_model
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -33,6 +37,7 @@ class CheckpointInfo:
     model_type: str
     max_length: int | None  # longest input in tokens; None when unlimited
     pickle_weights: bool
+    exit_layers: tuple[int, ...] = ()  # a multi-exit model's exits (models/early_exit.py)
 
 
 def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
@@ -84,7 +89,18 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
         max_length=_tokenizer_max_length(path, trust_remote_code) or getattr(
             config, "max_position_embeddings", None),
         pickle_weights=_check_weights(path, allow_pickle_weights),
+        exit_layers=_exit_layers(path, raw),
     )
+
+
+def _exit_layers(path: str, raw: dict) -> tuple[int, ...]:
+    """A multi-exit checkpoint's exit layers; () for a plain classifier."""
+    layers = raw.get(EXIT_LAYERS_KEY) or ()
+    if layers and not os.path.isfile(os.path.join(path, HEADS_FILE)):
+        raise CheckpointError(
+            f"{path!r}: config.json lists exit layers {layers} but {HEADS_FILE} is missing; "
+            "copy the whole folder that `beam-cascade train --exits` wrote")
+    return tuple(layers)
 
 
 def _tokenizer_max_length(path: str, trust_remote_code: bool) -> int | None:
@@ -128,34 +144,45 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
-              allow_pickle_weights: bool = False, trust_remote_code: bool = False
+              allow_pickle_weights: bool = False, trust_remote_code: bool = False,
+              early_exit: EarlyExit | None = None, quantize: str | None = None
               ) -> "TierModel | NgramTier":
     """Loads any kind of tier folder: a transformer checkpoint or a hashed n-gram model."""
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier(HashedNgramClassifier.from_pretrained(path))
     return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
-                          trust_remote_code)
+                          trust_remote_code, early_exit, quantize)
 
 
 class TierModel:
-    """A transformer sequence classifier and its fast tokenizer, for batched inference."""
+    """A transformer sequence classifier and its fast tokenizer, for batched inference.
+
+    A multi-exit checkpoint also gets its inner exits (`exits`); with `early_exit` set, rows
+    leave the forward pass at the first confident exit.
+    """
 
     def __init__(self, model, tokenizer, labels: tuple[str, ...], max_length: int,
-                 batch_size: int, device: torch.device):
+                 batch_size: int, device: torch.device,
+                 exits: MultiExitClassifier | None = None,
+                 early_exit: EarlyExit | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
+        self.exits = exits
+        self.early_exit = early_exit
+        self.depth = model.config.num_hidden_layers
 
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
-             allow_pickle_weights: bool = False, trust_remote_code: bool = False
+             allow_pickle_weights: bool = False, trust_remote_code: bool = False,
+             early_exit: EarlyExit | None = None, quantize: str | None = None
              ) -> "TierModel":
         """Loads the checkpoint and tokenizer at `path`; runs code from the folder only when
-        `trust_remote_code`.
+        `trust_remote_code`; `quantize` names an int8 scheme (models/quantization.py).
 
         The full checks (`inspect_checkpoint`) ran on the launcher; a worker only re-checks
         the weights format, so the tokenizer is not loaded twice.
@@ -167,11 +194,51 @@ class TierModel:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, trust_remote_code=trust_remote_code, use_safetensors=not pickle_weights)
         model.to(torch_device).eval()
+        if quantize:
+            if torch_device.type != "cpu":
+                raise CheckpointError(f"{path!r}: int8 quantisation runs on the CPU only; set "
+                                      "device: cpu for this tier, or drop quantize")
+            model = quantize_model(model, quantize)
+        exits = MultiExitClassifier.from_model(model, path) if has_exits(model.config) else None
+        if early_exit and not exits:
+            raise CheckpointError(f"{path!r} has no inner exits, so early exit cannot apply; "
+                                  "train one with `beam-cascade train --exits 2,4,6`")
         labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
-        return cls(model, tokenizer, labels, max_length, batch_size, torch_device)
+        return cls(model, tokenizer, labels, max_length, batch_size, torch_device, exits,
+                   early_exit)
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
-        """Classifies `texts` (in their order) in forward passes of at most `batch_size`.
+        """Classifies `texts` (in their order); see `logits_and_exits`."""
+        return self.logits_and_exits(texts, text_pairs)[0]
+
+    def logits_and_exits(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each text's logits and the number of encoder layers it went through (fewer than
+        the model's depth when it left at an early exit; with early exit the logits are
+        already divided by that exit's temperature)."""
+        if not texts:
+            return torch.empty(0, len(self.labels)), torch.empty(0, dtype=torch.long)
+        if self.early_exit and self.exits:
+            return self._sorted_passes(texts, text_pairs, lambda encoded: self.exits.early_exit(
+                encoded, self.early_exit))
+        return self._sorted_passes(texts, text_pairs, lambda encoded: (
+            self.model(**encoded).logits,
+            torch.full((len(encoded["input_ids"]),), self.depth)))
+
+    def exit_logits(self, texts: list[str], text_pairs: list[str] | None = None
+                    ) -> torch.Tensor:
+        """Every exit's raw logits, shape (exits, texts, labels), for calibration."""
+        network = self.exits
+        if network is None:
+            return self.logits(texts, text_pairs).unsqueeze(0)
+        return self._sorted_passes(texts, text_pairs, lambda encoded: (
+            torch.stack(network.exit_logits(encoded), dim=1),))[0].transpose(0, 1)
+
+    def _sorted_passes(self, texts: list[str], text_pairs: list[str] | None,
+                       forward: Callable[[dict], tuple[torch.Tensor, ...]]
+                       ) -> tuple[torch.Tensor, ...]:
+        """Runs `forward` over `texts` (in their order) in passes of at most `batch_size`
+        and puts its outputs (batch dimension first) back in input order.
 
         The texts are sorted by length first and each pass is padded only to its own longest
         text, so little compute goes to padding (on SST-2's dev and test sentences a loop
@@ -181,7 +248,7 @@ class TierModel:
         lengths = [len(t) + (len(text_pairs[i]) if text_pairs else 0)
                    for i, t in enumerate(texts)]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
-        logits = torch.empty(len(texts), len(self.labels))
+        outputs: list[torch.Tensor] = []
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             encoded = self.tokenizer(
@@ -189,5 +256,11 @@ class TierModel:
                 truncation=True, max_length=self.max_length, padding="longest",
                 return_tensors="pt").to(self.device)
             with torch.inference_mode():
-                logits[chunk] = self.model(**encoded).logits.float().cpu()
-        return logits
+                results = forward(encoded)
+            outputs = outputs or [
+                torch.empty(len(texts), *r.shape[1:],
+                            dtype=torch.float32 if r.is_floating_point() else r.dtype)
+                for r in results]
+            for output, result in zip(outputs, results):
+                output[chunk] = result.cpu().to(output.dtype)
+        return tuple(outputs)

@@ -2,7 +2,10 @@
 folder that `run` loads as a tier (safetensors, tokenizer, label names, TRAINING.json).
 
 Cheaper tiers come from the same base by keeping only its first N encoder layers
-(`keep_layers`) and a shorter `max_length`.
+(`keep_layers`) and a shorter `max_length`; `exits` trains a multi-exit model for early exit
+inside a tier (models/early_exit.py), with the sum of the exits' losses (Schwartz et al. 2020),
+or with `exits_only` the inner exits alone on an already fine-tuned classifier, whose own
+accuracy is then kept exactly (DeeBERT's second stage, Xin et al. 2020).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
 
 from models.datasets import LabelledTexts
 from models.difficulty import DifficultyAware, difficulty_labels, ranking_loss
+from models.early_exit import MultiExitClassifier
+from models.loading import resolve_device
 from models.ngram import (HashedNgramClassifier, NgramConfig, NgramTier,
                           inverse_document_frequency, ngram_ids)
 
@@ -43,9 +48,12 @@ class TrainingConfig:
     eval_max_length: int = 128
     seed: int = 0
     keep_layers: int | None = None
+    exits: tuple[int, ...] | None = None  # encoder layers with a classifier head
+    exits_only: bool = False  # train only the inner exits of a fine-tuned base (DeeBERT)
     warmup_steps: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    device: str = "auto"  # CUDA when a GPU is visible
 
 
 def keep_first_layers(model, n: int) -> None:
@@ -65,16 +73,25 @@ def _batches(n: int, batch_size: int, shuffle: bool, rng: random.Random):
         yield order[start:start + batch_size]
 
 
+def _exit_logits(model, encoded: dict) -> list[torch.Tensor]:
+    """Logits of every exit, last exit last (one for a plain classifier)."""
+    if isinstance(model, MultiExitClassifier):
+        return model.exit_logits(encoded)
+    return [model(**encoded).logits]
+
+
 def _predictions(model, tokenizer, texts: list[str], max_length: int,
-                batch_size: int = 128) -> list[int]:
-    """The model's label ids for `texts`."""
+                 batch_size: int = 128) -> list[list[int]]:
+    """The model's label ids for `texts`, one list per exit (last exit last)."""
     model.eval()
-    predicted: list[int] = []
+    device = next(model.parameters()).device
+    predicted: list[list[int]] = []
     with torch.inference_mode():
         for idx in _batches(len(texts), batch_size, False, random.Random(0)):
             enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
-                            padding="longest", return_tensors="pt")
-            predicted += model(**enc).logits.argmax(-1).tolist()
+                            padding="longest", return_tensors="pt").to(device)
+            exits = [logits.argmax(-1).tolist() for logits in _exit_logits(model, enc)]
+            predicted = [old + new for old, new in zip(predicted, exits)] or exits
     return predicted
 
 
@@ -89,11 +106,12 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
         hard = difficulty_labels(train, difficulty_aware.folds, config.seed,
                                  lambda part, texts: _predictions(
                                      *fit_transformer(base, part, config), texts,
-                                     config.max_length))
+                                     config.max_length)[-1])
     model, tokenizer = fit_transformer(base, train, config, hard, difficulty_aware)
     report = {"kind": "transformer", "base": str(base), **_report(
         train, config, start, difficulty_aware, hard, dev,
-        lambda texts: _predictions(model, tokenizer, texts, config.eval_max_length))}
+        lambda texts: _predictions(model, tokenizer, texts, config.eval_max_length),
+        model.exit_layers if isinstance(model, MultiExitClassifier) else None)}
     os.makedirs(output, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
@@ -104,8 +122,10 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
 def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
                     hard: list[bool] | None = None,
                     difficulty_aware: DifficultyAware | None = None):
-    """The fine-tuning loop (AdamW, linear warm-up and decay, gradient clipping) and, given
-    difficulty labels `hard`, CascadeBERT's ranking loss. Returns (model, tokenizer)."""
+    """The fine-tuning loop (AdamW, linear warm-up and decay, gradient clipping), summing the
+    exits' losses for a multi-exit model and, given difficulty labels `hard`, adding
+    CascadeBERT's ranking loss at every exit. Returns (model, tokenizer); the model is a
+    MultiExitClassifier when `config.exits`."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     names = train.label_names
@@ -115,7 +135,16 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
         label2id={n: i for i, n in enumerate(names)})
     if config.keep_layers:
         keep_first_layers(model, config.keep_layers)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+    if config.exits:
+        model = MultiExitClassifier.add_exits(model, config.exits)
+    if config.exits_only:
+        if not config.exits:
+            raise ValueError("exits_only trains the inner exits alone: give exits as well")
+        model.model.requires_grad_(False)
+    device = resolve_device(config.device)
+    model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps = config.epochs * -(-len(train.texts) // config.batch_size)
     schedule = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, steps // 10),
@@ -126,14 +155,12 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
         for idx in _batches(len(train.texts), config.batch_size, True, rng):
             enc = tokenizer([train.texts[i] for i in idx], truncation=True,
                             max_length=config.max_length, padding="longest",
-                            return_tensors="pt")
-            out = model(**enc, labels=torch.tensor([train.label_ids[i] for i in idx]))
-            loss = out.loss
-            if hard is not None:
-                loss = loss + difficulty_aware.weight * ranking_loss(
-                    out.logits, torch.tensor([hard[i] for i in idx]), difficulty_aware.margin)
+                            return_tensors="pt").to(device)
+            labels = torch.tensor([train.label_ids[i] for i in idx], device=device)
+            loss = sum(_loss(logits, labels, idx, hard, difficulty_aware)
+                       for logits in _exit_logits(model, enc))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
@@ -141,6 +168,17 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
             progress.set_postfix(loss=f"{loss.item():.3f}")
     progress.close()
     return model.eval(), tokenizer
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, idx: list[int],
+          hard: list[bool] | None, difficulty_aware: DifficultyAware | None) -> torch.Tensor:
+    """Cross-entropy, plus the ranking loss when difficulty labels are given."""
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    if hard is not None:
+        loss = loss + difficulty_aware.weight * ranking_loss(
+            logits, torch.tensor([hard[i] for i in idx], device=logits.device),
+            difficulty_aware.margin)
+    return loss
 
 
 @dataclass(frozen=True)
@@ -172,7 +210,7 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
                                      fit_ngram(part, config), texts))
     model = fit_ngram(train, config, hard, difficulty_aware)
     report = {"kind": "ngram", **_report(train, config, start, difficulty_aware, hard, dev,
-                                         lambda texts: _ngram_predictions(model, texts))}
+                                         lambda texts: [_ngram_predictions(model, texts)])}
     model.save_pretrained(output)
     _write_report(output, report)
     return report
@@ -215,19 +253,26 @@ def _ngram_predictions(model: HashedNgramClassifier, texts: list[str]) -> list[i
     return NgramTier(model).logits(texts).argmax(-1).tolist()
 
 
+def _accuracy(predicted: list[int], labels: list[int]) -> float:
+    return round(sum(p == y for p, y in zip(predicted, labels)) / len(labels), 4)
+
+
 def _report(train: LabelledTexts, config, start: float,
             difficulty_aware: DifficultyAware | None, hard: list[bool] | None,
-            dev: LabelledTexts | None, predict: Callable[[list[str]], list[int]]) -> dict:
-    """TRAINING.json's content: the data, the settings, the time and the dev accuracy."""
+            dev: LabelledTexts | None, predict: Callable[[list[str]], list[list[int]]],
+            exit_layers: tuple[int, ...] | None = None) -> dict:
+    """TRAINING.json's content: the data, the settings, the time and the dev accuracy (of
+    every exit, for a multi-exit model)."""
     report = {"train_examples": len(train.texts), "labels": list(train.label_names),
               **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
     if difficulty_aware:
         report["difficulty_aware"] = {**asdict(difficulty_aware), "hard_examples": sum(hard)}
     if dev is not None:
-        predicted = predict(dev.texts)
+        per_exit = [_accuracy(p, dev.label_ids) for p in predict(dev.texts)]
         report["dev_examples"] = len(dev.texts)
-        report["dev_accuracy"] = round(
-            sum(p == y for p, y in zip(predicted, dev.label_ids)) / len(dev.texts), 4)
+        report["dev_accuracy"] = per_exit[-1]
+        if exit_layers:
+            report["dev_accuracy_per_exit"] = dict(zip(map(str, exit_layers), per_exit))
     return report
 
 

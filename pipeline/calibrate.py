@@ -2,13 +2,16 @@
 
 1. Runs every tier once over the dev file (logits cached in the report folder).
 2. Fits one temperature per tier (NLL); reports ECE and NLL before and after; draws a
-   reliability diagram per tier.
+   reliability diagram per tier. A multi-exit tier also gets one temperature per exit and a
+   table of its early-exit knob (accuracy and layers run at each exit threshold); its
+   `exit_threshold`, if set, is kept and the tier is measured exiting early.
 3. Measures each tier's seconds per record at each batch size on this machine.
 4. Replays the cascade at every threshold vector on the dev data, draws the accuracy/speedup
    frontier with and without calibration, and picks the operating point the policy asks for.
 5. Re-measures the later tiers on the records that reach them at that point (they see the
    harder, often longer, texts, and fewer of them) and picks their batch size for that.
-6. Writes the tuned config (thresholds, temperatures, batch sizes), which `run` takes as is,
+6. Writes the tuned config (thresholds, temperatures, exit temperatures, batch sizes), which
+   `run` takes as is,
    and a report, with a split-half check that the chosen thresholds carry over to unseen data.
 """
 from __future__ import annotations
@@ -27,6 +30,8 @@ import yaml
 from models.calibration import Calibration, calibrate
 from models.confidence import confidence, probabilities
 from models.datasets import LabelledTexts, read_labelled
+from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
+from models.loading import TierModel
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      choose, last_tier_alone, pareto_frontier, replay, sweep)
 from models.throughput import load_for_timing, seconds_per_record
@@ -36,6 +41,7 @@ from pipeline.config import (CascadeConfig, ConfigError, TierConfig, config_to_d
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
 DEFAULT_MAX_ACCURACY_DROP = 0.5
+EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.01)  # 1.01: never early
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,6 +76,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExitMeasurements:
+    """What calibrate learnt about a multi-exit tier's exits."""
+
+    layers: tuple[int, ...]
+    calibrations: list[Calibration]  # one per exit
+    sweep: list[ExitPoint]  # the exit-threshold knob, at EXIT_THRESHOLDS
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        return tuple(c.temperature for c in self.calibrations)
+
+
+@dataclasses.dataclass(frozen=True)
 class TierMeasurements:
     """What calibrate learnt about one tier."""
 
@@ -77,6 +96,7 @@ class TierMeasurements:
     raw: TierOutputs  # confidences at temperature 1
     calibrated: TierOutputs
     costs: dict[int, float]  # seconds per record by batch size, on all dev texts
+    exits: ExitMeasurements | None = None
 
     @property
     def best_batch_size(self) -> int:
@@ -114,7 +134,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     cache = os.path.join(report_dir, "logits")
     models = [load_for_timing(t.model, t.max_length, t.device,
                               allow_pickle_weights=t.allow_pickle_weights,
-                              trust_remote_code=t.trust_remote_code) for t in config.tiers]
+                              trust_remote_code=t.trust_remote_code, quantize=t.quantize)
+              for t in config.tiers]
     tiers = [measure_tier(t, m, dev, batch_sizes, repeats, cache)
              for t, m in zip(config.tiers, models)]
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
@@ -131,7 +152,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
         "policy": dataclasses.asdict(policy),
         "tiers": [{"name": c.name, "model": c.model, "batch_size": b,
                    "calibration": dataclasses.asdict(t.calibration),
-                   "seconds_per_record": t.costs}
+                   "seconds_per_record": t.costs,
+                   **({"exits": exits_report(c, t.exits)} if t.exits else {})}
                   for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
         "reference": reference,
         "chosen": chosen,
@@ -147,15 +169,41 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
 
 def measure_tier(tier: TierConfig, model: Any, dev: LabelledTexts, batch_sizes: list[int],
                  repeats: int, cache: str) -> TierMeasurements:
-    """Logits (cached), the fitted temperature, and seconds per record by batch size."""
-    logits = cached_logits(tier, dev, cache, model)
+    """Logits (cached), the fitted temperature, and seconds per record by batch size; for a
+    multi-exit tier, first the exits' temperatures, with which it then exits early (at its
+    exit_threshold, if set) while its routing temperature is fitted and its cost timed."""
+    all_exits = cached_logits(tier, dev, cache, model)
     labels = torch.tensor(dev.label_ids)
+    logits, exits = all_exits[-1], None
+    if len(all_exits) > 1:
+        exits = measure_exits(tier, model, all_exits, labels)
+        if tier.exit_threshold is not None:
+            model.early_exit = EarlyExit(tier.exit_threshold, exits.temperatures,
+                                         tier.confidence)
+            logits = choose_exits(all_exits, model.early_exit)[0]
     fitted = calibrate(logits, labels)
     return TierMeasurements(
         calibration=fitted,
         raw=tier_outputs(logits, 1.0, tier.confidence),
         calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
-        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs))
+        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs),
+        exits=exits)
+
+
+def measure_exits(tier: TierConfig, model: TierModel, all_exits: torch.Tensor,
+                  labels: torch.Tensor) -> ExitMeasurements:
+    """One temperature per exit, and the exit-threshold knob replayed with them."""
+    calibrations = [calibrate(logits, labels) for logits in all_exits]
+    layers = model.exits.exit_layers
+    temperatures = tuple(c.temperature for c in calibrations)
+    return ExitMeasurements(layers, calibrations, exit_sweep(
+        all_exits, labels, temperatures, layers, EXIT_THRESHOLDS, tier.confidence))
+
+
+def exits_report(tier: TierConfig, exits: ExitMeasurements) -> dict[str, Any]:
+    return {"layers": list(exits.layers), "exit_threshold": tier.exit_threshold,
+            "calibrations": [dataclasses.asdict(c) for c in exits.calibrations],
+            "sweep": [dataclasses.asdict(p) for p in exits.sweep]}
 
 
 def tier_outputs(logits: torch.Tensor, temperature: float, measure: str) -> TierOutputs:
@@ -165,16 +213,20 @@ def tier_outputs(logits: torch.Tensor, temperature: float, measure: str) -> Tier
 
 
 def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model) -> torch.Tensor:
-    """The tier's logits on the dev texts, computed once per model folder, data and length."""
+    """The tier's logits on the dev texts at every exit (shape exits x records x labels; one
+    exit for most tiers), computed once per model folder, data and length."""
     key = hashlib.sha256(json.dumps([
-        _folder_fingerprint(tier.model), tier.max_length, dev.texts, dev.text_pairs,
+        "exits x records x labels", _folder_fingerprint(tier.model), tier.max_length,
+        tier.quantize, dev.texts, dev.text_pairs,
     ]).encode()).hexdigest()[:20]
     path = os.path.join(cache, f"{tier.name}-{key}.pt")
     if os.path.exists(path):
         return torch.load(path)
-    logits = torch.cat([model.logits(dev.texts[i:i + 64],
-                                     dev.text_pairs[i:i + 64] if dev.text_pairs else None)
-                        for i in range(0, len(dev.texts), 64)])
+    every_exit = (model.exit_logits if isinstance(model, TierModel)
+                  else lambda texts, pairs: model.logits(texts, pairs).unsqueeze(0))
+    logits = torch.cat([every_exit(dev.texts[i:i + 64],
+                                   dev.text_pairs[i:i + 64] if dev.text_pairs else None)
+                        for i in range(0, len(dev.texts), 64)], dim=1)
     os.makedirs(cache, exist_ok=True)
     torch.save(logits, path)
     return logits
@@ -241,7 +293,8 @@ def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: O
     thresholds = list(chosen.thresholds) + [None]
     return dataclasses.replace(config, tiers=tuple(
         dataclasses.replace(c, threshold=th, temperature=t.calibration.temperature,
-                            batch_size=b)
+                            batch_size=b,
+                            exit_temperatures=t.exits.temperatures if t.exits else None)
         for c, t, th, b in zip(config.tiers, tiers, thresholds, batch_sizes)))
 
 

@@ -66,6 +66,9 @@ def report_summary(result: dict[str, Any]) -> str:
             f"{c['nll_before']:.4f} | {c['nll_after']:.4f} | {c['ece_before']:.4f} | "
             f"{c['ece_after']:.4f} | {t['batch_size']} | "
             f"{1000 * t['seconds_per_record'][t['batch_size']]:.3f} |")
+    for t in result["tiers"]:
+        if "exits" in t:
+            lines += exit_tables(t["name"], t["exits"])
     lines += [
         "", "## Chosen operating point", "",
         f"- thresholds: {dict(zip(names, chosen.thresholds))}",
@@ -89,6 +92,29 @@ def report_summary(result: dict[str, Any]) -> str:
                      f"{h['last_tier_accuracy']:.2%} | {h['accuracy_drop_points']:.2f} | "
                      f"{h['speedup']:.2f}x | {h['estimated_accuracy']:.2%} |")
     return "\n".join(lines) + "\n"
+
+
+def exit_tables(name: str, exits: dict[str, Any]) -> list[str]:
+    """A multi-exit tier's exits (accuracy, temperature, ECE) and its early-exit knob."""
+    threshold = exits["exit_threshold"]
+    lines = ["", f"## Early exit: {name}", "",
+             f"exit_threshold: {threshold} (the tier was measured exiting early at it)"
+             if threshold is not None else
+             "exit_threshold is not set, so the tier runs all its layers; set it to use the "
+             "knob below (the fitted exit_temperatures are in the tuned config).", "",
+             "| exit (layer) | accuracy | temperature | ECE before | ECE after |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {layer} | {c['accuracy']:.2%} | {c['temperature']:.3f} | "
+              f"{c['ece_before']:.4f} | {c['ece_after']:.4f} |"
+              for layer, c in zip(exits["layers"], exits["calibrations"])]
+    lines += ["", "| exit_threshold | accuracy | layers run (share of all) | records per exit |",
+              "|---|---|---|---|"]
+    for p in exits["sweep"]:
+        shares = ", ".join(f"{layer}: {share:.0%}"
+                           for layer, share in zip(exits["layers"], p["share_per_exit"]))
+        lines.append(f"| {'never' if p['threshold'] > 1 else p['threshold']} | "
+                     f"{p['accuracy']:.2%} | {p['layer_share']:.1%} | {shares} |")
+    return lines
 
 
 def frontier_tables(result: dict[str, Any]) -> str:

@@ -16,6 +16,8 @@ import yaml
 
 from models.confidence import CONFIDENCE_MEASURES
 from models.loading import CheckpointError, inspect_checkpoint
+from models.ngram import MODEL_TYPE as NGRAM_MODEL_TYPE
+from models.quantization import SCHEMES
 
 TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEVICES = ("auto", "cpu", "cuda")
@@ -32,6 +34,11 @@ class TierConfig:
     Beam hands the tier `batch_size * sort_window` records at a time; the tier sorts them by
     length and runs forward passes of `batch_size`, so each pass pads its texts to similar
     lengths (sort_window 1 keeps input order).
+
+    A multi-exit model (`beam-cascade train --exits`) leaves early when `exit_threshold` is
+    set: each record stops at the first exit whose confidence, divided by that exit's
+    temperature (`exit_temperatures`, fitted by `beam-cascade calibrate`), reaches it.
+    `quantize` runs a transformer tier's Linear layers in int8 on the CPU (SCHEMES).
     """
 
     name: str
@@ -45,6 +52,9 @@ class TierConfig:
     device: str = "auto"
     allow_pickle_weights: bool = False
     trust_remote_code: bool = False
+    exit_threshold: float | None = None
+    exit_temperatures: tuple[float, ...] | None = None
+    quantize: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> CascadeConf
         _reject_unknown_keys(tier_raw, TierConfig, f"{source}: tier {i + 1}")
         if "model" not in tier_raw:
             raise ConfigError(f"{source}: tier {i + 1} has no 'model' (path to its folder)")
+        if isinstance(tier_raw.get("exit_temperatures"), list):
+            tier_raw = {**tier_raw, "exit_temperatures": tuple(tier_raw["exit_temperatures"])}
         tiers.append(TierConfig(**{"name": f"tier{i + 1}", **tier_raw}))
     fields = {k: v for k, v in raw.items() if k != "tiers"}
     passthrough = fields.get("passthrough_fields") or []
@@ -106,6 +118,9 @@ def config_to_dict(config: CascadeConfig) -> dict[str, Any]:
     """Plain data that `config_from_dict` reads back to the same config (for writing YAML)."""
     raw = dataclasses.asdict(config)
     raw["tiers"] = [dataclasses.asdict(t) for t in config.tiers]
+    for tier in raw["tiers"]:
+        if tier["exit_temperatures"] is not None:
+            tier["exit_temperatures"] = list(tier["exit_temperatures"])
     raw["passthrough_fields"] = list(config.passthrough_fields)
     return raw
 
@@ -181,6 +196,23 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
                               f"{getattr(tier, key)!r}")
     if tier.device not in DEVICES:
         raise ConfigError(f"{where}: device {tier.device!r} must be one of {DEVICES}")
+    if tier.exit_threshold is not None and not (
+            _is_number(tier.exit_threshold) and 0.0 <= tier.exit_threshold <= 1.0):
+        raise ConfigError(f"{where}: exit_threshold {tier.exit_threshold!r} must be a number "
+                          "in [0, 1], or null for no early exit")
+    if tier.quantize is not None:
+        if tier.quantize not in SCHEMES:
+            raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of {SCHEMES}, "
+                              "or null for full precision")
+        if tier.device == "cuda":
+            raise ConfigError(f"{where}: int8 quantisation runs on the CPU only; set device "
+                              "to cpu or auto, or drop quantize")
+    temperatures = tier.exit_temperatures
+    if temperatures is not None and not (
+            isinstance(temperatures, tuple) and temperatures
+            and all(_is_number(t) and t > 0 for t in temperatures)):
+        raise ConfigError(f"{where}: exit_temperatures {temperatures!r} must be a list of "
+                          "numbers > 0, one per exit (beam-cascade calibrate writes it)")
 
 
 def validate_models(config: CascadeConfig) -> tuple[str, ...]:
@@ -204,6 +236,10 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
             raise ConfigError(
                 f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
                 f"{info.max_length} tokens {tier.model!r} accepts; lower max_length")
+        _check_exits(tier, info.exit_layers)
+        if tier.quantize and info.model_type == NGRAM_MODEL_TYPE:
+            raise ConfigError(f"tier {tier.name!r}: quantize applies to transformer tiers; "
+                              f"{tier.model!r} is an n-gram model, already cheap: drop it")
         if labels is None:
             labels, first = info.labels, tier
         elif info.labels != labels:
@@ -213,6 +249,20 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
                 "the same labels with the same ids (config.json id2label)")
     assert labels is not None
     return labels
+
+
+def _check_exits(tier: TierConfig, exit_layers: tuple[int, ...]) -> None:
+    """Early-exit settings need a multi-exit model with as many exits as temperatures."""
+    if (tier.exit_threshold is not None or tier.exit_temperatures) and not exit_layers:
+        raise ConfigError(
+            f"tier {tier.name!r}: exit_threshold/exit_temperatures need a multi-exit model, "
+            f"and {tier.model!r} has no inner exits; train one with `beam-cascade train "
+            "--exits 2,4,6` or remove those keys")
+    if tier.exit_temperatures and len(tier.exit_temperatures) != len(exit_layers):
+        raise ConfigError(
+            f"tier {tier.name!r}: {len(tier.exit_temperatures)} exit_temperatures for the "
+            f"{len(exit_layers)} exits (layers {list(exit_layers)}) of {tier.model!r}; "
+            "give one per exit, or rerun beam-cascade calibrate")
 
 
 def _reject_unknown_keys(raw: dict, cls: type, where: str) -> None:

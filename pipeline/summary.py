@@ -23,6 +23,10 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
             f"{_fmt(t['escalation_rate'], '.1%'):>8}{_fmt(t['decided_share'], '.1%'):>8}"
             f"{_fmt(t['mean_confidence_seen'], '.3f'):>10}"
             f"{_fmt(t['accuracy_decided'], '.1%'):>10}{_fmt(t['ms_per_record'], '.2f'):>8}")
+    for t in stats["tiers"]:
+        if t["records_per_exit"]:
+            exits = ", ".join(f"layer {layer}: {n}" for layer, n in t["records_per_exit"].items())
+            lines.append(f"{t['name']} early exits: {exits}")
     if stats["unaccounted"]:
         lines.append(f"WARNING: {stats['unaccounted']} records read are neither predicted nor "
                      "in the errors; please report this as a bug")

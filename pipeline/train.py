@@ -47,6 +47,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--keep_layers", type=int,
                    help="keep only the first N encoder layers (a cheaper tier)")
+    p.add_argument("--exits", type=_layer_list,
+                   help="comma list of encoder layers that get a classifier head, e.g. "
+                        "2,4,6: a multi-exit model for early exit (the last layer always "
+                        "has one); trained on the sum of the exits' losses")
+    p.add_argument("--exits_only", action="store_true",
+                   help="with --exits and a fine-tuned classifier as --base: train only the "
+                        "inner exits' heads; the base and its accuracy stay as they are")
+    p.add_argument("--device", default=defaults.device,
+                   help="auto (CUDA when a GPU is visible), cpu or cuda")
     aware = DifficultyAware()
     p.add_argument("--difficulty_aware", action="store_true",
                    help="CascadeBERT's objective for a cheaper tier: label each training "
@@ -60,6 +69,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--difficulty_folds", type=int, default=aware.folds,
                    help="folds that label difficulty")
     return p
+
+
+def _layer_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma list of layer numbers, e.g. 2,4,6") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = TrainingConfig(max_length=args.max_length,
                                     eval_max_length=args.eval_max_length,
-                                    keep_layers=args.keep_layers, **common)
+                                    keep_layers=args.keep_layers, exits=args.exits,
+                                    exits_only=args.exits_only, device=args.device,
+                                    **common)
             report = fine_tune(args.base or default_base_model(), train, args.output, config,
                                dev, aware)
     except (ValueError, OSError) as e:

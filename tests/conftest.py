@@ -19,12 +19,14 @@ RUNNER = ["--runner", "FnApiRunner"]  # pinned: the DirectRunner would first try
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, str]:
-    """Three tiers with one label set, one with other labels, one without a head."""
+    """Three tiers with one label set, a two-layer one, one with other labels, one without a
+    head, one that fails on words."""
     root = tmp_path_factory.mktemp("models")
     folders = {name: make_tiny_classifier(root / name, seed=i)
                for i, name in enumerate(("small", "medium", "large"))}
     folders["three_labels"] = make_tiny_classifier(
         root / "three_labels", seed=7, labels=("neg", "neu", "pos"))
+    folders["deep"] = make_tiny_classifier(root / "deep", seed=5, layers=2)
     folders["encoder"] = make_tiny_encoder(root / "encoder")
     folders["fails_on_words"] = make_tiny_classifier(
         root / "fails_on_words", seed=3, vocab_size=FIRST_WORD_ID)

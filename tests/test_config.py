@@ -41,6 +41,9 @@ def test_flags_alone_make_a_two_or_three_tier_cascade(models):
     ({"sort_window": 1.5}, "sort_window 1.5 must be a whole number"),
     ({"thresold": 0.9}, "unknown key\\(s\\) \\['thresold'\\]"),
     ({"name": "has space"}, "name must be letters"),
+    ({"exit_threshold": 2}, "exit_threshold 2 must be a number in \\[0, 1\\]"),
+    ({"exit_temperatures": [1.0, -1]}, "must be a list of numbers > 0"),
+    ({"exit_temperatures": "1.0"}, "must be a list of numbers > 0"),
 ])
 def test_bad_tier_values_are_refused_with_what_to_fix(models, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -94,3 +97,12 @@ def test_max_length_beyond_the_tokenizer_limit_is_refused(models):
     config = config_from_dict(tiers_config(models, max_length=100_000))
     with pytest.raises(ConfigError, match="max_length 100000 exceeds"):
         validate_models(config)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"exit_threshold": 0.9}, "has no inner exits; train one with `beam-cascade train --exits"),
+    ({"exit_temperatures": [1.0, 1.0]}, "need a multi-exit model"),
+])
+def test_early_exit_settings_need_a_multi_exit_model(models, change, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_models(config_from_dict(tiers_config(models, **change)))

@@ -23,6 +23,8 @@ def synthetic_predictions(n: int, seed: int = 0) -> list[dict]:
             p = rng.random()
             visits.append({"tier": t.name, "label_id": int(p > 0.5), "probabilities": [1 - p, p],
                            "confidence": rng.random(), "ms": rng.random()})
+            if t.name == "medium":  # an early-exit tier
+                visits[-1]["exit_layer"] = rng.choice([2, 4, 6])
         records.append({"id": str(i), "gold": rng.choice([0, 1, None]), "tiers": visits})
     return records
 
@@ -61,6 +63,8 @@ def direct_stats(records: list[dict], errors: list[dict]) -> dict:
                 v["ms"] for e in errors for v in e["tiers"] if v["tier"] == t.name)) / 1000,
         }
         out[t.name]["escalation_rate"] = out[t.name]["escalated"] / out[t.name]["seen"]
+        layers = [visit[r["id"]]["exit_layer"] for r in seen if "exit_layer" in visit[r["id"]]]
+        out[t.name]["records_per_exit"] = {str(n): layers.count(n) for n in sorted(set(layers))}
     return out
 
 

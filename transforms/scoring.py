@@ -15,6 +15,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.pvalue import PCollection
 
 from models.confidence import score
+from models.early_exit import EarlyExit
 from models.loading import TierModel, load_tier
 from models.ngram import NgramTier
 from pipeline.config import TierConfig
@@ -27,7 +28,8 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     """Scores batches of cascade records with one tier's model.
 
     Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
-    scaled probabilities, confidence, and the batch's wall time shared out per record.
+    scaled probabilities, confidence, the batch's wall time shared out per record and, for a
+    tier that exits early, the encoder layer the record left at.
     """
 
     def __init__(self, tier: TierConfig):
@@ -39,9 +41,12 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
 
     def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
+        early_exit = None if tier.exit_threshold is None else EarlyExit(
+            tier.exit_threshold, tier.exit_temperatures or (), tier.confidence)
         return load_tier(tier.model, max_length=tier.max_length, batch_size=tier.batch_size,
                          device=tier.device, allow_pickle_weights=tier.allow_pickle_weights,
-                         trust_remote_code=tier.trust_remote_code)
+                         trust_remote_code=tier.trust_remote_code, early_exit=early_exit,
+                         quantize=tier.quantize)
 
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None
@@ -49,19 +54,21 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
         start = time.perf_counter()
         texts = [record["text"] for record in batch]
         pairs = [record["text_pair"] for record in batch] if batch[0]["text_pair"] else None
-        scores = score(model.logits(texts, pairs), self._tier.temperature, self._tier.confidence)
+        exits = None
+        if isinstance(model, TierModel) and model.early_exit:
+            logits, exits = model.logits_and_exits(texts, pairs)
+        else:
+            logits = model.logits(texts, pairs)
+        scores = score(logits, self._tier.temperature, self._tier.confidence)
         ms_per_record = (time.perf_counter() - start) * 1000.0 / len(batch)
-        return [
-            PredictionResult(record, {
-                "tier": self._tier.name,
-                "label_id": label_id,
-                "probabilities": probs,
-                "confidence": conf,
-                "ms": ms_per_record,
-            }, model_id=self._tier.name)
-            for record, label_id, probs, conf in zip(
-                batch, scores.label_ids, scores.probabilities, scores.confidences)
-        ]
+        visits = [{"tier": self._tier.name, "label_id": label_id, "probabilities": probs,
+                   "confidence": conf, "ms": ms_per_record}
+                  for label_id, probs, conf in zip(
+                      scores.label_ids, scores.probabilities, scores.confidences)]
+        for visit, layer in zip(visits, exits.tolist() if exits is not None else ()):
+            visit["exit_layer"] = layer
+        return [PredictionResult(record, visit, model_id=self._tier.name)
+                for record, visit in zip(batch, visits)]
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
         return sum(len(r["text"]) + len(r["text_pair"] or "") for r in batch)

@@ -19,8 +19,8 @@ TIER_COUNTS = ("seen", "decided", "escalated", "labelled_seen", "correct_seen",
 TIER_SUMS = ("confidence_seen", "confidence_decided", "max_prob_decided", "ms")
 
 
-def _new_tier() -> dict[str, float]:
-    return {key: 0 for key in TIER_COUNTS + TIER_SUMS}
+def _new_tier() -> dict[str, Any]:
+    return {**{key: 0 for key in TIER_COUNTS + TIER_SUMS}, "exits": Counter()}
 
 
 class RoutingStatsFn(beam.CombineFn):
@@ -66,6 +66,8 @@ class RoutingStatsFn(beam.CombineFn):
         tier["decided" if final else "escalated"] += 1
         tier["confidence_seen"] += visit["confidence"]
         tier["ms"] += visit["ms"]
+        if "exit_layer" in visit:
+            tier["exits"][visit["exit_layer"]] += 1
         if final:
             tier["confidence_decided"] += visit["confidence"]
             tier["max_prob_decided"] += max(visit["probabilities"])
@@ -129,6 +131,7 @@ class RoutingStatsFn(beam.CombineFn):
             "accuracy_seen": _ratio(t["correct_seen"], t["labelled_seen"]),
             "inference_seconds": t["ms"] / 1000.0,
             "ms_per_record": _ratio(t["ms"], t["seen"]),
+            "records_per_exit": {str(layer): n for layer, n in sorted(t["exits"].items())},
         }
 
 

@@ -1,0 +1,191 @@
+"""Each adaptive mechanism of a tier against the same tier without it, side by side on SST-2.
+
+    python -m bench.mechanisms [--data ../shared/data/sst2] [--repeats 3]
+
+1. Early exit: a multi-exit tier (`beam-cascade train --exits ... --exits_only` on the
+   reference tier 2, so its last exit is that model) at several exit thresholds, with exit
+   temperatures fitted on dev, against the plain model, at batch sizes 1 and 32.
+2. int8 dynamic quantisation of each transformer tier (all Linear layers, or the attention
+   projections only) against fp32.
+3. Length-aware batching on a mixed-length input (the dev sentences plus long texts made of
+   five test sentences each): passes in input order against the records sorted by length
+   within windows of `sort_window` passes, as the pipeline's tiers do.
+Accuracy is on the 872 dev sentences; speed is bare-loop records/s (tokenisation included),
+median of --repeats rounds in which the settings are interleaved. Writes a markdown table per
+mechanism to --results and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shlex
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, sst2_file
+from models.calibration import fit_temperature
+from models.datasets import LabelledTexts, read_labelled, read_rows
+from models.early_exit import EarlyExit
+from models.loading import TierModel
+from models.throughput import load_for_timing, scoring_seconds
+
+EXIT_THRESHOLDS = (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)
+SORT_WINDOWS = (1, 8, 32)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.mechanisms", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p.add_argument("--plain", default="../shared/models/sst2-minilm-l6",
+                   help="the tier 2 without exits")
+    p.add_argument("--exits", default=f"{CACHE}/sst2-minilm-l6-exits",
+                   help="the same model with inner exits")
+    p.add_argument("--small", default=f"{CACHE}/sst2-minilm-l3",
+                   help="a cheaper transformer tier, also quantised")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--results", default="bench/results/mechanisms.md")
+    return p.parse_args(argv)
+
+
+def median_seconds(settings: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall seconds of each setting, after a warm-up of each; the settings are
+    interleaved in every round so that a noisy machine's drifts hit them alike."""
+    for run in settings.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in settings}
+    for _ in range(repeats):
+        for name, run in settings.items():
+            times[name].append(timed(run))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def accuracy(model: TierModel, dev: LabelledTexts) -> float:
+    predicted = model.logits(dev.texts).argmax(-1)
+    return (predicted == torch.tensor(dev.label_ids)).double().mean().item()
+
+
+def early_exit_table(plain: TierModel, exits: TierModel, dev: LabelledTexts,
+                     repeats: int) -> str:
+    """Accuracy, layers run and records/s at each exit threshold and batch size."""
+    labels = torch.tensor(dev.label_ids)
+    temperatures = tuple(fit_temperature(logits, labels) for logits in exits.exit_logits(
+        dev.texts))
+    rows = {"plain model": (plain, None)}
+    rows.update({f"exit_threshold {t}": (exits, EarlyExit(t, temperatures))
+                 for t in EXIT_THRESHOLDS})
+    facts = {}
+    for name, (model, early) in rows.items():
+        model.early_exit = early
+        layers = model.logits_and_exits(dev.texts)[1].double().mean().item()
+        facts[name] = (accuracy(model, dev), layers / model.depth)
+    seconds = {}
+    for batch_size in (1, 32):
+        settings = {name: _scorer(model, early, dev.texts, batch_size)
+                    for name, (model, early) in rows.items()}
+        seconds[batch_size] = median_seconds(settings, repeats)
+    lines = [f"Exit temperatures fitted on dev: "
+             f"{', '.join(f'{t:.3f}' for t in temperatures)} (exits after layers "
+             f"{list(exits.exits.exit_layers)}).", "",
+             "| setting | dev accuracy | layers run | rec/s batch 1 | speedup | "
+             "rec/s batch 32 | speedup |", "|---|---|---|---|---|---|---|"]
+    for name in rows:
+        acc, share = facts[name]
+        cells = [f"{len(dev.texts) / seconds[b][name]:.0f} | "
+                 f"{seconds[b]['plain model'] / seconds[b][name]:.2f}x" for b in (1, 32)]
+        lines.append(f"| {name} | {acc:.2%} | {share:.0%} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def _scorer(model: TierModel, early: EarlyExit | None, texts: list[str],
+            batch_size: int) -> Callable[[], float]:
+    def run() -> float:
+        model.early_exit = early
+        return scoring_seconds(model, texts, batch_size)
+    return run
+
+
+def quantisation_table(paths: dict[str, str], dev: LabelledTexts, repeats: int) -> str:
+    """Accuracy and records/s (batch 32) of each tier in fp32 and both int8 schemes."""
+    lines = ["| tier | precision | dev accuracy | rec/s batch 32 | speedup |",
+             "|---|---|---|---|---|"]
+    for tier, path in paths.items():
+        models = {scheme or "fp32": load_for_timing(path, quantize=scheme, device="cpu")
+                  for scheme in (None, "int8", "int8_attention")}
+        seconds = median_seconds({name: (lambda m=m: scoring_seconds(m, dev.texts, 32))
+                                  for name, m in models.items()}, repeats)
+        for name, model in models.items():
+            lines.append(f"| {tier} | {name} | {accuracy(model, dev):.2%} | "
+                         f"{len(dev.texts) / seconds[name]:.0f} | "
+                         f"{seconds['fp32'] / seconds[name]:.2f}x |")
+    return "\n".join(lines)
+
+
+def mixed_length_texts(dev: LabelledTexts, test_texts: list[str]) -> list[str]:
+    """The dev sentences and long texts of five test sentences each, shuffled (seed 0)."""
+    long_texts = [" ".join(test_texts[i:i + 5]) for i in range(0, len(test_texts) - 4, 5)]
+    texts = dev.texts + long_texts
+    random.Random(0).shuffle(texts)
+    return texts
+
+
+def sorting_table(path: str, texts: list[str], repeats: int) -> str:
+    """Records/s of passes of 32 over `texts` (max_length 256) as Beam hands the tier
+    windows of 32 x sort_window records, each sorted by length inside the tier."""
+    model = load_for_timing(path, max_length=256, device="cpu")
+    model.batch_size = 32
+
+    def windows(window: int) -> Callable[[], None]:
+        size = 32 * window
+        return lambda: [model.logits(texts[i:i + size]) for i in range(0, len(texts), size)]
+
+    seconds = median_seconds({w: windows(w) for w in SORT_WINDOWS}, repeats)
+    tokens = [len(ids) for ids in model.tokenizer(texts, truncation=True,
+                                                  max_length=256)["input_ids"]]
+    lines = [f"{len(texts)} texts, {min(tokens)} to {max(tokens)} tokens (median "
+             f"{statistics.median(tokens):.0f}).", "",
+             "| sort_window | records sorted together | rec/s | speedup over input order |",
+             "|---|---|---|---|"]
+    lines += [f"| {w} | {32 * w} | {len(texts) / seconds[w]:.0f} | "
+              f"{seconds[1] / seconds[w]:.2f}x |" for w in SORT_WINDOWS]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.manual_seed(0)
+    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", "label", LABELS)
+    test_texts = [r["sentence"] for r in read_rows(sst2_file(args.data, "test_unlabeled.tsv"))]
+    plain = load_for_timing(args.plain, device="cpu")
+    exits = load_for_timing(args.exits, device="cpu")
+    sections = [
+        ("Early exit (batched, inside one tier)", early_exit_table(plain, exits, dev,
+                                                                    args.repeats)),
+        ("int8 dynamic quantisation", quantisation_table(
+            {"minilm3": args.small, "minilm6": args.plain}, dev, args.repeats)),
+        ("Length-aware batching on mixed-length input", sorting_table(
+            args.plain, mixed_length_texts(dev, test_texts), args.repeats)),
+    ]
+    command = shlex.join(["python", "-m", "bench.mechanisms",
+                          *(sys.argv[1:] if argv is None else argv)])
+    markdown = "# Adaptive mechanisms, each against the same tier without it\n\n" + "".join(
+        f"## {title}\n\n{table}\n\n" for title, table in sections) + (
+        f"Bare loops on this machine's CPU, median of {args.repeats} interleaved rounds. "
+        f"Reproduce: `{command}`\n")
+    with open(args.results, "w", encoding="utf-8") as f:
+        f.write(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
