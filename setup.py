@@ -14,8 +14,9 @@ setup(
     install_requires=[
         "apache-beam>=2.60",
         "torch>=2.2",
-        "transformers>=4.40",
+        "transformers>=5.0",  # models/early_exit.py uses transformers 5 layer and mask APIs
         "pyarrow>=14",
+        "safetensors>=0.4",
         "fsspec>=2023.1",
         "PyYAML>=6",
         "tqdm>=4.60",
