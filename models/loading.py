@@ -19,6 +19,7 @@ from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExit
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
 from models.quantization import quantize as quantize_model
+from models.token_dropping import ATTENTION, forward_dropping_tokens
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -145,21 +146,24 @@ def resolve_device(device: str) -> torch.device:
 
 def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
               allow_pickle_weights: bool = False, trust_remote_code: bool = False,
-              early_exit: EarlyExit | None = None, quantize: str | None = None
-              ) -> "TierModel | NgramTier":
+              early_exit: EarlyExit | None = None, quantize: str | None = None,
+              keep_tokens: tuple[float, ...] | None = None) -> "TierModel | NgramTier":
     """Loads any kind of tier folder: a transformer checkpoint or a hashed n-gram model."""
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier(HashedNgramClassifier.from_pretrained(path))
-    return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
-                          trust_remote_code, early_exit, quantize)
+    model = TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
+                           trust_remote_code, early_exit, quantize)
+    model.drop_tokens(keep_tokens)
+    return model
 
 
 class TierModel:
     """A transformer sequence classifier and its fast tokenizer, for batched inference.
 
     A multi-exit checkpoint also gets its inner exits (`exits`); with `early_exit` set, rows
-    leave the forward pass at the first confident exit.
+    leave the forward pass at the first confident exit. With a length configuration
+    (`drop_tokens`), later layers run on each text's most attended tokens only.
     """
 
     def __init__(self, model, tokenizer, labels: tuple[str, ...], max_length: int,
@@ -175,6 +179,16 @@ class TierModel:
         self.exits = exits
         self.early_exit = early_exit
         self.depth = model.config.num_hidden_layers
+        self.keep_tokens: tuple[float, ...] | None = None
+
+    def drop_tokens(self, keep: tuple[float, ...] | None) -> None:
+        """Keeps, after layer i, the share keep[i-1] of each text's tokens (None: all)."""
+        if keep is not None:
+            if self.exits is not None and self.early_exit is not None:
+                raise CheckpointError("token dropping and early exit in one tier are not "
+                                      "supported yet; use one of them per tier")
+            self.model.set_attn_implementation(ATTENTION)
+        self.keep_tokens = keep
 
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
@@ -221,9 +235,19 @@ class TierModel:
         if self.early_exit and self.exits:
             return self._sorted_passes(texts, text_pairs, lambda encoded: self.exits.early_exit(
                 encoded, self.early_exit))
+        if self.keep_tokens is not None:
+            logits = self.logits_and_costs(texts, text_pairs, self.keep_tokens)[0]
+            return logits, torch.full((len(texts),), self.depth)
         return self._sorted_passes(texts, text_pairs, lambda encoded: (
             self.model(**encoded).logits,
             torch.full((len(encoded["input_ids"]),), self.depth)))
+
+    def logits_and_costs(self, texts: list[str], text_pairs: list[str] | None,
+                         keep: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits with the length configuration `keep`, and each text's token-layers."""
+        self.model.set_attn_implementation(ATTENTION)
+        return self._sorted_passes(texts, text_pairs, lambda encoded: forward_dropping_tokens(
+            self.model, encoded, keep))
 
     def exit_logits(self, texts: list[str], text_pairs: list[str] | None = None
                     ) -> torch.Tensor:

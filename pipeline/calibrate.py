@@ -32,6 +32,7 @@ from models.confidence import confidence, probabilities
 from models.datasets import LabelledTexts, read_labelled
 from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
 from models.loading import TierModel
+from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      choose, last_tier_alone, pareto_frontier, replay, sweep)
 from models.throughput import load_for_timing, seconds_per_record
@@ -89,6 +90,15 @@ class ExitMeasurements:
 
 
 @dataclasses.dataclass(frozen=True)
+class LengthMeasurements:
+    """The length configurations tried for a tier with a length_budget, and the choice."""
+
+    budget: float
+    points: list[LengthPoint]  # the full model first
+    chosen: LengthPoint
+
+
+@dataclasses.dataclass(frozen=True)
 class TierMeasurements:
     """What calibrate learnt about one tier."""
 
@@ -97,6 +107,7 @@ class TierMeasurements:
     calibrated: TierOutputs
     costs: dict[int, float]  # seconds per record by batch size, on all dev texts
     exits: ExitMeasurements | None = None
+    lengths: LengthMeasurements | None = None
 
     @property
     def best_batch_size(self) -> int:
@@ -153,7 +164,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
         "tiers": [{"name": c.name, "model": c.model, "batch_size": b,
                    "calibration": dataclasses.asdict(t.calibration),
                    "seconds_per_record": t.costs,
-                   **({"exits": exits_report(c, t.exits)} if t.exits else {})}
+                   **({"exits": exits_report(c, t.exits)} if t.exits else {}),
+                   **({"lengths": dataclasses.asdict(t.lengths)} if t.lengths else {})}
                   for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
         "reference": reference,
         "chosen": chosen,
@@ -172,8 +184,14 @@ def measure_tier(tier: TierConfig, model: Any, dev: LabelledTexts, batch_sizes: 
     """Logits (cached), the fitted temperature, and seconds per record by batch size; for a
     multi-exit tier, first the exits' temperatures, with which it then exits early (at its
     exit_threshold, if set) while its routing temperature is fitted and its cost timed."""
-    all_exits = cached_logits(tier, dev, cache, model)
     labels = torch.tensor(dev.label_ids)
+    lengths = None
+    if tier.length_budget is not None:
+        lengths = search_lengths(tier, model, dev, labels)
+        model.drop_tokens(lengths.chosen.keep)
+    elif tier.keep_tokens is not None:
+        model.drop_tokens(tier.keep_tokens)
+    all_exits = cached_logits(tier, dev, cache, model)
     logits, exits = all_exits[-1], None
     if len(all_exits) > 1:
         exits = measure_exits(tier, model, all_exits, labels)
@@ -187,7 +205,17 @@ def measure_tier(tier: TierConfig, model: Any, dev: LabelledTexts, batch_sizes: 
         raw=tier_outputs(logits, 1.0, tier.confidence),
         calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
         costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs),
-        exits=exits)
+        exits=exits, lengths=lengths)
+
+
+def search_lengths(tier: TierConfig, model: TierModel, dev: LabelledTexts,
+                   labels: torch.Tensor) -> LengthMeasurements:
+    """Tries the full model and every configuration of `length_family` on dev; keeps the most
+    accurate one within the tier's length_budget."""
+    configs = [()] + length_family(model.depth)
+    points = length_sweep(model, dev.texts, dev.text_pairs, labels, configs)
+    return LengthMeasurements(tier.length_budget, points,
+                              best_within_budget(points, tier.length_budget))
 
 
 def measure_exits(tier: TierConfig, model: TierModel, all_exits: torch.Tensor,
@@ -217,7 +245,7 @@ def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model) -> to
     exit for most tiers), computed once per model folder, data and length."""
     key = hashlib.sha256(json.dumps([
         "exits x records x labels", _folder_fingerprint(tier.model), tier.max_length,
-        tier.quantize, dev.texts, dev.text_pairs,
+        tier.quantize, getattr(model, "keep_tokens", None), dev.texts, dev.text_pairs,
     ]).encode()).hexdigest()[:20]
     path = os.path.join(cache, f"{tier.name}-{key}.pt")
     if os.path.exists(path):
@@ -294,7 +322,8 @@ def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: O
     return dataclasses.replace(config, tiers=tuple(
         dataclasses.replace(c, threshold=th, temperature=t.calibration.temperature,
                             batch_size=b,
-                            exit_temperatures=t.exits.temperatures if t.exits else None)
+                            exit_temperatures=t.exits.temperatures if t.exits else None,
+                            keep_tokens=t.lengths.chosen.keep if t.lengths else c.keep_tokens)
         for c, t, th, b in zip(config.tiers, tiers, thresholds, batch_sizes)))
 
 

@@ -69,6 +69,8 @@ def report_summary(result: dict[str, Any]) -> str:
     for t in result["tiers"]:
         if "exits" in t:
             lines += exit_tables(t["name"], t["exits"])
+        if "lengths" in t:
+            lines += length_table(t["name"], t["lengths"])
     lines += [
         "", "## Chosen operating point", "",
         f"- thresholds: {dict(zip(names, chosen.thresholds))}",
@@ -114,6 +116,21 @@ def exit_tables(name: str, exits: dict[str, Any]) -> list[str]:
                            for layer, share in zip(exits["layers"], p["share_per_exit"]))
         lines.append(f"| {'never' if p['threshold'] > 1 else p['threshold']} | "
                      f"{p['accuracy']:.2%} | {p['layer_share']:.1%} | {shares} |")
+    return lines
+
+
+def length_table(name: str, lengths: dict[str, Any]) -> list[str]:
+    """A token-dropping tier's length configurations, cheapest first, and the choice."""
+    chosen = lengths["chosen"]
+    lines = ["", f"## Token dropping: {name}", "",
+             f"Budget {lengths['budget']:.0%} of the full model's token-layers; chosen "
+             f"keep_tokens {list(chosen['keep']) or 'all'}: {chosen['accuracy']:.2%} at "
+             f"{chosen['compute_share']:.0%}.", "",
+             "| keep_tokens (after layers 1, 2, ...) | accuracy | token-layers (share) |",
+             "|---|---|---|"]
+    for p in sorted(lengths["points"], key=lambda p: p["compute_share"]):
+        keep = ", ".join(f"{k:g}" for k in p["keep"]) or "all (full model)"
+        lines.append(f"| {keep} | {p['accuracy']:.2%} | {p['compute_share']:.1%} |")
     return lines
 
 

@@ -39,6 +39,10 @@ class TierConfig:
     set: each record stops at the first exit whose confidence, divided by that exit's
     temperature (`exit_temperatures`, fitted by `beam-cascade calibrate`), reaches it.
     `quantize` runs a transformer tier's Linear layers in int8 on the CPU (SCHEMES).
+    `keep_tokens` is a length configuration (models/token_dropping.py): after layer i only
+    the share keep_tokens[i-1] of each text's most attended tokens go on; `beam-cascade
+    calibrate` searches one for a tier with `length_budget` (the share of the full model's
+    token-layers it may use).
     """
 
     name: str
@@ -55,6 +59,11 @@ class TierConfig:
     exit_threshold: float | None = None
     exit_temperatures: tuple[float, ...] | None = None
     quantize: str | None = None
+    keep_tokens: tuple[float, ...] | None = None
+    length_budget: float | None = None
+
+
+LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierConfig
 
 
 @dataclass(frozen=True)
@@ -100,8 +109,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> CascadeConf
         _reject_unknown_keys(tier_raw, TierConfig, f"{source}: tier {i + 1}")
         if "model" not in tier_raw:
             raise ConfigError(f"{source}: tier {i + 1} has no 'model' (path to its folder)")
-        if isinstance(tier_raw.get("exit_temperatures"), list):
-            tier_raw = {**tier_raw, "exit_temperatures": tuple(tier_raw["exit_temperatures"])}
+        tier_raw = {key: tuple(value) if key in LIST_KEYS and isinstance(value, list) else value
+                    for key, value in tier_raw.items()}
         tiers.append(TierConfig(**{"name": f"tier{i + 1}", **tier_raw}))
     fields = {k: v for k, v in raw.items() if k != "tiers"}
     passthrough = fields.get("passthrough_fields") or []
@@ -119,8 +128,9 @@ def config_to_dict(config: CascadeConfig) -> dict[str, Any]:
     raw = dataclasses.asdict(config)
     raw["tiers"] = [dataclasses.asdict(t) for t in config.tiers]
     for tier in raw["tiers"]:
-        if tier["exit_temperatures"] is not None:
-            tier["exit_temperatures"] = list(tier["exit_temperatures"])
+        for key in LIST_KEYS:
+            if tier[key] is not None:
+                tier[key] = list(tier[key])
     raw["passthrough_fields"] = list(config.passthrough_fields)
     return raw
 
@@ -207,12 +217,28 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         if tier.device == "cuda":
             raise ConfigError(f"{where}: int8 quantisation runs on the CPU only; set device "
                               "to cpu or auto, or drop quantize")
+    _check_token_dropping(tier, where)
     temperatures = tier.exit_temperatures
     if temperatures is not None and not (
             isinstance(temperatures, tuple) and temperatures
             and all(_is_number(t) and t > 0 for t in temperatures)):
         raise ConfigError(f"{where}: exit_temperatures {temperatures!r} must be a list of "
                           "numbers > 0, one per exit (beam-cascade calibrate writes it)")
+
+
+def _check_token_dropping(tier: TierConfig, where: str) -> None:
+    keep = tier.keep_tokens
+    if keep is not None and not (isinstance(keep, tuple) and keep and all(
+            _is_number(k) and 0.0 < k <= 1.0 for k in keep)):
+        raise ConfigError(f"{where}: keep_tokens {keep!r} must be a list of shares in (0, 1], "
+                          "one per layer after which tokens are dropped")
+    budget = tier.length_budget
+    if budget is not None and not (_is_number(budget) and 0.0 < budget <= 1.0):
+        raise ConfigError(f"{where}: length_budget {budget!r} must be a share in (0, 1] of "
+                          "the full model's compute")
+    if (keep is not None or budget is not None) and tier.exit_threshold is not None:
+        raise ConfigError(f"{where}: token dropping and early exit in one tier are not "
+                          "supported yet; drop keep_tokens/length_budget or exit_threshold")
 
 
 def validate_models(config: CascadeConfig) -> tuple[str, ...]:
@@ -237,9 +263,11 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
                 f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
                 f"{info.max_length} tokens {tier.model!r} accepts; lower max_length")
         _check_exits(tier, info.exit_layers)
-        if tier.quantize and info.model_type == NGRAM_MODEL_TYPE:
-            raise ConfigError(f"tier {tier.name!r}: quantize applies to transformer tiers; "
-                              f"{tier.model!r} is an n-gram model, already cheap: drop it")
+        adaptive = [key for key in ("quantize", "keep_tokens", "length_budget")
+                    if getattr(tier, key) is not None]
+        if adaptive and info.model_type == NGRAM_MODEL_TYPE:
+            raise ConfigError(f"tier {tier.name!r}: {', '.join(adaptive)} apply to transformer "
+                              f"tiers; {tier.model!r} is an n-gram model, already cheap")
         if labels is None:
             labels, first = info.labels, tier
         elif info.labels != labels:

@@ -46,7 +46,7 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
         return load_tier(tier.model, max_length=tier.max_length, batch_size=tier.batch_size,
                          device=tier.device, allow_pickle_weights=tier.allow_pickle_weights,
                          trust_remote_code=tier.trust_remote_code, early_exit=early_exit,
-                         quantize=tier.quantize)
+                         quantize=tier.quantize, keep_tokens=tier.keep_tokens)
 
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None

@@ -1,0 +1,103 @@
+"""Token dropping inside a tier (Length-Adaptive Transformer, Kim & Cho 2021; Dynamic-TinyBERT).
+
+After each encoder layer a length configuration keeps only a share of each text's tokens,
+those that received the most attention in that layer (summed over heads and over the real
+query tokens), so later layers run on shorter sequences; [CLS], which the classifier reads,
+is always kept. Shares are of the text's own token count, so one configuration fits texts of
+any length. `length_sweep` measures accuracy and compute for a family of configurations on
+labelled data, for `calibrate` to choose one within a compute budget.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers.masking_utils import create_bidirectional_mask
+
+ATTENTION = "eager"  # the attention implementation that returns attention probabilities
+
+
+def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of a BERT-family classifier (loaded with attn_implementation="eager") that
+    keeps, after layer i (1-based), the share keep[i-1] of each text's tokens; and the number
+    of token-layers each row cost, for measuring compute."""
+    base = model.base_model
+    hidden = base.embeddings(input_ids=encoded["input_ids"],
+                             token_type_ids=encoded.get("token_type_ids"))
+    padding = encoded["attention_mask"].bool()
+    lengths = padding.sum(dim=1)
+    cost = torch.zeros(len(lengths), dtype=torch.long, device=hidden.device)
+    for number, layer in enumerate(base.encoder.layer, start=1):
+        cost += padding.sum(dim=1)
+        mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden,
+                                         attention_mask=padding.long())
+        attended, probs = layer.attention(hidden, mask)
+        hidden = layer.feed_forward_chunk(attended)
+        if number <= len(keep) and keep[number - 1] < 1.0:
+            hidden, padding = _keep_most_attended(hidden, padding, probs, lengths,
+                                                 keep[number - 1])
+    return model.classifier(base.pooler(hidden)), cost
+
+
+def _keep_most_attended(hidden: torch.Tensor, padding: torch.Tensor, probs: torch.Tensor,
+                        lengths: torch.Tensor, share: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' most attended tokens, in their original order ([CLS] first)."""
+    received = (probs * padding[:, None, :, None]).sum(dim=(1, 2))
+    received = received.masked_fill(~padding, -math.inf)
+    received[:, 0] = math.inf
+    kept_per_row = torch.ceil(share * lengths).long().clamp(min=1)
+    kept_per_row = torch.minimum(kept_per_row, padding.sum(dim=1))
+    width = int(kept_per_row.max())
+    chosen = received.topk(width, dim=1).indices
+    valid = torch.arange(width, device=hidden.device)[None, :] < kept_per_row[:, None]
+    positions, order = chosen.sort(dim=1)
+    hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+    return hidden, valid.gather(1, order)
+
+
+def length_family(layers: int) -> list[tuple[float, ...]]:
+    """Length configurations to search: keep everything up to a start layer, then multiply
+    the kept share by a decay after each later layer (none after the last layer, whose
+    [CLS] is all the classifier reads)."""
+    configs = []
+    for start in range(1, layers):
+        for decay in (0.9, 0.8, 0.7, 0.6, 0.5):
+            configs.append(tuple(1.0 if i < start else round(decay ** (i - start + 1), 4)
+                                 for i in range(1, layers)))
+    return configs
+
+
+@dataclass(frozen=True)
+class LengthPoint:
+    """One length configuration on labelled data: accuracy and the share of the full
+    model's token-layers it ran (the compute that attention and feed-forward layers scale
+    with)."""
+
+    keep: tuple[float, ...]
+    accuracy: float
+    compute_share: float
+
+
+def length_sweep(model, texts: list[str], text_pairs: list[str] | None, labels: torch.Tensor,
+                 configs: list[tuple[float, ...]]) -> list[LengthPoint]:
+    """Accuracy and compute share of each configuration on labelled texts; `model` is a
+    TierModel (models/loading.py)."""
+    full = model.logits_and_costs(texts, text_pairs, ())[1].sum().item()
+    points = []
+    for keep in configs:
+        logits, cost = model.logits_and_costs(texts, text_pairs, keep)
+        points.append(LengthPoint(keep, (logits.argmax(-1) == labels).double().mean().item(),
+                                  cost.sum().item() / full))
+    return points
+
+
+def best_within_budget(points: list[LengthPoint], budget: float) -> LengthPoint:
+    """The most accurate configuration using at most `budget` of the full compute (the
+    cheapest among equals); the full model when none fits."""
+    fitting = [p for p in points if p.compute_share <= budget + 1e-9]
+    if not fitting:
+        return max(points, key=lambda p: p.compute_share)
+    return max(fitting, key=lambda p: (p.accuracy, -p.compute_share))
