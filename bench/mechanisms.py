@@ -10,6 +10,8 @@
 3. Length-aware batching on a mixed-length input (the dev sentences plus long texts made of
    five test sentences each): passes in input order against the records sorted by length
    within windows of `sort_window` passes, as the pipeline's tiers do.
+4. Token dropping: for each compute budget, the length configuration calibrate would choose
+   on dev (so its dev accuracy is optimistic), against the full model.
 Accuracy is on the 872 dev sentences; speed is bare-loop records/s (tokenisation included),
 median of --repeats rounds in which the settings are interleaved. Writes a markdown table per
 mechanism to --results and prints it.
@@ -32,9 +34,12 @@ from models.datasets import LabelledTexts, read_labelled, read_rows
 from models.early_exit import EarlyExit
 from models.loading import TierModel
 from models.throughput import load_for_timing, scoring_seconds
+from models.token_dropping import best_within_budget, length_family, length_sweep
 
 EXIT_THRESHOLDS = (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)
 SORT_WINDOWS = (1, 8, 32)
+LENGTH_BUDGETS = (0.8, 0.65, 0.5, 0.35)
+SECTIONS = ("early_exit", "quantisation", "sorting", "token_dropping")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--small", default=f"{CACHE}/sst2-minilm-l3",
                    help="a cheaper transformer tier, also quantised")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma list of the sections to run, of {', '.join(SECTIONS)}")
     p.add_argument("--results", default="bench/results/mechanisms.md")
     return p.parse_args(argv)
 
@@ -161,21 +168,51 @@ def sorting_table(path: str, texts: list[str], repeats: int) -> str:
     return "\n".join(lines)
 
 
+def token_dropping_table(path: str, dev: LabelledTexts, repeats: int) -> str:
+    """Per budget: the chosen length configuration's accuracy, token-layers and records/s
+    (batch 32) against the full model."""
+    model = load_for_timing(path, device="cpu")
+    labels = torch.tensor(dev.label_ids)
+    points = length_sweep(model, dev.texts, None, labels, [()] + length_family(model.depth))
+    chosen = {budget: best_within_budget(points, budget) for budget in LENGTH_BUDGETS}
+    rows = {"full model": points[0], **{f"budget {b:.0%}": p for b, p in chosen.items()}}
+
+    def scorer(keep: tuple[float, ...]) -> Callable[[], float]:
+        def run() -> float:
+            model.drop_tokens(keep or None)  # the full model runs its plain forward
+            return scoring_seconds(model, dev.texts, 32)
+        return run
+
+    seconds = median_seconds({name: scorer(p.keep) for name, p in rows.items()}, repeats)
+    lines = ["Texts sorted by length, passes of 32; the configurations were chosen on dev, so "
+             "their dev accuracy is optimistic.", "",
+             "| setting | keep_tokens | dev accuracy | token-layers | rec/s batch 32 | speedup |",
+             "|---|---|---|---|---|---|"]
+    for name, p in rows.items():
+        keep = ", ".join(f"{k:g}" for k in p.keep) or "all"
+        lines.append(f"| {name} | {keep} | {p.accuracy:.2%} | {p.compute_share:.0%} | "
+                     f"{len(dev.texts) / seconds[name]:.0f} | "
+                     f"{seconds['full model'] / seconds[name]:.2f}x |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(0)
     dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", "label", LABELS)
     test_texts = [r["sentence"] for r in read_rows(sst2_file(args.data, "test_unlabeled.tsv"))]
-    plain = load_for_timing(args.plain, device="cpu")
-    exits = load_for_timing(args.exits, device="cpu")
-    sections = [
-        ("Early exit (batched, inside one tier)", early_exit_table(plain, exits, dev,
-                                                                    args.repeats)),
-        ("int8 dynamic quantisation", quantisation_table(
+    builders = {
+        "early_exit": ("Early exit (batched, inside one tier)", lambda: early_exit_table(
+            load_for_timing(args.plain, device="cpu"), load_for_timing(args.exits, device="cpu"),
+            dev, args.repeats)),
+        "quantisation": ("int8 dynamic quantisation", lambda: quantisation_table(
             {"minilm3": args.small, "minilm6": args.plain}, dev, args.repeats)),
-        ("Length-aware batching on mixed-length input", sorting_table(
+        "sorting": ("Length-aware batching on mixed-length input", lambda: sorting_table(
             args.plain, mixed_length_texts(dev, test_texts), args.repeats)),
-    ]
+        "token_dropping": ("Token dropping (Length-Adaptive Transformer)",
+                           lambda: token_dropping_table(args.plain, dev, args.repeats)),
+    }
+    sections = [(builders[s][0], builders[s][1]()) for s in args.sections.split(",")]
     command = shlex.join(["python", "-m", "bench.mechanisms",
                           *(sys.argv[1:] if argv is None else argv)])
     markdown = "# Adaptive mechanisms, each against the same tier without it\n\n" + "".join(

@@ -19,7 +19,7 @@ from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExit
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
 from models.quantization import quantize as quantize_model
-from models.token_dropping import ATTENTION, forward_dropping_tokens
+from models.token_dropping import forward_dropping_tokens
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -187,7 +187,6 @@ class TierModel:
             if self.exits is not None and self.early_exit is not None:
                 raise CheckpointError("token dropping and early exit in one tier are not "
                                       "supported yet; use one of them per tier")
-            self.model.set_attn_implementation(ATTENTION)
         self.keep_tokens = keep
 
     @classmethod
@@ -245,7 +244,6 @@ class TierModel:
     def logits_and_costs(self, texts: list[str], text_pairs: list[str] | None,
                          keep: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits with the length configuration `keep`, and each text's token-layers."""
-        self.model.set_attn_implementation(ATTENTION)
         return self._sorted_passes(texts, text_pairs, lambda encoded: forward_dropping_tokens(
             self.model, encoded, keep))
 

@@ -10,19 +10,23 @@ labelled data, for `calibrate` to choose one within a compute budget.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from transformers.masking_utils import create_bidirectional_mask
 
-ATTENTION = "eager"  # the attention implementation that returns attention probabilities
-
-
 def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
                             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of a BERT-family classifier (loaded with attn_implementation="eager") that
-    keeps, after layer i (1-based), the share keep[i-1] of each text's tokens; and the number
-    of token-layers each row cost, for measuring compute."""
+    """Logits of a BERT-family classifier that keeps, after layer i (1-based), the share
+    keep[i-1] of each text's tokens; and the number of token-layers each row cost.
+
+    The layers run with the model's own attention (SDPA: fast, but it returns no attention
+    probabilities); where tokens are dropped, the probabilities are recomputed from the
+    queries and keys the layer computed anyway, captured by hooks: one small matrix product
+    instead of the slower eager attention on every layer.
+    """
     base = model.base_model
     hidden = base.embeddings(input_ids=encoded["input_ids"],
                              token_type_ids=encoded.get("token_type_ids"))
@@ -33,12 +37,42 @@ def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
         cost += padding.sum(dim=1)
         mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden,
                                          attention_mask=padding.long())
-        attended, probs = layer.attention(hidden, mask)
-        hidden = layer.feed_forward_chunk(attended)
-        if number <= len(keep) and keep[number - 1] < 1.0:
-            hidden, padding = _keep_most_attended(hidden, padding, probs, lengths,
-                                                 keep[number - 1])
+        if number > len(keep) or keep[number - 1] >= 1.0:
+            hidden = layer(hidden, mask)
+            continue
+        with _captured_queries_and_keys(layer.attention.self) as captured:
+            hidden = layer(hidden, mask)
+        probs = _attention_probabilities(captured["query"], captured["key"], padding,
+                                         layer.attention.self.num_attention_heads)
+        hidden, padding = _keep_most_attended(hidden, padding, probs, lengths,
+                                             keep[number - 1])
     return model.classifier(base.pooler(hidden)), cost
+
+
+@contextmanager
+def _captured_queries_and_keys(attention) -> Iterator[dict[str, torch.Tensor]]:
+    """The outputs of a self-attention's query and key projections while inside."""
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [getattr(attention, name).register_forward_hook(
+        lambda module, args, output, name=name: captured.__setitem__(name, output))
+        for name in ("query", "key")]
+    try:
+        yield captured
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _attention_probabilities(query: torch.Tensor, key: torch.Tensor, padding: torch.Tensor,
+                             heads: int) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) per head over the real (unpadded) keys: (batch, heads,
+    queries, keys), as the layer's attention computed it."""
+    batch, length, width = query.shape
+    q = query.view(batch, length, heads, width // heads).transpose(1, 2)
+    k = key.view(batch, length, heads, width // heads).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(width // heads)
+    scores = scores.masked_fill(~padding[:, None, None, :], -math.inf)
+    return torch.softmax(scores.float(), dim=-1)
 
 
 def _keep_most_attended(hidden: torch.Tensor, padding: torch.Tensor, probs: torch.Tensor,

@@ -12,8 +12,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from models.loading import load_tier
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import ConfigError, config_from_dict, load_config
-from models.token_dropping import (ATTENTION, LengthPoint, best_within_budget,
-                                   forward_dropping_tokens, length_family)
+from models.token_dropping import (LengthPoint, best_within_budget, forward_dropping_tokens,
+                                   length_family)
 
 TEXTS = ["good", "the movie was not very good at all and the plot was dull", "awful film",
          "a great film with a fun story and a brilliant actor", "love it", "worst plot",
@@ -49,7 +49,7 @@ def test_cls_and_the_most_attended_tokens_are_the_ones_kept(deep):
     """Dropping after layer 1 equals running layer 2 with every other token masked out."""
     encoded = deep.tokenizer(["the movie was not very good at all"], return_tensors="pt")
     model, base = deep.model, deep.model.base_model
-    model.set_attn_implementation(ATTENTION)
+    model.set_attn_implementation("eager")  # the reference reads the layer's own probabilities
     with torch.inference_mode():
         hidden = base.embeddings(input_ids=encoded["input_ids"])
         attended, probs = base.encoder.layer[0].attention(hidden, None)
@@ -63,8 +63,12 @@ def test_cls_and_the_most_attended_tokens_are_the_ones_kept(deep):
                                          attention_mask=only_chosen)
         reference = model.classifier(base.pooler(base.encoder.layer[1](hidden, mask)))
         dropped, cost = forward_dropping_tokens(model, encoded, (0.4,))
+    model.set_attn_implementation("sdpa")
+    with torch.inference_mode():
+        dropped_sdpa, _ = forward_dropping_tokens(model, encoded, (0.4,))
     assert 1 < kept < len(received)
     assert torch.allclose(dropped, reference, atol=1e-5)
+    assert torch.allclose(dropped_sdpa, reference, atol=1e-5)
     assert cost.tolist() == [len(received) + kept]
 
 
