@@ -38,6 +38,21 @@ def run_job(args: list[str]) -> dict:
     return run(args + RUNNER)
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def labelled_rows(count: int, words: str, step: int, max_words: int, period: int
+                  ) -> list[dict]:
+    """Synthetic labelled texts from `words`, lengths 1 to max_words, labels alternating
+    every `period` rows: a dev file for calibrate on tiny models."""
+    vocabulary = words.split()
+    return [{"text": " ".join(vocabulary[(i * step + j) % len(vocabulary)]
+                              for j in range(1 + i % max_words)),
+             "label": ["neg", "pos"][(i // period) % 2]} for i in range(count)]
+
+
 def read_predictions(output: Path) -> list[dict]:
     """All prediction rows under `output`, from Parquet or JSON Lines shards."""
     rows = []

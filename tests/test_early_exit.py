@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import run_job
+from conftest import labelled_rows, run_job, write_jsonl
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
 from models.confidence import probabilities
@@ -152,11 +152,8 @@ def test_replayed_early_exit_matches_the_batched_one(multi_exit_folder):
 
 def test_calibrated_early_exit_tier_runs_in_the_cascade_as_calibrate_predicted(
         multi_exit_folder, models, tmp_path):
-    words = "good bad movie plot fun dull great awful".split()
-    rows = [{"text": " ".join(words[(i * 3 + j) % 8] for j in range(1 + i % 5)),
-             "label": ["neg", "pos"][(i // 3) % 2]} for i in range(160)]
-    dev = tmp_path / "dev.jsonl"
-    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = labelled_rows(160, "good bad movie plot fun dull great awful", 3, 5, 3)
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows)
     config = tmp_path / "cascade.yaml"
     config.write_text(yaml.safe_dump({"tiers": [
         {"name": "exits", "model": multi_exit_folder, "threshold": 0.9, "exit_threshold": 0.8},

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import run_job
+from conftest import labelled_rows, run_job, write_jsonl
 from transformers.masking_utils import create_bidirectional_mask
 
 from models.loading import load_tier
@@ -84,11 +84,9 @@ def test_the_family_and_the_budget_choice():
 
 
 def test_calibrate_chooses_a_length_configuration_that_run_reproduces(models, tmp_path):
-    words = "good bad movie plot fun dull great awful the a not very".split()
-    rows = [{"text": " ".join(words[(i * 5 + j) % 12] for j in range(3 + i % 9)),
-             "label": ["neg", "pos"][(i // 2) % 2]} for i in range(120)]
-    dev = tmp_path / "dev.jsonl"
-    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = labelled_rows(120, "good bad movie plot fun dull great awful the a not very", 5,
+                         11, 2)
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows)
     config = tmp_path / "cascade.yaml"
     config.write_text(yaml.safe_dump({"tiers": [
         {"name": "small", "model": models["small"], "threshold": 0.9},
