@@ -1,6 +1,7 @@
 """`beam-cascade calibrate`: turns a labelled dev file into a tuned cascade config.
 
-1. Runs every tier once over the dev file (logits cached in the report folder).
+1. Runs every tier once over the dev file (logits cached in the report folder); a tier with
+   a `length_budget` first gets its token-dropping length configuration searched.
 2. Fits one temperature per tier (NLL); reports ECE and NLL before and after; draws a
    reliability diagram per tier. A multi-exit tier also gets one temperature per exit and a
    table of its early-exit knob (accuracy and layers run at each exit threshold); its
@@ -10,9 +11,9 @@
    frontier with and without calibration, and picks the operating point the policy asks for.
 5. Re-measures the later tiers on the records that reach them at that point (they see the
    harder, often longer, texts, and fewer of them) and picks their batch size for that.
-6. Writes the tuned config (thresholds, temperatures, exit temperatures, batch sizes), which
-   `run` takes as is,
-   and a report, with a split-half check that the chosen thresholds carry over to unseen data.
+6. Writes the tuned config (thresholds, temperatures, exit temperatures, length
+   configurations, batch sizes), which `run` takes as is, and a report, with a split-half
+   check that the chosen thresholds carry over to unseen data.
 """
 from __future__ import annotations
 
