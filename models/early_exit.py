@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers.masking_utils import create_bidirectional_mask
 
 from models.confidence import confidence, probabilities
+from models.layerwise import bert_parts, embed, layer_mask
 
 EXIT_LAYERS_KEY = "exit_layers"
 HEADS_FILE = "exit_heads.safetensors"
@@ -80,7 +80,7 @@ class MultiExitClassifier(nn.Module):
     def add_exits(cls, model, layers: tuple[int, ...]) -> "MultiExitClassifier":
         """Gives `model` heads after `layers` (1-based); the last layer is the model's own
         classifier."""
-        encoder = _bert_parts(model)[1]
+        encoder = bert_parts(model)[1]
         depth = len(encoder.layer)
         if not all(1 <= layer <= depth for layer in layers):
             raise ValueError(f"exit layers {list(layers)} must be between 1 and the model's "
@@ -116,12 +116,10 @@ class MultiExitClassifier(nn.Module):
         A row leaves at the first exit whose calibrated confidence reaches the threshold, or
         at the last exit.
         """
-        embeddings, encoder, pooler = _bert_parts(self.model)
-        hidden = embeddings(input_ids=encoded["input_ids"],
-                            token_type_ids=encoded.get("token_type_ids"))
+        _, encoder, pooler = bert_parts(self.model)
+        hidden = embed(self.model, encoded)
         padding = encoded["attention_mask"]
-        mask = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden,
-                                         attention_mask=padding)
+        mask = layer_mask(self.model, hidden, padding)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         logits = torch.empty(hidden.shape[0], self.model.config.num_labels,
                              device=hidden.device)
@@ -195,13 +193,3 @@ def has_exits(config) -> bool:
     """Whether a loaded model config describes a multi-exit checkpoint."""
     return bool(getattr(config, EXIT_LAYERS_KEY, None))
 
-
-def _bert_parts(model):
-    """(embeddings, encoder, pooler) of a BERT-family classifier, or a clear error."""
-    base = model.base_model
-    parts = [getattr(base, name, None) for name in ("embeddings", "encoder", "pooler")]
-    if None in parts or not hasattr(parts[1], "layer") or not hasattr(model, "classifier"):
-        raise ValueError(
-            f"early exit needs a BERT-family model (embeddings, encoder.layer, pooler, "
-            f"classifier); {type(model).__name__} is not one")
-    return parts

@@ -16,6 +16,7 @@ from transformers.utils import logging as transformers_logging
 
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
+from models.layerwise import bert_parts
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
 from models.quantization import quantize as quantize_model
@@ -183,10 +184,11 @@ class TierModel:
 
     def drop_tokens(self, keep: tuple[float, ...] | None) -> None:
         """Keeps, after layer i, the share keep[i-1] of each text's tokens (None: all)."""
+        if keep is not None and self.early_exit is not None:
+            raise CheckpointError("token dropping and early exit in one tier are not "
+                                  "supported yet; use one of them per tier")
         if keep is not None:
-            if self.exits is not None and self.early_exit is not None:
-                raise CheckpointError("token dropping and early exit in one tier are not "
-                                      "supported yet; use one of them per tier")
+            bert_parts(self.model)  # refuses other architectures now, not on every batch
         self.keep_tokens = keep
 
     @classmethod

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-from transformers.masking_utils import create_bidirectional_mask
+
+from models.layerwise import bert_parts, embed, layer_mask
 
 def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
                             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,16 +28,14 @@ def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
     queries and keys the layer computed anyway, captured by hooks: one small matrix product
     instead of the slower eager attention on every layer.
     """
-    base = model.base_model
-    hidden = base.embeddings(input_ids=encoded["input_ids"],
-                             token_type_ids=encoded.get("token_type_ids"))
+    _, encoder, pooler = bert_parts(model)
+    hidden = embed(model, encoded)
     padding = encoded["attention_mask"].bool()
+    mask = layer_mask(model, hidden, padding)
     lengths = padding.sum(dim=1)
     cost = torch.zeros(len(lengths), dtype=torch.long, device=hidden.device)
-    for number, layer in enumerate(base.encoder.layer, start=1):
+    for number, layer in enumerate(encoder.layer, start=1):
         cost += padding.sum(dim=1)
-        mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden,
-                                         attention_mask=padding.long())
         if number > len(keep) or keep[number - 1] >= 1.0:
             hidden = layer(hidden, mask)
             continue
@@ -46,7 +45,8 @@ def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
                                          layer.attention.self.num_attention_heads)
         hidden, padding = _keep_most_attended(hidden, padding, probs, lengths,
                                              keep[number - 1])
-    return model.classifier(base.pooler(hidden)), cost
+        mask = layer_mask(model, hidden, padding)
+    return model.classifier(pooler(hidden)), cost
 
 
 @contextmanager
