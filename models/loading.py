@@ -1,7 +1,9 @@
-"""Loading tier models from local Hugging Face checkpoint folders, safely and checked up front.
+"""Loading tier models from Hugging Face checkpoint folders, safely and checked up front.
 
-`inspect_checkpoint` reads only `config.json`, so a launcher can refuse a bad tier before any
-worker starts; `TierModel.load` does the real `from_pretrained` on the worker.
+`inspect_checkpoint` reads only `config.json` and the tokenizer, so a launcher can refuse a
+bad tier before any worker starts; `load_tier` does the real `from_pretrained` on the worker.
+Both take a local folder or any fsspec URL (gs://, s3://, ...), copied to a local cache
+first (models/model_cache.py).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from transformers.utils import logging as transformers_logging
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
 from models.layerwise import bert_parts
+from models.model_cache import ModelFolderError, local_model_folder
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
 from models.quantization import quantize as quantize_model
@@ -49,6 +52,10 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
     Raises CheckpointError naming the folder and what is wrong with it. Python code shipped
     in the folder (config.json's `auto_map`) is never imported unless `trust_remote_code`.
     """
+    try:
+        path = local_model_folder(path)
+    except ModelFolderError as e:
+        raise CheckpointError(str(e)) from None
     if not os.path.isdir(path):
         raise CheckpointError(f"model folder {path!r} does not exist or is not a folder")
     config_path = os.path.join(path, "config.json")
@@ -138,6 +145,19 @@ def _check_weights(path: str, allow_pickle_weights: bool) -> bool:
     raise CheckpointError(f"{path!r} has no model weights (expected {SAFE_WEIGHTS[0]})")
 
 
+def set_torch_threads(threads: int | None, workers_per_machine: int) -> int:
+    """Sets torch's intra-op threads for this process and returns the number.
+
+    Every worker on a machine runs its own forward passes at once, so `threads` defaults to
+    the machine's cores shared out over its workers: more threads than cores in all makes
+    the workers wait on each other (README, "Sizing threads").
+    """
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers_per_machine))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def resolve_device(device: str) -> torch.device:
     """'auto' picks CUDA when a GPU is visible, else the CPU."""
     if device == "auto":
@@ -149,7 +169,9 @@ def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: st
               allow_pickle_weights: bool = False, trust_remote_code: bool = False,
               early_exit: EarlyExit | None = None, quantize: str | None = None,
               keep_tokens: tuple[float, ...] | None = None) -> "TierModel | NgramTier":
-    """Loads any kind of tier folder: a transformer checkpoint or a hashed n-gram model."""
+    """Loads any kind of tier folder, local or a URL: a transformer checkpoint or a hashed
+    n-gram model."""
+    path = local_model_folder(path)
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier(HashedNgramClassifier.from_pretrained(path))

@@ -31,6 +31,9 @@ class ConfigError(ValueError):
 class TierConfig:
     """One model of the cascade. `threshold` is required on every tier but the last.
 
+    `model` is a checkpoint folder: a local path or any fsspec URL (gs://, s3://, https://),
+    which each machine copies once into its local cache (models/model_cache.py).
+
     Beam hands the tier `batch_size * sort_window` records at a time; the tier sorts them by
     length and runs forward passes of `batch_size`, so each pass pads its texts to similar
     lengths (sort_window 1 keeps input order).
@@ -42,7 +45,8 @@ class TierConfig:
     `keep_tokens` is a length configuration (models/token_dropping.py): after layer i only
     the share keep_tokens[i-1] of each text's most attended tokens go on; `beam-cascade
     calibrate` searches one for a tier with `length_budget` (the share of the full model's
-    token-layers it may use).
+    token-layers it may use). `max_batch_duration_secs` batches across bundles (see
+    transforms/scoring.py), for runners that hand out small bundles such as Flink.
     """
 
     name: str
@@ -61,6 +65,7 @@ class TierConfig:
     quantize: str | None = None
     keep_tokens: tuple[float, ...] | None = None
     length_budget: float | None = None
+    max_batch_duration_secs: float | None = None
 
 
 LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierConfig
@@ -204,6 +209,10 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         if not isinstance(getattr(tier, key), bool):
             raise ConfigError(f"{where}: {key} must be true or false, not "
                               f"{getattr(tier, key)!r}")
+    duration = tier.max_batch_duration_secs
+    if duration is not None and not (_is_number(duration) and duration > 0):
+        raise ConfigError(f"{where}: max_batch_duration_secs {duration!r} must be a number of "
+                          "seconds > 0, or null to batch within bundles only")
     if tier.device not in DEVICES:
         raise ConfigError(f"{where}: device {tier.device!r} must be one of {DEVICES}")
     if tier.exit_threshold is not None and not (

@@ -3,7 +3,8 @@
 Inputs are listed on the launcher (so a pattern that matches nothing fails at once, naming
 it), then each file is read whole by one worker, which gives every record a stable position
 (`file:line` for JSON Lines, `file:row` for Parquet) used as its id when none is given.
-A Reshuffle after reading spreads the records over all workers for inference.
+A shuffle after reading spreads the records over all workers for inference
+(transforms/spreading.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.spreading import SpreadEvenly
 
 INPUT_FORMATS = ("jsonl", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
@@ -163,11 +165,11 @@ class ReadRecords(beam.PTransform):
         read = (
             pbegin
             | "InputFiles" >> beam.Create([path for path, _ in self._files])
-            | "SpreadFiles" >> beam.Reshuffle()
+            | "SpreadFiles" >> SpreadEvenly()
             | "Open" >> fileio.ReadMatches()
             | "Read" >> beam.ParDo(ReadInputFile(dict(self._files), self._columns))
             .with_outputs(DEAD_LETTERS, main="rows"))
-        return {"rows": read.rows | "SpreadRows" >> beam.Reshuffle(),
+        return {"rows": read.rows | "SpreadRows" >> SpreadEvenly(),
                 "dead_letters": read[DEAD_LETTERS]}
 
 

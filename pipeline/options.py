@@ -5,9 +5,11 @@ Being PipelineOptions, they parse alongside every standard Beam option (`--runne
 """
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions,
+                                                  PipelineOptions, StandardOptions)
 
 from pipeline.io import INPUT_FORMATS, OUTPUT_FORMATS
+from transforms.scoring import TorchThreads
 
 
 def _thresholds(value: str) -> list[float]:
@@ -43,5 +45,30 @@ class CascadeOptions(PipelineOptions):
             parser.add_argument(f"--{field}", default=None,
                                 help=f"overrides the config's {field}")
         parser.add_argument(
+            "--max_batch_duration_secs", type=float, default=None,
+            help="batch across bundles, waiting at most this long for a batch to fill, in "
+                 "every tier that does not set it (for Flink and other small-bundle runners)")
+        parser.add_argument(
+            "--torch_threads", type=int, default=None,
+            help="torch threads per worker process; default: the machine's cores divided by "
+                 "the workers that share it (see README, Sizing threads)")
+        parser.add_argument(
             "--passthrough_fields", default=None,
             help="comma list of input fields copied to the output; overrides the config")
+
+
+
+def torch_threads(options: PipelineOptions) -> TorchThreads:
+    """--torch_threads, else cores shared out over the workers of a machine, as far as the
+    options tell: the DirectRunner's workers, a Flink job's parallelism (all of it on one
+    machine with the LOOPBACK environment); on Dataflow one thread, since it runs one SDK
+    process per vCPU."""
+    explicit = options.view_as(CascadeOptions).torch_threads
+    runner = (options.view_as(StandardOptions).runner or "").lower()
+    if explicit is None and "dataflow" in runner:
+        explicit = 1
+    if "flink" in runner:
+        workers = options.view_as(FlinkRunnerOptions).parallelism
+    else:
+        workers = options.view_as(DirectOptions).direct_num_workers
+    return TorchThreads(explicit, max(1, workers or 1))

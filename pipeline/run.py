@@ -26,11 +26,12 @@ from pipeline.io import (FORMAT_SUFFIXES, InputError, ReadRecords, WriteErrors,
                          WritePredictions, WriteRoutingStats, clear_previous_outputs,
                          list_input_files, mark_complete, output_row, passthrough_columns,
                          prediction_schema, read_routing_stats)
-from pipeline.options import CascadeOptions
+from pipeline.options import CascadeOptions, torch_threads
 from pipeline.summary import format_summary
 from transforms.cascade import Cascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
+from transforms.scoring import TorchThreads
 from transforms.statistics import ComputeRoutingStats
 
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
@@ -45,6 +46,7 @@ class CascadeJob:
     files: list[tuple[str, str]]
     output: str
     output_format: str
+    threads: TorchThreads = TorchThreads()
 
     @property
     def fields(self) -> RecordFields:
@@ -76,6 +78,11 @@ def cascade_config(options: CascadeOptions) -> CascadeConfig:
     if options.passthrough_fields is not None:
         overrides["passthrough_fields"] = tuple(
             f.strip() for f in options.passthrough_fields.split(",") if f.strip())
+    if options.max_batch_duration_secs is not None:
+        overrides["tiers"] = tuple(
+            tier if tier.max_batch_duration_secs is not None else dataclasses.replace(
+                tier, max_batch_duration_secs=options.max_batch_duration_secs)
+            for tier in config.tiers)
     config = dataclasses.replace(config, **overrides)
     check_config(config, "flags")
     return config
@@ -89,14 +96,18 @@ def output_format(options: CascadeOptions) -> str:
     return FORMAT_SUFFIXES.get(extension, "parquet")
 
 
-def job_from_options(options: CascadeOptions) -> CascadeJob:
+def job_from_options(pipeline_options: PipelineOptions) -> CascadeJob:
     """Checks the options, the config, the model folders and the inputs."""
+    options = pipeline_options.view_as(CascadeOptions)
     if not options.output:
         raise ConfigError("no output: pass --output FOLDER")
+    if options.torch_threads is not None and options.torch_threads < 1:
+        raise ConfigError(f"--torch_threads {options.torch_threads} must be at least 1")
     config = cascade_config(options)
     labels = validate_models(config)
     files = list_input_files(options.input or [], options.input_format)
-    return CascadeJob(config, labels, files, options.output, output_format(options))
+    return CascadeJob(config, labels, files, options.output, output_format(options),
+                      torch_threads(pipeline_options))
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
@@ -105,7 +116,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
     read = pipeline | "Read" >> ReadRecords(job.files, job.fields.columns)
     parsed = read["rows"] | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
         DEAD_LETTERS, main="records")
-    cascade = parsed.records | "Cascade" >> Cascade(config.tiers)
+    cascade = parsed.records | "Cascade" >> Cascade(config.tiers, job.threads)
     predictions = cascade["predictions"]
     dead_letters = (read["dead_letters"], parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()
@@ -132,7 +143,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     it replaces whatever it left.
     """
     options = PipelineOptions(argv)
-    job = job_from_options(options.view_as(CascadeOptions))
+    job = job_from_options(options)
     clear_previous_outputs(job.output)
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, job)

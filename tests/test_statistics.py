@@ -1,5 +1,7 @@
 """Routing statistics from the combiner equal a direct computation over the same records."""
+import copy
 import random
+from collections import Counter
 
 import apache_beam as beam
 import pytest
@@ -29,7 +31,34 @@ def synthetic_predictions(n: int, seed: int = 0) -> list[dict]:
     return records
 
 
-def direct_stats(records: list[dict], errors: list[dict]) -> dict:
+def with_batches(records: list[dict], errors: list[dict], seed: int = 0
+                 ) -> tuple[list[dict], list[dict], dict[str, list[int]]]:
+    """Copies of the records and errors whose visits are cut into batches of random sizes,
+    each visit carrying its batch's size, and those sizes per tier."""
+    rng = random.Random(seed)
+    records, errors = copy.deepcopy(records), copy.deepcopy(errors)
+    sizes: dict[str, list[int]] = {}
+    for t in TIERS:
+        visits = [v for r in records + errors for v in r["tiers"] if v["tier"] == t.name]
+        sizes[t.name] = []
+        while visits:
+            size = min(rng.choice([1, 2, 3, 5, 8, 13, 64]), len(visits))
+            for visit in visits[:size]:
+                visit["batch"] = size
+            sizes[t.name].append(size)
+            visits = visits[size:]
+    return records, errors, sizes
+
+
+def size_bucket(size: int) -> str:
+    low = 1
+    while low * 2 <= size:
+        low *= 2
+    return str(low) if low == 1 else f"{low}-{2 * low - 1}"
+
+
+def direct_stats(records: list[dict], errors: list[dict], sizes: dict[str, list[int]]
+                 ) -> dict:
     """The statistics written out longhand, one definition at a time."""
     out = {"records": len(records) + len(errors), "predictions": len(records),
            "errors": len(errors), "records_read": len(records) + len(errors),
@@ -65,6 +94,9 @@ def direct_stats(records: list[dict], errors: list[dict]) -> dict:
         out[t.name]["escalation_rate"] = out[t.name]["escalated"] / out[t.name]["seen"]
         layers = [visit[r["id"]]["exit_layer"] for r in seen if "exit_layer" in visit[r["id"]]]
         out[t.name]["records_per_exit"] = {str(n): layers.count(n) for n in sorted(set(layers))}
+        out[t.name]["batches"] = len(sizes[t.name])
+        out[t.name]["mean_batch_size"] = sum(sizes[t.name]) / len(sizes[t.name])
+        out[t.name]["batch_size_histogram"] = dict(Counter(map(size_bucket, sizes[t.name])))
     return out
 
 
@@ -85,7 +117,7 @@ ERRORS = [{"stage": "parse", "tiers": []}, {"stage": "parse", "tiers": []},
 
 
 def test_combiner_matches_direct_computation_across_merged_accumulators():
-    records = synthetic_predictions(500)
+    records, errors, sizes = with_batches(synthetic_predictions(500), ERRORS)
     fn = RoutingStatsFn(TIERS)
     parts = []
     for chunk in (records[:123], records[123:400], records[400:]):
@@ -98,16 +130,16 @@ def test_combiner_matches_direct_computation_across_merged_accumulators():
     acc = fn.add_input(acc, ("parsed", None))  # the record that tier medium failed on
     parts.append(acc)
     acc = fn.create_accumulator()
-    for e in ERRORS:
+    for e in errors:
         acc = fn.add_input(acc, ("error", e))
     stats = fn.extract_output(fn.merge_accumulators(parts + [acc]))
-    check(stats, direct_stats(records, ERRORS))
+    check(stats, direct_stats(records, errors, sizes))
     assert stats["errors_by_stage"] == {"parse": 2, "tier:medium": 1}
 
 
 def test_statistics_transform_in_a_pipeline():
-    records = synthetic_predictions(200, seed=1)
-    expected = direct_stats(records, ERRORS)
+    records, errors, sizes = with_batches(synthetic_predictions(200, seed=1), ERRORS, seed=1)
+    expected = direct_stats(records, errors, sizes)
 
     def matches(results):
         assert len(results) == 1
@@ -116,7 +148,7 @@ def test_statistics_transform_in_a_pipeline():
     parsed = [r for r in records] + [{"failed at": "medium"}]
     with TestPipeline(runner="FnApiRunner") as p:
         stats = (p | "Parsed" >> beam.Create(parsed), p | "P" >> beam.Create(records),
-                 p | "E" >> beam.Create(ERRORS)) | ComputeRoutingStats(TIERS)
+                 p | "E" >> beam.Create(errors)) | ComputeRoutingStats(TIERS)
         assert_that(stats, matches)
 
 

@@ -8,7 +8,7 @@ from apache_beam.pvalue import PCollection
 
 from pipeline.config import TierConfig
 from transforms.routing import ESCALATED, RouteByConfidence
-from transforms.scoring import ScoreTier
+from transforms.scoring import ScoreTier, TorchThreads
 
 
 class Cascade(beam.PTransform):
@@ -19,15 +19,16 @@ class Cascade(beam.PTransform):
     tiers it went through, the last one being the tier that decided it.
     """
 
-    def __init__(self, tiers: Sequence[TierConfig]):
+    def __init__(self, tiers: Sequence[TierConfig], threads: TorchThreads = TorchThreads()):
         super().__init__()
         self._tiers = tuple(tiers)
+        self._threads = threads
 
     def expand(self, records: PCollection) -> dict[str, PCollection]:
         decided, dead = [], []
         pending = records
         for tier in self._tiers:
-            scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier)
+            scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
             routed = scored | f"Route[{tier.name}]" >> beam.ParDo(
                 RouteByConfidence(tier)).with_outputs(ESCALATED, main="decided")
             decided.append(routed.decided)

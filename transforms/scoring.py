@@ -8,6 +8,7 @@ the job.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
@@ -16,7 +17,7 @@ from apache_beam.pvalue import PCollection
 
 from models.confidence import score
 from models.early_exit import EarlyExit
-from models.loading import TierModel, load_tier
+from models.loading import TierModel, load_tier, set_torch_threads
 from models.ngram import NgramTier
 from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
@@ -24,23 +25,38 @@ from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
 Record = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class TorchThreads:
+    """torch threads per worker process (None: the machine's cores / workers_per_machine)."""
+
+    per_worker: int | None = None
+    workers_per_machine: int = 1
+
+
 class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     """Scores batches of cascade records with one tier's model.
 
     Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
-    scaled probabilities, confidence, the batch's wall time shared out per record and, for a
-    tier that exits early, the encoder layer the record left at.
+    scaled probabilities, confidence, the batch's wall time shared out per record, the size
+    of the batch and, for a tier that exits early, the encoder layer the record left at.
+
+    Beam batches within a bundle, so where bundles are small (Flink, streaming) batches are
+    too; a tier's `max_batch_duration_secs` switches to Beam's stateful batching, which
+    fills batches across bundles and waits at most that long for a batch to fill.
     """
 
-    def __init__(self, tier: TierConfig):
+    def __init__(self, tier: TierConfig, threads: TorchThreads):
         records_per_call = tier.batch_size * tier.sort_window
         # A fixed size (min == max): BatchElements' adaptive sizing would start at one record
         # and ramp up, and for a model a bigger batch is always at least as fast per record.
-        super().__init__(min_batch_size=records_per_call, max_batch_size=records_per_call)
+        super().__init__(min_batch_size=records_per_call, max_batch_size=records_per_call,
+                         max_batch_duration_secs=tier.max_batch_duration_secs)
         self._tier = tier
+        self._threads = threads
 
     def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
+        set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
         early_exit = None if tier.exit_threshold is None else EarlyExit(
             tier.exit_threshold, tier.exit_temperatures or (), tier.confidence)
         return load_tier(tier.model, max_length=tier.max_length, batch_size=tier.batch_size,
@@ -62,7 +78,7 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
         scores = score(logits, self._tier.temperature, self._tier.confidence)
         ms_per_record = (time.perf_counter() - start) * 1000.0 / len(batch)
         visits = [{"tier": self._tier.name, "label_id": label_id, "probabilities": probs,
-                   "confidence": conf, "ms": ms_per_record}
+                   "confidence": conf, "ms": ms_per_record, "batch": len(batch)}
                   for label_id, probs, conf in zip(
                       scores.label_ids, scores.probabilities, scores.confidences)]
         for visit, layer in zip(visits, exits.tolist() if exits is not None else ()):
@@ -105,14 +121,15 @@ def _describe(error: Any) -> str:
 class ScoreTier(beam.PTransform):
     """Records in; (scored records, dead letters of batches that failed) out."""
 
-    def __init__(self, tier: TierConfig):
+    def __init__(self, tier: TierConfig, threads: TorchThreads = TorchThreads()):
         super().__init__()
         self._tier = tier
+        self._threads = threads
 
     def expand(self, records: PCollection) -> tuple[PCollection, PCollection]:
         name = self._tier.name
         results, failures = (
-            records | "RunInference" >> RunInference(TierModelHandler(self._tier))
+            records | "RunInference" >> RunInference(TierModelHandler(self._tier, self._threads))
             .with_exception_handling())
         scored = results | "AddVisit" >> beam.Map(add_visit)
         dead = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(

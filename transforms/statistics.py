@@ -20,7 +20,8 @@ TIER_SUMS = ("confidence_seen", "confidence_decided", "max_prob_decided", "ms")
 
 
 def _new_tier() -> dict[str, Any]:
-    return {**{key: 0 for key in TIER_COUNTS + TIER_SUMS}, "exits": Counter()}
+    return {**{key: 0 for key in TIER_COUNTS + TIER_SUMS}, "exits": Counter(),
+            "batch_records": Counter()}
 
 
 class RoutingStatsFn(beam.CombineFn):
@@ -66,6 +67,7 @@ class RoutingStatsFn(beam.CombineFn):
         tier["decided" if final else "escalated"] += 1
         tier["confidence_seen"] += visit["confidence"]
         tier["ms"] += visit["ms"]
+        tier["batch_records"][visit["batch"]] += 1
         if "exit_layer" in visit:
             tier["exits"][visit["exit_layer"]] += 1
         if final:
@@ -132,7 +134,25 @@ class RoutingStatsFn(beam.CombineFn):
             "inference_seconds": t["ms"] / 1000.0,
             "ms_per_record": _ratio(t["ms"], t["seen"]),
             "records_per_exit": {str(layer): n for layer, n in sorted(t["exits"].items())},
+            **batch_sizes(t["batch_records"]),
         }
+
+
+def batch_sizes(records_by_batch_size: Counter) -> dict[str, Any]:
+    """How big the tier's model batches were: their number, mean size, and a histogram of
+    sizes in powers of two ("1", "2-3", "4-7", ...). A batch of n records is n visits that
+    each carry n, so the batches are counted exactly from the records."""
+    histogram: Counter = Counter()
+    for size, records in records_by_batch_size.items():
+        low = 1 << (size.bit_length() - 1)
+        histogram[low] += records // size
+    batches = sum(histogram.values())
+    return {
+        "batches": batches,
+        "mean_batch_size": _ratio(sum(records_by_batch_size.values()), batches),
+        "batch_size_histogram": {(str(low) if low == 1 else f"{low}-{2 * low - 1}"): n
+                                 for low, n in sorted(histogram.items())},
+    }
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
