@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -118,14 +119,16 @@ def cascade_config(tiers: list[dict], threshold: float | None) -> dict:
                       for i, t in enumerate(chosen)]}
 
 
-def run_job(config: dict, input_path: str, work: str, name: str) -> dict:
-    """One beam-cascade job in a fresh process; its seconds and routing statistics."""
+def run_job(config: dict, input_path: str, work: str, name: str,
+            runner_args: Sequence[str] = ("--runner", "FnApiRunner")) -> dict:
+    """One beam-cascade job in a fresh process; its seconds, routing statistics and peak
+    memory (bench/timed_job.py)."""
     config_path = os.path.join(work, f"{name}.json")
     with open(config_path, "w", encoding="utf-8") as f:
         json.dump(config, f)
     argv = [sys.executable, "-m", "bench.timed_job", "--config", config_path,
             "--input", input_path, "--output", os.path.join(work, "out", name),
-            "--output_format", "jsonl", "--runner", "FnApiRunner"]
+            "--output_format", "jsonl", *runner_args]
     return json.loads(_run(argv).splitlines()[-1])
 
 

@@ -1,4 +1,5 @@
-"""Runs one beam-cascade job and prints its wall seconds and routing statistics as JSON.
+"""Runs one beam-cascade job and prints its wall seconds, routing statistics and peak
+resident memory (of this process, and of the largest worker process it waited for) as JSON.
 
 The benchmark starts each job in a fresh process, as a user's run would be, and times
 `pipeline.run.run` from inside it so the interpreter's own start-up is left out, as it is
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import sys
 import time
 
@@ -18,7 +20,11 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     start = time.perf_counter()
     stats = run(sys.argv[1:])
-    print(json.dumps({"seconds": time.perf_counter() - start, "stats": stats}))
+    seconds = time.perf_counter() - start
+    peak_mib = {who: resource.getrusage(scope).ru_maxrss / 1024  # Linux reports KiB
+                for who, scope in (("job", resource.RUSAGE_SELF),
+                                   ("largest_worker", resource.RUSAGE_CHILDREN))}
+    print(json.dumps({"seconds": seconds, "stats": stats, "peak_rss_mib": peak_mib}))
 
 
 if __name__ == "__main__":

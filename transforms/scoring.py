@@ -45,7 +45,7 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     fills batches across bundles and waits at most that long for a batch to fill.
     """
 
-    def __init__(self, tier: TierConfig, threads: TorchThreads):
+    def __init__(self, tier: TierConfig, threads: TorchThreads = TorchThreads()):
         records_per_call = tier.batch_size * tier.sort_window
         # A fixed size (min == max): BatchElements' adaptive sizing would start at one record
         # and ramp up, and for a model a bigger batch is always at least as fast per record.

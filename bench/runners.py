@@ -1,0 +1,128 @@
+"""The same cascade job on each runner, and its peak memory as the input grows.
+
+    python -m bench.runners --config bench/results/configs/tuned-combined-two-tier-drop03.yaml
+
+Runners, each a real job in a fresh process over the same --records SST-2 sentences (dev,
+test and train cycled, so the inputs need not be committed), interleaved over --repeats
+rounds, medians reported: the FnApiRunner in one process and in two
+(`--direct_running_mode multi_processing`), and Beam's FlinkRunner (parallelism 2, LOOPBACK,
+the job server of scripts/flink_job_server.sh), with and without cross-bundle batching.
+Each row gives the tiers' batch-size distributions from the routing statistics.
+
+Memory: the FnApiRunner job over --memory_sizes records; peak RSS of the job process.
+Writes a markdown report (--results) and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+
+from bench.compare import bench_config
+from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, run_job, sst2_file
+from models.datasets import read_labelled, read_rows
+
+DIRECT = ["--runner", "FnApiRunner"]
+TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
+                          "--direct_num_workers", "2"]
+
+
+def flink(jar: str) -> list[str]:
+    return ["--runner", "FlinkRunner", "--flink_master", "[local]", "--parallelism", "2",
+            "--environment_type", "LOOPBACK", "--flink_job_server_jar", jar]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.runners", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p.add_argument("--records", type=int, default=20000)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--memory_sizes", default="10000,200000")
+    p.add_argument("--results", default="bench/results/runners.md")
+    return p.parse_args(argv)
+
+
+def write_records(data: str, count: int, path: str) -> str:
+    """`count` SST-2 sentences (dev, test, then train phrases, cycled) as JSON Lines."""
+    dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+    texts = dev.texts + [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+    texts += [r["sentence"] for r in read_rows(sst2_file(data, "train.tsv"))]
+    with open(path, "w", encoding="utf-8") as f:
+        for i, text in zip(range(count), itertools.cycle(texts)):
+            f.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
+    return path
+
+
+def batches(stats: dict) -> str:
+    return "; ".join(
+        f"{t['name']}: {t['batches']} batches, mean {t['mean_batch_size'] or 0:.0f}, "
+        + ", ".join(f"{size}: {n}" for size, n in t["batch_size_histogram"].items())
+        for t in stats["tiers"])
+
+
+def runner_table(setups: dict[str, list[str]], runs: dict[str, list[dict]], records: int
+                 ) -> str:
+    medians = {name: statistics.median(r["seconds"] for r in runs[name]) for name in setups}
+    baseline = medians[next(iter(setups))]
+    lines = ["| runner | seconds (median) | records/s | vs FnApiRunner | tier batches "
+             "(size: count) |", "|---|---|---|---|---|"]
+    for name in setups:
+        lines.append(f"| {name} | {medians[name]:.1f} | {records / medians[name]:.0f} | "
+                     f"{baseline / medians[name]:.2f}x | {batches(runs[name][-1]['stats'])} |")
+    return "\n".join(lines)
+
+
+def memory_table(sizes: list[int], runs: dict[int, dict]) -> str:
+    lines = ["| records | seconds | peak RSS of the job (MiB) |", "|---|---|---|"]
+    lines += [f"| {n} | {runs[n]['seconds']:.0f} | {runs[n]['peak_rss_mib']['job']:.0f} |"
+              for n in sizes]
+    small, large = (runs[n]["peak_rss_mib"]["job"] for n in (sizes[0], sizes[-1]))
+    lines.append(f"\n{sizes[-1]} records peak at {large / small - 1:+.1%} over {sizes[0]}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    work = os.path.join(CACHE, "work")
+    os.makedirs(work, exist_ok=True)
+    config = bench_config(args.config)
+    jar = subprocess.run(["scripts/flink_job_server.sh"], check=True, capture_output=True,
+                         text=True).stdout.split()[-1]
+    setups = {"FnApiRunner, 1 process": DIRECT, "FnApiRunner, 2 processes": TWO_PROCESSES,
+              "Flink, parallelism 2": flink(jar),
+              "Flink, parallelism 2, max_batch_duration_secs 1":
+                  flink(jar) + ["--max_batch_duration_secs", "1"]}
+    inputs = write_records(args.data, args.records, os.path.join(work, "runners.jsonl"))
+    runs: dict[str, list[dict]] = {name: [] for name in setups}
+    for round_ in range(args.repeats):
+        for i, (name, runner) in enumerate(setups.items()):
+            print(f"bench: round {round_ + 1}/{args.repeats}: {name}", file=sys.stderr)
+            runs[name].append(run_job(config, inputs, work, f"runner-{i}", runner))
+    sizes = [int(n) for n in args.memory_sizes.split(",")]
+    memory = {}
+    for n in sizes:
+        print(f"bench: memory, {n} records", file=sys.stderr)
+        path = write_records(args.data, n, os.path.join(work, f"memory-{n}.jsonl"))
+        memory[n] = run_job(config, path, work, f"memory-{n}", DIRECT)
+    command = shlex.join(["python", "-m", "bench.runners",
+                          *(sys.argv[1:] if argv is None else argv)])
+    markdown = (f"# Runners and memory\n\nConfig `{args.config}`; {args.records} SST-2 "
+                f"sentences; median of {args.repeats} runs per runner, each a fresh process "
+                f"(2 cores).\n\n{runner_table(setups, runs, args.records)}\n\n"
+                f"## Peak memory as the input grows (FnApiRunner, 1 process)\n\n"
+                f"{memory_table(sizes, memory)}\n\nReproduce: `{command}`\n")
+    os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
+    with open(args.results, "w", encoding="utf-8") as f:
+        f.write(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
