@@ -66,15 +66,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)
         for i, path in enumerate(args.config):
             runs[path].append(run_job(configs[path], inputs.all_path, work, f"compare-{i}"))
-    command = shlex.join(["python", "-m", "bench.compare",
-                          *(sys.argv[1:] if argv is None else argv)])
-    markdown = (f"# Cascade configs side by side\n\n{len(inputs.all_texts)} SST-2 dev + test "
-                f"records (accuracy on the {len(inputs.dev_texts)} dev ones), median of "
-                f"{args.repeats} runs, each a fresh process.\n\n"
-                f"{table(args.config, runs, len(inputs.all_texts))}\n\n"
-                f"Reproduce: `{command}`\n")
-    os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
-    with open(args.results, "w", encoding="utf-8") as f:
+    write_results(args.results, "bench.compare", argv,
+                  f"# Cascade configs side by side\n\n{len(inputs.all_texts)} SST-2 dev + test "
+                  f"records (accuracy on the {len(inputs.dev_texts)} dev ones), median of "
+                  f"{args.repeats} runs, each a fresh process.\n\n"
+                  f"{table(args.config, runs, len(inputs.all_texts))}")
+
+
+def write_results(path: str, module: str, argv: list[str] | None, markdown: str) -> None:
+    """Writes and prints a markdown report, ending with the command that reproduces it."""
+    command = shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+    markdown += f"\n\nReproduce: `{command}`\n"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
         f.write(markdown)
     print(markdown)
 

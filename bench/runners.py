@@ -18,12 +18,11 @@ import argparse
 import itertools
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 
-from bench.compare import bench_config
+from bench.compare import bench_config, write_results
 from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, run_job, sst2_file
 from models.datasets import read_labelled, read_rows
 
@@ -111,17 +110,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench: memory, {n} records", file=sys.stderr)
         path = write_records(args.data, n, os.path.join(work, f"memory-{n}.jsonl"))
         memory[n] = run_job(config, path, work, f"memory-{n}", DIRECT)
-    command = shlex.join(["python", "-m", "bench.runners",
-                          *(sys.argv[1:] if argv is None else argv)])
-    markdown = (f"# Runners and memory\n\nConfig `{args.config}`; {args.records} SST-2 "
-                f"sentences; median of {args.repeats} runs per runner, each a fresh process "
-                f"(2 cores).\n\n{runner_table(setups, runs, args.records)}\n\n"
-                f"## Peak memory as the input grows (FnApiRunner, 1 process)\n\n"
-                f"{memory_table(sizes, memory)}\n\nReproduce: `{command}`\n")
-    os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
-    with open(args.results, "w", encoding="utf-8") as f:
-        f.write(markdown)
-    print(markdown)
+    write_results(args.results, "bench.runners", argv,
+                  f"# Runners and memory\n\nConfig `{args.config}`; {args.records} SST-2 "
+                  f"sentences; median of {args.repeats} runs per runner, each a fresh process "
+                  f"(2 cores).\n\n{runner_table(setups, runs, args.records)}\n\n"
+                  f"## Peak memory as the input grows (FnApiRunner, 1 process)\n\n"
+                  f"{memory_table(sizes, memory)}")
 
 
 if __name__ == "__main__":
