@@ -3,8 +3,12 @@ forward passes of ever-changing shapes from several threads.
 
 glibc gives each thread that allocates its own arena (up to 8 per core) and returns freed
 memory to the system only from the top of the heap, so tensors of varying sizes freed in
-many arenas leave holes that add up: a 200,000-record SST-2 job peaked 1 GB (+66%) above a
-10,000-record one (bench/results/runners.md). Two arenas and an eager trim keep it flat.
+many arenas leave holes that add up: a 200,000-record SST-2 job peaked 1 GB (+63%) above a
+10,000-record one; with two arenas and an eager trim, +20% (bench/results/runners.md).
+
+`pipeline/__init__.py` calls it, so every process that runs the job (launcher, DirectRunner
+and LOOPBACK workers, Dataflow and Flink worker processes, which import `pipeline` to
+unpickle the transforms) sets it before torch and gRPC start their threads.
 """
 from __future__ import annotations
 

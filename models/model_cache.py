@@ -5,9 +5,8 @@ URL. Each machine copies the folder once into a local cache and loads from there
 
 - the cache entry is named by the URL and by a fingerprint of the remote files (what the
   filesystem's listing says of each: size, and an object's generation or ETag, a file's
-  mtime), so an
-  unchanged folder is reused across bundles, processes and runs, and a changed one is
-  copied anew;
+  mtime), so an unchanged folder is reused across bundles, processes and runs, and a
+  changed one is copied anew;
 - the copy is written into a temporary folder beside its final place and renamed into place,
   so no process ever sees half a copy, and a lock file makes concurrent processes of one
   machine wait for the first one's copy instead of copying it again.

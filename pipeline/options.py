@@ -57,7 +57,6 @@ class CascadeOptions(PipelineOptions):
             help="comma list of input fields copied to the output; overrides the config")
 
 
-
 def torch_threads(options: PipelineOptions) -> TorchThreads:
     """--torch_threads, else cores shared out over the workers of a machine, as far as the
     options tell: the DirectRunner's workers, a Flink job's parallelism (all of it on one

@@ -18,7 +18,6 @@ from apache_beam.pvalue import PCollection
 from models.confidence import score
 from models.early_exit import EarlyExit
 from models.loading import TierModel, load_tier, set_torch_threads
-from models.memory import limit_allocator_arenas
 from models.ngram import NgramTier
 from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
@@ -57,7 +56,6 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
 
     def load_model(self) -> TierModel | NgramTier:
         tier = self._tier
-        limit_allocator_arenas()  # for worker processes of their own (Dataflow, Flink pools)
         set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
         early_exit = None if tier.exit_threshold is None else EarlyExit(
             tier.exit_threshold, tier.exit_temperatures or (), tier.confidence)

@@ -1,10 +1,10 @@
 """Spreading a PCollection over all workers, on every runner.
 
-Beam's `Reshuffle` does this on the DirectRunner and Dataflow, but Beam's Flink runner
-(job server 2.62, batch) translates it to Flink's `rebalance`, and a Reshuffle placed after
-another one's fused stage left every element on one of the two subtasks: the cascade then
-ran on one worker while the other idled. Random keys through `ReshufflePerKey` (a
-GroupByKey) hash the elements over all workers everywhere.
+Beam's `Reshuffle` is meant to do this, but on Beam's Flink runner (job server 2.62, batch,
+parallelism 2) a Reshuffle placed after another one's fused stage left every element on one
+of the two subtasks (seen: 3,002 records against 0), so the cascade ran on one worker while
+the other idled. Random keys through `ReshufflePerKey`, a plain GroupByKey for the runner,
+split the same records 1,479 / 1,523.
 """
 from __future__ import annotations
 
