@@ -9,7 +9,8 @@ rounds, medians reported: the FnApiRunner in one process and in two
 the job server of scripts/flink_job_server.sh), with and without cross-bundle batching.
 Each row gives the tiers' batch-size distributions from the routing statistics.
 
-Memory: the FnApiRunner job over --memory_sizes records; peak RSS of the job process.
+Memory: the FnApiRunner and Flink jobs over --memory_sizes records; peak RSS of the job
+process and of its largest child.
 Writes a markdown report (--results) and prints it.
 """
 from __future__ import annotations
@@ -29,6 +30,9 @@ from models.datasets import read_labelled, read_rows
 DIRECT = ["--runner", "FnApiRunner"]
 TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
                           "--direct_num_workers", "2"]
+
+
+MEMORY_SETUPS = ("FnApiRunner, 1 process", "Flink, parallelism 2")
 
 
 def flink(jar: str) -> list[str]:
@@ -78,12 +82,20 @@ def runner_table(setups: dict[str, list[str]], runs: dict[str, list[dict]], reco
     return "\n".join(lines)
 
 
-def memory_table(sizes: list[int], runs: dict[int, dict]) -> str:
-    lines = ["| records | seconds | peak RSS of the job (MiB) |", "|---|---|---|"]
-    lines += [f"| {n} | {runs[n]['seconds']:.0f} | {runs[n]['peak_rss_mib']['job']:.0f} |"
-              for n in sizes]
-    small, large = (runs[n]["peak_rss_mib"]["job"] for n in (sizes[0], sizes[-1]))
-    lines.append(f"\n{sizes[-1]} records peak at {large / small - 1:+.1%} over {sizes[0]}.")
+def memory_table(sizes: list[int], runs: dict[str, dict[int, dict]]) -> str:
+    """Peak RSS per runner and input size: the job process (with LOOPBACK, Flink's Python
+    workers run in it) and its largest child (Flink's Java job server and embedded cluster)."""
+    lines = ["| runner | records | seconds | peak RSS of the job (MiB) "
+             "| largest child process (MiB) |", "|---|---|---|---|---|"]
+    growth = []
+    for name, by_size in runs.items():
+        lines += [f"| {name} | {n} | {by_size[n]['seconds']:.0f} "
+                  f"| {by_size[n]['peak_rss_mib']['job']:.0f} "
+                  f"| {by_size[n]['peak_rss_mib']['largest_worker']:.0f} |" for n in sizes]
+        small, large = (by_size[n]["peak_rss_mib"]["job"] for n in (sizes[0], sizes[-1]))
+        growth.append(f"{name}: {large / small - 1:+.1%}")
+    lines.append(f"\nPeak RSS of the job at {sizes[-1]} records over {sizes[0]}: "
+                 + "; ".join(growth) + ".")
     return "\n".join(lines)
 
 
@@ -105,16 +117,19 @@ def main(argv: list[str] | None = None) -> None:
             print(f"bench: round {round_ + 1}/{args.repeats}: {name}", file=sys.stderr)
             runs[name].append(run_job(config, inputs, work, f"runner-{i}", runner))
     sizes = [int(n) for n in args.memory_sizes.split(",")]
-    memory = {}
-    for n in sizes:
-        print(f"bench: memory, {n} records", file=sys.stderr)
-        path = write_records(args.data, n, os.path.join(work, f"memory-{n}.jsonl"))
-        memory[n] = run_job(config, path, work, f"memory-{n}", DIRECT)
+    paths = {n: write_records(args.data, n, os.path.join(work, f"memory-{n}.jsonl"))
+             for n in sizes}
+    memory: dict[str, dict[int, dict]] = {}
+    for i, name in enumerate(MEMORY_SETUPS):
+        memory[name] = {}
+        for n in sizes:
+            print(f"bench: memory, {name}, {n} records", file=sys.stderr)
+            memory[name][n] = run_job(config, paths[n], work, f"memory-{i}-{n}", setups[name])
     write_results(args.results, "bench.runners", argv,
                   f"# Runners and memory\n\nConfig `{args.config}`; {args.records} SST-2 "
                   f"sentences; median of {args.repeats} runs per runner, each a fresh process "
                   f"(2 cores).\n\n{runner_table(setups, runs, args.records)}\n\n"
-                  f"## Peak memory as the input grows (FnApiRunner, 1 process)\n\n"
+                  f"## Peak memory as the input grows\n\n"
                   f"{memory_table(sizes, memory)}")
 
 

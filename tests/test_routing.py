@@ -9,6 +9,7 @@ from models.loading import TierModel
 from pipeline.config import TierConfig
 from transforms.cascade import Cascade
 from transforms.parsing import RecordFields, to_record
+from transforms.routing import MODEL_INPUT_FIELDS
 
 WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
 TEXTS = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(1 + i % 6))
@@ -92,3 +93,15 @@ def test_three_tiers_with_thresholds_forcing_none_or_all(models, confidences, t1
     assert max(confidences["medium"].values()) < 1.0
     assert_routes([tier("small", models["small"], t1), tier("medium", models["medium"], t2),
                    tier("large", models["large"])], {r["id"]: path for r in RECORDS})
+
+
+def test_decided_records_leave_their_model_inputs_behind(models, confidences):
+    """Escalated records keep their text for the next tier; decided ones drop it (and where
+    they were read from), so that the merged predictions hold half as much."""
+    t1 = threshold_between(confidences["small"].values(), 0.5)
+    kept = tuple(sorted(set(RECORDS[0]) - set(MODEL_INPUT_FIELDS)))
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(RECORDS) | Cascade(
+            [tier("small", models["small"], t1), tier("large", models["large"])])
+        shapes = out["predictions"] | beam.Map(lambda r: (len(r["tiers"]), tuple(sorted(r))))
+        assert_that(shapes | beam.Distinct(), equal_to([(1, kept), (2, kept)]))

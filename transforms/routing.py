@@ -14,6 +14,10 @@ from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE
 
 ESCALATED = "escalated"
+# Fields only the models and dead letters use: a decided record goes on without them, which
+# halves what runners that hold the merged decided branches in memory (the FnApiRunner
+# materialises every multi-input Flatten) keep per record.
+MODEL_INPUT_FIELDS = ("text", "text_pair", "source", "position")
 
 
 def is_confident(confidence: float, threshold: float | None) -> bool:
@@ -21,8 +25,14 @@ def is_confident(confidence: float, threshold: float | None) -> bool:
     return threshold is None or confidence >= threshold
 
 
+def without_model_inputs(record: dict[str, Any]) -> dict[str, Any]:
+    """The decided record as the outputs and statistics need it."""
+    return {key: value for key, value in record.items() if key not in MODEL_INPUT_FIELDS}
+
+
 class RouteByConfidence(beam.DoFn):
-    """Decided records on the main output, uncertain ones on ESCALATED; counts both."""
+    """Decided records (without their model inputs) on the main output, uncertain ones on
+    ESCALATED; counts both."""
 
     def __init__(self, tier: TierConfig):
         self._threshold = tier.threshold
@@ -35,7 +45,7 @@ class RouteByConfidence(beam.DoFn):
         self._seen.inc()
         if is_confident(record["tiers"][-1]["confidence"], self._threshold):
             self._decided.inc()
-            yield record
+            yield without_model_inputs(record)
         else:
             self._escalated.inc()
             yield TaggedOutput(ESCALATED, record)

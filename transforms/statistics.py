@@ -159,18 +159,63 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
+class AccumulateOnly(beam.CombineFn):
+    """A CombineFn's accumulation without its final extraction: one PCollection's partial
+    result, to be merged with others' by MergePartials."""
+
+    def __init__(self, fn: beam.CombineFn):
+        self._fn = fn
+
+    def create_accumulator(self) -> Any:
+        return self._fn.create_accumulator()
+
+    def add_input(self, accumulator: Any, element: Any) -> Any:
+        return self._fn.add_input(accumulator, element)
+
+    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
+        return self._fn.merge_accumulators(accumulators)
+
+    def extract_output(self, accumulator: Any) -> Any:
+        return accumulator
+
+
+class MergePartials(beam.CombineFn):
+    """Merges AccumulateOnly's partial results and extracts the CombineFn's output."""
+
+    def __init__(self, fn: beam.CombineFn):
+        self._fn = fn
+
+    def create_accumulator(self) -> Any:
+        return self._fn.create_accumulator()
+
+    def add_input(self, accumulator: Any, partial: Any) -> Any:
+        return self._fn.merge_accumulators([accumulator, partial])
+
+    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
+        return self._fn.merge_accumulators(accumulators)
+
+    def extract_output(self, accumulator: Any) -> Any:
+        return self._fn.extract_output(accumulator)
+
+
 class ComputeRoutingStats(beam.PTransform):
-    """(parsed records, predictions, dead letters) in; a single statistics dict out."""
+    """(parsed records, predictions, dead letters) in; a single statistics dict out.
+
+    Each input is combined on its own and only the three partial results are flattened:
+    a Flatten of the records themselves is held whole in memory by the FnApiRunner (it
+    materialises every multi-input Flatten), which made peak memory grow with the input.
+    """
 
     def __init__(self, tiers: Sequence[TierConfig]):
         super().__init__()
         self._tiers = tuple(tiers)
 
     def expand(self, inputs: tuple[PCollection, PCollection, PCollection]) -> PCollection:
-        parsed, predictions, dead_letters = inputs
-        events = (
-            parsed | "TagParsed" >> beam.Map(lambda _: ("parsed", None)),
-            predictions | "TagPredictions" >> beam.Map(lambda r: ("prediction", r)),
-            dead_letters | "TagErrors" >> beam.Map(lambda r: ("error", r)),
-        ) | "AllEvents" >> beam.Flatten()
-        return events | "Combine" >> beam.CombineGlobally(RoutingStatsFn(self._tiers))
+        stats = RoutingStatsFn(self._tiers)
+        partials = [
+            pcoll
+            | f"Tag[{kind}]" >> beam.Map(lambda row, kind=kind: (kind, row))
+            | f"Accumulate[{kind}]" >> beam.CombineGlobally(AccumulateOnly(stats))
+            for kind, pcoll in zip(("parsed", "prediction", "error"), inputs)]
+        return (partials | "AllPartials" >> beam.Flatten()
+                | "Merge" >> beam.CombineGlobally(MergePartials(stats)))
