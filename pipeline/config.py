@@ -47,6 +47,8 @@ class TierConfig:
     calibrate` searches one for a tier with `length_budget` (the share of the full model's
     token-layers it may use). `max_batch_duration_secs` batches across bundles (see
     transforms/scoring.py), for runners that hand out small bundles such as Flink.
+    `max_escalation_rate` caps the share of the tier's records, per window, that go on to
+    the next tier by lowering the threshold where needed (transforms/budget.py).
     """
 
     name: str
@@ -66,6 +68,7 @@ class TierConfig:
     keep_tokens: tuple[float, ...] | None = None
     length_budget: float | None = None
     max_batch_duration_secs: float | None = None
+    max_escalation_rate: float | None = None
 
 
 LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierConfig
@@ -195,6 +198,10 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
             raise ConfigError(f"{where}: 'threshold' is required on every tier but the last")
         if not _is_number(tier.threshold) or not 0.0 <= tier.threshold <= 1.0:
             raise ConfigError(f"{where}: threshold {tier.threshold!r} must be a number in [0, 1]")
+    rate = tier.max_escalation_rate
+    if rate is not None and (is_last or not (_is_number(rate) and 0.0 <= rate <= 1.0)):
+        raise ConfigError(f"{where}: max_escalation_rate {rate!r} must be a number in [0, 1] "
+                          "on a tier that escalates (not the last), or null for no budget")
     if tier.confidence not in CONFIDENCE_MEASURES:
         raise ConfigError(
             f"{where}: unknown confidence {tier.confidence!r}; use one of "

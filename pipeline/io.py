@@ -15,6 +15,7 @@ import json
 import logging
 import lzma
 import os
+import uuid
 from typing import IO, Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
@@ -25,9 +26,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.utils.timestamp import Timestamp
 
+from pipeline.config import TierConfig
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.spreading import SpreadEvenly
+from transforms.statistics import CumulativeRoutingStats, ExtractStats
 
 INPUT_FORMATS = ("jsonl", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
@@ -40,10 +44,13 @@ FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
 PARQUET_READ_BATCH = 1024
 PREDICTION_COLUMNS = ("id", "label", "label_id", "confidence", "decided_by", "probabilities")
 STATS_FILE = "routing_stats.json"
+WINDOW_STATS_PREFIX = "routing_stats-"
+WINDOWED_SHARDS = "-V-SSSSS-of-NNNNN"
 SUCCESS_FILE = "_SUCCESS"
 # What a run writes into its output folder, as patterns; `beam-temp-*` are Beam's staging
 # folders, left behind when a run is interrupted before its writes were finalised.
-OUTPUT_PATTERNS = ("predictions-*", "errors-*", STATS_FILE, "beam-temp-*/**")
+OUTPUT_PATTERNS = ("predictions-*", "errors-*", STATS_FILE, f"{STATS_FILE}.tmp-*",
+                   f"{WINDOW_STATS_PREFIX}*", "beam-temp-*/**")
 STAGING_FOLDERS = "beam-temp-*"
 
 _LOG = logging.getLogger(__name__)
@@ -136,41 +143,114 @@ class ReadInputFile(beam.DoFn):
     Any exception counts as damage, transient storage errors included: they are reported,
     not retried, so a flaky bucket shows up in the errors file instead of failing the job."""
 
-    def __init__(self, formats: dict[str, str], columns: Sequence[str]):
-        self._formats = formats
+    def __init__(self, input_format: str | None, columns: Sequence[str]):
+        self._input_format = input_format
         self._columns = list(columns)
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
         path = readable.metadata.path
-        fmt = self._formats[path]
+        fmt = self._input_format or detect_format(path)
         try:
             if fmt == "parquet":
                 yield from read_parquet_rows(readable, self._columns)
-            else:
+            elif fmt == "jsonl":
                 yield from read_json_lines(readable)
+            else:
+                raise InputError("cannot tell its format from its name; name it .jsonl or "
+                                 ".parquet, or pass --input_format")
         except Exception as e:  # noqa: BLE001 - any damage becomes a dead letter, not a crash
             reason = f"cannot read {fmt} file {path!r} (from here on): {type(e).__name__}: {e}"
             yield TaggedOutput(DEAD_LETTERS, dead_letter("read", reason, "", path))
 
 
-class ReadRecords(beam.PTransform):
-    """PBegin in; {'rows': raw rows, 'dead_letters': unreadable files} out."""
+class ListedFiles(beam.PTransform):
+    """PBegin in; the input files listed on the launcher out (batch mode)."""
 
-    def __init__(self, files: Sequence[tuple[str, str]], columns: Sequence[str]):
+    def __init__(self, paths: Sequence[str]):
         super().__init__()
-        self._files = list(files)
+        self._paths = list(paths)
+
+    def expand(self, pbegin) -> PCollection:
+        return pbegin | "Paths" >> beam.Create(self._paths)
+
+
+class WatchedFiles(beam.PTransform):
+    """PBegin in; every file that matches a pattern, now or later, out once (streaming).
+
+    Beam's MatchContinuously polls each pattern every `poll_interval_secs`, remembers the
+    files it has matched and gives each one the time it was found as its event time; the
+    watermark follows the polls, so no record read from a found file is ever late."""
+
+    def __init__(self, patterns: Sequence[str], poll_interval_secs: float):
+        super().__init__()
+        self._patterns = list(patterns)
+        self._interval = poll_interval_secs
+
+    def expand(self, pbegin) -> PCollection:
+        return [pbegin | f"Watch[{pattern}]" >> fileio.MatchContinuously(
+                    pattern, interval=self._interval, start_timestamp=Timestamp.now())
+                for pattern in self._patterns] | "AllPatterns" >> beam.Flatten()
+
+
+class ReadRecords(beam.PTransform):
+    """PBegin in; {'rows': raw rows, 'dead_letters': unreadable files} out, reading the
+    files that `files` (ListedFiles or WatchedFiles) names."""
+
+    def __init__(self, files: beam.PTransform, input_format: str | None,
+                 columns: Sequence[str]):
+        super().__init__()
+        self._files = files
+        self._input_format = input_format
         self._columns = list(columns)
 
     def expand(self, pbegin) -> dict[str, PCollection]:
         read = (
             pbegin
-            | "InputFiles" >> beam.Create([path for path, _ in self._files])
+            | "InputFiles" >> self._files
             | "SpreadFiles" >> SpreadEvenly()
             | "Open" >> fileio.ReadMatches()
-            | "Read" >> beam.ParDo(ReadInputFile(dict(self._files), self._columns))
+            | "Read" >> beam.ParDo(ReadInputFile(self._input_format, self._columns))
             .with_outputs(DEAD_LETTERS, main="rows"))
         return {"rows": read.rows | "SpreadRows" >> SpreadEvenly(),
                 "dead_letters": read[DEAD_LETTERS]}
+
+
+class ReadPubSubRecords(beam.PTransform):
+    """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Pub/Sub message, its
+    message id as its position, its publish time as its event time."""
+
+    def __init__(self, subscription: str | None = None, topic: str | None = None):
+        super().__init__()
+        self._subscription = subscription
+        self._topic = topic
+
+    def expand(self, pbegin) -> dict[str, PCollection]:
+        source = f"pubsub:{self._subscription or self._topic}"
+        messages = pbegin | "ReadPubSub" >> beam.io.ReadFromPubSub(
+            subscription=self._subscription, topic=self._topic, with_attributes=True)
+        rows = messages | "ToRows" >> beam.Map(lambda m: (source, m.message_id, m.data))
+        return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
+
+
+class ReadKafkaRecords(beam.PTransform):
+    """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Kafka message value,
+    `topic/partition` and offset as its position. Beam's Kafka source is Java, run through
+    its expansion service (Java on the launcher; see README, Streaming)."""
+
+    def __init__(self, bootstrap_servers: str, topics: Sequence[str]):
+        super().__init__()
+        self._servers = bootstrap_servers
+        self._topics = list(topics)
+
+    def expand(self, pbegin) -> dict[str, PCollection]:
+        from apache_beam.io.kafka import ReadFromKafka  # cross-language: imported when used
+        messages = pbegin | "ReadKafka" >> ReadFromKafka(
+            consumer_config={"bootstrap.servers": self._servers,
+                             "auto.offset.reset": "earliest"},
+            topics=self._topics, with_metadata=True)
+        rows = messages | "ToRows" >> beam.Map(
+            lambda m: (f"kafka:{m.topic}/{m.partition}", m.offset, m.value))
+        return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 
 def output_row(record: dict[str, Any], labels: Sequence[str], tier_names: Sequence[str],
@@ -230,8 +310,15 @@ def to_json_line(row: dict[str, Any]) -> str:
     return json.dumps(row, default=str, ensure_ascii=False)
 
 
+def shard_name_template(rows: PCollection) -> str | None:
+    """Beam's default shard names in batch; in streaming, the window's UTC bounds too, so
+    that each window's files have their own names: predictions-[start, end)-00000-of-00002."""
+    return None if rows.windowing.is_default() else WINDOWED_SHARDS
+
+
 class WritePredictions(beam.PTransform):
-    """Writes output rows as sharded `predictions-*.parquet` or `predictions-*.jsonl`."""
+    """Writes output rows as sharded `predictions-*.parquet` or `predictions-*.jsonl` (in
+    streaming: each window's files once the window closes)."""
 
     def __init__(self, output: str, output_format: str, schema: pa.Schema,
                  passthrough_columns: Sequence[str]):
@@ -242,18 +329,22 @@ class WritePredictions(beam.PTransform):
         self._passthrough_columns = list(passthrough_columns)
 
     def expand(self, rows: PCollection):
+        template = shard_name_template(rows)
         if self._format == "parquet":
             return (rows
                     | "PassthroughAsText" >> beam.Map(stringify_passthrough,
                                                       self._passthrough_columns)
                     | "WriteParquet" >> beam.io.WriteToParquet(
-                        self._prefix, self._schema, file_name_suffix=".parquet"))
+                        self._prefix, self._schema, file_name_suffix=".parquet",
+                        shard_name_template=template))
         return (rows | "ToJson" >> beam.Map(to_json_line)
-                | "WriteJsonl" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))
+                | "WriteJsonl" >> beam.io.WriteToText(
+                    self._prefix, file_name_suffix=".jsonl", shard_name_template=template))
 
 
 class WriteErrors(beam.PTransform):
-    """Writes dead letters as `errors-*.jsonl` (an empty file when there are none)."""
+    """Writes dead letters as `errors-*.jsonl` (in batch, an empty file when there are none;
+    in streaming, files for the windows that have errors)."""
 
     def __init__(self, output: str):
         super().__init__()
@@ -261,20 +352,52 @@ class WriteErrors(beam.PTransform):
 
     def expand(self, dead_letters: PCollection):
         return (dead_letters | "ToJson" >> beam.Map(to_json_line)
-                | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))
+                | "Write" >> beam.io.WriteToText(
+                    self._prefix, file_name_suffix=".jsonl",
+                    shard_name_template=shard_name_template(dead_letters)))
+
+
+class WriteJsonFile(beam.DoFn):
+    """Writes each statistics dict to `folder/name`, replacing the file atomically (a
+    temporary file renamed over it), so a reader never sees half a file."""
+
+    def __init__(self, folder: str, name: Callable[[dict], str]):
+        self._folder = folder
+        self._name = name
+
+    def process(self, stats: dict) -> None:
+        path = FileSystems.join(self._folder, self._name(stats))
+        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        with FileSystems.create(temporary) as f:
+            f.write(json.dumps(stats, indent=2).encode("utf-8"))
+        FileSystems.rename([temporary], [path])
+
+
+def window_stats_name(stats: dict) -> str:
+    """routing_stats-2026-11-21T10-00-00Z.json for the window starting then."""
+    return f"{WINDOW_STATS_PREFIX}{stats['window']['start'].replace(':', '-')}.json"
 
 
 class WriteRoutingStats(beam.PTransform):
-    """Writes the single statistics dict as `routing_stats.json`."""
+    """Routing statistics accumulators in; in batch, the single `routing_stats.json`; in
+    streaming, `routing_stats-<window start>.json` as each window closes and
+    `routing_stats.json` rewritten with the running total of all closed windows."""
 
-    def __init__(self, output: str):
+    def __init__(self, output: str, tiers: Sequence[TierConfig]):
         super().__init__()
-        self._path = FileSystems.join(output, STATS_FILE)
+        self._output = output
+        self._tiers = tuple(tiers)
 
-    def expand(self, stats: PCollection):
-        return (stats | "ToJson" >> beam.Map(json.dumps, indent=2)
-                | "Write" >> beam.io.WriteToText(self._path, num_shards=1,
-                                                 shard_name_template=""))
+    def expand(self, accumulators: PCollection):
+        stats = accumulators | "Extract" >> beam.ParDo(ExtractStats(self._tiers))
+        if accumulators.windowing.is_default():
+            return (stats | "ToJson" >> beam.Map(json.dumps, indent=2)
+                    | "Write" >> beam.io.WriteToText(FileSystems.join(self._output, STATS_FILE),
+                                                     num_shards=1, shard_name_template=""))
+        _ = stats | "WriteWindow" >> beam.ParDo(WriteJsonFile(self._output, window_stats_name))
+        return (accumulators | "Cumulative" >> CumulativeRoutingStats(self._tiers)
+                | "WriteCumulative" >> beam.ParDo(
+                    WriteJsonFile(self._output, lambda _: STATS_FILE)))
 
 
 def read_routing_stats(output: str) -> dict[str, Any]:

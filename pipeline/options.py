@@ -53,6 +53,27 @@ class CascadeOptions(PipelineOptions):
             help="torch threads per worker process; default: the machine's cores divided by "
                  "the workers that share it (see README, Sizing threads)")
         parser.add_argument(
+            "--max_escalation_rate", "--max-escalation-rate", type=float, default=None,
+            help="at most this share of a tier's records (per window in streaming, of the "
+                 "whole run in batch) go on to the next tier: the threshold is lowered where "
+                 "needed; applies to every tier that does not set it (see README)")
+        parser.add_argument(
+            "--window_secs", type=float, default=60.0,
+            help="streaming: event-time window of the predictions files and routing "
+                 "statistics, in seconds (default 60)")
+        parser.add_argument(
+            "--poll_interval_secs", type=float, default=10.0,
+            help="streaming: how often the --input patterns are listed for new files")
+        parser.add_argument("--pubsub_subscription", default=None,
+                            help="streaming: read JSON records from this Pub/Sub "
+                                 "subscription (projects/P/subscriptions/S) instead of files")
+        parser.add_argument("--pubsub_topic", default=None,
+                            help="streaming: read JSON records from this Pub/Sub topic")
+        parser.add_argument("--kafka_bootstrap_servers", default=None,
+                            help="streaming: read JSON records from Kafka (host:port,...)")
+        parser.add_argument("--kafka_topic", action="append", default=None,
+                            help="streaming: Kafka topic to read (repeatable)")
+        parser.add_argument(
             "--passthrough_fields", default=None,
             help="comma list of input fields copied to the output; overrides the config")
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.config import (CascadeConfig, ConfigError, check_config, config_from_flags,
                              load_config, validate_models)
-from pipeline.io import (FORMAT_SUFFIXES, InputError, ReadRecords, WriteErrors,
+from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
+                         ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
                          WritePredictions, WriteRoutingStats, clear_previous_outputs,
                          list_input_files, mark_complete, output_row, passthrough_columns,
                          prediction_schema, read_routing_stats)
@@ -32,21 +33,25 @@ from transforms.cascade import Cascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
 from transforms.scoring import TorchThreads
-from transforms.statistics import ComputeRoutingStats
+from transforms.statistics import AccumulateRoutingStats
+from transforms.windowing import fixed_windows
 
+_LOG = logging.getLogger(__name__)
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
 
 @dataclass(frozen=True)
 class CascadeJob:
-    """Everything a run needs, checked: the cascade, its labels, the files, the output."""
+    """Everything a run needs, checked: the cascade, its labels, where records come from
+    (a ReadRecords or streaming source), the output, and in streaming the window size."""
 
     config: CascadeConfig
     labels: tuple[str, ...]
-    files: list[tuple[str, str]]
+    source: beam.PTransform
     output: str
     output_format: str
     threads: TorchThreads = TorchThreads()
+    window_secs: float | None = None
 
     @property
     def fields(self) -> RecordFields:
@@ -78,12 +83,15 @@ def cascade_config(options: CascadeOptions) -> CascadeConfig:
     if options.passthrough_fields is not None:
         overrides["passthrough_fields"] = tuple(
             f.strip() for f in options.passthrough_fields.split(",") if f.strip())
+    tiers = config.tiers
     if options.max_batch_duration_secs is not None:
-        overrides["tiers"] = tuple(
-            tier if tier.max_batch_duration_secs is not None else dataclasses.replace(
-                tier, max_batch_duration_secs=options.max_batch_duration_secs)
-            for tier in config.tiers)
-    config = dataclasses.replace(config, **overrides)
+        tiers = tuple(tier if tier.max_batch_duration_secs is not None else dataclasses.replace(
+            tier, max_batch_duration_secs=options.max_batch_duration_secs) for tier in tiers)
+    if options.max_escalation_rate is not None:
+        tiers = tuple(tier if tier.max_escalation_rate is not None or tier.threshold is None
+                      else dataclasses.replace(tier, max_escalation_rate=options.max_escalation_rate)
+                      for tier in tiers)
+    config = dataclasses.replace(config, tiers=tiers, **overrides)
     check_config(config, "flags")
     return config
 
@@ -105,20 +113,63 @@ def job_from_options(pipeline_options: PipelineOptions) -> CascadeJob:
         raise ConfigError(f"--torch_threads {options.torch_threads} must be at least 1")
     config = cascade_config(options)
     labels = validate_models(config)
-    files = list_input_files(options.input or [], options.input_format)
-    return CascadeJob(config, labels, files, options.output, output_format(options),
-                      torch_threads(pipeline_options))
+    streaming = pipeline_options.view_as(StandardOptions).streaming
+    if streaming and not options.window_secs > 0:
+        raise ConfigError(f"--window_secs {options.window_secs} must be a number of seconds > 0")
+    return CascadeJob(config, labels, record_source(options, streaming, config), options.output,
+                      output_format(options), torch_threads(pipeline_options),
+                      options.window_secs if streaming else None)
+
+
+def record_source(options: CascadeOptions, streaming: bool,
+                  config: CascadeConfig) -> beam.PTransform:
+    """Where records come from: the --input files (listed now in batch, watched in
+    streaming), a Pub/Sub subscription or topic, or Kafka topics (streaming only)."""
+    columns = RecordFields(config.text_field, config.id_field, config.label_field,
+                           config.text_pair_field, config.passthrough_fields).columns
+    pubsub = options.pubsub_subscription or options.pubsub_topic
+    kafka = options.kafka_bootstrap_servers or options.kafka_topic
+    given = [name for name, value in (("--input", options.input), ("--pubsub_*", pubsub),
+                                      ("--kafka_*", kafka)) if value]
+    if len(given) > 1:
+        raise ConfigError(f"give one source, not {' and '.join(given)}")
+    if (pubsub or kafka) and not streaming:
+        raise ConfigError("Pub/Sub and Kafka sources are unbounded: add --streaming")
+    if options.pubsub_subscription and options.pubsub_topic:
+        raise ConfigError("give --pubsub_subscription or --pubsub_topic, not both")
+    if pubsub:
+        return ReadPubSubRecords(options.pubsub_subscription, options.pubsub_topic)
+    if kafka:
+        if not (options.kafka_bootstrap_servers and options.kafka_topic):
+            raise ConfigError("Kafka needs both --kafka_bootstrap_servers host:port and "
+                              "--kafka_topic NAME")
+        return ReadKafkaRecords(options.kafka_bootstrap_servers, options.kafka_topic)
+    if not streaming:
+        files = list_input_files(options.input or [], options.input_format)
+        return ReadRecords(ListedFiles([path for path, _ in files]), options.input_format,
+                           columns)
+    if not options.input:
+        raise ConfigError("no input: pass --input PATTERN (files to watch), "
+                          "--pubsub_subscription or --kafka_topic")
+    if not options.poll_interval_secs > 0:
+        raise ConfigError(f"--poll_interval_secs {options.poll_interval_secs} must be > 0")
+    return ReadRecords(WatchedFiles(options.input, options.poll_interval_secs),
+                       options.input_format, columns)
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
     """Adds the whole cascade job to `pipeline`."""
     config, tier_names = job.config, job.config.tier_names
-    read = pipeline | "Read" >> ReadRecords(job.files, job.fields.columns)
-    parsed = read["rows"] | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
+    read = pipeline | "Read" >> job.source
+    rows, read_errors = read["rows"], read["dead_letters"]
+    if job.window_secs is not None:
+        rows = rows | "Windows" >> fixed_windows(job.window_secs)
+        read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
+    parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
         DEAD_LETTERS, main="records")
     cascade = parsed.records | "Cascade" >> Cascade(config.tiers, job.threads)
     predictions = cascade["predictions"]
-    dead_letters = (read["dead_letters"], parsed[DEAD_LETTERS], cascade["dead_letters"]
+    dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()
 
     passthrough = passthrough_columns(config.passthrough_fields, tier_names)
@@ -131,8 +182,8 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
              [column for _, column in passthrough]))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
     _ = ((parsed.records, predictions, dead_letters)
-         | "RoutingStats" >> ComputeRoutingStats(config.tiers)
-         | "WriteStats" >> WriteRoutingStats(job.output))
+         | "RoutingStats" >> AccumulateRoutingStats(config.tiers)
+         | "WriteStats" >> WriteRoutingStats(job.output, config.tiers))
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -145,10 +196,30 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = PipelineOptions(argv)
     job = job_from_options(options)
     clear_previous_outputs(job.output)
+    if job.window_secs is not None:
+        return run_streaming(options, job)
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, job)
     mark_complete(job.output)
     return read_routing_stats(job.output)
+
+
+def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
+    """Runs until the job is cancelled (Ctrl-C here, or the runner's own cancel) and returns
+    the running statistics of the windows closed by then. A streaming output is never
+    complete, so it gets no `_SUCCESS` marker."""
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, job)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        _LOG.warning("stopping the streaming job")
+        result.cancel()
+    try:
+        return read_routing_stats(job.output)
+    except OSError:
+        return {}
 
 
 def help_text() -> str:

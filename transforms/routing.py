@@ -11,6 +11,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline.config import TierConfig
+from transforms.budget import Budget
 from transforms.dead_letters import METRICS_NAMESPACE
 
 ESCALATED = "escalated"
@@ -32,7 +33,9 @@ def without_model_inputs(record: dict[str, Any]) -> dict[str, Any]:
 
 class RouteByConfidence(beam.DoFn):
     """Decided records (without their model inputs) on the main output, uncertain ones on
-    ESCALATED; counts both."""
+    ESCALATED; counts both. With an escalation budget (a side input, one per window) the
+    window's Budget decides instead of the fixed threshold, and the visit records the
+    effective threshold it was routed by."""
 
     def __init__(self, tier: TierConfig):
         self._threshold = tier.threshold
@@ -41,11 +44,22 @@ class RouteByConfidence(beam.DoFn):
         self._decided = counter(METRICS_NAMESPACE, f"{tier.name}_decided")
         self._escalated = counter(METRICS_NAMESPACE, f"{tier.name}_escalated")
 
-    def process(self, record: dict[str, Any]) -> Iterator[Any]:
+    def process(self, record: dict[str, Any], budget: Budget | None = None) -> Iterator[Any]:
         self._seen.inc()
-        if is_confident(record["tiers"][-1]["confidence"], self._threshold):
-            self._decided.inc()
-            yield without_model_inputs(record)
+        confidence = record["tiers"][-1]["confidence"]
+        if budget is not None:
+            record = with_last_visit(record, threshold=budget.effective_threshold)
+            escalates = budget.escalates(confidence)
         else:
+            escalates = not is_confident(confidence, self._threshold)
+        if escalates:
             self._escalated.inc()
             yield TaggedOutput(ESCALATED, record)
+        else:
+            self._decided.inc()
+            yield without_model_inputs(record)
+
+
+def with_last_visit(record: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A copy of the record whose last visit has the fields added (inputs stay unchanged)."""
+    return {**record, "tiers": record["tiers"][:-1] + [{**record["tiers"][-1], **fields}]}

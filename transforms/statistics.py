@@ -7,12 +7,18 @@ dict (see `RoutingStatsFn.extract_output` and the README's statistics reference)
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder
 from apache_beam.pvalue import PCollection
+from apache_beam.transforms import window
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.window import IntervalWindow
+from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.config import TierConfig
+from transforms.windowing import combine_per_window
 
 TIER_COUNTS = ("seen", "decided", "escalated", "labelled_seen", "correct_seen",
                "labelled_decided", "correct_decided")
@@ -21,7 +27,7 @@ TIER_SUMS = ("confidence_seen", "confidence_decided", "max_prob_decided", "ms")
 
 def _new_tier() -> dict[str, Any]:
     return {**{key: 0 for key in TIER_COUNTS + TIER_SUMS}, "exits": Counter(),
-            "batch_records": Counter()}
+            "batch_records": Counter(), "thresholds": Counter()}
 
 
 class RoutingStatsFn(beam.CombineFn):
@@ -70,6 +76,8 @@ class RoutingStatsFn(beam.CombineFn):
         tier["batch_records"][visit["batch"]] += 1
         if "exit_layer" in visit:
             tier["exits"][visit["exit_layer"]] += 1
+        if "threshold" in visit:
+            tier["thresholds"][visit["threshold"]] += 1
         if final:
             tier["confidence_decided"] += visit["confidence"]
             tier["max_prob_decided"] += max(visit["probabilities"])
@@ -120,6 +128,8 @@ class RoutingStatsFn(beam.CombineFn):
         return {
             "name": name,
             "threshold": self._thresholds[name],
+            "effective_threshold": ({"min": min(t["thresholds"]), "max": max(t["thresholds"])}
+                                    if t["thresholds"] else None),
             "seen": t["seen"],
             "decided": t["decided"],
             "escalated": t["escalated"],
@@ -161,7 +171,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 class AccumulateOnly(beam.CombineFn):
     """A CombineFn's accumulation without its final extraction: one PCollection's partial
-    result, to be merged with others' by MergePartials."""
+    result, for MergeAccumulators to merge with others'."""
 
     def __init__(self, fn: beam.CombineFn):
         self._fn = fn
@@ -179,27 +189,16 @@ class AccumulateOnly(beam.CombineFn):
         return accumulator
 
 
-class MergePartials(beam.CombineFn):
-    """Merges AccumulateOnly's partial results and extracts the CombineFn's output."""
-
-    def __init__(self, fn: beam.CombineFn):
-        self._fn = fn
-
-    def create_accumulator(self) -> Any:
-        return self._fn.create_accumulator()
+class MergeAccumulators(AccumulateOnly):
+    """Partial results (accumulators) in; their merged accumulator out."""
 
     def add_input(self, accumulator: Any, partial: Any) -> Any:
         return self._fn.merge_accumulators([accumulator, partial])
 
-    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
-        return self._fn.merge_accumulators(accumulators)
 
-    def extract_output(self, accumulator: Any) -> Any:
-        return self._fn.extract_output(accumulator)
-
-
-class ComputeRoutingStats(beam.PTransform):
-    """(parsed records, predictions, dead letters) in; a single statistics dict out.
+class AccumulateRoutingStats(beam.PTransform):
+    """(parsed records, predictions, dead letters) in; one RoutingStatsFn accumulator per
+    window out (one in all in batch mode).
 
     Each input is combined on its own and only the three partial results are flattened:
     a Flatten of the records themselves is held whole in memory by the FnApiRunner (it
@@ -208,14 +207,92 @@ class ComputeRoutingStats(beam.PTransform):
 
     def __init__(self, tiers: Sequence[TierConfig]):
         super().__init__()
-        self._tiers = tuple(tiers)
+        self._stats = RoutingStatsFn(tiers)
 
     def expand(self, inputs: tuple[PCollection, PCollection, PCollection]) -> PCollection:
-        stats = RoutingStatsFn(self._tiers)
         partials = [
             pcoll
             | f"Tag[{kind}]" >> beam.Map(lambda row, kind=kind: (kind, row))
-            | f"Accumulate[{kind}]" >> beam.CombineGlobally(AccumulateOnly(stats))
+            | f"Accumulate[{kind}]" >> combine_per_window(AccumulateOnly(self._stats), pcoll)
             for kind, pcoll in zip(("parsed", "prediction", "error"), inputs)]
         return (partials | "AllPartials" >> beam.Flatten()
-                | "Merge" >> beam.CombineGlobally(MergePartials(stats)))
+                | "Merge" >> combine_per_window(MergeAccumulators(self._stats), inputs[0]))
+
+
+class ExtractStats(beam.DoFn):
+    """An accumulator in; its statistics dict out, with the window's bounds and record rate
+    when windowed (streaming)."""
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        self._stats = RoutingStatsFn(tiers)
+
+    def process(self, accumulator: dict, window=beam.DoFn.WindowParam) -> Iterator[dict]:
+        stats = self._stats.extract_output(accumulator)
+        if isinstance(window, IntervalWindow):
+            stats = {"window": window_bounds(window.start, window.end),
+                     **with_rate(stats, float(window.end - window.start))}
+        yield stats
+
+
+class ComputeRoutingStats(beam.PTransform):
+    """(parsed records, predictions, dead letters) in; a statistics dict per window out."""
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        super().__init__()
+        self._tiers = tuple(tiers)
+
+    def expand(self, inputs: tuple[PCollection, PCollection, PCollection]) -> PCollection:
+        return (inputs | "Accumulate" >> AccumulateRoutingStats(self._tiers)
+                | "Extract" >> beam.ParDo(ExtractStats(self._tiers)))
+
+
+class RunningTotal(beam.DoFn):
+    """Per-window accumulators in (one key, global window); after each, the statistics of
+    every window closed so far. Stateful, so the total survives bundles and restarts on any
+    runner that checkpoints state."""
+
+    TOTAL = ReadModifyWriteStateSpec("total", PickleCoder())
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        self._stats = RoutingStatsFn(tiers)
+
+    def process(self, keyed: tuple[None, tuple[Timestamp, Timestamp, dict]],
+                total=beam.DoFn.StateParam(TOTAL)) -> Iterator[dict]:
+        _, (start, end, accumulator) = keyed
+        previous = total.read() or {"windows": 0, "start": start, "end": end,
+                                    "accumulator": self._stats.create_accumulator()}
+        current = {
+            "windows": previous["windows"] + 1,
+            "start": min(previous["start"], start), "end": max(previous["end"], end),
+            "accumulator": self._stats.merge_accumulators(
+                [previous["accumulator"], accumulator])}
+        total.write(current)
+        stats = self._stats.extract_output(current["accumulator"])
+        yield {"windows": current["windows"],
+               "window": window_bounds(current["start"], current["end"]),
+               **with_rate(stats, float(current["end"] - current["start"]))}
+
+
+class CumulativeRoutingStats(beam.PTransform):
+    """Per-window accumulators in; the running statistics out, one dict per closed window."""
+
+    def __init__(self, tiers: Sequence[TierConfig]):
+        super().__init__()
+        self._tiers = tuple(tiers)
+
+    def expand(self, accumulators: PCollection) -> PCollection:
+        return (accumulators
+                | "WithBounds" >> beam.Map(
+                    lambda acc, w=beam.DoFn.WindowParam: (None, (w.start, w.end, acc)))
+                | "AllTime" >> beam.WindowInto(window.GlobalWindows())
+                | "Total" >> beam.ParDo(RunningTotal(self._tiers)))
+
+
+def window_bounds(start: Timestamp, end: Timestamp) -> dict[str, str]:
+    """A window's bounds as ISO 8601 UTC times."""
+    return {"start": start.to_rfc3339(), "end": end.to_rfc3339()}
+
+
+def with_rate(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The statistics with their event-time throughput over `seconds`."""
+    return {**stats, "records_per_second": _ratio(stats["records"], seconds)}

@@ -1,0 +1,80 @@
+"""Escalation budget: at most a fraction F of a tier's records go on to the next tier.
+
+Tier k+1's capacity is what a cascade costs, and the share of uncertain records moves with the
+input (a new source, a topic in the news). With a budget, each window (the whole run in batch
+mode) gets an effective threshold: the configured one, lowered just enough that no more than
+F of the window's records fall below it. The trade-off: records the budget keeps at tier k
+are the ones tier k was unsure of, so accuracy drops when the budget binds; and routing waits
+for the window's confidences to be complete, so in streaming every record of a window is
+routed when its window closes (latency of one window), not as soon as it is scored.
+
+Confidences are counted in bins of width 1/BINS, which keeps the combiner's memory bounded
+(at most BINS counts per window, however many records) and the guarantee exact: a record
+escalates only if its bin is below the cap bin, and at most F of the records are.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+import apache_beam as beam
+
+BINS = 10_000
+
+
+def confidence_bin(confidence: float) -> int:
+    """The bin of a confidence in [0, 1]; the routing and the counting both use it."""
+    return min(BINS, max(0, int(confidence * BINS)))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A window's routing rule: escalate when below the threshold and below the cap bin."""
+
+    threshold: float
+    cap_bin: int = BINS + 1
+
+    def escalates(self, confidence: float) -> bool:
+        return confidence < self.threshold and confidence_bin(confidence) < self.cap_bin
+
+    @property
+    def effective_threshold(self) -> float:
+        """The threshold as a number: the configured one or, if lower, the cap bin's edge."""
+        return min(self.threshold, self.cap_bin / BINS)
+
+
+def cap_bin(bins: Counter, max_rate: float) -> int:
+    """The highest bin edge with at most max_rate of the counted records below it."""
+    allowed = math.floor(max_rate * sum(bins.values()) + 1e-9)
+    below = 0
+    for b in sorted(bins):
+        if below + bins[b] > allowed:
+            return b
+        below += bins[b]
+    return BINS + 1
+
+
+class EscalationBudgetFn(beam.CombineFn):
+    """A tier's confidences in; the Budget for their window out."""
+
+    def __init__(self, threshold: float, max_rate: float):
+        self._threshold = threshold
+        self._max_rate = max_rate
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, bins: Counter, confidence: float) -> Counter:
+        bins[confidence_bin(confidence)] += 1
+        return bins
+
+    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
+        merged: Counter = Counter()
+        for bins in accumulators:
+            merged.update(bins)
+        return merged
+
+    def extract_output(self, bins: Counter) -> Budget:
+        return Budget(self._threshold, cap_bin(bins, self._max_rate))
