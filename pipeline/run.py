@@ -13,7 +13,9 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -205,17 +207,27 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
-    """Runs until the job is cancelled (Ctrl-C here, or the runner's own cancel) and returns
-    the running statistics of the windows closed by then. A streaming output is never
+    """Runs until the job is stopped (Ctrl-C or SIGTERM here cancel it on the runner) and
+    returns the running statistics of the windows closed by then. A streaming output is never
     complete, so it gets no `_SUCCESS` marker."""
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)
     result = pipeline.run()
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        if not stopping.is_set():
+            _LOG.warning("stopping the streaming job (signal %d)", signum)
+            stopping.set()
+            result.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     try:
         result.wait_until_finish()
-    except KeyboardInterrupt:
-        _LOG.warning("stopping the streaming job")
-        result.cancel()
+    except Exception:  # noqa: BLE001 - a cancelled job ends in an error on some runners
+        if not stopping.is_set():
+            raise
     try:
         return read_routing_stats(job.output)
     except OSError:

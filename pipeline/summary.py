@@ -10,9 +10,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def format_summary(stats: dict[str, Any], output: str) -> str:
     """The routing statistics as a small table, then where the outputs are."""
+    if not stats:
+        return (f"no window closed before the job stopped: nothing written to {output}; "
+                "records in open windows are classified again when the job restarts")
+    windows = (f" in {stats['windows']} windows, {stats['window']['start']} to "
+               f"{stats['window']['end']}" if "windows" in stats else "")
     errors = f" {stats['errors_by_stage']}" if stats["errors"] else ""
     lines = [
-        f"records {stats['records']}: {stats['predictions']} predicted, "
+        f"records {stats['records']}{windows}: {stats['predictions']} predicted, "
         f"{stats['errors']} errors{errors}",
         f"{'tier':<12}{'seen':>9}{'decided':>9}{'escal.':>8}{'share':>8}"
         f"{'mean conf':>10}{'accuracy':>10}{'ms/rec':>8}",

@@ -1,0 +1,206 @@
+"""Streaming: the batch graph on unbounded input, with windows.
+
+TestStream runs drive event time by hand on Beam's Python streaming runner (the
+BundleBasedDirectRunner); the watched-folder test runs the real CLI on Prism, drops files in
+and waits for their predictions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.window import TimestampedValue
+
+from models.confidence import score
+from models.loading import TierModel
+from pipeline.config import CascadeConfig, TierConfig
+from pipeline.io import STATS_FILE, WINDOW_STATS_PREFIX
+from pipeline.run import CascadeJob, build_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW = 60
+WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
+TEXTS = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(1 + i % 6))
+         for i in range(90)]
+LABELS = ("neg", "pos")
+
+
+class RowsFromTestStream(beam.PTransform):
+    """A job source from a TestStream of raw rows, with no read errors."""
+
+    def __init__(self, stream: TestStream):
+        super().__init__()
+        self._stream = stream
+
+    def expand(self, pbegin):
+        return {"rows": pbegin | "Stream" >> self._stream,
+                "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
+
+
+def raw_row(record_id: str, text: str, at: float) -> TimestampedValue:
+    line = json.dumps({"id": record_id, "text": text}).encode()
+    return TimestampedValue(("stream", 0, line), at)
+
+
+def run_stream(stream: TestStream, tiers: list[TierConfig], output: Path) -> None:
+    config = CascadeConfig(tiers=tuple(tiers), id_field="id")
+    job = CascadeJob(config, LABELS, RowsFromTestStream(stream), str(output), "jsonl",
+                     window_secs=WINDOW)
+    options = PipelineOptions(["--streaming", "--runner", "BundleBasedDirectRunner"])
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(pipeline, job)
+
+
+def window_stats(output: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["window"]["start"]: json.loads(p.read_text())
+            for p in output.glob(f"{WINDOW_STATS_PREFIX}*.json")}
+
+
+def predictions_by_file(output: Path) -> dict[str, set[str]]:
+    return {p.name: {json.loads(line)["id"] for line in p.read_text().splitlines()}
+            for p in output.glob("predictions-*.jsonl")}
+
+
+def confidences(model: str, texts: list[str]) -> list[float]:
+    """Each text's confidence from the model alone: the direct computation to compare with."""
+    loaded = TierModel.load(model)
+    return [score(loaded.logits([t])).confidences[0] for t in texts]
+
+
+def median_gap(values: list[float]) -> float:
+    """A threshold halfway between the two middle values: far from any record, so batched
+    and one-by-one inference route alike."""
+    ordered = sorted(values)
+    return (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+
+
+def test_windows_get_their_own_predictions_and_statistics(tmp_path, models):
+    """Three windows of 30 records (one bad line in the second), then one record for the
+    first window after the watermark has passed it: late, so Beam drops it (documented)."""
+    small = confidences(models["small"], TEXTS)
+    threshold = median_gap(small)
+    stream = TestStream()
+    for w in range(3):
+        stream = stream.advance_watermark_to(w * WINDOW).add_elements(
+            [raw_row(f"w{w}-{i}", TEXTS[w * 30 + i], w * WINDOW + i) for i in range(30)])
+        if w == 1:
+            stream = stream.add_elements([TimestampedValue(("stream", 1, b'{"id": "bad"}'), 70)])
+    stream = stream.advance_watermark_to(3 * WINDOW).add_elements(
+        [raw_row("late", TEXTS[0], 10)]).advance_watermark_to_infinity()
+    run_stream(stream, [TierConfig("small", models["small"], threshold, batch_size=8),
+                        TierConfig("large", models["large"], batch_size=8)], tmp_path)
+
+    files = predictions_by_file(tmp_path)
+    assert len(files) == 3, sorted(files)
+    assert sorted(map(sorted, files.values())) == sorted(
+        sorted(f"w{w}-{i}" for i in range(30)) for w in range(3))
+    stats = window_stats(tmp_path)
+    assert sorted(stats) == [f"1970-01-01T00:0{w}:00Z" for w in range(3)]
+    for w, start in enumerate(sorted(stats)):
+        window = stats[start]
+        expected_escalated = sum(c < threshold for c in small[w * 30:(w + 1) * 30])
+        assert window["predictions"] == 30 and window["errors"] == (w == 1)
+        assert window["records_per_second"] == pytest.approx((30 + (w == 1)) / WINDOW)
+        assert [t["seen"] for t in window["tiers"]] == [30, expected_escalated]
+        assert window["tiers"][0]["escalated"] == expected_escalated
+    total = json.loads((tmp_path / STATS_FILE).read_text())
+    assert total["windows"] == 3 and total["predictions"] == 90 and total["errors"] == 1
+    assert total["tiers"][0]["escalated"] == sum(c < threshold for c in small)
+    errors = [json.loads(line) for p in tmp_path.glob("errors-*.jsonl")
+              for line in p.read_text().splitlines()]
+    assert [e["stage"] for e in errors] == ["parse"]
+
+
+def test_escalation_budget_holds_when_the_stream_gets_harder(tmp_path, models):
+    """Window 0 holds the records tier 1 is surest of, window 1 the least sure: without a
+    budget window 1 escalates most of them; with one, at most the budgeted share of every
+    window goes on, and window 1 reports the lowered threshold it was routed by."""
+    small = confidences(models["small"], TEXTS)
+    order = sorted(range(len(TEXTS)), key=lambda i: -small[i])
+    threshold = median_gap(small)
+    max_rate = 0.2
+    stream = TestStream()
+    for w, chunk in enumerate((order[:45], order[45:])):
+        stream = stream.advance_watermark_to(w * WINDOW).add_elements(
+            [raw_row(f"r{i}", TEXTS[i], w * WINDOW + k) for k, i in enumerate(chunk)])
+    stream = stream.advance_watermark_to_infinity()
+    rates = {}
+    for budget in (None, max_rate):
+        output = tmp_path / f"budget-{budget}"
+        run_stream(stream, [TierConfig("small", models["small"], threshold, batch_size=8,
+                                       max_escalation_rate=budget),
+                            TierConfig("large", models["large"], batch_size=8)], output)
+        stats = window_stats(output)
+        rates[budget] = [stats[s]["tiers"][0]["escalation_rate"] for s in sorted(stats)]
+        if budget:
+            used = [stats[s]["tiers"][0]["effective_threshold"] for s in sorted(stats)]
+    assert rates[None][0] < max_rate < rates[None][1]
+    assert all(rate <= max_rate for rate in rates[max_rate])
+    assert rates[max_rate][0] == rates[None][0]
+    assert rates[max_rate][1] > max_rate / 2  # the budget is spent, not starved
+    assert used[0] == {"min": threshold, "max": threshold}
+    assert used[1]["min"] == used[1]["max"] < threshold
+
+
+@pytest.fixture(scope="module")
+def prism() -> str:
+    if shutil.which("go") is None:
+        pytest.skip("Prism is built with Go (go not found)")
+    built = subprocess.run([str(ROOT / "scripts" / "prism.sh")], capture_output=True,
+                           text=True, check=True, env={**os.environ, "PYTHON": sys.executable})
+    return built.stdout.strip().splitlines()[-1]
+
+
+def test_watched_folder_predictions_appear_as_files_land(tmp_path, models, prism):
+    watched, output = tmp_path / "landing", tmp_path / "out"
+    watched.mkdir()
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", "--streaming", "--runner", "PrismRunner",
+         "--prism_location", prism, "--input", str(watched / "*.jsonl"), "--output",
+         str(output), "--output_format", "jsonl", "--tier1", models["small"], "--tier2",
+         models["large"], "--threshold", "0.6", "--id_field", "id", "--window_secs", "2",
+         "--poll_interval_secs", "0.5"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        expected = set()
+        for n in range(2):
+            ids = [f"f{n}-{i}" for i in range(20)]
+            staged = tmp_path / f"f{n}.tmp"
+            staged.write_text("".join(json.dumps({"id": i, "text": TEXTS[k]}) + "\n"
+                                      for k, i in enumerate(ids)) + "not json\n")
+            staged.rename(watched / f"f{n}.jsonl")  # lands whole, as an upload would
+            expected |= set(ids)
+            assert wait_for(lambda: set().union(*predictions_by_file(output).values())
+                            >= expected, job), f"file {n}'s predictions never appeared"
+        assert wait_for(lambda: sum(json.loads((output / STATS_FILE).read_text())
+                                    ["errors_by_stage"].values()) == 2, job)
+        assert set().union(*predictions_by_file(output).values()) == expected
+        assert job.poll() is None, "the streaming job stopped by itself"
+    finally:
+        job.send_signal(signal.SIGINT)
+        log = job.communicate(timeout=60)[0]
+    assert "Traceback" not in log.split("stopping the streaming job")[0], log[-3000:]
+
+
+def wait_for(condition, job: subprocess.Popen, timeout: float = 120) -> bool:
+    """Polls `condition` until it holds, the timeout passes or the job dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and job.poll() is None:
+        try:
+            if condition():
+                return True
+        except (OSError, ValueError, KeyError):
+            pass  # a file not there yet
+        time.sleep(0.5)
+    return False
+
