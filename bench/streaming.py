@@ -37,7 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per_file", type=int, default=500)
     p.add_argument("--every", type=float, default=2.0, help="seconds between landings")
     p.add_argument("--window_secs", type=float, default=5.0)
-    p.add_argument("--max_escalation_rate", type=float, default=0.2)
+    p.add_argument("--max_escalation_rate", type=float, default=None,
+                   help="also run with this budget (fails on Prism for now: the budget's "
+                        "side input reaches the routing empty)")
     p.add_argument("--results", default="bench/results/streaming.md")
     return p.parse_args(argv)
 
@@ -77,7 +79,8 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
             "--window_secs", str(args.window_secs), "--poll_interval_secs", "0.5"]
     if budget is not None:
         argv += ["--max_escalation_rate", str(budget)]
-    job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(work, f"job-budget-{budget}.log"), "w", encoding="utf-8")
+    job = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         probe = [json.dumps({"id": "probe", "text": "warm up"}) + "\n"]
         land(probe, folder, "probe.jsonl")
@@ -93,6 +96,7 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
     finally:
         job.terminate()
         job.wait(60)
+        log.close()
     latencies = [done[n] - landed[n] for n in landed]
     windows = sorted((json.load(open(os.path.join(output, name)))
                       for name in os.listdir(output) if name.startswith("routing_stats-")),
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     chunks = [lines[i * args.per_file:(i + 1) * args.per_file] for i in range(args.files)]
     batch = run_job(bench_config(args.config), path, work, "batch", DIRECT)
     runs = {budget: streaming_run(args, config_path, chunks, work, budget)
-            for budget in (None, args.max_escalation_rate)}
+            for budget in dict.fromkeys((None, args.max_escalation_rate))}
     lines_out = [
         f"# Streaming\n\n{args.files} files of {args.per_file} SST-2 sentences (shortest "
         f"first), one landing every {args.every} s in a watched folder; Prism runner, "
