@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.config import (CascadeConfig, ConfigError, check_config, config_from_flags,
-                             load_config, validate_models)
+from pipeline.config import (CascadeConfig, ConfigError, TierConfig, check_config,
+                             config_from_flags, load_config, validate_models)
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
                          ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
                          WritePredictions, WriteRoutingStats, clear_previous_outputs,
@@ -57,9 +57,13 @@ class CascadeJob:
 
     @property
     def fields(self) -> RecordFields:
-        c = self.config
-        return RecordFields(c.text_field, c.id_field, c.label_field, c.text_pair_field,
-                            c.passthrough_fields, self.labels)
+        return record_fields(self.config, self.labels)
+
+
+def record_fields(config: CascadeConfig, labels: tuple[str, ...] = ()) -> RecordFields:
+    """The input fields the config names (and the tiers' labels, to read gold labels)."""
+    return RecordFields(config.text_field, config.id_field, config.label_field,
+                        config.text_pair_field, config.passthrough_fields, labels)
 
 
 def cascade_config(options: CascadeOptions) -> CascadeConfig:
@@ -85,17 +89,24 @@ def cascade_config(options: CascadeOptions) -> CascadeConfig:
     if options.passthrough_fields is not None:
         overrides["passthrough_fields"] = tuple(
             f.strip() for f in options.passthrough_fields.split(",") if f.strip())
-    tiers = config.tiers
-    if options.max_batch_duration_secs is not None:
-        tiers = tuple(tier if tier.max_batch_duration_secs is not None else dataclasses.replace(
-            tier, max_batch_duration_secs=options.max_batch_duration_secs) for tier in tiers)
-    if options.max_escalation_rate is not None:
-        tiers = tuple(tier if tier.max_escalation_rate is not None or tier.threshold is None
-                      else dataclasses.replace(tier, max_escalation_rate=options.max_escalation_rate)
-                      for tier in tiers)
+    tiers = tier_default(config.tiers, "max_batch_duration_secs",
+                         options.max_batch_duration_secs)
+    escalating = [tier for tier in tiers if tier.threshold is not None]
+    tiers = tier_default(tiers, "max_escalation_rate", options.max_escalation_rate, escalating)
     config = dataclasses.replace(config, tiers=tiers, **overrides)
     check_config(config, "flags")
     return config
+
+
+def tier_default(tiers: Sequence[TierConfig], key: str, value: Any,
+                 applies_to: Sequence[TierConfig] | None = None) -> tuple[TierConfig, ...]:
+    """The tiers with a flag's `value` for `key` wherever the config left it unset (among
+    `applies_to`, default all); the config's own values win. No flag (None) changes none."""
+    return tuple(
+        dataclasses.replace(tier, **{key: value})
+        if value is not None and getattr(tier, key) is None
+        and (applies_to is None or tier in applies_to) else tier
+        for tier in tiers)
 
 
 def output_format(options: CascadeOptions) -> str:
@@ -127,8 +138,7 @@ def record_source(options: CascadeOptions, streaming: bool,
                   config: CascadeConfig) -> beam.PTransform:
     """Where records come from: the --input files (listed now in batch, watched in
     streaming), a Pub/Sub subscription or topic, or Kafka topics (streaming only)."""
-    columns = RecordFields(config.text_field, config.id_field, config.label_field,
-                           config.text_pair_field, config.passthrough_fields).columns
+    columns = record_fields(config).columns
     pubsub = options.pubsub_subscription or options.pubsub_topic
     kafka = options.kafka_bootstrap_servers or options.kafka_topic
     given = [name for name, value in (("--input", options.input), ("--pubsub_*", pubsub),

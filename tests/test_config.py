@@ -1,9 +1,12 @@
 import json
 
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.config import (ConfigError, config_from_dict, config_from_flags, load_config,
                              validate_models)
+from pipeline.options import CascadeOptions
+from pipeline.run import cascade_config
 
 
 def tiers_config(models, **tier1_overrides):
@@ -106,3 +109,19 @@ def test_max_length_beyond_the_tokenizer_limit_is_refused(models):
 def test_early_exit_settings_need_a_multi_exit_model(models, change, message):
     with pytest.raises(ConfigError, match=message):
         validate_models(config_from_dict(tiers_config(models, **change)))
+
+
+def test_tier_flags_fill_only_what_the_config_leaves_unset(tmp_path, models):
+    """--max_batch_duration_secs and --max_escalation_rate apply to tiers that do not set
+    them; the escalation rate only to tiers that escalate (not the last)."""
+    path = tmp_path / "cascade.yaml"
+    path.write_text(
+        "tiers:\n"
+        f"  - {{name: a, model: {models['small']}, threshold: 0.9, max_escalation_rate: 0.1}}\n"
+        f"  - {{name: b, model: {models['medium']}, threshold: 0.9, max_batch_duration_secs: 3}}\n"
+        f"  - {{name: c, model: {models['large']}}}\n")
+    options = PipelineOptions(["--config", str(path), "--max_escalation_rate", "0.3",
+                               "--max_batch_duration_secs", "1"]).view_as(CascadeOptions)
+    tiers = cascade_config(options).tiers
+    assert [t.max_escalation_rate for t in tiers] == [0.1, 0.3, None]
+    assert [t.max_batch_duration_secs for t in tiers] == [1, 3, 1]
