@@ -8,7 +8,9 @@ is up (a probe file's predictions appear), then drops --files files of --per_fil
 sentences, one every --every seconds, each renamed into place whole. A file's latency is the
 time from its rename to the first moment all its ids are in the predictions files; the
 throughput is all records over the time from the first landing to the last file's
-predictions. The batch job over the same records gives the batch rate. Sentences land
+predictions. A last run drops all files at once: its rate is the job's streaming capacity
+(the paced runs only keep up with what is offered). The batch job over the same records
+gives the batch rate. Sentences land
 shortest first, so the stream gets harder as it goes (long SST-2 sentences escalate more) and
 the escalation rate shifts between windows.
 """
@@ -38,8 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--every", type=float, default=2.0, help="seconds between landings")
     p.add_argument("--window_secs", type=float, default=5.0)
     p.add_argument("--max_escalation_rate", type=float, default=None,
-                   help="also run with this budget (fails on Prism for now: the budget's "
-                        "side input reaches the routing empty)")
+                   help="also run with this escalation budget")
     p.add_argument("--results", default="bench/results/streaming.md")
     return p.parse_args(argv)
 
@@ -67,7 +68,7 @@ def land(rows: list[str], folder: str, name: str) -> float:
 
 
 def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
-                  budget: float | None) -> dict:
+                  budget: float | None, every: float) -> dict:
     """One streaming job over the chunks; latencies, throughput and per-window stats."""
     folder, output = os.path.join(work, "landing"), os.path.join(work, "out")
     for path in (folder, output):
@@ -79,7 +80,8 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
             "--window_secs", str(args.window_secs), "--poll_interval_secs", "0.5"]
     if budget is not None:
         argv += ["--max_escalation_rate", str(budget)]
-    log = open(os.path.join(work, f"job-budget-{budget}.log"), "w", encoding="utf-8")
+    log = open(os.path.join(work, f"job-budget-{budget}-every-{every:g}.log"), "w",
+               encoding="utf-8")
     job = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         probe = [json.dumps({"id": "probe", "text": "warm up"}) + "\n"]
@@ -90,7 +92,7 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
         for n, chunk in enumerate(chunks):
             landed[n] = land(chunk, folder, f"part-{n:03d}.jsonl")
             pending[n] = {json.loads(line)["id"] for line in chunk}
-            time.sleep(args.every)
+            time.sleep(every)
         done = {}
         wait_until(lambda: _mark_done(pending, done, predicted_ids(output)), job, 600)
     finally:
@@ -105,7 +107,15 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
     return {"latencies": latencies, "records": records,
             "records_per_second": records / (max(done.values()) - min(landed.values())),
             "windows": [(w["predictions"], w["tiers"][0]["escalation_rate"],
-                         w["tiers"][0]["effective_threshold"]) for w in windows]}
+                         threshold_used(w["tiers"][0]["effective_threshold"]), w["accuracy"],
+                         w["labelled"]) for w in windows]}
+
+
+def threshold_used(used: dict | None) -> str:
+    if used is None:
+        return "configured"
+    low, high = f"{used['min']:.3f}", f"{used['max']:.3f}"
+    return low if low == high else f"{low} to {high}"
 
 
 def _mark_done(pending: dict, done: dict, ids: set[str]) -> bool:
@@ -126,6 +136,10 @@ def wait_until(condition, job: subprocess.Popen, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -144,25 +158,28 @@ def main(argv: list[str] | None = None) -> None:
         lines = sorted(f, key=len)  # shortest first: the stream gets harder as it goes
     chunks = [lines[i * args.per_file:(i + 1) * args.per_file] for i in range(args.files)]
     batch = run_job(bench_config(args.config), path, work, "batch", DIRECT)
-    runs = {budget: streaming_run(args, config_path, chunks, work, budget)
+    runs = {budget: streaming_run(args, config_path, chunks, work, budget, args.every)
             for budget in dict.fromkeys((None, args.max_escalation_rate))}
+    saturated = streaming_run(args, config_path, chunks, work, None, 0.0)
     lines_out = [
         f"# Streaming\n\n{args.files} files of {args.per_file} SST-2 sentences (shortest "
-        f"first), one landing every {args.every} s in a watched folder; Prism runner, "
-        f"{args.window_secs:g} s windows, polling every 0.5 s; 2 cores.\n",
+        f"first), one landing every {args.every} s in a watched folder (paced runs) or all at "
+        f"once (saturated); Prism runner, {args.window_secs:g} s windows, polling every 0.5 s; "
+        "2 cores.\n",
         "| mode | records/s | latency median (s) | latency p95 (s) |", "|---|---|---|---|",
         f"| batch, FnApiRunner | {total / batch['seconds']:.0f} | | |"]
-    for budget, run in runs.items():
+    rows = [(f"streaming, paced, budget {budget}", run) for budget, run in runs.items()]
+    for mode, run in rows + [("streaming, saturated, budget None", saturated)]:
         lines_out.append(
-            f"| streaming, budget {budget} | {run['records_per_second']:.0f} "
+            f"| {mode} | {run['records_per_second']:.0f} "
             f"| {statistics.median(run['latencies']):.1f} "
             f"| {percentile(run['latencies'], 0.95):.1f} |")
     for budget, run in runs.items():
         lines_out += [f"\n## Tier-1 escalation per window, budget {budget}\n",
-                      "| window | records | escalation rate | effective threshold |",
-                      "|---|---|---|---|"]
-        lines_out += [f"| {i} | {n} | {rate:.3f} | {used} |"
-                      for i, (n, rate, used) in enumerate(run["windows"])]
+                      "| window | records | escalation rate | effective threshold "
+                      "| accuracy (labelled records) |", "|---|---|---|---|---|"]
+        lines_out += [f"| {i} | {n} | {rate:.3f} | {used} | {percent(accuracy)} ({labelled}) |"
+                      for i, (n, rate, used, accuracy, labelled) in enumerate(run["windows"])]
     write_results(args.results, "bench.streaming", argv, "\n".join(lines_out))
 
 

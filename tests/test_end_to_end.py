@@ -82,6 +82,19 @@ def test_three_tier_job_over_parquet_and_jsonl_with_bad_lines(inputs, config, tm
     assert json.loads((out / "routing_stats.json").read_text()) == stats
 
 
+def test_escalation_budget_in_batch_caps_every_escalating_tier(inputs, config, tmp_path):
+    """In batch the budget's window is the whole run: each escalating tier sends at most the
+    budgeted share of what it saw, routed by a threshold it reports, and nothing is lost."""
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(inputs / "*.parquet"), "--output", str(out),
+                     "--config", config, "--max_escalation_rate", "0.1"])
+    assert len(read_predictions(out)) == 60
+    small, medium, _ = stats["tiers"]
+    assert small["seen"] == 60 and 0 < small["escalation_rate"] <= 0.1
+    assert small["effective_threshold"]["min"] == small["effective_threshold"]["max"] < 0.9
+    assert medium["escalation_rate"] <= 0.1
+
+
 def test_jsonl_output_and_rerun_replaces_previous_shards(inputs, config, tmp_path):
     out = tmp_path / "out"
     run_job(["--input", str(inputs / "part.parquet"), "--output", str(out),

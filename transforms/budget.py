@@ -11,17 +11,28 @@ routed when its window closes (latency of one window), not as soon as it is scor
 Confidences are counted in bins of width 1/BINS, which keeps the combiner's memory bounded
 (at most BINS counts per window, however many records) and the guarantee exact: a record
 escalates only if its bin is below the cap bin, and at most F of the records are.
+
+The window's Budget reaches its records by a join (CoGroupByKey on SHARDS record keys, the
+Budget copied to each), not by a side input: a join waits for the window to close on every
+runner, while windowed side inputs came out empty on Prism for windows whose main input ran
+first (Beam issue 36563). The shards keep the routing parallel on distributed runners.
 """
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import apache_beam as beam
+from apache_beam.pvalue import PCollection
+
+from pipeline.config import TierConfig
+from transforms.windowing import combine_per_window
 
 BINS = 10_000
+SHARDS = 16
 
 
 def confidence_bin(confidence: float) -> int:
@@ -78,3 +89,27 @@ class EscalationBudgetFn(beam.CombineFn):
 
     def extract_output(self, bins: Counter) -> Budget:
         return Budget(self._threshold, cap_bin(bins, self._max_rate))
+
+
+def shard_of(record: dict[str, Any]) -> int:
+    """A record's shard, stable across retries (from its id)."""
+    return zlib.crc32(record["id"].encode()) % SHARDS
+
+
+class JoinWindowBudget(beam.PTransform):
+    """A tier's scored records in; per window and shard, `(shard, {'records': [...],
+    'budget': [Budget]})` out, the Budget computed from all of the window's confidences."""
+
+    def __init__(self, tier: TierConfig):
+        super().__init__()
+        self._tier = tier
+
+    def expand(self, scored: PCollection) -> PCollection:
+        tier = self._tier
+        budgets = (scored
+                   | "Confidences" >> beam.Map(lambda r: r["tiers"][-1]["confidence"])
+                   | "Budget" >> combine_per_window(
+                       EscalationBudgetFn(tier.threshold, tier.max_escalation_rate), scored)
+                   | "ToEveryShard" >> beam.FlatMap(lambda b: [(s, b) for s in range(SHARDS)]))
+        keyed = scored | "KeyByShard" >> beam.WithKeys(shard_of)
+        return {"records": keyed, "budget": budgets} | "Join" >> beam.CoGroupByKey()

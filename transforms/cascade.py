@@ -7,22 +7,21 @@ import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from pipeline.config import TierConfig
-from transforms.budget import EscalationBudgetFn
-from transforms.routing import ESCALATED, RouteByConfidence
+from transforms.budget import JoinWindowBudget
+from transforms.routing import ESCALATED, RouteByConfidence, RouteWithinBudget
 from transforms.scoring import ScoreTier, TorchThreads
-from transforms.windowing import combine_per_window
 
 
-def escalation_budget(tier: TierConfig, scored: PCollection) -> dict[str, Any]:
-    """The routing's side input for a tier with max_escalation_rate: its Budget per window,
-    computed from the confidences of all the window's records (transforms/budget.py)."""
+def route(tier: TierConfig, scored: PCollection) -> Any:
+    """Tier's routing: by its threshold, or, with max_escalation_rate, by each window's
+    Budget (transforms/budget.py), which holds the window's records until it closes."""
     if tier.max_escalation_rate is None:
-        return {}
-    budgets = (scored
-               | f"Confidences[{tier.name}]" >> beam.Map(lambda r: r["tiers"][-1]["confidence"])
-               | f"Budget[{tier.name}]" >> combine_per_window(
-                   EscalationBudgetFn(tier.threshold, tier.max_escalation_rate), scored))
-    return {"budget": beam.pvalue.AsSingleton(budgets)}
+        to_route, routing = scored, RouteByConfidence(tier)
+    else:
+        to_route = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier)
+        routing = RouteWithinBudget(tier)
+    return to_route | f"Route[{tier.name}]" >> beam.ParDo(routing).with_outputs(
+        ESCALATED, main="decided")
 
 
 class Cascade(beam.PTransform):
@@ -43,9 +42,7 @@ class Cascade(beam.PTransform):
         pending = records
         for tier in self._tiers:
             scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
-            routed = scored | f"Route[{tier.name}]" >> beam.ParDo(
-                RouteByConfidence(tier), **escalation_budget(tier, scored)).with_outputs(
-                    ESCALATED, main="decided")
+            routed = route(tier, scored)
             decided.append(routed.decided)
             dead.append(failed)
             pending = routed[ESCALATED]

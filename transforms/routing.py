@@ -33,9 +33,9 @@ def without_model_inputs(record: dict[str, Any]) -> dict[str, Any]:
 
 class RouteByConfidence(beam.DoFn):
     """Decided records (without their model inputs) on the main output, uncertain ones on
-    ESCALATED; counts both. With an escalation budget (a side input, one per window) the
-    window's Budget decides instead of the fixed threshold, and the visit records the
-    effective threshold it was routed by."""
+    ESCALATED; counts both. Given a Budget (a tier with an escalation budget), the window's
+    Budget decides instead of the fixed threshold, and the visit records the effective
+    threshold it was routed by."""
 
     def __init__(self, tier: TierConfig):
         self._threshold = tier.threshold
@@ -58,6 +58,17 @@ class RouteByConfidence(beam.DoFn):
         else:
             self._decided.inc()
             yield without_model_inputs(record)
+
+
+class RouteWithinBudget(RouteByConfidence):
+    """The budgeted routing, on the output of transforms.budget.JoinWindowBudget: one shard
+    of a window's records with that window's Budget."""
+
+    def process(self, shard: tuple[int, dict[str, Any]]) -> Iterator[Any]:  # type: ignore[override]
+        _, joined = shard
+        budget, = joined["budget"]
+        for record in joined["records"]:
+            yield from super().process(record, budget)
 
 
 def with_last_visit(record: dict[str, Any], **fields: Any) -> dict[str, Any]:
