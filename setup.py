@@ -23,5 +23,9 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
-    entry_points={"console_scripts": ["beam-cascade=pipeline.cli:main"]},
+    entry_points={"console_scripts": [
+        "beam-cascade=pipeline.cli:main",
+        # started by runners as the Kafka source's Java worker (pipeline/java_harness.py)
+        "beam-cascade-java-harness=pipeline.java_harness:main",
+    ]},
 )

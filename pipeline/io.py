@@ -26,9 +26,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import PCollection, TaggedOutput
+from apache_beam.transforms.external import JavaJarExpansionService
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.config import TierConfig
+from pipeline.java_harness import process_environment_args
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.spreading import SpreadEvenly
 from transforms.statistics import CumulativeRoutingStats, ExtractStats
@@ -235,19 +237,27 @@ class ReadPubSubRecords(beam.PTransform):
 class ReadKafkaRecords(beam.PTransform):
     """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Kafka message value,
     `topic/partition` and offset as its position. Beam's Kafka source is Java, run through
-    its expansion service (Java on the launcher; see README, Streaming)."""
+    an expansion service (Java on the launcher): Beam's own, or `expansion_jar` from
+    scripts/kafka_expansion_service.sh, whose Java runs as local processes (see
+    pipeline/java_harness.py and README, Streaming)."""
 
-    def __init__(self, bootstrap_servers: str, topics: Sequence[str]):
+    def __init__(self, bootstrap_servers: str, topics: Sequence[str],
+                 expansion_jar: str | None = None):
         super().__init__()
         self._servers = bootstrap_servers
         self._topics = list(topics)
+        self._expansion_jar = expansion_jar
 
     def expand(self, pbegin) -> dict[str, PCollection]:
         from apache_beam.io.kafka import ReadFromKafka  # cross-language: imported when used
+        expansion = {}
+        if self._expansion_jar:
+            expansion["expansion_service"] = JavaJarExpansionService(
+                self._expansion_jar, append_args=process_environment_args(self._expansion_jar))
         messages = pbegin | "ReadKafka" >> ReadFromKafka(
             consumer_config={"bootstrap.servers": self._servers,
                              "auto.offset.reset": "earliest"},
-            topics=self._topics, with_metadata=True)
+            topics=self._topics, with_metadata=True, **expansion)
         rows = messages | "ToRows" >> beam.Map(
             lambda m: (f"kafka:{m.topic}/{m.partition}", m.offset, m.value))
         return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}

@@ -155,7 +155,12 @@ def record_source(options: CascadeOptions, streaming: bool,
         if not (options.kafka_bootstrap_servers and options.kafka_topic):
             raise ConfigError("Kafka needs both --kafka_bootstrap_servers host:port and "
                               "--kafka_topic NAME")
-        return ReadKafkaRecords(options.kafka_bootstrap_servers, options.kafka_topic)
+        jar = options.kafka_expansion_jar
+        if jar and not os.path.isfile(jar):
+            raise ConfigError(f"--kafka_expansion_jar {jar}: no such file; build it with "
+                              "scripts/kafka_expansion_service.sh")
+        return ReadKafkaRecords(options.kafka_bootstrap_servers, options.kafka_topic,
+                                options.kafka_expansion_jar)
     if not streaming:
         files = list_input_files(options.input or [], options.input_format)
         return ReadRecords(ListedFiles([path for path, _ in files]), options.input_format,

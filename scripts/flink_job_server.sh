@@ -19,33 +19,15 @@ FLINK_VERSION="${FLINK_VERSION:-1.19}"
 BEAM_JAVA_VERSION="${BEAM_JAVA_VERSION:-2.62.0}"
 CACHE="${BEAM_CASCADE_CACHE:-$HOME/.cache/beam-cascade}/flink-job-server/flink-$FLINK_VERSION-beam-$BEAM_JAVA_VERSION"
 JAR="$CACHE/job-server.jar"
-if [[ -f "$JAR" ]]; then
-  echo "$JAR"
-  exit 0
-fi
-for tool in java mvn jar; do
-  command -v "$tool" >/dev/null || { echo "flink_job_server.sh: $tool not found; install a JDK (17) and Maven" >&2; exit 1; }
-done
+# Flink serialises JDK classes by reflection (Kryo); Java 17 allows it only for packages
+# opened to it, as Flink's own launch scripts do with --add-opens.
+ADD_OPENS="Add-Opens: java.base/java.lang java.base/java.lang.invoke java.base/java.lang.reflect java.base/java.io java.base/java.math java.base/java.net java.base/java.nio java.base/java.text java.base/java.time java.base/java.util java.base/java.util.concurrent java.base/java.util.concurrent.atomic java.base/java.util.concurrent.locks java.base/sun.nio.ch"
 here="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p "${CACHE%/*}"
-building="$(mktemp -d "${CACHE%/*}/.building-XXXXXX")"
-trap 'rm -rf "$building"' EXIT
-echo "flink_job_server.sh: resolving Beam $BEAM_JAVA_VERSION's Flink $FLINK_VERSION runner with Maven (about 150 MB, once)" >&2
-mvn -q -B -Dstyle.color=never -f "$here/flink/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-  -Dbeam.version="$BEAM_JAVA_VERSION" -Dflink.version="$FLINK_VERSION" \
-  -DoutputDirectory="$building/lib" >&2
-{
-  echo "Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver"
-  # Flink serialises JDK classes by reflection (Kryo); Java 17 allows it only for packages
-  # opened to it, as Flink's own launch scripts do with --add-opens.
-  echo "Add-Opens: java.base/java.lang java.base/java.lang.invoke java.base/java.lang.reflect java.base/java.io java.base/java.math java.base/java.net java.base/java.nio java.base/java.text java.base/java.time java.base/java.util java.base/java.util.concurrent java.base/java.util.concurrent.atomic java.base/java.util.concurrent.locks java.base/sun.nio.ch"
-  printf "Class-Path:"
-  # Manifest continuation lines start with one space; the second separates the entries.
-  for lib in "$building"/lib/*.jar; do printf "  lib/%s\n" "$(basename "$lib")"; done
-} > "$building/manifest.txt"
-mkdir "$building/empty"
-jar cfm "$building/job-server.jar" "$building/manifest.txt" -C "$building/empty" .
-rm -rf "$building/empty" "$building/manifest.txt"
-# Atomic: a concurrent build that finished first wins, and no one sees half a folder.
-mv -T "$building" "$CACHE" 2>/dev/null || true
+# shellcheck source=scripts/classpath_jar.sh
+source "$here/classpath_jar.sh"
+if [[ ! -f "$JAR" ]]; then
+  echo "flink_job_server.sh: resolving Beam $BEAM_JAVA_VERSION's Flink $FLINK_VERSION runner with Maven (about 150 MB, once)" >&2
+  classpath_jar "$JAR" "$here/flink/pom.xml" org.apache.beam.runners.flink.FlinkJobServerDriver \
+    "$ADD_OPENS" -Dbeam.version="$BEAM_JAVA_VERSION" -Dflink.version="$FLINK_VERSION"
+fi
 echo "$JAR"

@@ -6,14 +6,17 @@ and waits for their predictions.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import apache_beam as beam
 import pytest
@@ -152,44 +155,143 @@ def test_escalation_budget_holds_when_the_stream_gets_harder(tmp_path, models):
     assert used[1]["min"] == used[1]["max"] < threshold
 
 
+def built(script: str) -> str:
+    """The path a scripts/ build script prints (it builds once, then caches)."""
+    done = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHON": sys.executable})
+    return done.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def prism() -> str:
     if shutil.which("go") is None:
         pytest.skip("Prism is built with Go (go not found)")
-    built = subprocess.run([str(ROOT / "scripts" / "prism.sh")], capture_output=True,
-                           text=True, check=True, env={**os.environ, "PYTHON": sys.executable})
-    return built.stdout.strip().splitlines()[-1]
+    return built("prism.sh")
 
 
-def test_watched_folder_predictions_appear_as_files_land(tmp_path, models, prism):
-    watched, output = tmp_path / "landing", tmp_path / "out"
-    watched.mkdir()
+@contextlib.contextmanager
+def streaming_job(prism: str, models: dict, output: Path, source: list[str]):
+    """The CLI's streaming job on Prism over `source`; stopped by SIGINT on exit, and its
+    log checked for errors up to the stop."""
     job = subprocess.Popen(
         [sys.executable, "-m", "pipeline.run", "--streaming", "--runner", "PrismRunner",
-         "--prism_location", prism, "--input", str(watched / "*.jsonl"), "--output",
-         str(output), "--output_format", "jsonl", "--tier1", models["small"], "--tier2",
-         models["large"], "--threshold", "0.6", "--id_field", "id", "--window_secs", "2",
-         "--poll_interval_secs", "0.5"],
+         "--prism_location", prism, *source, "--output", str(output), "--output_format",
+         "jsonl", "--tier1", models["small"], "--tier2", models["large"], "--threshold", "0.6",
+         "--id_field", "id", "--window_secs", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        expected = set()
-        for n in range(2):
-            ids = [f"f{n}-{i}" for i in range(20)]
-            staged = tmp_path / f"f{n}.tmp"
-            staged.write_text("".join(json.dumps({"id": i, "text": TEXTS[k]}) + "\n"
-                                      for k, i in enumerate(ids)) + "not json\n")
-            staged.rename(watched / f"f{n}.jsonl")  # lands whole, as an upload would
-            expected |= set(ids)
-            assert wait_for(lambda: set().union(*predictions_by_file(output).values())
-                            >= expected, job), f"file {n}'s predictions never appeared"
-        assert wait_for(lambda: sum(json.loads((output / STATS_FILE).read_text())
-                                    ["errors_by_stage"].values()) == 2, job)
-        assert set().union(*predictions_by_file(output).values()) == expected
+        yield job
         assert job.poll() is None, "the streaming job stopped by itself"
     finally:
         job.send_signal(signal.SIGINT)
         log = job.communicate(timeout=60)[0]
     assert "Traceback" not in log.split("stopping the streaming job")[0], log[-3000:]
+
+
+def jsonl_lines(ids: list[str]) -> str:
+    """Records for ids, then one line that is not JSON (a dead letter per batch)."""
+    return "".join(json.dumps({"id": i, "text": TEXTS[k]}) + "\n"
+                   for k, i in enumerate(ids)) + "not json\n"
+
+
+def all_predicted(output: Path) -> set[str]:
+    return set().union(*predictions_by_file(output).values())
+
+
+def errors_counted(output: Path) -> int:
+    return sum(json.loads((output / STATS_FILE).read_text())["errors_by_stage"].values())
+
+
+def test_watched_folder_predictions_appear_as_files_land(tmp_path, models, prism):
+    watched, output = tmp_path / "landing", tmp_path / "out"
+    watched.mkdir()
+    source = ["--input", str(watched / "*.jsonl"), "--poll_interval_secs", "0.5"]
+    with streaming_job(prism, models, output, source) as job:
+        expected = set()
+        for n in range(2):
+            ids = [f"f{n}-{i}" for i in range(20)]
+            staged = tmp_path / f"f{n}.tmp"
+            staged.write_text(jsonl_lines(ids))
+            staged.rename(watched / f"f{n}.jsonl")  # lands whole, as an upload would
+            expected |= set(ids)
+            assert wait_for(lambda: all_predicted(output) >= expected, job), \
+                f"file {n}'s predictions never appeared"
+        assert wait_for(lambda: errors_counted(output) == 2, job)
+        assert all_predicted(output) == expected
+
+
+@pytest.fixture(scope="module")
+def kafka_broker(tmp_path_factory) -> Iterator[str]:
+    """A single-node Kafka broker (KRaft) built from Maven Central's jars; its address."""
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.skip("the Kafka broker and Beam's Kafka source need Java and Maven")
+    jar = built("kafka_broker.sh")
+    folder = tmp_path_factory.mktemp("kafka")
+    port, controller = free_port(), free_port()
+    properties = folder / "server.properties"
+    properties.write_text(
+        "process.roles=broker,controller\nnode.id=1\n"
+        f"controller.quorum.voters=1@localhost:{controller}\n"
+        f"listeners=PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller}\n"
+        "controller.listener.names=CONTROLLER\n"
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+        f"log.dirs={folder / 'data'}\nnum.partitions=2\noffsets.topic.replication.factor=1\n")
+    storage = ["java", "-cp", jar, "kafka.tools.StorageTool"]
+    cluster = subprocess.run(storage + ["random-uuid"], capture_output=True, text=True,
+                             check=True).stdout.split()[-1]
+    subprocess.run(storage + ["format", "-t", cluster, "-c", str(properties)],
+                   capture_output=True, check=True)
+    with open(folder / "broker.log", "w") as log:
+        broker = subprocess.Popen(["java", "-Xmx512m", "-jar", jar, str(properties)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: accepts_connections(port), broker, 60), \
+            (folder / "broker.log").read_text()[-3000:]
+        yield f"localhost:{port}"
+    finally:
+        broker.terminate()
+        broker.wait(60)
+
+
+def accepts_connections(port: int) -> bool:
+    with socket.create_connection(("localhost", port), timeout=1):
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def produce(broker: str, topic: str, lines: str) -> None:
+    """Messages in, one per line, with Kafka's console producer."""
+    subprocess.run(["java", "-cp", built("kafka_broker.sh"), "kafka.tools.ConsoleProducer",
+                    "--bootstrap-server", broker, "--topic", topic], input=lines, text=True,
+                   capture_output=True, check=True)
+
+
+def test_kafka_messages_are_classified_as_they_arrive(tmp_path, models, prism, kafka_broker):
+    """Beam's Java Kafka source (expanded by scripts/kafka_expansion_service.sh's service, run
+    as a local Java process) feeds the same job: messages produced before and while it runs
+    are all classified once, the bad one a dead letter."""
+    output = tmp_path / "out"
+    produce(kafka_broker, "reviews", jsonl_lines([f"k0-{i}" for i in range(20)]))
+    source = ["--kafka_bootstrap_servers", kafka_broker, "--kafka_topic", "reviews",
+              "--kafka_expansion_jar", built("kafka_expansion_service.sh")]
+    with streaming_job(prism, models, output, source) as job:
+        expected = {f"k0-{i}" for i in range(20)}
+        assert wait_for(lambda: all_predicted(output) >= expected, job, 240), \
+            "the messages produced before the job were not classified"
+        later = [f"k1-{i}" for i in range(20)]
+        produce(kafka_broker, "reviews", jsonl_lines(later))
+        expected |= set(later)
+        assert wait_for(lambda: all_predicted(output) >= expected, job), \
+            "the messages produced while the job ran were not classified"
+        assert wait_for(lambda: errors_counted(output) == 2, job)
+        rows = [json.loads(line)["id"] for path in output.glob("predictions-*.jsonl")
+                for line in path.read_text().splitlines()]
+        assert sorted(rows) == sorted(expected)  # each once
 
 
 def wait_for(condition, job: subprocess.Popen, timeout: float = 120) -> bool:
