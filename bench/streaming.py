@@ -107,8 +107,8 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
     return {"latencies": latencies, "records": records,
             "records_per_second": records / (max(done.values()) - min(landed.values())),
             "windows": [(w["predictions"], w["tiers"][0]["escalation_rate"],
-                         threshold_used(w["tiers"][0]["effective_threshold"]), w["accuracy"],
-                         w["labelled"]) for w in windows]}
+                         threshold_used(w["tiers"][0]["effective_threshold"]))
+                        for w in windows]}
 
 
 def threshold_used(used: dict | None) -> str:
@@ -134,10 +134,6 @@ def wait_until(condition, job: subprocess.Popen, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("predictions did not appear in time")
         time.sleep(0.2)
-
-
-def percent(share: float | None) -> str:
-    return "-" if share is None else f"{share:.1%}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -176,10 +172,10 @@ def main(argv: list[str] | None = None) -> None:
             f"| {percentile(run['latencies'], 0.95):.1f} |")
     for budget, run in runs.items():
         lines_out += [f"\n## Tier-1 escalation per window, budget {budget}\n",
-                      "| window | records | escalation rate | effective threshold "
-                      "| accuracy (labelled records) |", "|---|---|---|---|---|"]
-        lines_out += [f"| {i} | {n} | {rate:.3f} | {used} | {percent(accuracy)} ({labelled}) |"
-                      for i, (n, rate, used, accuracy, labelled) in enumerate(run["windows"])]
+                      "| window | records | escalation rate | effective threshold |",
+                      "|---|---|---|---|"]
+        lines_out += [f"| {i} | {n} | {rate:.3f} | {used} |"
+                      for i, (n, rate, used) in enumerate(run["windows"])]
     write_results(args.results, "bench.streaming", argv, "\n".join(lines_out))
 
 

@@ -185,6 +185,7 @@ def streaming_job(prism: str, models: dict, output: Path, source: list[str]):
     finally:
         job.send_signal(signal.SIGINT)
         log = job.communicate(timeout=60)[0]
+        print(log[-5000:])  # shown by pytest when the test fails
     assert "Traceback" not in log.split("stopping the streaming job")[0], log[-3000:]
 
 
@@ -222,7 +223,9 @@ def test_watched_folder_predictions_appear_as_files_land(tmp_path, models, prism
 
 @pytest.fixture(scope="module")
 def kafka_broker(tmp_path_factory) -> Iterator[str]:
-    """A single-node Kafka broker (KRaft) built from Maven Central's jars; its address."""
+    """A single-node Kafka broker (KRaft) built from Maven Central's jars; its address. Topics
+    get one partition: on Prism an idle partition holds the watermark back, so windows stop
+    closing (README, Streaming: known defect)."""
     if shutil.which("java") is None or shutil.which("mvn") is None:
         pytest.skip("the Kafka broker and Beam's Kafka source need Java and Maven")
     jar = built("kafka_broker.sh")
@@ -235,7 +238,7 @@ def kafka_broker(tmp_path_factory) -> Iterator[str]:
         f"listeners=PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller}\n"
         "controller.listener.names=CONTROLLER\n"
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
-        f"log.dirs={folder / 'data'}\nnum.partitions=2\noffsets.topic.replication.factor=1\n")
+        f"log.dirs={folder / 'data'}\nnum.partitions=1\noffsets.topic.replication.factor=1\n")
     storage = ["java", "-cp", jar, "kafka.tools.StorageTool"]
     cluster = subprocess.run(storage + ["random-uuid"], capture_output=True, text=True,
                              check=True).stdout.split()[-1]

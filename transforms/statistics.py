@@ -7,7 +7,7 @@ dict (see `RoutingStatsFn.extract_output` and the README's statistics reference)
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -256,7 +256,7 @@ class RunningTotal(beam.DoFn):
     def __init__(self, tiers: Sequence[TierConfig]):
         self._stats = RoutingStatsFn(tiers)
 
-    def process(self, keyed: tuple[None, tuple[Timestamp, Timestamp, dict]],
+    def process(self, keyed: tuple[str, tuple[Timestamp, Timestamp, dict]],
                 total=beam.DoFn.StateParam(TOTAL)) -> Iterator[dict]:
         _, (start, end, accumulator) = keyed
         previous = total.read() or {"windows": 0, "start": start, "end": end,
@@ -283,7 +283,8 @@ class CumulativeRoutingStats(beam.PTransform):
     def expand(self, accumulators: PCollection) -> PCollection:
         return (accumulators
                 | "WithBounds" >> beam.Map(
-                    lambda acc, w=beam.DoFn.WindowParam: (None, (w.start, w.end, acc)))
+                    lambda acc, w=beam.DoFn.WindowParam: ("all", (w.start, w.end, acc))
+                ).with_output_types(Tuple[str, Any])  # a deterministic key coder for the state
                 | "AllTime" >> beam.WindowInto(window.GlobalWindows())
                 | "Total" >> beam.ParDo(RunningTotal(self._tiers)))
 
