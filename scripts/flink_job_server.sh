@@ -25,9 +25,6 @@ ADD_OPENS="Add-Opens: java.base/java.lang java.base/java.lang.invoke java.base/j
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/classpath_jar.sh
 source "$here/classpath_jar.sh"
-if [[ ! -f "$JAR" ]]; then
-  echo "flink_job_server.sh: resolving Beam $BEAM_JAVA_VERSION's Flink $FLINK_VERSION runner with Maven (about 150 MB, once)" >&2
-  classpath_jar "$JAR" "$here/flink/pom.xml" org.apache.beam.runners.flink.FlinkJobServerDriver \
-    "$ADD_OPENS" -Dbeam.version="$BEAM_JAVA_VERSION" -Dflink.version="$FLINK_VERSION"
-fi
-echo "$JAR"
+classpath_jar "$JAR" "Beam $BEAM_JAVA_VERSION's Flink $FLINK_VERSION runner (about 150 MB)" \
+  "$here/flink/pom.xml" org.apache.beam.runners.flink.FlinkJobServerDriver "$ADD_OPENS" \
+  -Dbeam.version="$BEAM_JAVA_VERSION" -Dflink.version="$FLINK_VERSION"

@@ -15,8 +15,5 @@ JAR="${BEAM_CASCADE_CACHE:-$HOME/.cache/beam-cascade}/kafka-broker/kafka-$KAFKA_
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/classpath_jar.sh
 source "$here/classpath_jar.sh"
-if [[ ! -f "$JAR" ]]; then
-  echo "kafka_broker.sh: resolving Kafka $KAFKA_VERSION with Maven (about 50 MB, once)" >&2
-  classpath_jar "$JAR" "$here/kafka/broker/pom.xml" kafka.Kafka "" -Dkafka.version="$KAFKA_VERSION"
-fi
-echo "$JAR"
+classpath_jar "$JAR" "Kafka $KAFKA_VERSION (about 50 MB)" "$here/kafka/broker/pom.xml" \
+  kafka.Kafka "" -Dkafka.version="$KAFKA_VERSION"

@@ -20,9 +20,6 @@ JAR="${BEAM_CASCADE_CACHE:-$HOME/.cache/beam-cascade}/kafka-expansion-service/be
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/classpath_jar.sh
 source "$here/classpath_jar.sh"
-if [[ ! -f "$JAR" ]]; then
-  echo "kafka_expansion_service.sh: resolving Beam $BEAM_JAVA_VERSION's Kafka IO with Maven (about 100 MB, once)" >&2
-  classpath_jar "$JAR" "$here/kafka/expansion-service/pom.xml" \
-    org.apache.beam.sdk.expansion.service.ExpansionService "" -Dbeam.version="$BEAM_JAVA_VERSION"
-fi
-echo "$JAR"
+classpath_jar "$JAR" "Beam $BEAM_JAVA_VERSION's Kafka IO (about 140 MB)" \
+  "$here/kafka/expansion-service/pom.xml" org.apache.beam.sdk.expansion.service.ExpansionService \
+  "" -Dbeam.version="$BEAM_JAVA_VERSION"
