@@ -10,9 +10,8 @@ time from its rename to the first moment all its ids are in the predictions file
 throughput is all records over the time from the first landing to the last file's
 predictions. A last run drops all files at once: its rate is the job's streaming capacity
 (the paced runs only keep up with what is offered). The batch job over the same records
-gives the batch rate. Sentences land
-shortest first, so the stream gets harder as it goes (long SST-2 sentences escalate more) and
-the escalation rate shifts between windows.
+gives the batch rate. Sentences land shortest first, so the stream gets harder as it goes
+(long SST-2 sentences escalate more) and the escalation rate shifts between windows.
 """
 from __future__ import annotations
 

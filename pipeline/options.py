@@ -77,7 +77,7 @@ class CascadeOptions(PipelineOptions):
             "--kafka_expansion_jar", default=None,
             help="streaming: the Kafka source's Java expansion service from "
                  "scripts/kafka_expansion_service.sh, which runs it as a local Java process "
-                 "(Prism, or Flink without Docker); default: Beam's own, in Docker")
+                 "(no Docker; tested on Prism); default: Beam's own, in Docker")
         parser.add_argument(
             "--passthrough_fields", default=None,
             help="comma list of input fields copied to the output; overrides the config")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +17,14 @@ from tiny_models import FIRST_WORD_ID, make_tiny_classifier, make_tiny_encoder  
 from pipeline.run import run  # noqa: E402
 
 RUNNER = ["--runner", "FnApiRunner"]  # pinned: the DirectRunner would first try Prism
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def built(script: str) -> str:
+    """The path a scripts/ build script prints (it builds once, then caches)."""
+    done = subprocess.run([str(SCRIPTS / script)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHON": sys.executable})
+    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")

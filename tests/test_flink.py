@@ -7,19 +7,17 @@ through the model cache too (LOOPBACK workers share this process's memory filesy
 """
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import labelled_rows, read_errors, read_predictions
+from conftest import built, labelled_rows, read_errors, read_predictions
 from test_model_cache import upload
 
 from models import model_cache
 from pipeline.run import run
 
-ROOT = Path(__file__).parent.parent
 RECORDS = 3000
 BAD_LINES = [b"{not json\n", b"[1, 2]\n", b'{"label": "pos"}\n', b'{"text": null}\n',
              b'{"text": 12}\n', b'{"text": "  "}\n', b'{"text": "caf\xe9"}\n']
@@ -33,9 +31,7 @@ pytestmark = pytest.mark.skipif(shutil.which("java") is None,
 
 @pytest.fixture(scope="module")
 def job_server_jar() -> str:
-    built = subprocess.run([str(ROOT / "scripts" / "flink_job_server.sh")],
-                           capture_output=True, text=True, check=True)
-    return built.stdout.strip().splitlines()[-1]
+    return built("flink_job_server.sh")
 
 
 @pytest.fixture()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -23,6 +22,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
+from conftest import built
 
 from models.confidence import score
 from models.loading import TierModel
@@ -153,13 +153,6 @@ def test_escalation_budget_holds_when_the_stream_gets_harder(tmp_path, models):
     assert rates[max_rate][1] > max_rate / 2  # the budget is spent, not starved
     assert used[0] == {"min": threshold, "max": threshold}
     assert used[1]["min"] == used[1]["max"] < threshold
-
-
-def built(script: str) -> str:
-    """The path a scripts/ build script prints (it builds once, then caches)."""
-    done = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
-                          check=True, env={**os.environ, "PYTHON": sys.executable})
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
