@@ -12,14 +12,13 @@ Writes a markdown table (--results) and prints it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 import statistics
 import sys
 
-from bench.sst2 import CACHE, DEFAULT_DATA, run_job, write_inputs
-from pipeline.config import config_to_dict, load_config
+from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job, write_inputs
+from pipeline.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,13 +30,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--results", default="bench/results/compare.md")
     return p.parse_args(argv)
-
-
-def bench_config(path: str) -> dict:
-    """The config as plain data, reading the benchmark input's fields."""
-    config = dataclasses.replace(load_config(path), text_field="text", id_field="id",
-                                 label_field="label", text_pair_field=None)
-    return config_to_dict(config)
 
 
 def table(paths: list[str], runs: dict[str, list[dict]], records: int) -> str:
@@ -60,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     work = os.path.join(CACHE, "work")
     os.makedirs(work, exist_ok=True)
     inputs = write_inputs(args.data, work)
-    configs = {path: bench_config(path) for path in args.config}
+    configs = {path: config_to_dict(bench_config(path)) for path in args.config}
     runs: dict[str, list[dict]] = {path: [] for path in args.config}
     for round_ in range(args.repeats):
         print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)

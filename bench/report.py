@@ -5,6 +5,7 @@ statistics (the 872 labelled dev records), so the table reports what a user's jo
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -16,6 +17,7 @@ ACCURACY_TOLERANCE = 0.005  # "nearly tier 2's accuracy": within half a point
 @dataclass(frozen=True)
 class Row:
     setting: str
+    tiers: int
     threshold: float | None
     escalated: float | None
     accuracy: float
@@ -34,36 +36,48 @@ def median_seconds(runs: list) -> float:
 
 
 def rows(facts: dict, runs: dict) -> list[Row]:
-    """One row for tier 2 alone, the peer (when run) and each threshold of the cascade."""
+    """One row for tier 2 alone, the peer (when run), each threshold of the cascade and each
+    --config."""
     n = facts["records"]
     tier2_s = median_seconds(runs["tier2"])
     peer_s = median_seconds(runs["peer"]) if runs["peer"] else None
     bare1, bare2 = median_seconds(runs["bare_tier1"]), median_seconds(runs["bare_tier2"])
     startup = {name: median_seconds(runs[f"startup_{name}"]) for name in ("tier2", "cascade")}
 
-    def row(setting, threshold, escalated, accuracy, seconds, ideal=None, startup_s=None):
-        return Row(setting, threshold, escalated, accuracy, seconds, n / seconds,
+    def row(setting, tiers, threshold, escalated, accuracy, seconds, ideal=None,
+            startup_s=None):
+        return Row(setting, tiers, threshold, escalated, accuracy, seconds, n / seconds,
                    tier2_s / seconds, peer_s / seconds if peer_s else None, ideal,
                    ideal / seconds if ideal else None, startup_s,
                    ideal / (seconds - startup_s) if ideal and startup_s else None)
 
-    table = [row("tier 2 alone, this pipeline", None, None,
+    table = [row("tier 2 alone, this pipeline", 1, None, None,
                  runs["tier2"][0]["stats"]["accuracy"], tier2_s, bare2, startup["tier2"])]
     if peer_s:
-        table.append(row("tier 2 alone, stock Beam HF handler", None, None,
+        table.append(row("tier 2 alone, stock Beam HF handler", 1, None, None,
                          runs["peer"][0]["accuracy"], peer_s))
     for t in facts["thresholds"]:
         first = runs[f"cascade@{t}"][0]["stats"]
-        table.append(row("cascade", t, first["tiers"][0]["escalation_rate"], first["accuracy"],
-                         median_seconds(runs[f"cascade@{t}"]),
+        table.append(row("cascade", 2, t, first["tiers"][0]["escalation_rate"],
+                         first["accuracy"], median_seconds(runs[f"cascade@{t}"]),
                          bare1 + median_seconds(runs[f"bare_tier2@{t}"]), startup["cascade"]))
+    for path in facts.get("configs", []):
+        stats = runs[f"config@{path}"][0]["stats"]
+        first, cascade = stats["tiers"][0], len(stats["tiers"]) > 1
+        table.append(row(f"`{path}`", len(stats["tiers"]),
+                         first["threshold"] if cascade else None,
+                         first["escalation_rate"] if cascade else None, stats["accuracy"],
+                         median_seconds(runs[f"config@{path}"]),
+                         median_seconds(runs[f"bare_config@{path}"]),
+                         median_seconds(runs[f"startup_config@{path}"])))
     return table
 
 
 def best_within_tolerance(table: list[Row]) -> Row | None:
-    """The fastest cascade point within ACCURACY_TOLERANCE of tier 2 alone."""
+    """The fastest cascade (of two tiers or more) within ACCURACY_TOLERANCE of tier 2
+    alone."""
     target = table[0].accuracy - ACCURACY_TOLERANCE - 1e-9
-    ok = [r for r in table if r.setting == "cascade" and r.accuracy >= target]
+    ok = [r for r in table if r.tiers > 1 and r.accuracy >= target]
     return max(ok, key=lambda r: r.speedup_vs_tier2) if ok else None
 
 
@@ -74,8 +88,8 @@ def oracle_speedup(facts: dict, runs: dict) -> float:
     return bare2 / (bare1 + facts["oracle_escalated_dev"] * bare2)
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _fmt(value, spec: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, spec) + unit
 
 
 def markdown(facts: dict, runs: dict, table: list[Row]) -> str:
@@ -114,22 +128,23 @@ def markdown(facts: dict, runs: dict, table: list[Row]) -> str:
         lines.append(
             f"| {r.setting} | {_fmt(r.threshold, '.4g')} | {_fmt(r.escalated, '.1%')} | "
             f"{r.accuracy:.2%} | {r.records_per_s:,.0f} | {r.speedup_vs_tier2:.2f}x | "
-            f"{_fmt(r.speedup_vs_peer, '.2f')}x | {_fmt(r.ideal_seconds, '.2f')} | "
+            f"{_fmt(r.speedup_vs_peer, '.2f', 'x')} | {_fmt(r.ideal_seconds, '.2f')} | "
             f"{r.seconds:.2f} | {_fmt(r.efficiency, '.2f')} | "
             f"{_fmt(r.startup_seconds, '.2f')} | {_fmt(r.efficiency_after_startup, '.2f')} |")
     best = best_within_tolerance(table)
     lines += ["", "Efficiency = ideal time (bare loops: tier 1 on all, tier 2 on the escalated "
-              "records) / measured time of the whole job. Startup = the same job on the first "
+              "records; for a config, each of its tiers on the records that reached it) / "
+              "measured time of the whole job. Startup = the same job on the first "
               f"{facts['startup_records']} records (imports, pipeline construction, runner "
               "stages, model loads): the fixed cost a larger input amortises; efficiency after "
               "startup = ideal / (measured - startup).", ""]
     if best:
         lines.append(
             f"Fastest cascade within {100 * ACCURACY_TOLERANCE:g} point of tier 2's accuracy: "
-            f"threshold "
-            f"{best.threshold:.4g}, {best.accuracy:.2%} dev, {best.speedup_vs_tier2:.2f}x tier 2 "
-            f"through this pipeline, {_fmt(best.speedup_vs_peer, '.2f')}x the stock handler, "
-            f"{best.escalated:.1%} escalated.")
+            f"{best.setting}, threshold {best.threshold:.4g}, {best.accuracy:.2%} dev, "
+            f"{best.speedup_vs_tier2:.2f}x tier 2 through this pipeline, "
+            f"{_fmt(best.speedup_vs_peer, '.2f', 'x')} the stock handler, {best.escalated:.1%} "
+            "escalated.")
     lines.append(
         f"Oracle (escalate exactly tier 1's dev errors): {facts['oracle_escalated_dev']:.1%} "
         f"escalated, a bare-loop bound of {oracle_speedup(facts, runs):.2f}x over tier 2.")
@@ -149,9 +164,11 @@ def plot(table: list[Row], path: str) -> None:
     for r in cascade:
         ax.annotate(f"{r.escalated:.0%}", (r.speedup_vs_tier2, 100 * r.accuracy),
                     textcoords="offset points", xytext=(4, 4), fontsize=7)
-    for r, marker in zip([r for r in table if r.setting != "cascade"], ("s", "^")):
-        ax.plot([r.speedup_vs_tier2], [100 * r.accuracy], marker, markersize=9,
-                label=r.setting)
+    markers = itertools.cycle("s^DvPX*hp<>")
+    for r in table:
+        if r.setting != "cascade":  # a config's point is named by its file
+            ax.plot([r.speedup_vs_tier2], [100 * r.accuracy], next(markers), markersize=9,
+                    label=os.path.basename(r.setting.strip("`")))
     ax.axhline(100 * (table[0].accuracy - ACCURACY_TOLERANCE), color="grey", ls=":",
                label="tier 2 - 0.5 point")
     ax.set_xscale("log")

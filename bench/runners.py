@@ -23,9 +23,10 @@ import statistics
 import subprocess
 import sys
 
-from bench.compare import bench_config, write_results
-from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, run_job, sst2_file
+from bench.compare import write_results
+from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, bench_config, run_job, sst2_file
 from models.datasets import read_labelled, read_rows
+from pipeline.config import config_to_dict
 
 DIRECT = ["--runner", "FnApiRunner"]
 TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     work = os.path.join(CACHE, "work")
     os.makedirs(work, exist_ok=True)
-    config = bench_config(args.config)
+    config = config_to_dict(bench_config(args.config))
     jar = subprocess.run(["scripts/flink_job_server.sh"], check=True, capture_output=True,
                          text=True).stdout.split()[-1]
     setups = {"FnApiRunner, 1 process": DIRECT, "FnApiRunner, 2 processes": TWO_PROCESSES,

@@ -12,13 +12,18 @@ each of --repeats rounds so that machine noise hits them alike:
   3. bare PyTorch loops of each tier over the same texts at their best batch size: the ideal
      time of a cascade is tier 1 on all texts + tier 2 on the escalated ones;
   4. the cascade at a sweep of tier-1 thresholds (by default those that escalate 10% ... 60%
-     of the input, read off tier 1's confidences: no labels involved).
+     of the input, read off tier 1's confidences: no labels involved);
+  5. any cascade configs given with --config (for example those `beam-cascade calibrate`
+     writes, with early exit or int8 tiers), each with bare loops of its own tiers over the
+     records that reached them.
 Every job runs in a fresh process with the same runner, timed from pipeline construction to
 its end, model loading included. Writes bench/results/sst2.{md,png,json}.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import glob
 import json
 import os
 import shlex
@@ -35,6 +40,8 @@ from bench.report import write_report
 from models.confidence import score
 from models.datasets import read_labelled, read_rows
 from models.loading import load_tier
+from models.throughput import ONE_PASS, load_for_timing
+from pipeline.config import CascadeConfig, TierConfig, config_to_dict, load_config
 from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
                              fine_tune, train_ngram)
 
@@ -53,6 +60,7 @@ class Inputs:
     dev_texts: list[str]
     dev_labels: list[str]
     all_texts: list[str]  # dev first, then test
+    all_ids: list[str]
     all_path: str
     startup_path: str  # the first STARTUP_RECORDS records: a job's fixed cost
 
@@ -78,7 +86,14 @@ def write_inputs(data: str, work: str) -> Inputs:
     for path, chosen in zip(paths, (rows, rows[:STARTUP_RECORDS])):
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in chosen)
-    return Inputs(dev.texts, dev_labels, [r["text"] for r in rows], *paths)
+    return Inputs(dev.texts, dev_labels, [r["text"] for r in rows], [r["id"] for r in rows],
+                  *paths)
+
+
+def bench_config(path: str) -> CascadeConfig:
+    """A cascade config file, reading the benchmark input's fields (text, id, label)."""
+    return dataclasses.replace(load_config(path), text_field="text", id_field="id",
+                               label_field="label", text_pair_field=None)
 
 
 def tier1_model(given: str | None, data: str) -> str:
@@ -200,6 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--escalation", default=",".join(map(str, DEFAULT_ESCALATION)),
                    help="sweep the thresholds that escalate these fractions of the input")
     p.add_argument("--thresholds", help="sweep these tier 1 thresholds instead (comma list)")
+    p.add_argument("--config", action="append", default=[],
+                   help="also time this cascade config (YAML/JSON, e.g. written by `beam-cascade "
+                        "calibrate`) in every round, with its tiers' batch sizes; repeatable")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds; medians reported")
     p.add_argument("--tier1_batch_sizes", default="256,1024")
     p.add_argument("--tier2_batch_sizes", default="16,32,64,128")
@@ -207,6 +225,84 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no_peer", action="store_true", help="skip the stock-handler peer")
     p.add_argument("--results", default="bench/results", help="folder for sst2.{md,png,json}")
     return p.parse_args(argv)
+
+
+def tier_key(path: str, tier: TierConfig) -> str:
+    """The bare-loop timer's name for a tier of a --config."""
+    return f"{path}:{tier.name}"
+
+
+def records_per_tier(output: str, config: CascadeConfig, ids: list[str]) -> dict[str, list[int]]:
+    """For each tier, the indices (into `ids`) of the records that reached it: those with a
+    confidence from that tier in the job's predictions."""
+    index = {record_id: i for i, record_id in enumerate(ids)}
+    reached: dict[str, list[int]] = {t.name: [] for t in config.tiers}
+    for path in sorted(glob.glob(os.path.join(output, "predictions-*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            for row in map(json.loads, f):
+                for name, indices in reached.items():
+                    if row[f"confidence_{name}"] is not None:
+                        indices.append(index[row["id"]])
+    return reached
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every round times: the two tiers (at their best batch sizes), the sweep's
+    thresholds and the records each escalates, and the --configs."""
+
+    tiers: list[dict]
+    thresholds: list[float]
+    escalated: dict[float, list[int]]
+    configs: dict[str, CascadeConfig]
+
+    def run_names(self) -> list[str]:
+        return ["tier2", "peer", "bare_tier1", "bare_tier2", "bare_tier2_input_order",
+                "startup_tier2", "startup_cascade",
+                *(f"{kind}@{t}" for kind in ("cascade", "bare_tier2") for t in self.thresholds),
+                *(f"{kind}@{path}" for path in self.configs
+                  for kind in ("config", "startup_config", "bare_config"))]
+
+
+def time_jobs(plan: Plan, inputs: Inputs, work: str, peer: str | None, peer_batch_size: int,
+              runs: dict[str, list]) -> None:
+    """Every pipeline job once, each in a fresh process; appends to `runs`."""
+    def job(config: dict, name: str, startup: bool = False) -> dict:
+        return run_job(config, inputs.startup_path if startup else inputs.all_path, work, name)
+
+    tier2_alone = cascade_config(plan.tiers, None)
+    runs["tier2"].append(job(tier2_alone, "tier2"))
+    runs["startup_tier2"].append(job(tier2_alone, "startup-tier2", startup=True))
+    runs["startup_cascade"].append(job(cascade_config(plan.tiers, plan.thresholds[0]),
+                                       "startup-cascade", startup=True))
+    if peer:
+        runs["peer"].append(run_peer(peer, plan.tiers[1]["model"], inputs, work,
+                                     peer_batch_size))
+    for t in plan.thresholds:
+        runs[f"cascade@{t}"].append(job(cascade_config(plan.tiers, t), f"cascade-{t}"))
+    for i, (path, config) in enumerate(plan.configs.items()):
+        runs[f"config@{path}"].append(job(config_to_dict(config), f"config-{i}"))
+        runs[f"startup_config@{path}"].append(job(config_to_dict(config), f"startup-config-{i}",
+                                                  startup=True))
+
+
+def time_bare_loops(plan: Plan, bare: BareTimer, inputs: Inputs, work: str,
+                    runs: dict[str, list]) -> None:
+    """Every bare loop once: the tiers on all texts, tier 2 on each threshold's escalated
+    texts, each config's tiers on the records that reached them in its job (time_jobs ran
+    it)."""
+    batch1, batch2 = (t["batch_size"] for t in plan.tiers)
+    runs["bare_tier1"].append(bare.seconds("tier1", batch1))
+    runs["bare_tier2"].append(bare.seconds("tier2", batch2))
+    runs["bare_tier2_input_order"].append(bare.seconds("tier2", batch2, sort_by_length=False))
+    for t in plan.thresholds:
+        runs[f"bare_tier2@{t}"].append(bare.seconds("tier2", batch2, plan.escalated[t]))
+    for i, (path, config) in enumerate(plan.configs.items()):
+        reached = records_per_tier(os.path.join(work, "out", f"config-{i}"), config,
+                                   inputs.all_ids)
+        runs[f"bare_config@{path}"].append(sum(
+            bare.seconds(tier_key(path, t), t.batch_size, reached[t.name])
+            for t in config.tiers))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -217,41 +313,28 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(work, exist_ok=True)
     inputs = write_inputs(args.data, work)
     tier1, tier2 = tier1_model(args.tier1, args.data), tier2_model(args.tier2, args.data)
+    configs = {path: bench_config(path) for path in args.config}
     peer = None if args.no_peer else peer_python()
 
-    bare = BareTimer(tier1, tier2, inputs.all_texts)
-    batch1 = bare.best_batch_size(1, [int(b) for b in args.tier1_batch_sizes.split(",")])
-    batch2 = bare.best_batch_size(2, [int(b) for b in args.tier2_batch_sizes.split(",")])
+    bare = BareTimer({"tier1": load_for_timing(tier1), "tier2": load_for_timing(tier2),
+                      **{tier_key(path, t): t.load(ONE_PASS)
+                         for path, config in configs.items() for t in config.tiers}},
+                     inputs.all_texts)
+    batch1 = bare.best_batch_size("tier1", [int(b) for b in args.tier1_batch_sizes.split(",")])
+    batch2 = bare.best_batch_size("tier2", [int(b) for b in args.tier2_batch_sizes.split(",")])
     confidences, tier1_labels = tier1_confidences(tier1, inputs.all_texts)
     thresholds = ([float(t) for t in args.thresholds.split(",")] if args.thresholds else
                   thresholds_for(confidences, [float(e) for e in args.escalation.split(",")]))
-    escalated = {t: [i for i, c in enumerate(confidences) if c < t] for t in thresholds}
-    tiers = [{"name": "tier1", "model": tier1, "batch_size": batch1},
-             {"name": "tier2", "model": tier2, "batch_size": batch2}]
+    plan = Plan([{"name": "tier1", "model": tier1, "batch_size": batch1},
+                 {"name": "tier2", "model": tier2, "batch_size": batch2}], thresholds,
+                {t: [i for i, c in enumerate(confidences) if c < t] for t in thresholds},
+                configs)
 
-    runs: dict[str, list] = {"tier2": [], "peer": [], "bare_tier1": [], "bare_tier2": [],
-                             "bare_tier2_input_order": [], "startup_tier2": [],
-                             "startup_cascade": [],
-                             **{f"cascade@{t}": [] for t in thresholds},
-                             **{f"bare_tier2@{t}": [] for t in thresholds}}
+    runs: dict[str, list] = {name: [] for name in plan.run_names()}
     for round_ in range(args.repeats):
         print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)
-        runs["tier2"].append(run_job(cascade_config(tiers, None), inputs.all_path, work,
-                                     "tier2"))
-        runs["startup_tier2"].append(run_job(cascade_config(tiers, None), inputs.startup_path,
-                                             work, "startup-tier2"))
-        runs["startup_cascade"].append(run_job(cascade_config(tiers, thresholds[0]),
-                                               inputs.startup_path, work, "startup-cascade"))
-        if peer:
-            runs["peer"].append(run_peer(peer, tier2, inputs, work, args.peer_batch_size))
-        for t in thresholds:
-            runs[f"cascade@{t}"].append(
-                run_job(cascade_config(tiers, t), inputs.all_path, work, f"cascade-{t}"))
-        runs["bare_tier1"].append(bare.seconds(1, batch1))
-        runs["bare_tier2"].append(bare.seconds(2, batch2))
-        runs["bare_tier2_input_order"].append(bare.seconds(2, batch2, sort_by_length=False))
-        for t in thresholds:
-            runs[f"bare_tier2@{t}"].append(bare.seconds(2, batch2, escalated[t]))
+        time_jobs(plan, inputs, work, peer, args.peer_batch_size, runs)
+        time_bare_loops(plan, bare, inputs, work, runs)
 
     dev_errors = sum(LABELS[y] != g for y, g in zip(tier1_labels, inputs.dev_labels))
     facts = {
@@ -259,8 +342,9 @@ def main(argv: list[str] | None = None) -> None:
         "dev_records": len(inputs.dev_texts), "tier1": tier1, "tier2": tier2,
         "tier1_batch_size": batch1, "tier2_batch_size": batch2,
         "peer_batch_size": args.peer_batch_size, "thresholds": thresholds,
-        "startup_records": STARTUP_RECORDS,
-        "escalated": {str(t): len(escalated[t]) / len(inputs.all_texts) for t in thresholds},
+        "configs": list(configs), "startup_records": STARTUP_RECORDS,
+        "escalated": {str(t): len(plan.escalated[t]) / len(inputs.all_texts)
+                      for t in thresholds},
         "oracle_escalated_dev": dev_errors / len(inputs.dev_texts),
         "tier1_dev_accuracy": 1 - dev_errors / len(inputs.dev_texts),
         "batch_size_sweep": bare.sweep, "torch_threads": torch.get_num_threads(),

@@ -24,9 +24,10 @@ import subprocess
 import sys
 import time
 
-from bench.compare import bench_config, write_results
+from bench.compare import write_results
 from bench.runners import DIRECT, write_records
-from bench.sst2 import CACHE, DEFAULT_DATA, run_job
+from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job
+from pipeline.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,15 +145,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     work = os.path.join(CACHE, "work", "streaming")
     os.makedirs(work, exist_ok=True)
+    config = config_to_dict(bench_config(args.config))
     config_path = os.path.join(work, "cascade.json")
     with open(config_path, "w", encoding="utf-8") as f:
-        json.dump(bench_config(args.config), f)
+        json.dump(config, f)
     total = args.files * args.per_file
     path = write_records(args.data, total, os.path.join(work, "records.jsonl"))
     with open(path, encoding="utf-8") as f:
         lines = sorted(f, key=len)  # shortest first: the stream gets harder as it goes
     chunks = [lines[i * args.per_file:(i + 1) * args.per_file] for i in range(args.files)]
-    batch = run_job(bench_config(args.config), path, work, "batch", DIRECT)
+    batch = run_job(config, path, work, "batch", DIRECT)
     runs = {budget: streaming_run(args, config_path, chunks, work, budget, args.every)
             for budget in dict.fromkeys((None, args.max_escalation_rate))}
     saturated = streaming_run(args, config_path, chunks, work, None, 0.0)

@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from models.confidence import CONFIDENCE_MEASURES
-from models.loading import CheckpointError, inspect_checkpoint
+from models.early_exit import EarlyExit
+from models.loading import CheckpointError, TierModel, inspect_checkpoint, load_tier
 from models.ngram import MODEL_TYPE as NGRAM_MODEL_TYPE
+from models.ngram import NgramTier
 from models.quantization import SCHEMES
 
 TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -69,6 +71,17 @@ class TierConfig:
     length_budget: float | None = None
     max_batch_duration_secs: float | None = None
     max_escalation_rate: float | None = None
+
+    def load(self, batch_size: int | None = None) -> TierModel | NgramTier:
+        """The tier's model as the pipeline runs it (early exit, int8, token dropping), with
+        forward passes of `batch_size` (default: the tier's)."""
+        early_exit = None if self.exit_threshold is None else EarlyExit(
+            self.exit_threshold, self.exit_temperatures or (), self.confidence)
+        return load_tier(self.model, max_length=self.max_length,
+                         batch_size=batch_size or self.batch_size, device=self.device,
+                         allow_pickle_weights=self.allow_pickle_weights,
+                         trust_remote_code=self.trust_remote_code, early_exit=early_exit,
+                         quantize=self.quantize, keep_tokens=self.keep_tokens)
 
 
 LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierConfig

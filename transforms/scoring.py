@@ -16,8 +16,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.pvalue import PCollection
 
 from models.confidence import score
-from models.early_exit import EarlyExit
-from models.loading import TierModel, load_tier, set_torch_threads
+from models.loading import TierModel, set_torch_threads
 from models.ngram import NgramTier
 from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
@@ -55,14 +54,8 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
         self._threads = threads
 
     def load_model(self) -> TierModel | NgramTier:
-        tier = self._tier
         set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
-        early_exit = None if tier.exit_threshold is None else EarlyExit(
-            tier.exit_threshold, tier.exit_temperatures or (), tier.confidence)
-        return load_tier(tier.model, max_length=tier.max_length, batch_size=tier.batch_size,
-                         device=tier.device, allow_pickle_weights=tier.allow_pickle_weights,
-                         trust_remote_code=tier.trust_remote_code, early_exit=early_exit,
-                         quantize=tier.quantize, keep_tokens=tier.keep_tokens)
+        return self._tier.load()
 
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None
