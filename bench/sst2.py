@@ -281,9 +281,9 @@ def time_jobs(plan: Plan, inputs: Inputs, work: str, peer: str | None, peer_batc
     for t in plan.thresholds:
         runs[f"cascade@{t}"].append(job(cascade_config(plan.tiers, t), f"cascade-{t}"))
     for i, (path, config) in enumerate(plan.configs.items()):
-        runs[f"config@{path}"].append(job(config_to_dict(config), f"config-{i}"))
-        runs[f"startup_config@{path}"].append(job(config_to_dict(config), f"startup-config-{i}",
-                                                  startup=True))
+        plain = config_to_dict(config)
+        runs[f"config@{path}"].append(job(plain, f"config-{i}"))
+        runs[f"startup_config@{path}"].append(job(plain, f"startup-config-{i}", startup=True))
 
 
 def time_bare_loops(plan: Plan, bare: BareTimer, inputs: Inputs, work: str,
