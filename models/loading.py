@@ -24,9 +24,14 @@ from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramT
                           is_ngram_checkpoint)
 from models.quantization import quantize as quantize_model
 from models.token_dropping import forward_dropping_tokens
+from models.weights import WeightsError, check_weights_fit, checkpoint_shapes
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
+MIN_VOCABULARY = 20  # fewer tokens than this is no tokenizer at all
+MIN_VOCABULARY_SHARE = 0.5  # a tokenizer covering less of the embedding table is another's
 
 
 class CheckpointError(ValueError):
@@ -83,23 +88,55 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
     except (ValueError, OSError, KeyError) as e:
         raise CheckpointError(f"{path!r}: config.json cannot be read: {e}") from e
     if ngram:
-        return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None,
-                              _check_weights(path, allow_pickle_weights=False))
+        _check_weights(path, allow_pickle_weights=False)
+        _check_shapes(path, lambda: HashedNgramClassifier(ngram))
+        return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None, pickle_weights=False)
     architectures = raw.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise CheckpointError(
             f"{path!r} is not a sequence-classification checkpoint (architectures: "
             f"{architectures or 'none'}); fine-tune it with a classification head first "
             "(e.g. `beam-cascade train`)")
+    pickle_weights = _check_weights(path, allow_pickle_weights)
+    _check_shapes(path, lambda: AutoModelForSequenceClassification.from_config(
+        config, trust_remote_code=trust_remote_code), pickle_weights)
     return CheckpointInfo(
         path=path,
         labels=tuple(str(config.id2label[i]) for i in range(config.num_labels)),
         model_type=config.model_type,
-        max_length=_tokenizer_max_length(path, trust_remote_code) or getattr(
+        max_length=_check_tokenizer(path, config, trust_remote_code) or getattr(
             config, "max_position_embeddings", None),
-        pickle_weights=_check_weights(path, allow_pickle_weights),
+        pickle_weights=pickle_weights,
         exit_layers=_exit_layers(path, raw),
     )
+
+
+def _check_shapes(path: str, architecture: Callable[[], torch.nn.Module],
+                  pickle_weights: bool = False) -> None:
+    """Refuses weights that are truncated, lack a tensor of the architecture, or hold one of
+    another shape. The architecture is built on the meta device: shapes, no memory."""
+    with torch.device("meta"):
+        model = architecture()
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    try:
+        saved = _pickle_shapes(path) if pickle_weights else checkpoint_shapes(path)
+        if saved is not None:
+            check_weights_fit(path, saved, expected, getattr(model, "base_model_prefix", ""))
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _pickle_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
+    """Shapes in pytorch_model.bin (trusted by allow_pickle_weights), memory-mapped; None
+    for sharded pickle weights, which are not checked."""
+    weights = os.path.join(path, PICKLE_WEIGHTS[0])
+    if not os.path.isfile(weights):
+        return None
+    try:
+        state = torch.load(weights, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling error means a damaged file
+        raise WeightsError(f"{weights!r} cannot be read: {type(e).__name__}: {e}") from None
+    return {name: tuple(t.shape) for name, t in state.items()}
 
 
 def _exit_layers(path: str, raw: dict) -> tuple[int, ...]:
@@ -112,12 +149,20 @@ def _exit_layers(path: str, raw: dict) -> tuple[int, ...]:
     return tuple(layers)
 
 
-def _tokenizer_max_length(path: str, trust_remote_code: bool) -> int | None:
-    """Loads the tokenizer (cheap) to check it is a fast one; returns its length limit.
+def _check_tokenizer(path: str, config, trust_remote_code: bool) -> int | None:
+    """Loads the tokenizer (cheap), checks that it is a fast one whose vocabulary fits the
+    model's embedding table, and returns its length limit.
 
-    The tokenizer's model_max_length already allows for special position offsets (RoBERTa's
-    514 positions hold 512 tokens), unlike the config's max_position_embeddings.
+    Without tokenizer files transformers builds an empty-vocabulary tokenizer that maps
+    every text to the same ids: a tier that gives one class for everything. The tokenizer's
+    model_max_length already allows for special position offsets (RoBERTa's 514 positions
+    hold 512 tokens), unlike the config's max_position_embeddings.
     """
+    found = sorted(set(os.listdir(path)) & set(TOKENIZER_FILES))
+    if not found:
+        raise CheckpointError(
+            f"{path!r} has no tokenizer files (one of {list(TOKENIZER_FILES)}); save the "
+            "tokenizer into the folder with tokenizer.save_pretrained(folder)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, OSError, KeyError) as e:
@@ -126,8 +171,23 @@ def _tokenizer_max_length(path: str, trust_remote_code: bool) -> int | None:
         raise CheckpointError(
             f"{path!r}: no fast tokenizer (tokenizer.json) could be built; save the "
             "tokenizer with a recent transformers so that tokenizer.json is present")
+    _check_vocabulary(path, len(tokenizer), getattr(config, "vocab_size", None))
     limit = tokenizer.model_max_length
     return limit if limit < 10 ** 6 else None  # transformers' "no limit" is a huge int
+
+
+def _check_vocabulary(path: str, tokens: int, embeddings: int | None) -> None:
+    """The tokenizer must be plausible and belong to the model: no id past the embedding
+    table (a crash on the worker), and not a small fraction of it (another model's)."""
+    if tokens < MIN_VOCABULARY:
+        raise CheckpointError(
+            f"{path!r}: the tokenizer has only {tokens} tokens, which cannot be a real "
+            "vocabulary; save the model's own tokenizer into the folder")
+    if embeddings and not embeddings * MIN_VOCABULARY_SHARE <= tokens <= embeddings:
+        raise CheckpointError(
+            f"{path!r}: the tokenizer has {tokens} tokens but the model's embedding table "
+            f"has {embeddings} rows (config.json vocab_size); the tokenizer belongs to "
+            "another model. Save the tokenizer the model was trained with into the folder")
 
 
 def _check_weights(path: str, allow_pickle_weights: bool) -> bool:

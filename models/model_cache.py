@@ -95,14 +95,35 @@ def _locked(lock_path: str) -> Iterator[None]:
 
 def _copy_atomically(fs: fsspec.AbstractFileSystem, files: dict[str, dict], target: str,
                      url: str) -> None:
+    """Copies the listed files into a staging folder, then renames it to `target`.
+
+    Every local path is checked to stay inside the staging folder before anything is
+    written, so a listing with `..` or absolute names cannot write elsewhere on the machine.
+    fsspec's list form of `get` then copies them (concurrently on async filesystems).
+    """
     staging = tempfile.mkdtemp(prefix=".copying-", dir=os.path.dirname(target))
     try:
-        for name, info in files.items():
-            local = os.path.join(staging, name)
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            fs.get_file(info["name"], local)
+        remote = [info["name"] for info in files.values()]
+        local = [staged_path(staging, name, url) for name in files]
+        for path in local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        fs.get(remote, local)
         os.rename(staging, target)
+    except ModelFolderError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except Exception as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelFolderError(f"cannot copy model folder {url!r} to {target!r}: "
                                f"{type(e).__name__}: {e}") from None
+
+
+def staged_path(staging: str, name: str, url: str) -> str:
+    """The local path of the listed file `name`, refused unless it lies inside `staging`."""
+    root = os.path.realpath(staging)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.isabs(name) or not path.startswith(root + os.sep):
+        raise ModelFolderError(
+            f"model folder {url!r} lists a file {name!r} whose path leaves the folder; "
+            "refusing to copy it (a model folder holds only files below its own root)")
+    return path

@@ -51,6 +51,8 @@ class TierConfig:
     transforms/scoring.py), for runners that hand out small bundles such as Flink.
     `max_escalation_rate` caps the share of the tier's records, per window, that go on to
     the next tier by lowering the threshold where needed (transforms/budget.py).
+    `inference_timeout_secs` gives up on a model call that takes longer and sends its
+    batch to the dead letters (a hung model must not hang the job).
     """
 
     name: str
@@ -71,6 +73,7 @@ class TierConfig:
     length_budget: float | None = None
     max_batch_duration_secs: float | None = None
     max_escalation_rate: float | None = None
+    inference_timeout_secs: float | None = None
 
     def load(self, batch_size: int | None = None) -> TierModel | NgramTier:
         """The tier's model as the pipeline runs it (early exit, int8, token dropping), with
@@ -89,14 +92,20 @@ LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierCo
 
 @dataclass(frozen=True)
 class CascadeConfig:
-    """The tiers in escalation order and the input fields they read."""
+    """The tiers in escalation order, the input fields they read, and the job's error limit.
+
+    `id_field` names the records' own ids; a record without one (or `id_field: null`) gets
+    `file:line`. `max_error_rate` fails the job (exit status 3, `_FAILED`) when a larger
+    share of its records end as dead letters.
+    """
 
     tiers: tuple[TierConfig, ...]
     text_field: str = "text"
-    id_field: str | None = None
+    id_field: str | None = "id"
     label_field: str | None = None
     text_pair_field: str | None = None
     passthrough_fields: tuple[str, ...] = field(default_factory=tuple)
+    max_error_rate: float | None = None
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -191,6 +200,10 @@ def check_config(config: CascadeConfig, source: str) -> None:
             raise ConfigError(f"{source}: '{key}' must be a non-empty field name")
     if config.text_field is None:
         raise ConfigError(f"{source}: 'text_field' cannot be null")
+    rate = config.max_error_rate
+    if rate is not None and not (_is_number(rate) and 0.0 <= rate <= 1.0):
+        raise ConfigError(f"{source}: max_error_rate {rate!r} must be a share in [0, 1] of the "
+                          "records, or null for no limit")
     if not all(isinstance(f, str) and f for f in config.passthrough_fields):
         raise ConfigError(f"{source}: 'passthrough_fields' must hold non-empty field names, "
                           f"got {list(config.passthrough_fields)}")
@@ -233,6 +246,10 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
     if duration is not None and not (_is_number(duration) and duration > 0):
         raise ConfigError(f"{where}: max_batch_duration_secs {duration!r} must be a number of "
                           "seconds > 0, or null to batch within bundles only")
+    timeout = tier.inference_timeout_secs
+    if timeout is not None and not (_is_number(timeout) and timeout > 0):
+        raise ConfigError(f"{where}: inference_timeout_secs {timeout!r} must be a number of "
+                          "seconds > 0, or null to wait for every model call")
     if tier.device not in DEVICES:
         raise ConfigError(f"{where}: device {tier.device!r} must be one of {DEVICES}")
     if tier.exit_threshold is not None and not (

@@ -9,13 +9,16 @@ A shuffle after reading spreads the records over all workers for inference
 from __future__ import annotations
 
 import bz2
-import glob
+import codecs
 import gzip
+import itertools
 import json
 import logging
 import lzma
 import os
+import time
 import uuid
+import zlib
 from typing import IO, Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
@@ -25,13 +28,14 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
+from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.external import JavaJarExpansionService
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.config import TierConfig
 from pipeline.java_harness import process_environment_args
-from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.spreading import SpreadEvenly
 from transforms.statistics import CumulativeRoutingStats, ExtractStats
 
@@ -48,12 +52,12 @@ PREDICTION_COLUMNS = ("id", "label", "label_id", "confidence", "decided_by", "pr
 STATS_FILE = "routing_stats.json"
 WINDOW_STATS_PREFIX = "routing_stats-"
 WINDOWED_SHARDS = "-V-SSSSS-of-NNNNN"
-SUCCESS_FILE = "_SUCCESS"
-# What a run writes into its output folder, as patterns; `beam-temp-*` are Beam's staging
-# folders, left behind when a run is interrupted before its writes were finalised.
-OUTPUT_PATTERNS = ("predictions-*", "errors-*", STATS_FILE, f"{STATS_FILE}.tmp-*",
-                   f"{WINDOW_STATS_PREFIX}*", "beam-temp-*/**")
-STAGING_FOLDERS = "beam-temp-*"
+# Reading a file is retried this many times in all, after waits of READ_BACKOFF_SECS,
+# doubling, when the storage fails (not when the data is damaged).
+READ_ATTEMPTS = 4
+READ_BACKOFF_SECS = 0.5
+# Errors that say the data itself is damaged: retrying cannot help.
+DAMAGED_DATA = (ValueError, EOFError, gzip.BadGzipFile, lzma.LZMAError, zlib.error)
 
 _LOG = logging.getLogger(__name__)
 
@@ -79,12 +83,14 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
                      ) -> list[tuple[str, str]]:
     """Expands the patterns to sorted, de-duplicated (path, format) pairs.
 
-    Raises InputError for a pattern that matches no file and for a file whose format
-    cannot be told from its name when no input_format is given.
+    A file named twice (a relative and an absolute path, a symbolic link) is read once: files
+    are told apart by their real path. Raises InputError for a pattern that matches no file
+    and for a file whose format cannot be told from its name when no input_format is given.
     """
     if not patterns:
         raise InputError("no input: pass --input PATTERN (repeatable)")
     files: dict[str, str] = {}
+    seen: set[str] = set()
     for pattern in patterns:
         try:
             matched = [m for r in FileSystems.match([pattern]) for m in r.metadata_list]
@@ -94,6 +100,9 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
             raise InputError(f"input pattern {pattern!r} matches no file; check the path")
         for metadata in matched:
             path = metadata.path
+            if canonical_path(path) in seen:
+                continue
+            seen.add(canonical_path(path))
             if metadata.size_in_bytes == 0:
                 _LOG.warning("input file %s is empty: it holds no records", path)
             fmt = input_format or detect_format(path)
@@ -110,6 +119,14 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
     return sorted(files.items())
 
 
+def canonical_path(path: str) -> str:
+    """The one name of a file however it is written: the real path of a local file (links
+    and `..` resolved), the URL of a remote object."""
+    if isinstance(FileSystems.get_filesystem(path), LocalFileSystem):
+        return os.path.realpath(path)
+    return path
+
+
 def _compression(path: str) -> str | None:
     return next((s for s in DECOMPRESSORS if path.lower().endswith(s)), None)
 
@@ -121,6 +138,8 @@ def read_json_lines(readable: fileio.ReadableFile) -> Iterator[tuple[str, int, b
     with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         f = DECOMPRESSORS[compression](raw) if compression else raw
         for number, line in enumerate(iter(f.readline, b""), start=1):
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]  # a byte-order mark, as JSON readers allow
             yield path, number, line
 
 
@@ -139,30 +158,46 @@ def read_parquet_rows(readable: fileio.ReadableFile, columns: Sequence[str]
 
 
 class ReadInputFile(beam.DoFn):
-    """One input file in; its raw rows out. A corrupt or truncated file yields the rows read
-    before the damage and one dead letter (stage 'read') naming the file and the error.
+    """One input file in; its raw rows out.
 
-    Any exception counts as damage, transient storage errors included: they are reported,
-    not retried, so a flaky bucket shows up in the errors file instead of failing the job."""
+    A storage failure (a lost connection, a file not there yet) is retried READ_ATTEMPTS
+    times in all with doubling waits, going on after the rows already read, so no row is
+    lost or doubled. A file that still cannot be read, or whose data is damaged, yields the
+    rows read before the failure and one dead letter (stage 'read') naming the file and the
+    error; the statistics count it as an unread file and the job exits with status 3."""
 
     def __init__(self, input_format: str | None, columns: Sequence[str]):
         self._input_format = input_format
         self._columns = list(columns)
+        self._retries = Metrics.counter(METRICS_NAMESPACE, "read_retries")
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
         path = readable.metadata.path
         fmt = self._input_format or detect_format(path)
-        try:
-            if fmt == "parquet":
-                yield from read_parquet_rows(readable, self._columns)
-            elif fmt == "jsonl":
-                yield from read_json_lines(readable)
-            else:
-                raise InputError("cannot tell its format from its name; name it .jsonl or "
-                                 ".parquet, or pass --input_format")
-        except Exception as e:  # noqa: BLE001 - any damage becomes a dead letter, not a crash
-            reason = f"cannot read {fmt} file {path!r} (from here on): {type(e).__name__}: {e}"
-            yield TaggedOutput(DEAD_LETTERS, dead_letter("read", reason, "", path))
+        emitted = 0
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                for row in itertools.islice(self._rows(readable, fmt), emitted, None):
+                    yield row
+                    emitted += 1
+                return
+            except Exception as e:  # noqa: BLE001 - any failure is retried or dead-lettered
+                if isinstance(e, DAMAGED_DATA) or attempt == READ_ATTEMPTS:
+                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    reason = (f"cannot read {fmt} file {path!r} from row {emitted} on{tries}: "
+                              f"{type(e).__name__}: {e}")
+                    yield TaggedOutput(DEAD_LETTERS, dead_letter("read", reason, "", path))
+                    return
+                self._retries.inc()
+                time.sleep(READ_BACKOFF_SECS * 2 ** (attempt - 1))
+
+    def _rows(self, readable: fileio.ReadableFile, fmt: str | None) -> Iterator[Any]:
+        if fmt == "parquet":
+            return read_parquet_rows(readable, self._columns)
+        if fmt == "jsonl":
+            return read_json_lines(readable)
+        raise InputError("cannot tell its format from its name; name it .jsonl or .parquet, "
+                         "or pass --input_format")
 
 
 class ListedFiles(beam.PTransform):
@@ -306,10 +341,11 @@ def prediction_schema(tier_names: Sequence[str], passthrough: Sequence[str]) -> 
     return pa.schema(fields)
 
 
-def stringify_passthrough(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-    """Pass-through values as Parquet strings: strings unchanged, others JSON-encoded."""
+def as_parquet_row(row: dict[str, Any], passthrough_columns: Sequence[str]) -> dict[str, Any]:
+    """An output row in the Parquet schema's string columns: a string id or pass-through
+    value unchanged, any other (a number, a boolean, an object) as its JSON text."""
     out = dict(row)
-    for column in columns:
+    for column in ("id", *passthrough_columns):
         value = out[column]
         if value is not None and not isinstance(value, str):
             out[column] = json.dumps(value, default=str, ensure_ascii=False)
@@ -342,8 +378,7 @@ class WritePredictions(beam.PTransform):
         template = shard_name_template(rows)
         if self._format == "parquet":
             return (rows
-                    | "PassthroughAsText" >> beam.Map(stringify_passthrough,
-                                                      self._passthrough_columns)
+                    | "TextColumns" >> beam.Map(as_parquet_row, self._passthrough_columns)
                     | "WriteParquet" >> beam.io.WriteToParquet(
                         self._prefix, self._schema, file_name_suffix=".parquet",
                         shard_name_template=template))
@@ -416,33 +451,7 @@ def read_routing_stats(output: str) -> dict[str, Any]:
         return json.loads(f.read().decode("utf-8"))
 
 
-def clear_previous_outputs(output: str) -> None:
-    """Deletes what an earlier run, finished or interrupted, wrote into `output`, so that
-    shards of two runs never mix. The completion marker goes first: a folder is never marked
-    complete while it holds a mix."""
-    _delete_matching(output, [SUCCESS_FILE])
-    stale = _delete_matching(output, OUTPUT_PATTERNS)
-    if isinstance(FileSystems.get_filesystem(output), LocalFileSystem):
-        # Object stores have no folders; a local staging folder stays behind, maybe empty.
-        folders = glob.glob(os.path.join(glob.escape(output), STAGING_FOLDERS))
-        if folders:
-            FileSystems.delete(folders)
-    if stale:
-        _LOG.info("deleted %d files an earlier run left in %s", stale, output)
-
-
-def mark_complete(output: str) -> None:
-    """Writes the empty `_SUCCESS` marker (the Hadoop/Spark convention) once every output of
-    the run is in place, so that downstream readers can tell a finished run from a partial one.
-    """
-    with FileSystems.create(FileSystems.join(output, SUCCESS_FILE)):
-        pass
-
-
-def _delete_matching(output: str, patterns: Sequence[str]) -> int:
-    paths = [m.path for pattern in patterns
-             for r in FileSystems.match([FileSystems.join(output, pattern)])
-             for m in r.metadata_list]
-    if paths:
-        FileSystems.delete(paths)
-    return len(paths)
+def rewrite_routing_stats(output: str, stats: dict[str, Any]) -> None:
+    """Replaces the statistics under `output` (the launcher adds the run's verdict)."""
+    with FileSystems.create(FileSystems.join(output, STATS_FILE)) as f:
+        f.write(json.dumps(stats, indent=2).encode("utf-8"))

@@ -41,9 +41,22 @@ class CascadeOptions(PipelineOptions):
             "--threshold", type=_thresholds, default=None,
             help="with --tierN flags: confidence threshold of every tier but the last, or a "
                  "comma list, one per tier")
-        for field in ("text_field", "id_field", "label_field", "text_pair_field"):
+        for field in ("text_field", "label_field", "text_pair_field"):
             parser.add_argument(f"--{field}", default=None,
                                 help=f"overrides the config's {field}")
+        parser.add_argument(
+            "--id_field", default=None,
+            help="field holding the records' own ids (default: id, where present; a record "
+                 "without one gets file:line); --id_field '' generates every id")
+        parser.add_argument(
+            "--max_error_rate", type=float, default=None,
+            help="fail the job (exit status 3, _FAILED instead of _SUCCESS, after writing "
+                 "everything) when more than this share of the records end as dead letters; "
+                 "an input file that cannot be read fails it always")
+        parser.add_argument(
+            "--inference_timeout_secs", type=float, default=None,
+            help="dead-letter a batch whose model call takes longer than this, in every tier "
+                 "that does not set it")
         parser.add_argument(
             "--max_batch_duration_secs", type=float, default=None,
             help="batch across bundles, waiting at most this long for a batch to fill, in "

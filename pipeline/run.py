@@ -26,10 +26,13 @@ from pipeline.config import (CascadeConfig, ConfigError, TierConfig, check_confi
                              config_from_flags, load_config, validate_models)
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
                          ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
-                         WritePredictions, WriteRoutingStats, clear_previous_outputs,
-                         list_input_files, mark_complete, output_row, passthrough_columns,
-                         prediction_schema, read_routing_stats)
+                         WritePredictions, WriteRoutingStats, list_input_files, output_row,
+                         passthrough_columns, prediction_schema, read_routing_stats,
+                         rewrite_routing_stats)
 from pipeline.options import CascadeOptions, torch_threads
+from pipeline.output_folder import (OutputFolderError, check_output_folder,
+                                    claim_for_streaming, discard_stale_staging,
+                                    new_staging_folder, publish)
 from pipeline.summary import format_summary
 from transforms.cascade import Cascade
 from transforms.dead_letters import DEAD_LETTERS
@@ -40,12 +43,17 @@ from transforms.windowing import fixed_windows
 
 _LOG = logging.getLogger(__name__)
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
+# Exit statuses of `beam-cascade run` (README, Reliability).
+EXIT_JOB_FAILED = 1  # the pipeline raised: nothing published, the previous run's files kept
+EXIT_USAGE = 2  # bad flags, config, model folder, input or output: nothing started
+EXIT_DATA_ERRORS = 3  # finished and published, but failed its error limits: _FAILED
 
 
 @dataclass(frozen=True)
 class CascadeJob:
     """Everything a run needs, checked: the cascade, its labels, where records come from
-    (a ReadRecords or streaming source), the output, and in streaming the window size."""
+    (a ReadRecords or streaming source), the output, and in streaming the window size; the
+    input files or patterns, which the output folder must not hold."""
 
     config: CascadeConfig
     labels: tuple[str, ...]
@@ -54,6 +62,8 @@ class CascadeJob:
     output_format: str
     threads: TorchThreads = TorchThreads()
     window_secs: float | None = None
+    input_files: tuple[str, ...] = ()  # listed on the launcher (batch)
+    watched_patterns: tuple[str, ...] = ()  # streaming
 
     @property
     def fields(self) -> RecordFields:
@@ -84,13 +94,16 @@ def cascade_config(options: CascadeOptions) -> CascadeConfig:
     else:
         raise ConfigError("no cascade: pass --config cascade.yaml, or --tier1 PATH "
                           "--tier2 PATH --threshold T")
-    overrides: dict[str, Any] = {f: getattr(options, f) for f in FIELD_FLAGS
+    overrides: dict[str, Any] = {f: getattr(options, f) or None for f in FIELD_FLAGS
                                  if getattr(options, f) is not None}
+    if options.max_error_rate is not None:
+        overrides["max_error_rate"] = options.max_error_rate
     if options.passthrough_fields is not None:
         overrides["passthrough_fields"] = tuple(
             f.strip() for f in options.passthrough_fields.split(",") if f.strip())
     tiers = tier_default(config.tiers, "max_batch_duration_secs",
                          options.max_batch_duration_secs)
+    tiers = tier_default(tiers, "inference_timeout_secs", options.inference_timeout_secs)
     escalating = [tier for tier in tiers if tier.threshold is not None]
     tiers = tier_default(tiers, "max_escalation_rate", options.max_escalation_rate, escalating)
     config = dataclasses.replace(config, tiers=tiers, **overrides)
@@ -129,15 +142,17 @@ def job_from_options(pipeline_options: PipelineOptions) -> CascadeJob:
     streaming = pipeline_options.view_as(StandardOptions).streaming
     if streaming and not options.window_secs > 0:
         raise ConfigError(f"--window_secs {options.window_secs} must be a number of seconds > 0")
-    return CascadeJob(config, labels, record_source(options, streaming, config), options.output,
-                      output_format(options), torch_threads(pipeline_options),
-                      options.window_secs if streaming else None)
+    source, input_files = record_source(options, streaming, config)
+    return CascadeJob(config, labels, source, options.output, output_format(options),
+                      torch_threads(pipeline_options), options.window_secs if streaming else None,
+                      tuple(input_files), tuple(options.input or ()) if streaming else ())
 
 
-def record_source(options: CascadeOptions, streaming: bool,
-                  config: CascadeConfig) -> beam.PTransform:
+def record_source(options: CascadeOptions, streaming: bool, config: CascadeConfig
+                  ) -> tuple[beam.PTransform, list[str]]:
     """Where records come from: the --input files (listed now in batch, watched in
-    streaming), a Pub/Sub subscription or topic, or Kafka topics (streaming only)."""
+    streaming), a Pub/Sub subscription or topic, or Kafka topics (streaming only); and the
+    input files listed now (batch only)."""
     columns = record_fields(config).columns
     pubsub = options.pubsub_subscription or options.pubsub_topic
     kafka = options.kafka_bootstrap_servers or options.kafka_topic
@@ -150,7 +165,7 @@ def record_source(options: CascadeOptions, streaming: bool,
     if options.pubsub_subscription and options.pubsub_topic:
         raise ConfigError("give --pubsub_subscription or --pubsub_topic, not both")
     if pubsub:
-        return ReadPubSubRecords(options.pubsub_subscription, options.pubsub_topic)
+        return ReadPubSubRecords(options.pubsub_subscription, options.pubsub_topic), []
     if kafka:
         if not (options.kafka_bootstrap_servers and options.kafka_topic):
             raise ConfigError("Kafka needs both --kafka_bootstrap_servers host:port and "
@@ -160,18 +175,17 @@ def record_source(options: CascadeOptions, streaming: bool,
             raise ConfigError(f"--kafka_expansion_jar {jar}: no such file; build it with "
                               "scripts/kafka_expansion_service.sh")
         return ReadKafkaRecords(options.kafka_bootstrap_servers, options.kafka_topic,
-                                options.kafka_expansion_jar)
+                                options.kafka_expansion_jar), []
     if not streaming:
-        files = list_input_files(options.input or [], options.input_format)
-        return ReadRecords(ListedFiles([path for path, _ in files]), options.input_format,
-                           columns)
+        files = [path for path, _ in list_input_files(options.input or [], options.input_format)]
+        return ReadRecords(ListedFiles(files), options.input_format, columns), files
     if not options.input:
         raise ConfigError("no input: pass --input PATTERN (files to watch), "
                           "--pubsub_subscription or --kafka_topic")
     if not options.poll_interval_secs > 0:
         raise ConfigError(f"--poll_interval_secs {options.poll_interval_secs} must be > 0")
     return ReadRecords(WatchedFiles(options.input, options.poll_interval_secs),
-                       options.input_format, columns)
+                       options.input_format, columns), []
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
@@ -204,21 +218,48 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Runs the job to completion and returns its routing statistics.
+    """Runs the job to completion and returns its routing statistics, with `failures`: the
+    reasons the run failed its error limits (empty when it did not).
 
-    The output folder is cleared of any earlier run first and marked complete (`_SUCCESS`)
-    only once the pipeline has finished, so an interrupted run leaves no marker and rerunning
-    it replaces whatever it left.
+    The job writes into a staging folder; only once the pipeline has finished are the
+    previous run's files replaced by the new ones, and the folder marked `_SUCCESS` (or
+    `_FAILED` with the failures). A job that raises leaves the previous run's files as they
+    were (pipeline/output_folder.py).
     """
     options = PipelineOptions(argv)
     job = job_from_options(options)
-    clear_previous_outputs(job.output)
+    check_output_folder(job.output, job.input_files, job.watched_patterns)
     if job.window_secs is not None:
         return run_streaming(options, job)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, job)
-    mark_complete(job.output)
-    return read_routing_stats(job.output)
+    staging = new_staging_folder(job.output)
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, dataclasses.replace(job, output=staging))
+        stats = read_routing_stats(staging)
+    except BaseException:
+        discard_stale_staging(job.output)
+        raise
+    stats = {**stats, "failures": job_failures(stats, job.config.max_error_rate)}
+    rewrite_routing_stats(staging, stats)
+    publish(job.output, staging, stats["failures"])
+    return stats
+
+
+def job_failures(stats: dict[str, Any], max_error_rate: float | None) -> list[str]:
+    """Why a finished run counts as failed: an input file it could not read, more dead
+    letters than `max_error_rate` allows, or records it lost track of."""
+    failures = []
+    if stats["files_unread"]:
+        failures.append(f"{stats['files_unread']} input file(s) could not be read to the end; "
+                        "their 'read' errors in errors-*.jsonl name them")
+    rate = stats["error_rate"]
+    if max_error_rate is not None and rate is not None and rate > max_error_rate:
+        failures.append(f"{stats['errors']} of {stats['records']} records ({rate:.2%}) are "
+                        f"dead letters, more than max_error_rate {max_error_rate:.2%}")
+    if stats["unaccounted"]:
+        failures.append(f"{stats['unaccounted']} records read are neither predicted nor in the "
+                        "errors; please report this as a bug")
+    return failures
 
 
 def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
@@ -227,6 +268,7 @@ def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
     complete, so it gets no `_SUCCESS` marker."""
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)
+    claim_for_streaming(job.output)
     result = pipeline.run()
     stopping = threading.Event()
 
@@ -262,17 +304,25 @@ def help_text() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: runs, prints the summary; a bad config or input exits 2 with the reason."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)  # what it replaces in the output
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
+    output = PipelineOptions(argv).view_as(CascadeOptions).output
     try:
         stats = run(argv)
-    except (ConfigError, InputError) as e:
+    except (ConfigError, InputError, OutputFolderError) as e:
         print(f"beam-cascade: error: {e}", file=sys.stderr)
-        return 2
-    print(format_summary(stats, PipelineOptions(argv).view_as(CascadeOptions).output))
-    return 0
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - any failure of the job itself: exit 1, say so
+        print(f"beam-cascade: error: the job failed; the previous run's files in {output} are "
+              f"as they were. {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    print(format_summary(stats, output))
+    for failure in stats.get("failures", ()):
+        print(f"beam-cascade: error: {failure}", file=sys.stderr)
+    return EXIT_DATA_ERRORS if stats.get("failures") else 0
 
 
 if __name__ == "__main__":

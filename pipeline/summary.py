@@ -16,9 +16,11 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
     windows = (f" in {stats['windows']} windows, {stats['window']['start']} to "
                f"{stats['window']['end']}" if "windows" in stats else "")
     errors = f" {stats['errors_by_stage']}" if stats["errors"] else ""
+    unread = (f"; {stats['files_unread']} input file(s) not read to the end"
+              if stats.get("files_unread") else "")
     lines = [
         f"records {stats['records']}{windows}: {stats['predictions']} predicted, "
-        f"{stats['errors']} errors{errors}",
+        f"{stats['errors']} errors{errors}{unread}",
         f"{'tier':<12}{'seen':>9}{'decided':>9}{'escal.':>8}{'share':>8}"
         f"{'mean conf':>10}{'accuracy':>10}{'ms/rec':>8}",
     ]
@@ -32,9 +34,6 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
         if t["records_per_exit"]:
             exits = ", ".join(f"layer {layer}: {n}" for layer, n in t["records_per_exit"].items())
             lines.append(f"{t['name']} early exits: {exits}")
-    if stats["unaccounted"]:
-        lines.append(f"WARNING: {stats['unaccounted']} records read are neither predicted nor "
-                     "in the errors; please report this as a bug")
     if stats["labelled"]:
         lines.append(f"cascade accuracy {_fmt(stats['accuracy'], '.2%')} on "
                      f"{stats['labelled']} labelled records")

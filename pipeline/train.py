@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -18,6 +19,8 @@ def parser() -> argparse.ArgumentParser:
         description="Fine-tune a local Hugging Face checkpoint into a cascade tier.")
     p.add_argument("--train", required=True, help="labelled .tsv, .jsonl or .parquet file")
     p.add_argument("--output", required=True, help="folder for the trained checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model already in --output (refused otherwise)")
     p.add_argument("--dev", help="labelled file evaluated at the end")
     p.add_argument("--kind", choices=("transformer", "ngram"), default="transformer",
                    help="transformer: fine-tune --base; ngram: a hashed word n-gram linear "
@@ -79,10 +82,21 @@ def _layer_list(text: str) -> tuple[int, ...]:
             f"{text!r} is not a comma list of layer numbers, e.g. 2,4,6") from None
 
 
+def check_output(output: str, overwrite: bool) -> None:
+    """Refuses, before hours of training, to write over a folder that already holds files
+    (a trained tier, or anything else) unless `overwrite`."""
+    if os.path.isfile(output):
+        raise ValueError(f"--output {output!r} is a file; give a folder for the checkpoint")
+    if os.path.isdir(output) and os.listdir(output) and not overwrite:
+        raise ValueError(f"--output {output!r} already holds files (a trained model?); give "
+                         "a new folder, or --overwrite to replace what is there")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     names = tuple(args.label_names.split(",")) if args.label_names else None
     try:
+        check_output(args.output, args.overwrite)
         train = read_labelled(args.train, args.text_field, args.label_field, names, args.limit)
         dev = read_labelled(args.dev, args.text_field, args.label_field,
                             train.label_names) if args.dev else None

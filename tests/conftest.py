@@ -17,7 +17,8 @@ from tiny_models import FIRST_WORD_ID, make_tiny_classifier, make_tiny_encoder  
 from pipeline.run import run  # noqa: E402
 
 RUNNER = ["--runner", "FnApiRunner"]  # pinned: the DirectRunner would first try Prism
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
 
 
 def built(script: str) -> str:
@@ -30,7 +31,7 @@ def built(script: str) -> str:
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, str]:
     """Three tiers with one label set, a two-layer one, one with other labels, one without a
-    head, one that fails on words."""
+    head, one whose tokenizer does not fit its embedding table."""
     root = tmp_path_factory.mktemp("models")
     folders = {name: make_tiny_classifier(root / name, seed=i)
                for i, name in enumerate(("small", "medium", "large"))}
@@ -38,8 +39,8 @@ def models(tmp_path_factory) -> dict[str, str]:
         root / "three_labels", seed=7, labels=("neg", "neu", "pos"))
     folders["deep"] = make_tiny_classifier(root / "deep", seed=5, layers=2)
     folders["encoder"] = make_tiny_encoder(root / "encoder")
-    folders["fails_on_words"] = make_tiny_classifier(
-        root / "fails_on_words", seed=3, vocab_size=FIRST_WORD_ID)
+    folders["vocab_mismatch"] = make_tiny_classifier(
+        root / "vocab_mismatch", seed=3, vocab_size=FIRST_WORD_ID)
     return folders
 
 
@@ -72,6 +73,12 @@ def read_predictions(output: Path) -> list[dict]:
         else:
             rows += [json.loads(line) for line in shard.read_text().splitlines()]
     return rows
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` (hidden staging folders included) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file()}
 
 
 def read_errors(output: Path) -> list[dict]:

@@ -9,6 +9,7 @@ import pytest
 from conftest import read_errors, read_predictions, run_job
 
 from pipeline.run import main
+from transforms.scoring import TierModelHandler
 
 WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
 GOOD_ROWS = [{"text": " ".join(WORDS[(i * 5 + j) % len(WORDS)] for j in range(1 + i % 7)),
@@ -133,7 +134,8 @@ def test_unreadable_and_mistyped_parquet_go_to_dead_letters(tmp_path, models):
                      "--tier1", models["small"], "--tier2", models["large"],
                      "--threshold", "0.9"])
     errors = read_errors(out)
-    assert stats["predictions"] == 0 and stats["errors"] == 4
+    assert stats["predictions"] == 0 and stats["errors"] == 3 and stats["files_unread"] == 1
+    assert stats["failures"] and "1 input file(s) could not be read" in stats["failures"][0]
     assert Counter(e["stage"] for e in errors) == {"parse": 3, "read": 1}
     read_error = next(e for e in errors if e["stage"] == "read")
     assert "broken.parquet" in read_error["reason"]
@@ -156,14 +158,25 @@ def test_bad_config_or_input_exits_2_with_the_reason(tmp_path, models, capsys):
     assert "must be a number in [0, 1]" in capsys.readouterr().err
 
 
-def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models):
-    """Tier 2 fails on every batch holding a whole word; the job still finishes."""
+def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models, monkeypatch):
+    """Tier 2 fails on every batch holding a whole word (as a model whose embedding table is
+    too small for its tokenizer did, before the launcher refused such models); the job still
+    finishes."""
+    score = TierModelHandler._score
+
+    def fails_on_words(handler, batch, model):
+        if handler._tier.name == "tier2" and any(set(r["text"].split()) & set(WORDS)
+                                                 for r in batch):
+            raise IndexError("index out of range in self")
+        return score(handler, batch, model)
+
+    monkeypatch.setattr(TierModelHandler, "_score", fails_on_words)
     data = tmp_path / "in.jsonl"
     texts = ["good movie", "xq zz", "bad plot", "kk jj"] * 10  # words fail, letters do not
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     out = tmp_path / "out"
     stats = run_job(["--input", str(data), "--output", str(out), "--tier1", models["small"],
-                     "--tier2", models["fails_on_words"], "--threshold", "1.0"])
+                     "--tier2", models["medium"], "--threshold", "1.0"])
     errors = read_errors(out)
     assert stats["records"] == len(texts) == stats["predictions"] + stats["errors"]
     assert stats["errors"] > 0 and {e["stage"] for e in errors} == {"tier:tier2"}

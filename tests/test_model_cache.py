@@ -123,3 +123,24 @@ def test_the_job_classifies_from_urls_as_from_local_folders(tmp_path, models):
     local = predictions([models["small"], models["medium"]], "local")
     remote = predictions([upload(models["small"]), upload(models["medium"])], "remote")
     assert remote == local
+
+
+def test_a_listed_name_that_climbs_out_of_the_cache_is_refused(cache, tmp_path):
+    """A remote listing may name `../..`: the copy must not write outside its folder, and
+    nothing is written before the whole listing is checked."""
+    url = f"memory://models/{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"{url}/config.json", b"{}")
+    fs.pipe(f"{url}/../../ESCAPED", b"written outside the cache")  # staging/../.. = tmp_path
+    with pytest.raises(ModelFolderError, match=r"lists a file '\.\./\.\./ESCAPED' whose path "
+                                               "leaves the folder"):
+        local_model_folder(url)
+    assert not list(tmp_path.rglob("ESCAPED"))
+    assert not [p for p in cache.iterdir() if p.is_dir()]
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "a/../../b", "../x"])
+def test_staged_paths_stay_inside_the_staging_folder(tmp_path, name):
+    with pytest.raises(ModelFolderError, match="leaves the folder"):
+        model_cache.staged_path(str(tmp_path), name, "memory://m")
+    assert model_cache.staged_path(str(tmp_path), "a/./b", "memory://m") == str(tmp_path / "a/b")

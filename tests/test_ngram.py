@@ -46,3 +46,19 @@ def test_trained_ngram_tier_learns_and_runs_before_a_transformer(tmp_path, model
     assert stats["predictions"] == 9 and stats["errors"] == 0
     assert decided["9"] == "tier2"  # no known n-gram: 50/50, so it escalates
     assert set(decided.values()) == {"tier1", "tier2"}
+
+
+def test_train_refuses_to_overwrite_a_trained_tier_unless_asked(tmp_path, capsys):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"sentence": t, "label": label}) + "\n"
+                             for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE))
+                             for t in texts))
+    folder = tmp_path / "ngram"
+    args = ["--kind", "ngram", "--train", str(train), "--output", str(folder),
+            "--epochs", "1"]
+    assert train_main(args) == 0
+    weights = (folder / "model.safetensors").read_bytes()
+    assert train_main(args + ["--seed", "7"]) == 2
+    assert "already holds files (a trained model?)" in capsys.readouterr().err
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert train_main(args + ["--overwrite"]) == 0

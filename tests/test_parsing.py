@@ -49,6 +49,9 @@ def test_blank_lines_are_not_records():
     ({"text": ["a"]}, "'text' is a list, not a string"),
     ({"text": ""}, "'text' is empty"),
     ({"text": " \t\n"}, "'text' is empty"),
+    ({"text": "\u200b\u200b"}, "'text' is empty"),  # zero-width spaces
+    ({"text": "\u0000"}, "'text' is empty"),
+    ({"text": "\x01\x02 \u2028\ufeff"}, "'text' is empty"),
 ])
 def test_rows_without_usable_text_are_invalid(row, reason):
     with pytest.raises(InvalidRecord, match=reason):
@@ -58,13 +61,40 @@ def test_rows_without_usable_text_are_invalid(row, reason):
 def test_record_keeps_id_label_and_passthrough():
     record = to_record({"id": 17, "text": "good", "label": "pos", "extra": [1]},
                        FIELDS, "f.jsonl", 3)
-    assert record == {"id": "17", "text": "good", "text_pair": None, "gold": 1,
+    assert record == {"id": 17, "text": "good", "text_pair": None, "gold": 1,
                       "passthrough": {"extra": [1]}, "source": "f.jsonl", "position": 3,
                       "tiers": []}
 
 
 def test_missing_id_is_generated_from_the_position():
     assert to_record({"text": "good"}, FIELDS, "data/f.jsonl", 3)["id"] == "data/f.jsonl:3"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1, 1), ("1", "1"), (True, True), (2.5, 2.5), ("r-7", "r-7"),
+    (None, "f.jsonl:3"), ("", "f.jsonl:3"), (float("nan"), "f.jsonl:3"),
+])
+def test_ids_keep_their_json_type_and_empty_ones_are_generated(value, expected):
+    """1 and "1" stay two ids, true stays a boolean (no Python str()), "" gets an id."""
+    record_id = to_record({"text": "good", "id": value}, FIELDS, "f.jsonl", 3)["id"]
+    assert record_id == expected and type(record_id) is type(expected)
+
+
+@pytest.mark.parametrize("value, reason", [
+    ({"a": 1}, "'id' is a dict; an id must be a string or a number"),
+    ([1, 2], "'id' is a list; an id must be a string or a number"),
+    (b"\x00", "'id' is a bytes"),
+    (float("inf"), "'id' is inf, which is not an id"),
+])
+def test_ids_that_are_not_json_scalars_are_invalid(value, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        to_record({"text": "good", "id": value}, FIELDS, "f.jsonl", 3)
+
+
+def test_the_id_field_defaults_to_id_and_can_be_switched_off():
+    row = {"text": "good", "id": "mine"}
+    assert to_record(row, RecordFields(), "f.jsonl", 3)["id"] == "mine"
+    assert to_record(row, RecordFields(id_field=None), "f.jsonl", 3)["id"] == "f.jsonl:3"
 
 
 def test_text_pair_is_required_when_configured():

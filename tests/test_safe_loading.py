@@ -1,11 +1,16 @@
 """Safe model loading: no code from a model folder and no pickle weights unless the tier's
-config explicitly allows it, and a clear refusal before the job starts otherwise."""
+config explicitly allows it; no tier whose weights or tokenizer are missing, damaged or
+another model's. Each is refused on the launcher, before the job starts, with the reason."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
 
 from models.loading import TierModel
 from pipeline.config import ConfigError, config_from_dict, validate_models
@@ -86,3 +91,88 @@ def test_pickle_weights_are_refused_unless_the_tier_allows_them(models, tmp_path
     pickled = TierModel.load(str(folder), allow_pickle_weights=True).logits(["good movie"])
     safe = TierModel.load(models["large"]).logits(["good movie"])
     assert torch.allclose(pickled, safe)
+
+
+def _copy_without(models, tmp_path, *tensors: str) -> str:
+    """A copy of the large tier whose weights lack `tensors`."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(models["large"], folder)
+    weights = load_file(folder / "model.safetensors")
+    for name in tensors:
+        del weights[name]
+    save_file(weights, folder / "model.safetensors")
+    return str(folder)
+
+
+@pytest.mark.parametrize("tensor", ["classifier.weight",
+                                    "bert.encoder.layer.0.attention.self.query.weight"])
+def test_weights_missing_a_tensor_of_the_architecture_are_refused(models, tmp_path, tensor):
+    """transformers would initialise the tensor at random and log a line: a tier that
+    answers confidently and wrongly, with exit 0."""
+    folder = _copy_without(models, tmp_path, tensor)
+    with pytest.raises(ConfigError, match=f"tier 'custom'.*lack 1 of the architecture's .*"
+                                          f"tensors \\({tensor}\\)"):
+        validate_models(_config(models, folder))
+
+
+def test_weights_of_another_shape_are_refused(models, tmp_path):
+    folder = tmp_path / "reshaped"
+    shutil.copytree(models["large"], folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["classifier.weight"] = torch.zeros(3, weights["classifier.weight"].shape[1])
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(ConfigError, match=r"classifier.weight \[3, 32\] \(the architecture "
+                                          r"needs \[2, 32\]\)"):
+        validate_models(_config(models, folder))
+
+
+def test_truncated_weights_are_refused_on_the_launcher(models, tmp_path):
+    folder = tmp_path / "truncated"
+    shutil.copytree(models["large"], folder)
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) - 100])
+    with pytest.raises(ConfigError, match="model.safetensors' is truncated"):
+        validate_models(_config(models, folder))
+    (folder / "model.safetensors").write_bytes(weights[:4])
+    with pytest.raises(ConfigError, match="too short to be a safetensors file"):
+        validate_models(_config(models, folder))
+
+
+def test_sharded_weights_are_checked_shard_by_shard(models, tmp_path):
+    folder = tmp_path / "sharded"
+    shutil.copytree(models["large"], folder)
+    (folder / "model.safetensors").unlink()
+    TierModel.load(models["large"]).model.save_pretrained(folder, max_shard_size="20KB")
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    assert validate_models(_config(models, folder)) == ("neg", "pos")
+    shards[-1].unlink()
+    with pytest.raises(ConfigError, match=f"names shard '{shards[-1].name}', which is not a "
+                                          "file in the folder"):
+        validate_models(_config(models, folder))
+
+
+def test_a_folder_without_tokenizer_files_is_refused(models, tmp_path):
+    folder = tmp_path / "no_tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(models["large"], name), folder / name)
+    with pytest.raises(ConfigError, match="has no tokenizer files"):
+        validate_models(_config(models, folder))
+
+
+def test_a_tokenizer_that_does_not_fit_the_model_is_refused(models, tmp_path):
+    """Ids past the embedding table crash on the worker; a vocabulary that is no vocabulary
+    gives one class for everything."""
+    with pytest.raises(ConfigError, match="the tokenizer has 98 tokens but the model's "
+                                          "embedding table has 77 rows"):
+        validate_models(_config(models, models["vocab_mismatch"]))
+    folder = tmp_path / "tiny_vocabulary"
+    shutil.copytree(models["large"], folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    words = Tokenizer(WordLevel({"[UNK]": 0, "[PAD]": 1, "good": 2}, unk_token="[UNK]"))
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]",
+                            pad_token="[PAD]").save_pretrained(folder)
+    with pytest.raises(ConfigError, match="the tokenizer has only 3 tokens"):
+        validate_models(_config(models, folder))

@@ -49,8 +49,8 @@ def make_tiny_classifier(folder: Path, seed: int, labels: tuple[str, ...] = ("ne
                          layers: int = 1, vocab_size: int = len(VOCAB)) -> str:
     """Writes a sequence-classification checkpoint (safetensors + tokenizer.json).
 
-    A `vocab_size` below the tokenizer's makes a model that raises on any batch holding a
-    whole-word token (ids past the embedding table): a fault injected through real loading.
+    A `vocab_size` below the tokenizer's makes a model that would raise on any batch holding
+    a whole-word token (ids past the embedding table), which the launcher must refuse.
     """
     torch.manual_seed(seed)
     BertForSequenceClassification(tiny_config(labels, layers, vocab_size)).save_pretrained(

@@ -19,6 +19,7 @@ first (Beam issue 36563). The shards keep the routing parallel on distributed ru
 """
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections import Counter
@@ -93,7 +94,7 @@ class EscalationBudgetFn(beam.CombineFn):
 
 def shard_of(record: dict[str, Any]) -> int:
     """A record's shard, stable across retries (from its id)."""
-    return zlib.crc32(record["id"].encode()) % SHARDS
+    return zlib.crc32(json.dumps(record["id"]).encode()) % SHARDS
 
 
 class JoinWindowBudget(beam.PTransform):

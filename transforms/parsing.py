@@ -7,6 +7,7 @@ the one place that decides what a valid record is, whatever the file format.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Union
@@ -25,7 +26,7 @@ class RecordFields:
     """Which input fields the cascade reads, and the label names of its tiers."""
 
     text_field: str = "text"
-    id_field: str | None = None
+    id_field: str | None = "id"
     label_field: str | None = None
     text_pair_field: str | None = None
     passthrough_fields: tuple[str, ...] = ()
@@ -80,9 +81,9 @@ def to_record(row: dict[str, Any], fields: RecordFields, source: str,
     """Validates one row and builds the record the tiers see. Raises InvalidRecord."""
     text = _required_text(row, fields.text_field)
     pair = _required_text(row, fields.text_pair_field) if fields.text_pair_field else None
-    record_id = row.get(fields.id_field) if fields.id_field else None
+    record_id = given_id(row, fields.id_field) if fields.id_field else None
     record = {
-        "id": f"{source}:{position}" if record_id is None else str(record_id),
+        "id": f"{source}:{position}" if record_id is None else record_id,
         "text": text,
         "text_pair": pair,
         "gold": None,
@@ -97,6 +98,21 @@ def to_record(row: dict[str, Any], fields: RecordFields, source: str,
         if record["gold"] is None:
             record["gold_unrecognized"] = str(raw_label)
     return record
+
+
+def given_id(row: dict[str, Any], field: str) -> str | int | float | bool | None:
+    """The row's own id, kept as the JSON scalar it is (1 and "1" stay two ids); None when
+    absent, null, NaN or "", so that one is generated. Raises InvalidRecord for an id that
+    is not a JSON scalar."""
+    value = row.get(field)
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and math.isinf(value):
+        raise InvalidRecord(f"{field!r} is {value}, which is not an id")
+    if not isinstance(value, (str, int, float, bool)):
+        raise InvalidRecord(f"{field!r} is a {type(value).__name__}; an id must be a string "
+                            "or a number")
+    return value
 
 
 def label_id(value: Any, labels: tuple[str, ...]) -> int | None:
@@ -122,8 +138,9 @@ def _required_text(row: dict[str, Any], field: str) -> str:
         raise InvalidRecord(f"{field!r} is null")
     if not isinstance(value, str):
         raise InvalidRecord(f"{field!r} is a {type(value).__name__}, not a string")
-    if not value.strip():
-        raise InvalidRecord(f"{field!r} is empty")
+    if not any(c.isprintable() and not c.isspace() for c in value):
+        raise InvalidRecord(f"{field!r} is empty (nothing but spaces, control or invisible "
+                            "characters)")
     return value
 
 

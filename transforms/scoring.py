@@ -7,9 +7,10 @@ the job.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
@@ -22,6 +23,7 @@ from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
 
 Record = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,14 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
     def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
                       inference_args: Optional[dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
+        timeout = self._tier.inference_timeout_secs
+        if timeout is None:
+            return self._score(batch, model)
+        return call_with_timeout(lambda: self._score(batch, model), timeout,
+                                 f"tier {self._tier.name!r} on a batch of {len(batch)} records")
+
+    def _score(self, batch: Sequence[Record], model: TierModel | NgramTier
+               ) -> list[PredictionResult]:
         start = time.perf_counter()
         texts = [record["text"] for record in batch]
         pairs = [record["text_pair"] for record in batch] if batch[0]["text_pair"] else None
@@ -84,6 +94,35 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_{self._tier.name}"
+
+
+class InferenceTimeout(TimeoutError):
+    """A model call that took longer than the tier's inference_timeout_secs."""
+
+
+def call_with_timeout(call: Callable[[], T], seconds: float, what: str) -> T:
+    """`call()`, run in a thread of its own, or InferenceTimeout after `seconds`.
+
+    Python cannot stop a running thread: a call that hangs is left behind (a daemon thread
+    that dies with the process) and the next batch goes on in a new thread, so one hung
+    call costs its batch, not the job."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name="beam-cascade-inference", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise InferenceTimeout(f"{what}: no answer within inference_timeout_secs {seconds:g} s; "
+                               "the batch is dead-lettered")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def add_visit(result: PredictionResult) -> Record:

@@ -104,16 +104,21 @@ class RoutingStatsFn(beam.CombineFn):
         return merged
 
     def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
+        """The statistics. A dead letter of stage 'read' is a file that could not be read
+        (to its end), counted in `files_unread`, apart from the records."""
         predictions = acc["predictions"]
-        errors = sum(acc["errors"].values())
-        not_parsed = acc["errors"]["read"] + acc["errors"]["parse"]
+        record_errors = {stage: n for stage, n in acc["errors"].items() if stage != "read"}
+        errors = sum(record_errors.values())
+        records_read = acc["parsed"] + record_errors.get("parse", 0)
         return {
             "records": predictions + errors,
-            "records_read": acc["parsed"] + not_parsed,
-            "unaccounted": acc["parsed"] + not_parsed - predictions - errors,
+            "records_read": records_read,
+            "unaccounted": records_read - predictions - errors,
+            "files_unread": acc["errors"]["read"],
             "predictions": predictions,
             "errors": errors,
-            "errors_by_stage": dict(sorted(acc["errors"].items())),
+            "error_rate": _ratio(errors, predictions + errors),
+            "errors_by_stage": dict(sorted(record_errors.items())),
             "labelled": acc["labelled"],
             "labels_unrecognized": acc["labels_unrecognized"],
             "accuracy": _ratio(acc["correct"], acc["labelled"]),
