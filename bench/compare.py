@@ -18,7 +18,7 @@ import statistics
 import sys
 
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job, write_inputs
-from pipeline.config import config_to_dict
+from models.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -23,7 +23,6 @@ import random
 import shlex
 import statistics
 import sys
-import time
 from typing import Callable
 
 import torch
@@ -33,7 +32,7 @@ from models.calibration import fit_temperature
 from models.datasets import LabelledTexts, read_labelled, read_rows
 from models.early_exit import EarlyExit
 from models.loading import TierModel
-from models.throughput import load_for_timing, scoring_seconds
+from models.throughput import interleaved_medians, load_for_timing, scoring_seconds
 from models.token_dropping import best_within_budget, length_family, length_sweep
 
 EXIT_THRESHOLDS = (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)
@@ -59,24 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def median_seconds(settings: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall seconds of each setting, after a warm-up of each; the settings are
-    interleaved in every round so that a noisy machine's drifts hit them alike."""
-    for run in settings.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in settings}
-    for _ in range(repeats):
-        for name, run in settings.items():
-            times[name].append(timed(run))
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def timed(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
 def accuracy(model: TierModel, dev: LabelledTexts) -> float:
     predicted = model.logits(dev.texts).argmax(-1)
     return (predicted == torch.tensor(dev.label_ids)).double().mean().item()
@@ -100,7 +81,7 @@ def early_exit_table(plain: TierModel, exits: TierModel, dev: LabelledTexts,
     for batch_size in (1, 32):
         settings = {name: _scorer(model, early, dev.texts, batch_size)
                     for name, (model, early) in rows.items()}
-        seconds[batch_size] = median_seconds(settings, repeats)
+        seconds[batch_size] = interleaved_medians(settings, repeats)
     lines = [f"Exit temperatures fitted on dev: "
              f"{', '.join(f'{t:.3f}' for t in temperatures)} (exits after layers "
              f"{list(exits.exits.exit_layers)}).", "",
@@ -129,7 +110,7 @@ def quantisation_table(paths: dict[str, str], dev: LabelledTexts, repeats: int) 
     for tier, path in paths.items():
         models = {scheme or "fp32": load_for_timing(path, quantize=scheme, device="cpu")
                   for scheme in (None, "int8", "int8_attention")}
-        seconds = median_seconds({name: (lambda m=m: scoring_seconds(m, dev.texts, 32))
+        seconds = interleaved_medians({name: (lambda m=m: scoring_seconds(m, dev.texts, 32))
                                   for name, m in models.items()}, repeats)
         for name, model in models.items():
             lines.append(f"| {tier} | {name} | {accuracy(model, dev):.2%} | "
@@ -156,7 +137,7 @@ def sorting_table(path: str, texts: list[str], repeats: int) -> str:
         size = 32 * window
         return lambda: [model.logits(texts[i:i + size]) for i in range(0, len(texts), size)]
 
-    seconds = median_seconds({w: windows(w) for w in SORT_WINDOWS}, repeats)
+    seconds = interleaved_medians({w: windows(w) for w in SORT_WINDOWS}, repeats)
     tokens = [len(ids) for ids in model.tokenizer(texts, truncation=True,
                                                   max_length=256)["input_ids"]]
     lines = [f"{len(texts)} texts, {min(tokens)} to {max(tokens)} tokens (median "
@@ -183,7 +164,7 @@ def token_dropping_table(path: str, dev: LabelledTexts, repeats: int) -> str:
             return scoring_seconds(model, dev.texts, 32)
         return run
 
-    seconds = median_seconds({name: scorer(p.keep) for name, p in rows.items()}, repeats)
+    seconds = interleaved_medians({name: scorer(p.keep) for name, p in rows.items()}, repeats)
     lines = ["Texts sorted by length, passes of 32; the configurations were chosen on dev, so "
              "their dev accuracy is optimistic.", "",
              "| setting | keep_tokens | dev accuracy | token-layers | rec/s batch 32 | speedup |",

@@ -25,8 +25,8 @@ import sys
 
 from bench.compare import write_results
 from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, bench_config, run_job, sst2_file
+from models.config import config_to_dict
 from models.datasets import read_labelled, read_rows
-from pipeline.config import config_to_dict
 
 DIRECT = ["--runner", "FnApiRunner"]
 TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",

@@ -38,12 +38,15 @@ import torch
 from bench.bare_loop import BareTimer
 from bench.report import write_report
 from models.confidence import score
+from models.config import CascadeConfig, TierConfig, config_to_dict
 from models.datasets import read_labelled, read_rows
 from models.loading import load_tier
+from models.operating_points import threshold_below
+from models.routing_rule import escalated_indices
 from models.throughput import ONE_PASS, load_for_timing
-from pipeline.config import CascadeConfig, TierConfig, config_to_dict, load_config
 from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
                              fine_tune, train_ngram)
+from pipeline.config import load_config
 
 LABELS = ("negative", "positive")
 DEFAULT_DATA = "../shared/data/sst2"
@@ -197,11 +200,8 @@ def thresholds_for(confidences: list[float], fractions: list[float]) -> list[flo
     """For each fraction e, the threshold below which e of the records fall: halfway between
     two neighbouring confidences, so float noise between batchings flips no record."""
     ordered = sorted(confidences)
-    picked = []
-    for e in fractions:
-        k = min(max(round(e * len(ordered)), 1), len(ordered) - 1)
-        picked.append((ordered[k - 1] + ordered[k]) / 2)
-    return picked
+    return [threshold_below(ordered, min(max(round(e * len(ordered)), 1), len(ordered) - 1))
+            for e in fractions]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
                   thresholds_for(confidences, [float(e) for e in args.escalation.split(",")]))
     plan = Plan([{"name": "tier1", "model": tier1, "batch_size": batch1},
                  {"name": "tier2", "model": tier2, "batch_size": batch2}], thresholds,
-                {t: [i for i, c in enumerate(confidences) if c < t] for t in thresholds},
+                {t: escalated_indices(confidences, t) for t in thresholds},
                 configs)
 
     runs: dict[str, list] = {name: [] for name in plan.run_names()}

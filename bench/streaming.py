@@ -27,7 +27,7 @@ import time
 from bench.compare import write_results
 from bench.runners import DIRECT, write_records
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job
-from pipeline.config import config_to_dict
+from models.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

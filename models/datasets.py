@@ -8,6 +8,7 @@ import csv
 import json
 from dataclasses import dataclass
 
+import fsspec
 import pyarrow.parquet as pq
 
 
@@ -22,15 +23,17 @@ class LabelledTexts:
 
 
 def read_rows(path: str) -> list[dict]:
-    """Rows of a .tsv (header line), .jsonl/.json or .parquet file."""
+    """Rows of a .tsv (header line), .jsonl/.json or .parquet file, a local path or any
+    fsspec URL (gs://, s3://, ...)."""
+    if not path.endswith((".parquet", ".tsv", ".jsonl", ".json")):
+        raise ValueError(f"{path!r}: give a .tsv, .jsonl or .parquet file")
     if path.endswith(".parquet"):
-        return pq.read_table(path).to_pylist()
-    with open(path, encoding="utf-8", newline="") as f:
+        with fsspec.open(path, "rb") as f:
+            return pq.read_table(f).to_pylist()
+    with fsspec.open(path, "r", encoding="utf-8", newline="") as f:
         if path.endswith(".tsv"):
             return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        if path.endswith((".jsonl", ".json")):
-            return [json.loads(line) for line in f if line.strip()]
-    raise ValueError(f"{path!r}: give a .tsv, .jsonl or .parquet file")
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def read_labelled(path: str, text_field: str = "sentence", label_field: str = "label",

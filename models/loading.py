@@ -16,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from models.batching import batches, length_order
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
 from models.layerwise import bert_parts
@@ -115,8 +116,12 @@ def _check_shapes(path: str, architecture: Callable[[], torch.nn.Module],
                   pickle_weights: bool = False) -> None:
     """Refuses weights that are truncated, lack a tensor of the architecture, or hold one of
     another shape. The architecture is built on the meta device: shapes, no memory."""
-    with torch.device("meta"):
-        model = architecture()
+    try:
+        with torch.device("meta"):
+            model = architecture()
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path!r}: no sequence-classification model can be built from "
+                              f"its config.json: {type(e).__name__}: {e}") from None
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     try:
         saved = _pickle_shapes(path) if pickle_weights else checkpoint_shapes(path)
@@ -158,8 +163,7 @@ def _check_tokenizer(path: str, config, trust_remote_code: bool) -> int | None:
     model_max_length already allows for special position offsets (RoBERTa's 514 positions
     hold 512 tokens), unlike the config's max_position_embeddings.
     """
-    found = sorted(set(os.listdir(path)) & set(TOKENIZER_FILES))
-    if not found:
+    if not set(os.listdir(path)) & set(TOKENIZER_FILES):
         raise CheckpointError(
             f"{path!r} has no tokenizer files (one of {list(TOKENIZER_FILES)}); save the "
             "tokenizer into the folder with tokenizer.save_pretrained(folder)")
@@ -203,6 +207,14 @@ def _check_weights(path: str, allow_pickle_weights: bool) -> bool:
             "code when loaded; convert them to safetensors, or set allow_pickle_weights: true "
             "for this tier if you trust the folder")
     raise CheckpointError(f"{path!r} has no model weights (expected {SAFE_WEIGHTS[0]})")
+
+
+@dataclass(frozen=True)
+class TorchThreads:
+    """torch threads per worker process (None: the machine's cores / workers_per_machine)."""
+
+    per_worker: int | None = None
+    workers_per_machine: int = 1
 
 
 def set_torch_threads(threads: int | None, workers_per_machine: int) -> int:
@@ -347,16 +359,10 @@ class TierModel:
         and puts its outputs (batch dimension first) back in input order.
 
         The texts are sorted by length first and each pass is padded only to its own longest
-        text, so little compute goes to padding (on SST-2's dev and test sentences a loop
-        sorted by length ran 1.55x faster than one in input order: bench/results/sst2.md).
-        Character length stands in for token length, which saves tokenizing twice.
+        text, so little compute goes to padding (models/batching.py).
         """
-        lengths = [len(t) + (len(text_pairs[i]) if text_pairs else 0)
-                   for i, t in enumerate(texts)]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
         outputs: list[torch.Tensor] = []
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        for chunk in batches(len(texts), self.batch_size, length_order(texts, text_pairs)):
             encoded = self.tokenizer(
                 [texts[i] for i in chunk], [text_pairs[i] for i in chunk] if text_pairs else None,
                 truncation=True, max_length=self.max_length, padding="longest",

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import torch
 
+from models.routing_rule import decided_mask
+
 GRID_POINTS = 20_000  # threshold vectors replayed at most: every distinct confidence of a
 # 2-tier cascade on a dev set of thousands, about 140 quantiles per tier for 3 tiers
 
@@ -53,7 +55,7 @@ def replay(tiers: Sequence[TierOutputs], labels: torch.Tensor, thresholds: Seque
     pending = torch.ones(n, dtype=torch.bool)
     reach = [1.0]
     for k, threshold in enumerate(thresholds):
-        decided_here = pending & (tiers[k].confidences >= threshold)
+        decided_here = pending & decided_mask(tiers[k].confidences, threshold)
         deciding[decided_here] = k
         pending &= ~decided_here
         reach.append(pending.double().mean().item())
@@ -77,10 +79,15 @@ def candidate_thresholds(confidences: torch.Tensor, steps: int) -> list[float]:
     whose confidence moves in the last float digit (another batch composition, a temperature
     written to YAML) then still lands on the same side of it.
     """
-    distinct = torch.unique(confidences.double())  # sorted
+    distinct = torch.unique(confidences.double()).tolist()  # sorted
     positions = torch.linspace(0, len(distinct) - 1, steps + 1).round().long().tolist()
-    midpoints = [(distinct[i - 1] + distinct[i]).item() / 2 for i in positions if i > 0]
-    return sorted({0.0, 1.0, *midpoints})
+    return sorted({0.0, 1.0, *(threshold_below(distinct, i) for i in positions if i > 0)})
+
+
+def threshold_below(ordered: Sequence[float], k: int) -> float:
+    """A threshold with exactly the first k of the sorted confidences below it: halfway
+    between the k-th and the next, so float noise between batchings flips no record."""
+    return (ordered[k - 1] + ordered[k]) / 2
 
 
 def sweep(tiers: Sequence[TierOutputs], labels: torch.Tensor, costs: Sequence[float],

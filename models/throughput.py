@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
+from models.batching import batches, length_order
 from models.loading import TierModel, load_tier
 from models.ngram import NgramTier
 
+K = TypeVar("K")
 ONE_PASS = 1 << 20  # load tiers with this batch size: the timing loop makes the passes itself
 
 
@@ -29,10 +31,8 @@ def scoring_seconds(model: TierModel | NgramTier, texts: Sequence[str], batch_si
     `batch_size`, sorted by length first (as the pipeline's tiers do) unless
     `sort_by_length` is False."""
     start = time.perf_counter()
-    order = (sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length
-             else list(range(len(texts))))
-    for first in range(0, len(order), batch_size):
-        chunk = order[first:first + batch_size]
+    order = length_order(texts, text_pairs) if sort_by_length else None
+    for chunk in batches(len(texts), batch_size, order):
         model.logits([texts[i] for i in chunk],
                      [text_pairs[i] for i in chunk] if text_pairs else None)
     return time.perf_counter() - start
@@ -41,12 +41,24 @@ def scoring_seconds(model: TierModel | NgramTier, texts: Sequence[str], batch_si
 def seconds_per_record(model: TierModel | NgramTier, texts: Sequence[str],
                        batch_sizes: Sequence[int], repeats: int = 3,
                        text_pairs: Sequence[str] | None = None) -> dict[int, float]:
-    """Median seconds per record at each batch size, after one warm-up pass; the sizes are
-    interleaved in each round so that drifts of a noisy machine hit them alike."""
-    scoring_seconds(model, texts, batch_sizes[0], text_pairs=text_pairs)
-    runs: dict[int, list[float]] = {size: [] for size in batch_sizes}
+    """Median seconds per record at each batch size (interleaved_medians)."""
+    seconds = interleaved_medians(
+        {size: lambda size=size: scoring_seconds(model, texts, size, text_pairs=text_pairs)
+         for size in batch_sizes}, repeats)
+    return {size: s / len(texts) for size, s in seconds.items()}
+
+
+def interleaved_medians(settings: Mapping[K, Callable[[], object]], repeats: int
+                        ) -> dict[K, float]:
+    """Median wall seconds of each setting over `repeats` rounds, after one warm-up run of
+    each; the settings are interleaved in every round, so that a noisy machine's drifts hit
+    them alike (timings here are compared as ratios measured side by side)."""
+    for run in settings.values():
+        run()
+    times: dict[K, list[float]] = {name: [] for name in settings}
     for _ in range(repeats):
-        for size in batch_sizes:
-            seconds = scoring_seconds(model, texts, size, text_pairs=text_pairs)
-            runs[size].append(seconds / len(texts))
-    return {size: statistics.median(times) for size, times in runs.items()}
+        for name, run in settings.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

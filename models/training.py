@@ -14,13 +14,14 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                           get_linear_schedule_with_warmup)
 
+from models.batching import batches
 from models.datasets import LabelledTexts
 from models.difficulty import DifficultyAware, difficulty_labels, ranking_loss
 from models.early_exit import MultiExitClassifier
@@ -65,12 +66,10 @@ def keep_first_layers(model, n: int) -> None:
     model.config.num_hidden_layers = n
 
 
-def _batches(n: int, batch_size: int, shuffle: bool, rng: random.Random):
+def _shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[list[int]]:
     order = list(range(n))
-    if shuffle:
-        rng.shuffle(order)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+    rng.shuffle(order)
+    return batches(n, batch_size, order)
 
 
 def _exit_logits(model, encoded: dict) -> list[torch.Tensor]:
@@ -87,7 +86,7 @@ def _predictions(model, tokenizer, texts: list[str], max_length: int,
     device = next(model.parameters()).device
     predicted: list[list[int]] = []
     with torch.inference_mode():
-        for idx in _batches(len(texts), batch_size, False, random.Random(0)):
+        for idx in batches(len(texts), batch_size):
             enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
                             padding="longest", return_tensors="pt").to(device)
             exits = [logits.argmax(-1).tolist() for logits in _exit_logits(model, enc)]
@@ -152,7 +151,7 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
     progress = tqdm(total=steps, desc="training", unit="batch")
     for _ in range(config.epochs):
         model.train()
-        for idx in _batches(len(train.texts), config.batch_size, True, rng):
+        for idx in _shuffled_batches(len(train.texts), config.batch_size, rng):
             enc = tokenizer([train.texts[i] for i in idx], truncation=True,
                             max_length=config.max_length, padding="longest",
                             return_tensors="pt").to(device)
@@ -231,7 +230,7 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
     progress = tqdm(total=steps, desc="training n-gram tier", unit="batch")
     for _ in range(config.epochs):
         model.train()
-        for idx in _batches(len(features), config.batch_size, True, rng):
+        for idx in _shuffled_batches(len(features), config.batch_size, rng):
             ids = torch.tensor([i for j in idx for i in features[j]])
             offsets = torch.tensor([0] + [len(features[j]) for j in idx[:-1]]).cumsum(0)
             labels = torch.tensor([train.label_ids[j] for j in idx])

@@ -28,18 +28,21 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from models.batching import batches
 from models.calibration import Calibration, calibrate
 from models.confidence import confidence, probabilities
+from models.config import CascadeConfig, ConfigError, TierConfig, config_to_dict, validate_models
 from models.datasets import LabelledTexts, read_labelled
 from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
 from models.loading import TierModel
-from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
+from models.model_cache import local_model_folder
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      choose, last_tier_alone, pareto_frontier, replay, sweep)
-from models.throughput import load_for_timing, seconds_per_record
+from models.routing_rule import decided_mask
+from models.throughput import ONE_PASS, seconds_per_record
+from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
 from pipeline.calibration_report import write_report
-from pipeline.config import (CascadeConfig, ConfigError, TierConfig, config_to_dict,
-                             load_config, validate_models)
+from pipeline.config import load_config
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
 DEFAULT_MAX_ACCURACY_DROP = 0.5
@@ -144,10 +147,7 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     """Calibrates, measures and chooses; returns the tuned config and everything measured."""
     labels = torch.tensor(dev.label_ids)
     cache = os.path.join(report_dir, "logits")
-    models = [load_for_timing(t.model, t.max_length, t.device,
-                              allow_pickle_weights=t.allow_pickle_weights,
-                              trust_remote_code=t.trust_remote_code, quantize=t.quantize)
-              for t in config.tiers]
+    models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
     tiers = [measure_tier(t, m, dev, batch_sizes, repeats, cache)
              for t, m in zip(config.tiers, models)]
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
@@ -245,7 +245,8 @@ def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model) -> to
     """The tier's logits on the dev texts at every exit (shape exits x records x labels; one
     exit for most tiers), computed once per model folder, data and length."""
     key = hashlib.sha256(json.dumps([
-        "exits x records x labels", _folder_fingerprint(tier.model), tier.max_length,
+        "exits x records x labels", _folder_fingerprint(local_model_folder(tier.model)),
+        tier.max_length,
         tier.quantize, getattr(model, "keep_tokens", None), dev.texts, dev.text_pairs,
     ]).encode()).hexdigest()[:20]
     path = os.path.join(cache, f"{tier.name}-{key}.pt")
@@ -253,9 +254,9 @@ def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model) -> to
         return torch.load(path)
     every_exit = (model.exit_logits if isinstance(model, TierModel)
                   else lambda texts, pairs: model.logits(texts, pairs).unsqueeze(0))
-    logits = torch.cat([every_exit(dev.texts[i:i + 64],
-                                   dev.text_pairs[i:i + 64] if dev.text_pairs else None)
-                        for i in range(0, len(dev.texts), 64)], dim=1)
+    logits = torch.cat([every_exit([dev.texts[i] for i in chunk],
+                                   [dev.text_pairs[i] for i in chunk] if dev.text_pairs else None)
+                        for chunk in batches(len(dev.texts), 64)], dim=1)
     os.makedirs(cache, exist_ok=True)
     torch.save(logits, path)
     return logits
@@ -280,7 +281,7 @@ def batch_sizes_for_their_share(models: list[Any], tiers: list[TierMeasurements]
     costs = [tiers[0].costs[chosen_sizes[0]]]
     pending = torch.ones(len(dev.texts), dtype=torch.bool)
     for k in range(1, len(tiers)):
-        pending &= tiers[k - 1].calibrated.confidences < chosen.thresholds[k - 1]
+        pending &= ~decided_mask(tiers[k - 1].calibrated.confidences, chosen.thresholds[k - 1])
         reaching = [i for i, keep in enumerate(pending.tolist()) if keep]
         if len(reaching) < max(batch_sizes):  # too few to time; keep the all-texts figures
             chosen_sizes.append(tiers[k].best_batch_size)

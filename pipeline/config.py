@@ -1,172 +1,44 @@
-"""The cascade configuration: which tiers, in which order, and how records are read.
+"""Building the cascade config from what the user gave: a YAML or JSON file (a local path or
+any fsspec URL: gs://, s3://, ...) or `run`'s tier flags, with the field and tier flags
+applied on top, then checked once.
 
-A config comes from YAML or JSON (`load_config`) or from the two-tier flags
-(`config_from_flags`); `validate_models` then checks every tier folder and that all tiers share
-one label set, so a bad config fails before the pipeline starts.
+The config types and their checks live in models/config.py (no Beam, no file format).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
+import fsspec
 import yaml
 
-from models.confidence import CONFIDENCE_MEASURES
-from models.early_exit import EarlyExit
-from models.loading import CheckpointError, TierModel, inspect_checkpoint, load_tier
-from models.ngram import MODEL_TYPE as NGRAM_MODEL_TYPE
-from models.ngram import NgramTier
-from models.quantization import SCHEMES
+from models.config import (CascadeConfig, ConfigError, TierConfig, check_config,
+                           config_from_dict, parse_config)
+from pipeline.options import CascadeOptions
 
-TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-DEVICES = ("auto", "cpu", "cuda")
+FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
 
-class ConfigError(ValueError):
-    """A cascade config that cannot run; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class TierConfig:
-    """One model of the cascade. `threshold` is required on every tier but the last.
-
-    `model` is a checkpoint folder: a local path or any fsspec URL (gs://, s3://, https://),
-    which each machine copies once into its local cache (models/model_cache.py).
-
-    Beam hands the tier `batch_size * sort_window` records at a time; the tier sorts them by
-    length and runs forward passes of `batch_size`, so each pass pads its texts to similar
-    lengths (sort_window 1 keeps input order).
-
-    A multi-exit model (`beam-cascade train --exits`) leaves early when `exit_threshold` is
-    set: each record stops at the first exit whose confidence, divided by that exit's
-    temperature (`exit_temperatures`, fitted by `beam-cascade calibrate`), reaches it.
-    `quantize` runs a transformer tier's Linear layers in int8 on the CPU (SCHEMES).
-    `keep_tokens` is a length configuration (models/token_dropping.py): after layer i only
-    the share keep_tokens[i-1] of each text's most attended tokens go on; `beam-cascade
-    calibrate` searches one for a tier with `length_budget` (the share of the full model's
-    token-layers it may use). `max_batch_duration_secs` batches across bundles (see
-    transforms/scoring.py), for runners that hand out small bundles such as Flink.
-    `max_escalation_rate` caps the share of the tier's records, per window, that go on to
-    the next tier by lowering the threshold where needed (transforms/budget.py).
-    `inference_timeout_secs` gives up on a model call that takes longer and sends its
-    batch to the dead letters (a hung model must not hang the job).
-    """
-
-    name: str
-    model: str
-    threshold: float | None = None
-    confidence: str = "max_prob"
-    temperature: float = 1.0
-    batch_size: int = 64
-    sort_window: int = 8
-    max_length: int = 128
-    device: str = "auto"
-    allow_pickle_weights: bool = False
-    trust_remote_code: bool = False
-    exit_threshold: float | None = None
-    exit_temperatures: tuple[float, ...] | None = None
-    quantize: str | None = None
-    keep_tokens: tuple[float, ...] | None = None
-    length_budget: float | None = None
-    max_batch_duration_secs: float | None = None
-    max_escalation_rate: float | None = None
-    inference_timeout_secs: float | None = None
-
-    def load(self, batch_size: int | None = None) -> TierModel | NgramTier:
-        """The tier's model as the pipeline runs it (early exit, int8, token dropping), with
-        forward passes of `batch_size` (default: the tier's)."""
-        early_exit = None if self.exit_threshold is None else EarlyExit(
-            self.exit_threshold, self.exit_temperatures or (), self.confidence)
-        return load_tier(self.model, max_length=self.max_length,
-                         batch_size=batch_size or self.batch_size, device=self.device,
-                         allow_pickle_weights=self.allow_pickle_weights,
-                         trust_remote_code=self.trust_remote_code, early_exit=early_exit,
-                         quantize=self.quantize, keep_tokens=self.keep_tokens)
-
-
-LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierConfig
-
-
-@dataclass(frozen=True)
-class CascadeConfig:
-    """The tiers in escalation order, the input fields they read, and the job's error limit.
-
-    `id_field` names the records' own ids; a record without one (or `id_field: null`) gets
-    `file:line`. `max_error_rate` fails the job (exit status 3, `_FAILED`) when a larger
-    share of its records end as dead letters.
-    """
-
-    tiers: tuple[TierConfig, ...]
-    text_field: str = "text"
-    id_field: str | None = "id"
-    label_field: str | None = None
-    text_pair_field: str | None = None
-    passthrough_fields: tuple[str, ...] = field(default_factory=tuple)
-    max_error_rate: float | None = None
-
-    @property
-    def tier_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.tiers)
-
-
-def load_config(path: str) -> CascadeConfig:
-    """Reads a cascade config from a YAML or JSON file and checks its values."""
+def read_config_file(path: str) -> Any:
+    """The plain data in a YAML or JSON config file (a mapping, when the file is right)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        with fsspec.open(path, "r", encoding="utf-8") as f:
+            return json.load(f) if path.endswith(".json") else yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path!r} must hold a mapping with a 'tiers' list")
-    return config_from_dict(raw, source=path)
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> CascadeConfig:
-    """Builds and checks a CascadeConfig from plain data (the parsed YAML/JSON)."""
-    _reject_unknown_keys(raw, CascadeConfig, source)
-    tiers_raw = raw.get("tiers")
-    if not isinstance(tiers_raw, list) or not tiers_raw:
-        raise ConfigError(f"{source}: 'tiers' must be a non-empty list of tiers, cheapest first")
-    tiers = []
-    for i, tier_raw in enumerate(tiers_raw):
-        if not isinstance(tier_raw, dict):
-            raise ConfigError(f"{source}: tier {i + 1} must be a mapping with at least 'model'")
-        _reject_unknown_keys(tier_raw, TierConfig, f"{source}: tier {i + 1}")
-        if "model" not in tier_raw:
-            raise ConfigError(f"{source}: tier {i + 1} has no 'model' (path to its folder)")
-        tier_raw = {key: tuple(value) if key in LIST_KEYS and isinstance(value, list) else value
-                    for key, value in tier_raw.items()}
-        tiers.append(TierConfig(**{"name": f"tier{i + 1}", **tier_raw}))
-    fields = {k: v for k, v in raw.items() if k != "tiers"}
-    passthrough = fields.get("passthrough_fields") or []
-    if not isinstance(passthrough, list):
-        raise ConfigError(f"{source}: 'passthrough_fields' must be a list of field names, "
-                          f"e.g. [lang, source], not {passthrough!r}")
-    fields["passthrough_fields"] = tuple(passthrough)
-    config = CascadeConfig(tiers=tuple(tiers), **fields)
-    check_config(config, source)
-    return config
-
-
-def config_to_dict(config: CascadeConfig) -> dict[str, Any]:
-    """Plain data that `config_from_dict` reads back to the same config (for writing YAML)."""
-    raw = dataclasses.asdict(config)
-    raw["tiers"] = [dataclasses.asdict(t) for t in config.tiers]
-    for tier in raw["tiers"]:
-        for key in LIST_KEYS:
-            if tier[key] is not None:
-                tier[key] = list(tier[key])
-    raw["passthrough_fields"] = list(config.passthrough_fields)
-    return raw
+def load_config(path: str) -> CascadeConfig:
+    """Reads a cascade config from a YAML or JSON file and checks its values."""
+    return config_from_dict(read_config_file(path), source=path)
 
 
 def config_from_flags(models: list[str], thresholds: list[float]) -> CascadeConfig:
-    """A cascade from `--tier1 A --tier2 B [--tier3 C] --threshold T[,T2]` alone.
+    """A cascade from `--tier1 A --tier2 B [--tier3 C] --threshold T[,T2]` alone (its values
+    are checked by the caller, with the other flags applied).
 
     One threshold applies to every tier but the last; a comma list gives one per tier.
     """
@@ -176,175 +48,59 @@ def config_from_flags(models: list[str], thresholds: list[float]) -> CascadeConf
         raise ConfigError(
             f"--threshold gives {len(thresholds)} values for {len(models)} tiers; give one "
             f"value, or {len(models) - 1} comma-separated (one per tier but the last)")
-    tiers = tuple(
+    return CascadeConfig(tiers=tuple(
         TierConfig(name=f"tier{i + 1}", model=m,
                    threshold=thresholds[i] if i < len(models) - 1 else None)
-        for i, m in enumerate(models))
-    config = CascadeConfig(tiers=tiers)
-    check_config(config, "flags")
+        for i, m in enumerate(models)))
+
+
+def cascade_config(options: CascadeOptions) -> CascadeConfig:
+    """The config file or the tier flags, with the field and tier flags applied on top,
+    checked once."""
+    tier_flags = [m for m in (options.tier1, options.tier2, options.tier3) if m]
+    if options.config and (tier_flags or options.threshold):
+        raise ConfigError("give either --config or --tier1/--tier2/--threshold flags, not both")
+    if options.tier3 and not options.tier2:
+        raise ConfigError("--tier3 needs --tier2")
+    if options.config:
+        config = parse_config(read_config_file(options.config), source=options.config)
+    elif tier_flags:
+        if len(tier_flags) > 1 and not options.threshold:
+            raise ConfigError("--tier1/--tier2 need --threshold (e.g. --threshold 0.9)")
+        if len(tier_flags) == 1 and options.threshold:
+            raise ConfigError("--threshold needs a --tier2 to escalate to")
+        config = config_from_flags(tier_flags, options.threshold or [])
+    else:
+        raise ConfigError("no cascade: pass --config cascade.yaml, or --tier1 PATH "
+                          "--tier2 PATH --threshold T")
+    config = with_flags(config, options)
+    check_config(config, options.config or "flags")
     return config
 
 
-def check_config(config: CascadeConfig, source: str) -> None:
-    """Checks every value that can be checked without opening the model folders."""
-    if not config.tiers:
-        raise ConfigError(f"{source}: no tiers; give at least one model")
-    names = [t.name for t in config.tiers]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: tier names must be unique, got {names}")
-    for i, tier in enumerate(config.tiers):
-        _check_tier(tier, is_last=i == len(config.tiers) - 1, source=source)
-    for key in ("text_field", "id_field", "label_field", "text_pair_field"):
-        value = getattr(config, key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{source}: '{key}' must be a non-empty field name")
-    if config.text_field is None:
-        raise ConfigError(f"{source}: 'text_field' cannot be null")
-    rate = config.max_error_rate
-    if rate is not None and not (_is_number(rate) and 0.0 <= rate <= 1.0):
-        raise ConfigError(f"{source}: max_error_rate {rate!r} must be a share in [0, 1] of the "
-                          "records, or null for no limit")
-    if not all(isinstance(f, str) and f for f in config.passthrough_fields):
-        raise ConfigError(f"{source}: 'passthrough_fields' must hold non-empty field names, "
-                          f"got {list(config.passthrough_fields)}")
+def with_flags(config: CascadeConfig, options: CascadeOptions) -> CascadeConfig:
+    """The config with the field flags and the per-tier flags applied."""
+    overrides: dict[str, Any] = {f: getattr(options, f) or None for f in FIELD_FLAGS
+                                 if getattr(options, f) is not None}
+    if options.max_error_rate is not None:
+        overrides["max_error_rate"] = options.max_error_rate
+    if options.passthrough_fields is not None:
+        overrides["passthrough_fields"] = tuple(
+            f.strip() for f in options.passthrough_fields.split(",") if f.strip())
+    tiers = tier_default(config.tiers, "max_batch_duration_secs",
+                         options.max_batch_duration_secs)
+    tiers = tier_default(tiers, "inference_timeout_secs", options.inference_timeout_secs)
+    escalating = [tier for tier in tiers if tier.threshold is not None]
+    tiers = tier_default(tiers, "max_escalation_rate", options.max_escalation_rate, escalating)
+    return dataclasses.replace(config, tiers=tiers, **overrides)
 
 
-def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
-    where = f"{source}: tier {tier.name!r}"
-    if not isinstance(tier.name, str) or not TIER_NAME.match(tier.name):
-        raise ConfigError(f"{where}: name must be letters, digits and _ (it names output columns)")
-    if not isinstance(tier.model, str) or not tier.model:
-        raise ConfigError(f"{where}: 'model' must be the path of a checkpoint folder")
-    if is_last and tier.threshold is not None:
-        raise ConfigError(
-            f"{where}: the last tier decides every record it receives, so it takes no "
-            "threshold; remove it (or add a tier after it)")
-    if not is_last:
-        if tier.threshold is None:
-            raise ConfigError(f"{where}: 'threshold' is required on every tier but the last")
-        if not _is_number(tier.threshold) or not 0.0 <= tier.threshold <= 1.0:
-            raise ConfigError(f"{where}: threshold {tier.threshold!r} must be a number in [0, 1]")
-    rate = tier.max_escalation_rate
-    if rate is not None and (is_last or not (_is_number(rate) and 0.0 <= rate <= 1.0)):
-        raise ConfigError(f"{where}: max_escalation_rate {rate!r} must be a number in [0, 1] "
-                          "on a tier that escalates (not the last), or null for no budget")
-    if tier.confidence not in CONFIDENCE_MEASURES:
-        raise ConfigError(
-            f"{where}: unknown confidence {tier.confidence!r}; use one of "
-            f"{sorted(CONFIDENCE_MEASURES)}")
-    if not _is_number(tier.temperature) or tier.temperature <= 0:
-        raise ConfigError(f"{where}: temperature {tier.temperature!r} must be a number > 0")
-    for key in ("batch_size", "sort_window", "max_length"):
-        value = getattr(tier, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{where}: {key} {value!r} must be a whole number >= 1")
-    for key in ("allow_pickle_weights", "trust_remote_code"):
-        if not isinstance(getattr(tier, key), bool):
-            raise ConfigError(f"{where}: {key} must be true or false, not "
-                              f"{getattr(tier, key)!r}")
-    duration = tier.max_batch_duration_secs
-    if duration is not None and not (_is_number(duration) and duration > 0):
-        raise ConfigError(f"{where}: max_batch_duration_secs {duration!r} must be a number of "
-                          "seconds > 0, or null to batch within bundles only")
-    timeout = tier.inference_timeout_secs
-    if timeout is not None and not (_is_number(timeout) and timeout > 0):
-        raise ConfigError(f"{where}: inference_timeout_secs {timeout!r} must be a number of "
-                          "seconds > 0, or null to wait for every model call")
-    if tier.device not in DEVICES:
-        raise ConfigError(f"{where}: device {tier.device!r} must be one of {DEVICES}")
-    if tier.exit_threshold is not None and not (
-            _is_number(tier.exit_threshold) and 0.0 <= tier.exit_threshold <= 1.0):
-        raise ConfigError(f"{where}: exit_threshold {tier.exit_threshold!r} must be a number "
-                          "in [0, 1], or null for no early exit")
-    if tier.quantize is not None:
-        if tier.quantize not in SCHEMES:
-            raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of {SCHEMES}, "
-                              "or null for full precision")
-        if tier.device == "cuda":
-            raise ConfigError(f"{where}: int8 quantisation runs on the CPU only; set device "
-                              "to cpu or auto, or drop quantize")
-    _check_token_dropping(tier, where)
-    temperatures = tier.exit_temperatures
-    if temperatures is not None and not (
-            isinstance(temperatures, tuple) and temperatures
-            and all(_is_number(t) and t > 0 for t in temperatures)):
-        raise ConfigError(f"{where}: exit_temperatures {temperatures!r} must be a list of "
-                          "numbers > 0, one per exit (beam-cascade calibrate writes it)")
-
-
-def _check_token_dropping(tier: TierConfig, where: str) -> None:
-    keep = tier.keep_tokens
-    if keep is not None and not (isinstance(keep, tuple) and keep and all(
-            _is_number(k) and 0.0 < k <= 1.0 for k in keep)):
-        raise ConfigError(f"{where}: keep_tokens {keep!r} must be a list of shares in (0, 1], "
-                          "one per layer after which tokens are dropped")
-    budget = tier.length_budget
-    if budget is not None and not (_is_number(budget) and 0.0 < budget <= 1.0):
-        raise ConfigError(f"{where}: length_budget {budget!r} must be a share in (0, 1] of "
-                          "the full model's compute")
-    if (keep is not None or budget is not None) and tier.exit_threshold is not None:
-        raise ConfigError(f"{where}: token dropping and early exit in one tier are not "
-                          "supported yet; drop keep_tokens/length_budget or exit_threshold")
-
-
-def validate_models(config: CascadeConfig) -> tuple[str, ...]:
-    """Opens every tier's config.json; returns the label names the tiers share.
-
-    Refuses a folder that is not a sequence-classification checkpoint, a max_length beyond
-    the model's positions, and tiers whose labels (names or order) differ.
-    """
-    labels: tuple[str, ...] | None = None
-    first = None
-    for tier in config.tiers:
-        try:
-            info = inspect_checkpoint(tier.model, tier.allow_pickle_weights,
-                                      tier.trust_remote_code)
-        except CheckpointError as e:
-            raise ConfigError(f"tier {tier.name!r}: {e}") from None
-        if len(info.labels) < 2:
-            raise ConfigError(f"tier {tier.name!r}: {tier.model!r} has {len(info.labels)} "
-                              "label(s); a classifier tier needs at least 2")
-        if info.max_length and tier.max_length > info.max_length:
-            raise ConfigError(
-                f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
-                f"{info.max_length} tokens {tier.model!r} accepts; lower max_length")
-        _check_exits(tier, info.exit_layers)
-        adaptive = [key for key in ("quantize", "keep_tokens", "length_budget")
-                    if getattr(tier, key) is not None]
-        if adaptive and info.model_type == NGRAM_MODEL_TYPE:
-            raise ConfigError(f"tier {tier.name!r}: {', '.join(adaptive)} apply to transformer "
-                              f"tiers; {tier.model!r} is an n-gram model, already cheap")
-        if labels is None:
-            labels, first = info.labels, tier
-        elif info.labels != labels:
-            raise ConfigError(
-                f"tiers disagree on labels: {first.name!r} ({first.model}) has {list(labels)}, "
-                f"{tier.name!r} ({tier.model}) has {list(info.labels)}; every tier must predict "
-                "the same labels with the same ids (config.json id2label)")
-    assert labels is not None
-    return labels
-
-
-def _check_exits(tier: TierConfig, exit_layers: tuple[int, ...]) -> None:
-    """Early-exit settings need a multi-exit model with as many exits as temperatures."""
-    if (tier.exit_threshold is not None or tier.exit_temperatures) and not exit_layers:
-        raise ConfigError(
-            f"tier {tier.name!r}: exit_threshold/exit_temperatures need a multi-exit model, "
-            f"and {tier.model!r} has no inner exits; train one with `beam-cascade train "
-            "--exits 2,4,6` or remove those keys")
-    if tier.exit_temperatures and len(tier.exit_temperatures) != len(exit_layers):
-        raise ConfigError(
-            f"tier {tier.name!r}: {len(tier.exit_temperatures)} exit_temperatures for the "
-            f"{len(exit_layers)} exits (layers {list(exit_layers)}) of {tier.model!r}; "
-            "give one per exit, or rerun beam-cascade calibrate")
-
-
-def _reject_unknown_keys(raw: dict, cls: type, where: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def tier_default(tiers: Sequence[TierConfig], key: str, value: Any,
+                 applies_to: Sequence[TierConfig] | None = None) -> tuple[TierConfig, ...]:
+    """The tiers with a flag's `value` for `key` wherever the config left it unset (among
+    `applies_to`, default all); the config's own values win. No flag (None) changes none."""
+    return tuple(
+        dataclasses.replace(tier, **{key: value})
+        if value is not None and getattr(tier, key) is None
+        and (applies_to is None or tier in applies_to) else tier
+        for tier in tiers)

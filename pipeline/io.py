@@ -33,7 +33,7 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.external import JavaJarExpansionService
 from apache_beam.utils.timestamp import Timestamp
 
-from pipeline.config import TierConfig
+from models.config import TierConfig
 from pipeline.java_harness import process_environment_args
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.spreading import SpreadEvenly

@@ -8,8 +8,8 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions,
                                                   PipelineOptions, StandardOptions)
 
+from models.loading import TorchThreads
 from pipeline.io import INPUT_FORMATS, OUTPUT_FORMATS
-from transforms.scoring import TorchThreads
 
 
 def _thresholds(value: str) -> list[float]:

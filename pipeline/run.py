@@ -22,8 +22,9 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.config import (CascadeConfig, ConfigError, TierConfig, check_config,
-                             config_from_flags, load_config, validate_models)
+from models.config import CascadeConfig, ConfigError, validate_models
+from models.loading import TorchThreads
+from pipeline.config import cascade_config
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
                          ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
                          WritePredictions, WriteRoutingStats, list_input_files, output_row,
@@ -37,12 +38,10 @@ from pipeline.summary import format_summary
 from transforms.cascade import Cascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
-from transforms.scoring import TorchThreads
 from transforms.statistics import AccumulateRoutingStats
 from transforms.windowing import fixed_windows
 
 _LOG = logging.getLogger(__name__)
-FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 # Exit statuses of `beam-cascade run` (README, Reliability).
 EXIT_JOB_FAILED = 1  # the pipeline raised: nothing published, the previous run's files kept
 EXIT_USAGE = 2  # bad flags, config, model folder, input or output: nothing started
@@ -74,52 +73,6 @@ def record_fields(config: CascadeConfig, labels: tuple[str, ...] = ()) -> Record
     """The input fields the config names (and the tiers' labels, to read gold labels)."""
     return RecordFields(config.text_field, config.id_field, config.label_field,
                         config.text_pair_field, config.passthrough_fields, labels)
-
-
-def cascade_config(options: CascadeOptions) -> CascadeConfig:
-    """The config file or the tier flags, with the field flags applied on top."""
-    tier_flags = [m for m in (options.tier1, options.tier2, options.tier3) if m]
-    if options.config and (tier_flags or options.threshold):
-        raise ConfigError("give either --config or --tier1/--tier2/--threshold flags, not both")
-    if options.tier3 and not options.tier2:
-        raise ConfigError("--tier3 needs --tier2")
-    if options.config:
-        config = load_config(options.config)
-    elif tier_flags:
-        if len(tier_flags) > 1 and not options.threshold:
-            raise ConfigError("--tier1/--tier2 need --threshold (e.g. --threshold 0.9)")
-        if len(tier_flags) == 1 and options.threshold:
-            raise ConfigError("--threshold needs a --tier2 to escalate to")
-        config = config_from_flags(tier_flags, options.threshold or [])
-    else:
-        raise ConfigError("no cascade: pass --config cascade.yaml, or --tier1 PATH "
-                          "--tier2 PATH --threshold T")
-    overrides: dict[str, Any] = {f: getattr(options, f) or None for f in FIELD_FLAGS
-                                 if getattr(options, f) is not None}
-    if options.max_error_rate is not None:
-        overrides["max_error_rate"] = options.max_error_rate
-    if options.passthrough_fields is not None:
-        overrides["passthrough_fields"] = tuple(
-            f.strip() for f in options.passthrough_fields.split(",") if f.strip())
-    tiers = tier_default(config.tiers, "max_batch_duration_secs",
-                         options.max_batch_duration_secs)
-    tiers = tier_default(tiers, "inference_timeout_secs", options.inference_timeout_secs)
-    escalating = [tier for tier in tiers if tier.threshold is not None]
-    tiers = tier_default(tiers, "max_escalation_rate", options.max_escalation_rate, escalating)
-    config = dataclasses.replace(config, tiers=tiers, **overrides)
-    check_config(config, "flags")
-    return config
-
-
-def tier_default(tiers: Sequence[TierConfig], key: str, value: Any,
-                 applies_to: Sequence[TierConfig] | None = None) -> tuple[TierConfig, ...]:
-    """The tiers with a flag's `value` for `key` wherever the config left it unset (among
-    `applies_to`, default all); the config's own values win. No flag (None) changes none."""
-    return tuple(
-        dataclasses.replace(tier, **{key: value})
-        if value is not None and getattr(tier, key) is None
-        and (applies_to is None or tier in applies_to) else tier
-        for tier in tiers)
 
 
 def output_format(options: CascadeOptions) -> str:

@@ -5,8 +5,10 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import fsspec
 import pyarrow.parquet as pq
 import pytest
 
@@ -73,6 +75,16 @@ def read_predictions(output: Path) -> list[dict]:
         else:
             rows += [json.loads(line) for line in shard.read_text().splitlines()]
     return rows
+
+
+def upload(local_folder: str) -> str:
+    """Copies a local folder to a fresh memory:// URL."""
+    url = f"memory://models/{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    for path in Path(local_folder).rglob("*"):
+        if path.is_file():
+            fs.pipe(f"{url}/{path.relative_to(local_folder)}", path.read_bytes())
+    return url
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -4,7 +4,7 @@ import json
 from bench.compare import table as config_table
 from bench.report import best_within_tolerance, markdown, rows
 from bench.sst2 import records_per_tier
-from pipeline.config import CascadeConfig, TierConfig
+from models.config import CascadeConfig, TierConfig
 
 
 def job(seconds, accuracy, escalation_rate=None, tiers=2):

@@ -1,11 +1,13 @@
 """Temperature scaling, calibration error, operating points and the calibrate command."""
 import json
 
+import fsspec
 import pytest
 import torch
 import yaml
-from conftest import run_job
+from conftest import run_job, upload
 
+from models import model_cache
 from models.calibration import calibrate, expected_calibration_error, fit_temperature
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      candidate_thresholds, choose, pareto_frontier, replay,
@@ -94,12 +96,34 @@ def test_each_policy_picks_its_point_on_a_synthetic_frontier():
         Policy(max_accuracy_drop=0.5, min_speedup=2)
 
 
-def test_the_written_config_runs_unchanged(tmp_path, models):
+def _dev_rows() -> list[dict]:
     words = "good bad movie plot fun dull great awful".split()
-    rows = [{"text": " ".join(words[(i * 5 + j) % 8] for j in range(1 + i % 6)),
+    return [{"text": " ".join(words[(i * 5 + j) % 8] for j in range(1 + i % 6)),
              "label": ["neg", "pos"][i % 2]} for i in range(200)]
+
+
+def test_calibrate_reads_tiers_config_and_dev_data_at_urls(tmp_path, models,
+                                                           monkeypatch):
+    """Tier folders at URLs go through the same model cache as `run` (calibrate listed
+    them with os.listdir), and the config and dev files are read through fsspec."""
+    monkeypatch.setenv(model_cache.CACHE_ENV, str(tmp_path / "cache"))
+    fs = fsspec.filesystem("memory")
+    fs.pipe("memory://calibrate/dev.jsonl",
+            "".join(json.dumps(r) + "\n" for r in _dev_rows()).encode())
+    fs.pipe("memory://calibrate/cascade.yaml", yaml.safe_dump({"tiers": [
+        {"name": "small", "model": upload(models["small"]), "threshold": 0.9},
+        {"name": "large", "model": upload(models["large"])}]}).encode())
+    tuned = tmp_path / "tuned.yaml"
+    assert calibrate_main(["--config", "memory://calibrate/cascade.yaml",
+                           "--dev", "memory://calibrate/dev.jsonl", "--output", str(tuned),
+                           "--report", str(tmp_path / "report"), "--batch_sizes", "4",
+                           "--repeats", "1", "--max_accuracy_drop", "1"]) == 0
+    assert load_config(str(tuned)).tiers[1].model.startswith("memory://models/")
+
+
+def test_the_written_config_runs_unchanged(tmp_path, models):
     dev = tmp_path / "dev.jsonl"
-    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dev.write_text("".join(json.dumps(r) + "\n" for r in _dev_rows()))
     config = tmp_path / "cascade.yaml"
     config.write_text(yaml.safe_dump({"tiers": [
         {"name": "small", "model": models["small"], "threshold": 0.9},

@@ -3,10 +3,9 @@ import json
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.config import (ConfigError, config_from_dict, config_from_flags, load_config,
-                             validate_models)
+from models.config import ConfigError, config_from_dict, validate_models
+from pipeline.config import cascade_config, config_from_flags, load_config
 from pipeline.options import CascadeOptions
-from pipeline.run import cascade_config
 
 
 def tiers_config(models, **tier1_overrides):

@@ -10,10 +10,11 @@ from conftest import labelled_rows, run_job, write_jsonl
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
 from models.confidence import probabilities
+from models.config import ConfigError, config_from_dict, validate_models
 from models.early_exit import HEADS_FILE, EarlyExit, MultiExitClassifier, choose_exits
 from models.loading import CheckpointError, inspect_checkpoint, load_tier
 from pipeline.calibrate import main as calibrate_main
-from pipeline.config import ConfigError, config_from_dict, load_config, validate_models
+from pipeline.config import load_config
 from pipeline.train import main as train_main
 from tiny_models import tiny_config, tiny_tokenizer
 

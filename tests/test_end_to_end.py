@@ -237,3 +237,22 @@ def test_conflicting_flags_are_refused(tmp_path, models, config, capsys, args, m
     base += ["--config", config] if "--threshold" in args else ["--tier1", models["small"]]
     assert main(base + args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ids_come_from_the_id_field_by_default_and_keep_their_json_type(tmp_path, models):
+    data = tmp_path / "in.jsonl"
+    ids = [1, "1", True, "", None, {"nested": 1}]
+    data.write_text("".join(json.dumps({"id": i, "text": "good movie"}) + "\n" for i in ids))
+
+    def job(*extra):
+        out = tmp_path / f"out{len(extra)}"
+        stats = run_job(["--input", str(data), "--output", str(out), "--output_format",
+                         "jsonl", "--tier1", models["small"], *extra])
+        return stats, sorted((p["id"] for p in read_predictions(out)), key=json.dumps), out
+
+    stats, given, out = job()
+    assert given == sorted([1, "1", True, f"{data}:4", f"{data}:5"], key=json.dumps)
+    assert stats["errors"] == 1
+    assert read_errors(out)[0]["reason"] == "'id' is a dict; an id must be a string or a number"
+    _, generated, _ = job("--id_field", "")
+    assert generated == sorted((f"{data}:{n}" for n in range(1, 7)), key=json.dumps)

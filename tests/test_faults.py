@@ -22,8 +22,8 @@ from conftest import ROOT, read_errors, read_predictions, run_job, snapshot
 import pipeline.io as pipeline_io
 import pipeline.run as pipeline_run
 import transforms.parsing as parsing
+from models.config import TierConfig
 from models.loading import TierModel
-from pipeline.config import TierConfig
 from pipeline.output_folder import FAILED_FILE, SUCCESS_FILE
 from pipeline.run import run
 
@@ -302,6 +302,7 @@ def test_a_killed_worker_process_fails_the_job_cleanly_and_the_rerun_is_complete
     try:
         worker = wait_for_worker(signals, job)
         os.kill(worker, signal.SIGKILL)
+        (signals / "release").touch()  # the other worker goes on; the runner sees the death
         _, err = job.communicate(timeout=300)
     finally:
         (signals / "release").touch()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import read_predictions, run_job, write_jsonl
+from conftest import read_predictions, run_job, upload, write_jsonl
 
 from models import model_cache
 from models.model_cache import ModelFolderError, local_model_folder
@@ -19,16 +19,6 @@ def cache(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv(model_cache.CACHE_ENV, str(folder))
     return folder
-
-
-def upload(local_folder: str) -> str:
-    """Copies a local folder to a fresh memory:// URL."""
-    url = f"memory://models/{uuid.uuid4().hex}"
-    fs = fsspec.filesystem("memory")
-    for path in Path(local_folder).rglob("*"):
-        if path.is_file():
-            fs.pipe(f"{url}/{path.relative_to(local_folder)}", path.read_bytes())
-    return url
 
 
 def copies(monkeypatch) -> list[str]:

@@ -5,10 +5,10 @@ import torch
 import yaml
 from conftest import run_job
 
+from models.config import ConfigError, config_from_dict, validate_models
 from models.loading import load_tier
 from models.ngram import HashedNgramClassifier, NgramConfig
 from models.quantization import quantize
-from pipeline.config import ConfigError, config_from_dict, validate_models
 
 TEXTS = ["good movie", "the plot was dull", "a great film and a fun story", "awful", "not bad"]
 

@@ -5,8 +5,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from models.confidence import score
+from models.config import TierConfig
 from models.loading import TierModel
-from pipeline.config import TierConfig
 from transforms.cascade import Cascade
 from transforms.parsing import RecordFields, to_record
 from transforms.routing import MODEL_INPUT_FIELDS

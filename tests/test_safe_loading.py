@@ -12,8 +12,8 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
+from models.config import ConfigError, config_from_dict, validate_models
 from models.loading import TierModel
-from pipeline.config import ConfigError, config_from_dict, validate_models
 
 CUSTOM_CONFIG = '''
 from transformers import BertConfig
@@ -93,13 +93,12 @@ def test_pickle_weights_are_refused_unless_the_tier_allows_them(models, tmp_path
     assert torch.allclose(pickled, safe)
 
 
-def _copy_without(models, tmp_path, *tensors: str) -> str:
-    """A copy of the large tier whose weights lack `tensors`."""
+def _copy_with_weights(models, tmp_path, edit) -> str:
+    """A copy of the large tier whose weights dict `edit` changed in place."""
     folder = tmp_path / "damaged"
     shutil.copytree(models["large"], folder)
     weights = load_file(folder / "model.safetensors")
-    for name in tensors:
-        del weights[name]
+    edit(weights)
     save_file(weights, folder / "model.safetensors")
     return str(folder)
 
@@ -109,18 +108,15 @@ def _copy_without(models, tmp_path, *tensors: str) -> str:
 def test_weights_missing_a_tensor_of_the_architecture_are_refused(models, tmp_path, tensor):
     """transformers would initialise the tensor at random and log a line: a tier that
     answers confidently and wrongly, with exit 0."""
-    folder = _copy_without(models, tmp_path, tensor)
+    folder = _copy_with_weights(models, tmp_path, lambda weights: weights.pop(tensor))
     with pytest.raises(ConfigError, match=f"tier 'custom'.*lack 1 of the architecture's .*"
                                           f"tensors \\({tensor}\\)"):
         validate_models(_config(models, folder))
 
 
 def test_weights_of_another_shape_are_refused(models, tmp_path):
-    folder = tmp_path / "reshaped"
-    shutil.copytree(models["large"], folder)
-    weights = load_file(folder / "model.safetensors")
-    weights["classifier.weight"] = torch.zeros(3, weights["classifier.weight"].shape[1])
-    save_file(weights, folder / "model.safetensors")
+    folder = _copy_with_weights(models, tmp_path, lambda weights: weights.update(
+        {"classifier.weight": torch.zeros(3, weights["classifier.weight"].shape[1])}))
     with pytest.raises(ConfigError, match=r"classifier.weight \[3, 32\] \(the architecture "
                                           r"needs \[2, 32\]\)"):
         validate_models(_config(models, folder))

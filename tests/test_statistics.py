@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from pipeline.config import TierConfig
+from models.config import TierConfig
 from transforms.statistics import ComputeRoutingStats, RoutingStatsFn
 
 TIERS = [TierConfig("small", "m1", threshold=0.8), TierConfig("medium", "m2", threshold=0.7),

@@ -25,8 +25,8 @@ from apache_beam.transforms.window import TimestampedValue
 from conftest import built
 
 from models.confidence import score
+from models.config import CascadeConfig, TierConfig
 from models.loading import TierModel
-from pipeline.config import CascadeConfig, TierConfig
 from pipeline.io import STATS_FILE, WINDOW_STATS_PREFIX
 from pipeline.run import CascadeJob, build_pipeline
 

@@ -1,8 +1,8 @@
 """Tier models score texts in length-sorted forward passes without changing any answer."""
 import torch
 
+from models.config import TierConfig
 from models.loading import TierModel
-from pipeline.config import TierConfig
 from transforms.scoring import TierModelHandler
 
 TEXTS = ["good", "a very long and rather dull film about nothing at all really", "bad plot",

@@ -9,11 +9,12 @@ import yaml
 from conftest import labelled_rows, run_job, write_jsonl
 from transformers.masking_utils import create_bidirectional_mask
 
+from models.config import ConfigError, config_from_dict
 from models.loading import load_tier
-from pipeline.calibrate import main as calibrate_main
-from pipeline.config import ConfigError, config_from_dict, load_config
 from models.token_dropping import (LengthPoint, best_within_budget, forward_dropping_tokens,
                                    length_family)
+from pipeline.calibrate import main as calibrate_main
+from pipeline.config import load_config
 
 TEXTS = ["good", "the movie was not very good at all and the plot was dull", "awful film",
          "a great film with a fun story and a brilliant actor", "love it", "worst plot",

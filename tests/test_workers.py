@@ -10,10 +10,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import labelled_rows, read_predictions, write_jsonl
 
-from models.loading import set_torch_threads
+from models.loading import TorchThreads, set_torch_threads
 from pipeline.options import torch_threads
 from pipeline.run import build_pipeline, job_from_options
-from transforms.scoring import TorchThreads
 
 TWO_PROCESSES = ["--runner", "FnApiRunner", "--direct_running_mode", "multi_processing",
                  "--direct_num_workers", "2"]

@@ -24,12 +24,13 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
-from pipeline.config import TierConfig
+from models.config import TierConfig
+from models.routing_rule import decides
 from transforms.windowing import combine_per_window
 
 BINS = 10_000
@@ -43,17 +44,25 @@ def confidence_bin(confidence: float) -> int:
 
 @dataclass(frozen=True)
 class Budget:
-    """A window's routing rule: escalate when below the threshold and below the cap bin."""
+    """A tier's routing for a window: a record escalates when the routing rule
+    (models/routing_rule.py) sends it on and its confidence's bin is below the cap bin.
 
-    threshold: float
+    Every tier routes by one: a tier without max_escalation_rate by a fixed Budget, which
+    never caps; a tier with one by its window's (`per_window`), whose effective threshold
+    each visit records."""
+
+    threshold: float | None
     cap_bin: int = BINS + 1
+    per_window: bool = False
 
     def escalates(self, confidence: float) -> bool:
-        return confidence < self.threshold and confidence_bin(confidence) < self.cap_bin
+        return not decides(confidence, self.threshold) and confidence_bin(confidence) < self.cap_bin
 
     @property
-    def effective_threshold(self) -> float:
+    def effective_threshold(self) -> float | None:
         """The threshold as a number: the configured one or, if lower, the cap bin's edge."""
+        if self.threshold is None:
+            return None
         return min(self.threshold, self.cap_bin / BINS)
 
 
@@ -89,7 +98,7 @@ class EscalationBudgetFn(beam.CombineFn):
         return merged
 
     def extract_output(self, bins: Counter) -> Budget:
-        return Budget(self._threshold, cap_bin(bins, self._max_rate))
+        return Budget(self._threshold, cap_bin(bins, self._max_rate), per_window=True)
 
 
 def shard_of(record: dict[str, Any]) -> int:
@@ -98,8 +107,8 @@ def shard_of(record: dict[str, Any]) -> int:
 
 
 class JoinWindowBudget(beam.PTransform):
-    """A tier's scored records in; per window and shard, `(shard, {'records': [...],
-    'budget': [Budget]})` out, the Budget computed from all of the window's confidences."""
+    """A tier's scored records in; `(record, Budget)` out, the Budget computed from all of
+    the record's window's confidences."""
 
     def __init__(self, tier: TierConfig):
         super().__init__()
@@ -113,4 +122,13 @@ class JoinWindowBudget(beam.PTransform):
                        EscalationBudgetFn(tier.threshold, tier.max_escalation_rate), scored)
                    | "ToEveryShard" >> beam.FlatMap(lambda b: [(s, b) for s in range(SHARDS)]))
         keyed = scored | "KeyByShard" >> beam.WithKeys(shard_of)
-        return {"records": keyed, "budget": budgets} | "Join" >> beam.CoGroupByKey()
+        return ({"records": keyed, "budget": budgets} | "Join" >> beam.CoGroupByKey()
+                | "WithBudget" >> beam.FlatMap(records_with_budget))
+
+
+def records_with_budget(shard: tuple[int, dict[str, list]]) -> Iterator[tuple[dict, Budget]]:
+    """One shard of a window's records, each paired with that window's Budget."""
+    _, joined = shard
+    budget, = joined["budget"]
+    for record in joined["records"]:
+        yield record, budget

@@ -6,22 +6,24 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
-from pipeline.config import TierConfig
-from transforms.budget import JoinWindowBudget
-from transforms.routing import ESCALATED, RouteByConfidence, RouteWithinBudget
-from transforms.scoring import ScoreTier, TorchThreads
+from models.config import TierConfig
+from models.loading import TorchThreads
+from transforms.budget import Budget, JoinWindowBudget
+from transforms.routing import ESCALATED, RouteByConfidence
+from transforms.scoring import ScoreTier
 
 
 def route(tier: TierConfig, scored: PCollection) -> Any:
-    """Tier's routing: by its threshold, or, with max_escalation_rate, by each window's
-    Budget (transforms/budget.py), which holds the window's records until it closes."""
+    """Tier's routing, always within a Budget: the tier's fixed one, or, with
+    max_escalation_rate, each window's (transforms/budget.py), which holds the window's
+    records until it closes."""
     if tier.max_escalation_rate is None:
-        to_route, routing = scored, RouteByConfidence(tier)
+        with_budget = scored | f"FixedBudget[{tier.name}]" >> beam.Map(
+            lambda record, budget: (record, budget), Budget(tier.threshold))
     else:
-        to_route = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier)
-        routing = RouteWithinBudget(tier)
-    return to_route | f"Route[{tier.name}]" >> beam.ParDo(routing).with_outputs(
-        ESCALATED, main="decided")
+        with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier)
+    return with_budget | f"Route[{tier.name}]" >> beam.ParDo(
+        RouteByConfidence(tier)).with_outputs(ESCALATED, main="decided")
 
 
 class Cascade(beam.PTransform):

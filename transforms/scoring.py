@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 import apache_beam as beam
@@ -17,21 +16,13 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.pvalue import PCollection
 
 from models.confidence import score
-from models.loading import TierModel, set_torch_threads
+from models.config import TierConfig
+from models.loading import TierModel, TorchThreads, set_torch_threads
 from models.ngram import NgramTier
-from pipeline.config import TierConfig
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
 
 Record = dict[str, Any]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TorchThreads:
-    """torch threads per worker process (None: the machine's cores / workers_per_machine)."""
-
-    per_worker: int | None = None
-    workers_per_machine: int = 1
 
 
 class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):

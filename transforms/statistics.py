@@ -17,7 +17,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from pipeline.config import TierConfig
+from models.config import TierConfig
 from transforms.windowing import combine_per_window
 
 TIER_COUNTS = ("seen", "decided", "escalated", "labelled_seen", "correct_seen",
