@@ -6,15 +6,14 @@ Tokenization is included (a model cannot run without it).
 """
 from __future__ import annotations
 
-from models.loading import TierModel
-from models.ngram import NgramTier
+from models.tier import Tier
 from models.throughput import scoring_seconds
 
 
 class BareTimer:
     """Times named, loaded tiers over the benchmark's texts, or over a subset of them."""
 
-    def __init__(self, tiers: dict[str, TierModel | NgramTier], texts: list[str]):
+    def __init__(self, tiers: dict[str, Tier], texts: list[str]):
         self.tiers = tiers
         self.texts = texts
         self.sweep: dict[str, dict[int, float]] = {}

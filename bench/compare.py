@@ -17,6 +17,7 @@ import shlex
 import statistics
 import sys
 
+from bench.report import markdown_table
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job, write_inputs
 from models.config import config_to_dict
 
@@ -35,16 +36,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def table(paths: list[str], runs: dict[str, list[dict]], records: int) -> str:
     medians = {p: statistics.median(r["seconds"] for r in runs[p]) for p in paths}
     baseline = medians[paths[0]]
-    lines = ["| config | tiers | dev accuracy | share per tier | seconds (median) "
-             "| records/s | speedup |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for path in paths:
         stats = runs[path][-1]["stats"]
         shares = ", ".join(f"{t['name']} {t['seen'] / stats['predictions']:.1%}"
                            for t in stats["tiers"])
-        lines.append(f"| {path} | {len(stats['tiers'])} | {stats['accuracy']:.2%} | {shares} | "
-                     f"{medians[path]:.2f} | {records / medians[path]:.0f} | "
-                     f"{baseline / medians[path]:.2f}x |")
-    return "\n".join(lines)
+        rows.append([path, len(stats["tiers"]), f"{stats['accuracy']:.2%}", shares,
+                     f"{medians[path]:.2f}", f"{records / medians[path]:.0f}",
+                     f"{baseline / medians[path]:.2f}x"])
+    return markdown_table(["config", "tiers", "dev accuracy", "share per tier",
+                           "seconds (median)", "records/s", "speedup"], rows)
 
 
 def main(argv: list[str] | None = None) -> None:

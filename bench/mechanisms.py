@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from bench.report import markdown_table
 from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, sst2_file
 from models.calibration import fit_temperature
 from models.datasets import LabelledTexts, read_labelled, read_rows
@@ -69,18 +70,17 @@ def early_exit_table(plain: TierModel, exits: TierModel, dev: LabelledTexts,
     labels = torch.tensor(dev.label_ids)
     temperatures = tuple(fit_temperature(logits, labels) for logits in exits.exit_logits(
         dev.texts))
-    rows = {"plain model": (plain, None)}
-    rows.update({f"exit_threshold {t}": (exits, EarlyExit(t, temperatures))
+    rows = {"plain model": plain}
+    rows.update({f"exit_threshold {t}": exits.with_settings(early_exit=EarlyExit(t, temperatures))
                  for t in EXIT_THRESHOLDS})
     facts = {}
-    for name, (model, early) in rows.items():
-        model.early_exit = early
+    for name, model in rows.items():
         layers = model.logits_and_exits(dev.texts)[1].double().mean().item()
         facts[name] = (accuracy(model, dev), layers / model.depth)
     seconds = {}
     for batch_size in (1, 32):
-        settings = {name: _scorer(model, early, dev.texts, batch_size)
-                    for name, (model, early) in rows.items()}
+        settings = {name: (lambda m=model, b=batch_size: scoring_seconds(m, dev.texts, b))
+                    for name, model in rows.items()}
         seconds[batch_size] = interleaved_medians(settings, repeats)
     lines = [f"Exit temperatures fitted on dev: "
              f"{', '.join(f'{t:.3f}' for t in temperatures)} (exits after layers "
@@ -93,14 +93,6 @@ def early_exit_table(plain: TierModel, exits: TierModel, dev: LabelledTexts,
                  f"{seconds[b]['plain model'] / seconds[b][name]:.2f}x" for b in (1, 32)]
         lines.append(f"| {name} | {acc:.2%} | {share:.0%} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
-
-
-def _scorer(model: TierModel, early: EarlyExit | None, texts: list[str],
-            batch_size: int) -> Callable[[], float]:
-    def run() -> float:
-        model.early_exit = early
-        return scoring_seconds(model, texts, batch_size)
-    return run
 
 
 def quantisation_table(paths: dict[str, str], dev: LabelledTexts, repeats: int) -> str:
@@ -130,8 +122,7 @@ def mixed_length_texts(dev: LabelledTexts, test_texts: list[str]) -> list[str]:
 def sorting_table(path: str, texts: list[str], repeats: int) -> str:
     """Records/s of passes of 32 over `texts` (max_length 256) as Beam hands the tier
     windows of 32 x sort_window records, each sorted by length inside the tier."""
-    model = load_for_timing(path, max_length=256, device="cpu")
-    model.batch_size = 32
+    model = load_for_timing(path, max_length=256, device="cpu").with_settings(batch_size=32)
 
     def windows(window: int) -> Callable[[], None]:
         size = 32 * window
@@ -159,22 +150,17 @@ def token_dropping_table(path: str, dev: LabelledTexts, repeats: int) -> str:
     rows = {"full model": points[0], **{f"budget {b:.0%}": p for b, p in chosen.items()}}
 
     def scorer(keep: tuple[float, ...]) -> Callable[[], float]:
-        def run() -> float:
-            model.drop_tokens(keep or None)  # the full model runs its plain forward
-            return scoring_seconds(model, dev.texts, 32)
-        return run
+        configured = model.with_settings(keep_tokens=keep or None)  # full: the plain forward
+        return lambda: scoring_seconds(configured, dev.texts, 32)
 
     seconds = interleaved_medians({name: scorer(p.keep) for name, p in rows.items()}, repeats)
-    lines = ["Texts sorted by length, passes of 32; the configurations were chosen on dev, so "
-             "their dev accuracy is optimistic.", "",
-             "| setting | keep_tokens | dev accuracy | token-layers | rec/s batch 32 | speedup |",
-             "|---|---|---|---|---|---|"]
-    for name, p in rows.items():
-        keep = ", ".join(f"{k:g}" for k in p.keep) or "all"
-        lines.append(f"| {name} | {keep} | {p.accuracy:.2%} | {p.compute_share:.0%} | "
-                     f"{len(dev.texts) / seconds[name]:.0f} | "
-                     f"{seconds['full model'] / seconds[name]:.2f}x |")
-    return "\n".join(lines)
+    cells = [[name, ", ".join(f"{k:g}" for k in p.keep) or "all", f"{p.accuracy:.2%}",
+              f"{p.compute_share:.0%}", f"{len(dev.texts) / seconds[name]:.0f}",
+              f"{seconds['full model'] / seconds[name]:.2f}x"] for name, p in rows.items()]
+    return ("Texts sorted by length, passes of 32; the configurations were chosen on dev, so "
+            "their dev accuracy is optimistic.\n\n" + markdown_table(
+                ["setting", "keep_tokens", "dev accuracy", "token-layers", "rec/s batch 32",
+                 "speedup"], cells))
 
 
 def main(argv: list[str] | None = None) -> None:

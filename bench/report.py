@@ -10,6 +10,7 @@ import json
 import os
 import statistics
 from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
 
 ACCURACY_TOLERANCE = 0.005  # "nearly tier 2's accuracy": within half a point
 
@@ -29,6 +30,13 @@ class Row:
     efficiency: float | None
     startup_seconds: float | None  # the same job on a few records: imports, build, loads
     efficiency_after_startup: float | None  # ideal / (measured - startup)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A markdown table of the cells (already formatted, or anything str() formats)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def median_seconds(runs: list) -> float:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 from bench.compare import write_results
-from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, bench_config, run_job, sst2_file
+from bench.sst2 import CACHE, LABELS, bench_config, config_bench_parser, run_job, sst2_file
 from models.config import config_to_dict
 from models.datasets import read_labelled, read_rows
 
@@ -42,10 +42,7 @@ def flink(jar: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.runners", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = config_bench_parser("python -m bench.runners", __doc__)
     p.add_argument("--records", type=int, default=20000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--memory_sizes", default="10000,200000")

@@ -204,6 +204,15 @@ def thresholds_for(confidences: list[float], fractions: list[float]) -> list[flo
             for e in fractions]
 
 
+def config_bench_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The parser of a benchmark that times one cascade --config on the SST-2 --data."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    return p
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.sst2", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,15 +26,12 @@ import time
 
 from bench.compare import write_results
 from bench.runners import DIRECT, write_records
-from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job
+from bench.sst2 import CACHE, bench_config, config_bench_parser, run_job
 from models.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.streaming", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = config_bench_parser("python -m bench.streaming", __doc__)
     p.add_argument("--files", type=int, default=12)
     p.add_argument("--per_file", type=int, default=500)
     p.add_argument("--every", type=float, default=2.0, help="seconds between landings")

@@ -14,10 +14,10 @@ from typing import Any
 
 from models.confidence import CONFIDENCE_MEASURES
 from models.early_exit import EarlyExit
-from models.loading import CheckpointError, TierModel, inspect_checkpoint, load_tier
+from models.loading import CheckpointError, inspect_checkpoint, load_tier
 from models.ngram import MODEL_TYPE as NGRAM_MODEL_TYPE
-from models.ngram import NgramTier
 from models.quantization import SCHEMES
+from models.tier import Tier
 
 TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEVICES = ("auto", "cpu", "cuda")
@@ -73,7 +73,7 @@ class TierConfig:
     max_escalation_rate: float | None = None
     inference_timeout_secs: float | None = None
 
-    def load(self, batch_size: int | None = None) -> TierModel | NgramTier:
+    def load(self, batch_size: int | None = None) -> Tier:
         """The tier's model as the pipeline runs it (early exit, int8, token dropping), with
         forward passes of `batch_size` (default: the tier's)."""
         early_exit = None if self.exit_threshold is None else EarlyExit(

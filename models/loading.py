@@ -24,6 +24,7 @@ from models.model_cache import ModelFolderError, local_model_folder
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
 from models.quantization import quantize as quantize_model
+from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
 from models.weights import WeightsError, check_weights_fit, checkpoint_shapes
 
@@ -240,17 +241,15 @@ def resolve_device(device: str) -> torch.device:
 def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
               allow_pickle_weights: bool = False, trust_remote_code: bool = False,
               early_exit: EarlyExit | None = None, quantize: str | None = None,
-              keep_tokens: tuple[float, ...] | None = None) -> "TierModel | NgramTier":
+              keep_tokens: tuple[float, ...] | None = None) -> Tier:
     """Loads any kind of tier folder, local or a URL: a transformer checkpoint or a hashed
     n-gram model."""
     path = local_model_folder(path)
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier(HashedNgramClassifier.from_pretrained(path))
-    model = TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
-                           trust_remote_code, early_exit, quantize)
-    model.drop_tokens(keep_tokens)
-    return model
+    return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
+                          trust_remote_code, early_exit, quantize, keep_tokens)
 
 
 class TierModel:
@@ -258,13 +257,24 @@ class TierModel:
 
     A multi-exit checkpoint also gets its inner exits (`exits`); with `early_exit` set, rows
     leave the forward pass at the first confident exit. With a length configuration
-    (`drop_tokens`), later layers run on each text's most attended tokens only.
+    (`keep_tokens`: after layer i the share keep_tokens[i-1] of each text's most attended
+    tokens go on), later layers run on fewer tokens. These run settings are fixed when the
+    TierModel is made; `with_settings` makes another over the same loaded network.
     """
 
     def __init__(self, model, tokenizer, labels: tuple[str, ...], max_length: int,
                  batch_size: int, device: torch.device,
                  exits: MultiExitClassifier | None = None,
-                 early_exit: EarlyExit | None = None):
+                 early_exit: EarlyExit | None = None,
+                 keep_tokens: tuple[float, ...] | None = None):
+        if early_exit is not None and exits is None:
+            raise CheckpointError("this model has no inner exits, so early exit cannot apply; "
+                                  "train one with `beam-cascade train --exits 2,4,6`")
+        if keep_tokens is not None and early_exit is not None:
+            raise CheckpointError("token dropping and early exit in one tier are not "
+                                  "supported yet; use one of them per tier")
+        if keep_tokens is not None:
+            bert_parts(model)  # refuses other architectures now, not on every batch
         self.model = model
         self.tokenizer = tokenizer
         self.labels = labels
@@ -273,23 +283,28 @@ class TierModel:
         self.device = device
         self.exits = exits
         self.early_exit = early_exit
+        self.keep_tokens = keep_tokens
         self.depth = model.config.num_hidden_layers
-        self.keep_tokens: tuple[float, ...] | None = None
 
-    def drop_tokens(self, keep: tuple[float, ...] | None) -> None:
-        """Keeps, after layer i, the share keep[i-1] of each text's tokens (None: all)."""
-        if keep is not None and self.early_exit is not None:
-            raise CheckpointError("token dropping and early exit in one tier are not "
-                                  "supported yet; use one of them per tier")
-        if keep is not None:
-            bert_parts(self.model)  # refuses other architectures now, not on every batch
-        self.keep_tokens = keep
+    def with_settings(self, **settings) -> "TierModel":
+        """The same loaded network and tokenizer with other run settings (`batch_size`,
+        `early_exit`, `keep_tokens`): calibrate and the benchmarks compare settings without
+        loading the model again, and no caller changes a model another one holds."""
+        current = {"batch_size": self.batch_size, "early_exit": self.early_exit,
+                   "keep_tokens": self.keep_tokens}
+        unknown = set(settings) - set(current)
+        if unknown:
+            raise TypeError(f"unknown run settings {sorted(unknown)}; known: {sorted(current)}")
+        current.update(settings)
+        return TierModel(self.model, self.tokenizer, self.labels, self.max_length,
+                         current["batch_size"], self.device, self.exits,
+                         current["early_exit"], current["keep_tokens"])
 
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
              allow_pickle_weights: bool = False, trust_remote_code: bool = False,
-             early_exit: EarlyExit | None = None, quantize: str | None = None
-             ) -> "TierModel":
+             early_exit: EarlyExit | None = None, quantize: str | None = None,
+             keep_tokens: tuple[float, ...] | None = None) -> "TierModel":
         """Loads the checkpoint and tokenizer at `path`; runs code from the folder only when
         `trust_remote_code`; `quantize` names an int8 scheme (models/quantization.py).
 
@@ -309,12 +324,12 @@ class TierModel:
                                       "device: cpu for this tier, or drop quantize")
             model = quantize_model(model, quantize)
         exits = MultiExitClassifier.from_model(model, path) if has_exits(model.config) else None
-        if early_exit and not exits:
-            raise CheckpointError(f"{path!r} has no inner exits, so early exit cannot apply; "
-                                  "train one with `beam-cascade train --exits 2,4,6`")
         labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
-        return cls(model, tokenizer, labels, max_length, batch_size, torch_device, exits,
-                   early_exit)
+        try:
+            return cls(model, tokenizer, labels, max_length, batch_size, torch_device, exits,
+                       early_exit, keep_tokens)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path!r}: {e}") from None
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         """Classifies `texts` (in their order); see `logits_and_exits`."""

@@ -105,8 +105,10 @@ def is_ngram_checkpoint(raw_config: dict) -> bool:
 
 
 class NgramTier:
-    """The n-gram classifier behind the same `labels` / `logits(texts, pairs)` interface as a
-    transformer TierModel. A text pair is scored as one text joined by a separator."""
+    """The n-gram classifier as a `Tier` (models/tier.py), like a transformer TierModel. A
+    text pair is scored as one text joined by a separator."""
+
+    early_exit = None  # one layer: nothing to leave early
 
     def __init__(self, model: HashedNgramClassifier):
         self.model = model
@@ -117,3 +119,13 @@ class NgramTier:
             texts = [f"{a} ||| {b}" for a, b in zip(texts, text_pairs)]
         with torch.inference_mode():
             return self.model(*self.model.encode(texts))
+
+    def logits_and_exits(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits; every text runs the model's one layer."""
+        return self.logits(texts, text_pairs), torch.ones(len(texts), dtype=torch.long)
+
+    def exit_logits(self, texts: list[str], text_pairs: list[str] | None = None
+                    ) -> torch.Tensor:
+        """The logits as the model's one exit (1 x texts x labels)."""
+        return self.logits(texts, text_pairs).unsqueeze(0)

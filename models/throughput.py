@@ -10,21 +10,21 @@ import time
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from models.batching import batches, length_order
-from models.loading import TierModel, load_tier
-from models.ngram import NgramTier
+from models.loading import load_tier
+from models.tier import Tier
 
 K = TypeVar("K")
 ONE_PASS = 1 << 20  # load tiers with this batch size: the timing loop makes the passes itself
 
 
 def load_for_timing(path: str, max_length: int = 128, device: str = "auto",
-                    **load_options) -> TierModel | NgramTier:
+                    **load_options) -> Tier:
     """A tier that runs each `logits` call as one forward pass, for `scoring_seconds`."""
     return load_tier(path, max_length=max_length, batch_size=ONE_PASS, device=device,
                      **load_options)
 
 
-def scoring_seconds(model: TierModel | NgramTier, texts: Sequence[str], batch_size: int,
+def scoring_seconds(model: Tier, texts: Sequence[str], batch_size: int,
                     sort_by_length: bool = True, text_pairs: Sequence[str] | None = None
                     ) -> float:
     """Wall seconds to score `texts` (with their `text_pairs`, if any) in forward passes of
@@ -38,7 +38,7 @@ def scoring_seconds(model: TierModel | NgramTier, texts: Sequence[str], batch_si
     return time.perf_counter() - start
 
 
-def seconds_per_record(model: TierModel | NgramTier, texts: Sequence[str],
+def seconds_per_record(model: Tier, texts: Sequence[str],
                        batch_sizes: Sequence[int], repeats: int = 3,
                        text_pairs: Sequence[str] | None = None) -> dict[int, float]:
     """Median seconds per record at each batch size (interleaved_medians)."""

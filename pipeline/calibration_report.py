@@ -11,12 +11,13 @@ import torch
 
 from models.calibration import reliability
 from models.operating_points import OperatingPoint, TierOutputs
+from models.tuning import ExitReport, LengthMeasurements, TierReport, TuningResult
 
 
 FRONTIER_ROWS = 30  # per frontier table in report.md; report.json holds every point
 
 
-def write_report(result: dict[str, Any], report_dir: str) -> str:
+def write_report(result: TuningResult, report_dir: str) -> str:
     """Writes the report files; returns its summary (report.md without the frontier tables)
     for the command to print."""
     os.makedirs(report_dir, exist_ok=True)
@@ -25,52 +26,59 @@ def write_report(result: dict[str, Any], report_dir: str) -> str:
         f.write(summary + frontier_tables(result))
     with open(os.path.join(report_dir, "report.json"), "w", encoding="utf-8") as f:
         json.dump(report_json(result), f, indent=1)
-    for name, (raw, calibrated) in result["reliability"].items():
-        plot_reliability(name, raw, calibrated, result["labels"],
+    for name, (raw, calibrated) in result.reliability.items():
+        plot_reliability(name, raw, calibrated, result.labels,
                          os.path.join(report_dir, f"reliability-{name}.png"))
     plot_frontier(result, os.path.join(report_dir, "frontier.png"))
     return summary
 
 
-def report_json(result: dict[str, Any]) -> dict[str, Any]:
+def report_json(result: TuningResult) -> dict[str, Any]:
     """Everything measured, without the per-record tensors."""
     point = _point_dict
     return {
-        "dev_records": result["dev_records"], "policy": result["policy"],
-        "tiers": result["tiers"], "reference": point(result["reference"]),
-        "chosen": point(result["chosen"]), "split_half": result["split_half"],
-        "frontier": [point(p) for p in result["frontier"]],
-        "frontier_uncalibrated": [point(p) for p in result["frontier_uncalibrated"]],
+        "dev_records": result.dev_records, "policy": dataclasses.asdict(result.policy),
+        "tiers": [_tier_dict(t) for t in result.tiers], "reference": point(result.reference),
+        "chosen": point(result.chosen), "split_half": dataclasses.asdict(result.split_half),
+        "frontier": [point(p) for p in result.frontier],
+        "frontier_uncalibrated": [point(p) for p in result.frontier_uncalibrated],
     }
+
+
+def _tier_dict(tier: TierReport) -> dict[str, Any]:
+    """A tier's report, without the exits and lengths a tier does not have."""
+    return {key: value for key, value in dataclasses.asdict(tier).items()
+            if value is not None or key not in ("exits", "lengths")}
 
 
 def _point_dict(point: OperatingPoint) -> dict[str, Any]:
     return {**dataclasses.asdict(point), "escalation": point.escalation}
 
 
-def report_summary(result: dict[str, Any]) -> str:
-    chosen, reference = result["chosen"], result["reference"]
-    names = [t["name"] for t in result["tiers"]]
+def report_summary(result: TuningResult) -> str:
+    chosen, reference = result.chosen, result.reference
+    names = [t.name for t in result.tiers]
     lines = [
         "# Calibration report", "",
-        f"{result['dev_records']} labelled dev records; policy "
-        f"{ {k: v for k, v in result['policy'].items() if v is not None} }.", "",
+        f"{result.dev_records} labelled dev records; policy "
+        f"{ {k: v for k, v in dataclasses.asdict(result.policy).items() if v is not None} }.",
+        "",
         "| tier | accuracy | temperature | NLL before | NLL after | ECE before | ECE after "
         "| batch size | ms/record |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for t in result["tiers"]:
-        c = t["calibration"]
+    for t in result.tiers:
+        c = t.calibration
         lines.append(
-            f"| {t['name']} | {c['accuracy']:.2%} | {c['temperature']:.3f} | "
-            f"{c['nll_before']:.4f} | {c['nll_after']:.4f} | {c['ece_before']:.4f} | "
-            f"{c['ece_after']:.4f} | {t['batch_size']} | "
-            f"{1000 * t['seconds_per_record'][t['batch_size']]:.3f} |")
-    for t in result["tiers"]:
-        if "exits" in t:
-            lines += exit_tables(t["name"], t["exits"])
-        if "lengths" in t:
-            lines += length_table(t["name"], t["lengths"])
+            f"| {t.name} | {c.accuracy:.2%} | {c.temperature:.3f} | "
+            f"{c.nll_before:.4f} | {c.nll_after:.4f} | {c.ece_before:.4f} | "
+            f"{c.ece_after:.4f} | {t.batch_size} | "
+            f"{1000 * t.seconds_per_record[t.batch_size]:.3f} |")
+    for t in result.tiers:
+        if t.exits:
+            lines += exit_tables(t.name, t.exits)
+        if t.lengths:
+            lines += length_table(t.name, t.lengths)
     lines += [
         "", "## Chosen operating point", "",
         f"- thresholds: {dict(zip(names, chosen.thresholds))}",
@@ -83,22 +91,22 @@ def report_summary(result: dict[str, Any]) -> str:
         f"- label-free estimate of the accuracy (mean calibrated confidence of the deciding "
         f"tiers): {chosen.estimated_accuracy:.2%}, true {chosen.accuracy:.2%}",
         "", "## Split-half check", "",
-        f"Tuned on a random half of dev (seed {result['split_half']['seed']}), replayed on the "
-        f"other: thresholds {list(result['split_half']['thresholds'])}.", "",
+        f"Tuned on a random half of dev (seed {result.split_half.seed}), replayed on the "
+        f"other: thresholds {list(result.split_half.thresholds)}.", "",
         "| half | records | cascade accuracy | last tier alone | drop (points) | speedup "
         "| estimated accuracy |", "|---|---|---|---|---|---|---|",
     ]
     for half in ("tuned", "held_out"):
-        h = result["split_half"][half]
-        lines.append(f"| {half} | {h['records']} | {h['accuracy']:.2%} | "
-                     f"{h['last_tier_accuracy']:.2%} | {h['accuracy_drop_points']:.2f} | "
-                     f"{h['speedup']:.2f}x | {h['estimated_accuracy']:.2%} |")
+        h = getattr(result.split_half, half)
+        lines.append(f"| {half} | {h.records} | {h.accuracy:.2%} | "
+                     f"{h.last_tier_accuracy:.2%} | {h.accuracy_drop_points:.2f} | "
+                     f"{h.speedup:.2f}x | {h.estimated_accuracy:.2%} |")
     return "\n".join(lines) + "\n"
 
 
-def exit_tables(name: str, exits: dict[str, Any]) -> list[str]:
+def exit_tables(name: str, exits: ExitReport) -> list[str]:
     """A multi-exit tier's exits (accuracy, temperature, ECE) and its early-exit knob."""
-    threshold = exits["exit_threshold"]
+    threshold = exits.exit_threshold
     lines = ["", f"## Early exit: {name}", "",
              f"exit_threshold: {threshold} (the tier was measured exiting early at it)"
              if threshold is not None else
@@ -106,40 +114,40 @@ def exit_tables(name: str, exits: dict[str, Any]) -> list[str]:
              "knob below (the fitted exit_temperatures are in the tuned config).", "",
              "| exit (layer) | accuracy | temperature | ECE before | ECE after |",
              "|---|---|---|---|---|"]
-    lines += [f"| {layer} | {c['accuracy']:.2%} | {c['temperature']:.3f} | "
-              f"{c['ece_before']:.4f} | {c['ece_after']:.4f} |"
-              for layer, c in zip(exits["layers"], exits["calibrations"])]
+    lines += [f"| {layer} | {c.accuracy:.2%} | {c.temperature:.3f} | "
+              f"{c.ece_before:.4f} | {c.ece_after:.4f} |"
+              for layer, c in zip(exits.layers, exits.calibrations)]
     lines += ["", "| exit_threshold | accuracy | layers run (share of all) | records per exit |",
               "|---|---|---|---|"]
-    for p in exits["sweep"]:
+    for p in exits.sweep:
         shares = ", ".join(f"{layer}: {share:.0%}"
-                           for layer, share in zip(exits["layers"], p["share_per_exit"]))
-        lines.append(f"| {'never' if p['threshold'] > 1 else p['threshold']} | "
-                     f"{p['accuracy']:.2%} | {p['layer_share']:.1%} | {shares} |")
+                           for layer, share in zip(exits.layers, p.share_per_exit))
+        lines.append(f"| {'never' if p.threshold > 1 else p.threshold} | "
+                     f"{p.accuracy:.2%} | {p.layer_share:.1%} | {shares} |")
     return lines
 
 
-def length_table(name: str, lengths: dict[str, Any]) -> list[str]:
+def length_table(name: str, lengths: LengthMeasurements) -> list[str]:
     """A token-dropping tier's length configurations, cheapest first, and the choice."""
-    chosen = lengths["chosen"]
+    chosen = lengths.chosen
     lines = ["", f"## Token dropping: {name}", "",
-             f"Budget {lengths['budget']:.0%} of the full model's token-layers; chosen "
-             f"keep_tokens {list(chosen['keep']) or 'all'}: {chosen['accuracy']:.2%} at "
-             f"{chosen['compute_share']:.0%}.", "",
+             f"Budget {lengths.budget:.0%} of the full model's token-layers; chosen "
+             f"keep_tokens {list(chosen.keep) or 'all'}: {chosen.accuracy:.2%} at "
+             f"{chosen.compute_share:.0%}.", "",
              "| keep_tokens (after layers 1, 2, ...) | accuracy | token-layers (share) |",
              "|---|---|---|"]
-    for p in sorted(lengths["points"], key=lambda p: p["compute_share"]):
-        keep = ", ".join(f"{k:g}" for k in p["keep"]) or "all (full model)"
-        lines.append(f"| {keep} | {p['accuracy']:.2%} | {p['compute_share']:.1%} |")
+    for p in sorted(lengths.points, key=lambda p: p.compute_share):
+        keep = ", ".join(f"{k:g}" for k in p.keep) or "all (full model)"
+        lines.append(f"| {keep} | {p.accuracy:.2%} | {p.compute_share:.1%} |")
     return lines
 
 
-def frontier_tables(result: dict[str, Any]) -> str:
+def frontier_tables(result: TuningResult) -> str:
     """Both frontiers, cheapest first, thinned to FRONTIER_ROWS rows each (the last kept)."""
     lines = []
     for title, key in (("Frontier, calibrated", "frontier"),
                        ("Frontier, uncalibrated (temperature 1)", "frontier_uncalibrated")):
-        points = result[key]
+        points = getattr(result, key)
         step = -(-len(points) // FRONTIER_ROWS)
         shown = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])
         lines += ["", f"## {title}", "", f"{len(points)} points, {len(shown)} shown.", "",
@@ -172,7 +180,7 @@ def plot_reliability(name: str, raw: TierOutputs, calibrated: TierOutputs,
     plt.close(fig)
 
 
-def plot_frontier(result: dict[str, Any], path: str) -> None:
+def plot_frontier(result: TuningResult, path: str) -> None:
     """Accuracy against expected speedup: both frontiers, the reference and the choice."""
     import matplotlib
     matplotlib.use("Agg")
@@ -181,10 +189,10 @@ def plot_frontier(result: dict[str, Any], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for key, label, style in (("frontier", "calibrated", "-"),
                               ("frontier_uncalibrated", "temperature 1", "--")):
-        points = result[key]
+        points = getattr(result, key)
         ax.plot([p.speedup for p in points], [100 * p.accuracy for p in points],
                 linestyle=style, marker=".", label=f"frontier, {label}")
-    reference, chosen = result["reference"], result["chosen"]
+    reference, chosen = result.reference, result.chosen
     ax.scatter([1.0], [100 * reference.accuracy], color="black", zorder=3,
                label="last tier alone")
     ax.scatter([chosen.speedup], [100 * chosen.accuracy], color="red", marker="*", s=150,

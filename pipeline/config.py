@@ -15,7 +15,7 @@ import yaml
 
 from models.config import (CascadeConfig, ConfigError, TierConfig, check_config,
                            config_from_dict, parse_config)
-from pipeline.options import CascadeOptions
+from pipeline.options import TIER_FLAGS, CascadeOptions
 
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
@@ -87,11 +87,11 @@ def with_flags(config: CascadeConfig, options: CascadeOptions) -> CascadeConfig:
     if options.passthrough_fields is not None:
         overrides["passthrough_fields"] = tuple(
             f.strip() for f in options.passthrough_fields.split(",") if f.strip())
-    tiers = tier_default(config.tiers, "max_batch_duration_secs",
-                         options.max_batch_duration_secs)
-    tiers = tier_default(tiers, "inference_timeout_secs", options.inference_timeout_secs)
-    escalating = [tier for tier in tiers if tier.threshold is not None]
-    tiers = tier_default(tiers, "max_escalation_rate", options.max_escalation_rate, escalating)
+    tiers = config.tiers
+    for flag in TIER_FLAGS:
+        applies_to = ([tier for tier in tiers if tier.threshold is not None]
+                      if flag == "max_escalation_rate" else None)  # only tiers that escalate
+        tiers = tier_default(tiers, flag, getattr(options, flag), applies_to)
     return dataclasses.replace(config, tiers=tiers, **overrides)
 
 

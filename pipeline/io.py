@@ -33,11 +33,9 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.external import JavaJarExpansionService
 from apache_beam.utils.timestamp import Timestamp
 
-from models.config import TierConfig
 from pipeline.java_harness import process_environment_args
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.spreading import SpreadEvenly
-from transforms.statistics import CumulativeRoutingStats, ExtractStats
 
 INPUT_FORMATS = ("jsonl", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
@@ -424,25 +422,23 @@ def window_stats_name(stats: dict) -> str:
 
 
 class WriteRoutingStats(beam.PTransform):
-    """Routing statistics accumulators in; in batch, the single `routing_stats.json`; in
-    streaming, `routing_stats-<window start>.json` as each window closes and
-    `routing_stats.json` rewritten with the running total of all closed windows."""
+    """transforms.statistics.ComputeRoutingStats' output in; in batch, the single
+    `routing_stats.json`; in streaming, `routing_stats-<window start>.json` as each window
+    closes and `routing_stats.json` rewritten with the running total of all closed windows."""
 
-    def __init__(self, output: str, tiers: Sequence[TierConfig]):
+    def __init__(self, output: str):
         super().__init__()
         self._output = output
-        self._tiers = tuple(tiers)
 
-    def expand(self, accumulators: PCollection):
-        stats = accumulators | "Extract" >> beam.ParDo(ExtractStats(self._tiers))
-        if accumulators.windowing.is_default():
-            return (stats | "ToJson" >> beam.Map(json.dumps, indent=2)
+    def expand(self, stats: dict[str, PCollection]):
+        if "running" not in stats:
+            return (stats["windows"] | "ToJson" >> beam.Map(json.dumps, indent=2)
                     | "Write" >> beam.io.WriteToText(FileSystems.join(self._output, STATS_FILE),
                                                      num_shards=1, shard_name_template=""))
-        _ = stats | "WriteWindow" >> beam.ParDo(WriteJsonFile(self._output, window_stats_name))
-        return (accumulators | "Cumulative" >> CumulativeRoutingStats(self._tiers)
-                | "WriteCumulative" >> beam.ParDo(
-                    WriteJsonFile(self._output, lambda _: STATS_FILE)))
+        _ = stats["windows"] | "WriteWindow" >> beam.ParDo(
+            WriteJsonFile(self._output, window_stats_name))
+        return stats["running"] | "WriteCumulative" >> beam.ParDo(
+            WriteJsonFile(self._output, lambda _: STATS_FILE))
 
 
 def read_routing_stats(output: str) -> dict[str, Any]:

@@ -16,6 +16,18 @@ def _thresholds(value: str) -> list[float]:
     return [float(v) for v in value.split(",")]
 
 
+# Flags that set a tier key in every tier whose config leaves it unset (pipeline/config.py).
+TIER_FLAGS = {
+    "max_batch_duration_secs": "batch across bundles, waiting at most this long for a batch "
+                               "to fill (for Flink and other small-bundle runners)",
+    "inference_timeout_secs": "dead-letter a batch whose model call takes longer than this",
+    "max_escalation_rate": "at most this share of a tier's records (per window in "
+                           "streaming, of the whole run in batch) go on to the next tier: the "
+                           "threshold is lowered where needed (see README); escalating tiers "
+                           "only",
+}
+
+
 class CascadeOptions(PipelineOptions):
     """Where to read and write, and which cascade to run (a config file or tier flags)."""
 
@@ -54,22 +66,12 @@ class CascadeOptions(PipelineOptions):
                  "everything) when more than this share of the records end as dead letters; "
                  "an input file that cannot be read fails it always")
         parser.add_argument(
-            "--inference_timeout_secs", type=float, default=None,
-            help="dead-letter a batch whose model call takes longer than this, in every tier "
-                 "that does not set it")
-        parser.add_argument(
-            "--max_batch_duration_secs", type=float, default=None,
-            help="batch across bundles, waiting at most this long for a batch to fill, in "
-                 "every tier that does not set it (for Flink and other small-bundle runners)")
-        parser.add_argument(
             "--torch_threads", type=int, default=None,
             help="torch threads per worker process; default: the machine's cores divided by "
                  "the workers that share it (see README, Sizing threads)")
-        parser.add_argument(
-            "--max_escalation_rate", "--max-escalation-rate", type=float, default=None,
-            help="at most this share of a tier's records (per window in streaming, of the "
-                 "whole run in batch) go on to the next tier: the threshold is lowered where "
-                 "needed; applies to every tier that does not set it (see README)")
+        for flag, help_text in TIER_FLAGS.items():
+            parser.add_argument(f"--{flag}", type=float, default=None,
+                                help=f"{help_text}; applies to every tier that does not set it")
         parser.add_argument(
             "--window_secs", type=float, default=60.0,
             help="streaming: event-time window of the predictions files and routing "

@@ -38,7 +38,7 @@ from pipeline.summary import format_summary
 from transforms.cascade import Cascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
-from transforms.statistics import AccumulateRoutingStats
+from transforms.statistics import ComputeRoutingStats
 from transforms.windowing import fixed_windows
 
 _LOG = logging.getLogger(__name__)
@@ -166,8 +166,8 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
              [column for _, column in passthrough]))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
     _ = ((parsed.records, predictions, dead_letters)
-         | "RoutingStats" >> AccumulateRoutingStats(config.tiers)
-         | "WriteStats" >> WriteRoutingStats(job.output, config.tiers))
+         | "RoutingStats" >> ComputeRoutingStats(config.tiers)
+         | "WriteStats" >> WriteRoutingStats(job.output))
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -147,8 +147,8 @@ def test_statistics_transform_in_a_pipeline():
 
     parsed = [r for r in records] + [{"failed at": "medium"}]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = (p | "Parsed" >> beam.Create(parsed), p | "P" >> beam.Create(records),
-                 p | "E" >> beam.Create(errors)) | ComputeRoutingStats(TIERS)
+        stats = ((p | "Parsed" >> beam.Create(parsed), p | "P" >> beam.Create(records),
+                  p | "E" >> beam.Create(errors)) | ComputeRoutingStats(TIERS))["windows"]
         assert_that(stats, matches)
 
 

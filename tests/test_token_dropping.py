@@ -36,10 +36,8 @@ def test_keeping_every_token_is_the_plain_model(deep):
 
 @pytest.mark.parametrize("share", [0.75, 0.5, 0.2])
 def test_a_text_gets_the_same_answer_alone_or_in_any_batch(deep, share):
-    deep.batch_size = 64
-    together, costs = deep.logits_and_costs(TEXTS, None, (share,))
-    deep.batch_size = 1
-    alone, alone_costs = deep.logits_and_costs(TEXTS, None, (share,))
+    together, costs = deep.with_settings(batch_size=64).logits_and_costs(TEXTS, None, (share,))
+    alone, alone_costs = deep.with_settings(batch_size=1).logits_and_costs(TEXTS, None, (share,))
     assert torch.allclose(together, alone, atol=1e-5)
     assert costs.tolist() == alone_costs.tolist()
     lengths = [len(ids) for ids in deep.tokenizer(TEXTS)["input_ids"]]

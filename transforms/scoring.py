@@ -17,15 +17,15 @@ from apache_beam.pvalue import PCollection
 
 from models.confidence import score
 from models.config import TierConfig
-from models.loading import TierModel, TorchThreads, set_torch_threads
-from models.ngram import NgramTier
+from models.loading import TorchThreads, set_torch_threads
+from models.tier import Tier
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
 
 Record = dict[str, Any]
 T = TypeVar("T")
 
 
-class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
+class TierModelHandler(ModelHandler[Record, Record, Tier]):
     """Scores batches of cascade records with one tier's model.
 
     Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
@@ -46,11 +46,11 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
         self._tier = tier
         self._threads = threads
 
-    def load_model(self) -> TierModel | NgramTier:
+    def load_model(self) -> Tier:
         set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
         return self._tier.load()
 
-    def run_inference(self, batch: Sequence[Record], model: TierModel | NgramTier,
+    def run_inference(self, batch: Sequence[Record], model: Tier,
                       inference_args: Optional[dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
         timeout = self._tier.inference_timeout_secs
@@ -59,23 +59,19 @@ class TierModelHandler(ModelHandler[Record, Record, TierModel | NgramTier]):
         return call_with_timeout(lambda: self._score(batch, model), timeout,
                                  f"tier {self._tier.name!r} on a batch of {len(batch)} records")
 
-    def _score(self, batch: Sequence[Record], model: TierModel | NgramTier
+    def _score(self, batch: Sequence[Record], model: Tier
                ) -> list[PredictionResult]:
         start = time.perf_counter()
         texts = [record["text"] for record in batch]
         pairs = [record["text_pair"] for record in batch] if batch[0]["text_pair"] else None
-        exits = None
-        if isinstance(model, TierModel) and model.early_exit:
-            logits, exits = model.logits_and_exits(texts, pairs)
-        else:
-            logits = model.logits(texts, pairs)
+        logits, layers = model.logits_and_exits(texts, pairs)
         scores = score(logits, self._tier.temperature, self._tier.confidence)
         ms_per_record = (time.perf_counter() - start) * 1000.0 / len(batch)
         visits = [{"tier": self._tier.name, "label_id": label_id, "probabilities": probs,
                    "confidence": conf, "ms": ms_per_record, "batch": len(batch)}
                   for label_id, probs, conf in zip(
                       scores.label_ids, scores.probabilities, scores.confidences)]
-        for visit, layer in zip(visits, exits.tolist() if exits is not None else ()):
+        for visit, layer in zip(visits, layers.tolist() if model.early_exit else ()):
             visit["exit_layer"] = layer
         return [PredictionResult(record, visit, model_id=self._tier.name)
                 for record, visit in zip(batch, visits)]

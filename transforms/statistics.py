@@ -240,15 +240,21 @@ class ExtractStats(beam.DoFn):
 
 
 class ComputeRoutingStats(beam.PTransform):
-    """(parsed records, predictions, dead letters) in; a statistics dict per window out."""
+    """(parsed records, predictions, dead letters) in; {'windows': a statistics dict per
+    window (one in all in batch), 'running': in streaming, after each closed window the
+    statistics of every window closed so far (absent in batch)}."""
 
     def __init__(self, tiers: Sequence[TierConfig]):
         super().__init__()
         self._tiers = tuple(tiers)
 
-    def expand(self, inputs: tuple[PCollection, PCollection, PCollection]) -> PCollection:
-        return (inputs | "Accumulate" >> AccumulateRoutingStats(self._tiers)
-                | "Extract" >> beam.ParDo(ExtractStats(self._tiers)))
+    def expand(self, inputs: tuple[PCollection, PCollection, PCollection]
+               ) -> dict[str, PCollection]:
+        accumulators = inputs | "Accumulate" >> AccumulateRoutingStats(self._tiers)
+        stats = {"windows": accumulators | "Extract" >> beam.ParDo(ExtractStats(self._tiers))}
+        if not accumulators.windowing.is_default():
+            stats["running"] = accumulators | "Cumulative" >> CumulativeRoutingStats(self._tiers)
+        return stats
 
 
 class RunningTotal(beam.DoFn):

@@ -1,0 +1,326 @@
+"""Tuning a cascade on labelled dev data: what `beam-cascade calibrate` measures and chooses.
+
+1. Runs every tier once over the dev texts (logits cached in the report folder); a tier with
+   a `length_budget` first gets its token-dropping length configuration searched.
+2. Fits one temperature per tier (NLL); a multi-exit tier also gets one temperature per exit
+   and the table of its early-exit knob; its `exit_threshold`, if set, is kept and the tier
+   is measured exiting early.
+3. Measures each tier's seconds per record at each batch size on this machine.
+4. Replays the cascade at every threshold vector on the dev data and picks the operating
+   point the policy asks for.
+5. Re-measures the later tiers on the records that reach them at that point (they see the
+   harder, often longer, texts, and fewer of them) and picks their batch size for that.
+6. Returns the tuned config and everything measured (`TuningResult`), with a split-half
+   check that the chosen thresholds carry over to unseen data.
+
+No Beam and no files but the logits cache: pipeline/calibrate.py reads the inputs and
+writes the config, pipeline/calibration_report.py the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+
+from models.batching import batches
+from models.calibration import Calibration, calibrate
+from models.confidence import confidence, probabilities
+from models.config import CascadeConfig, TierConfig
+from models.datasets import LabelledTexts
+from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
+from models.loading import TierModel
+from models.model_cache import local_model_folder
+from models.operating_points import (OperatingPoint, Policy, TierOutputs, choose,
+                                     last_tier_alone, pareto_frontier, replay, sweep)
+from models.routing_rule import decided_mask
+from models.throughput import ONE_PASS, seconds_per_record
+from models.tier import Tier
+from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
+
+EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.01)  # 1.01: never early
+
+
+@dataclass(frozen=True)
+class ExitMeasurements:
+    """What calibrate learnt about a multi-exit tier's exits."""
+
+    layers: tuple[int, ...]
+    calibrations: list[Calibration]  # one per exit
+    sweep: list[ExitPoint]  # the exit-threshold knob, at EXIT_THRESHOLDS
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        return tuple(c.temperature for c in self.calibrations)
+
+
+@dataclass(frozen=True)
+class LengthMeasurements:
+    """The length configurations tried for a tier with a length_budget, and the choice."""
+
+    budget: float
+    points: list[LengthPoint]  # the full model first
+    chosen: LengthPoint
+
+
+@dataclass(frozen=True)
+class TierMeasurements:
+    """What calibrate learnt about one tier."""
+
+    model: Tier  # the tier as measured (its exits and length configuration set)
+    calibration: Calibration
+    raw: TierOutputs  # confidences at temperature 1
+    calibrated: TierOutputs
+    costs: dict[int, float]  # seconds per record by batch size, on all dev texts
+    exits: ExitMeasurements | None = None
+    lengths: LengthMeasurements | None = None
+
+    @property
+    def best_batch_size(self) -> int:
+        return min(self.costs, key=self.costs.get)
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    """A multi-exit tier's exits as the report shows them."""
+
+    layers: tuple[int, ...]
+    exit_threshold: float | None
+    calibrations: list[Calibration]
+    sweep: list[ExitPoint]
+
+
+@dataclass(frozen=True)
+class TierReport:
+    """What the report says of one tier."""
+
+    name: str
+    model: str
+    batch_size: int
+    calibration: Calibration
+    seconds_per_record: dict[int, float]
+    exits: ExitReport | None = None
+    lengths: LengthMeasurements | None = None
+
+
+@dataclass(frozen=True)
+class HalfCheck:
+    """The chosen thresholds replayed on one half of dev."""
+
+    records: int
+    accuracy: float
+    last_tier_accuracy: float
+    accuracy_drop_points: float
+    speedup: float
+    estimated_accuracy: float
+
+
+@dataclass(frozen=True)
+class SplitHalfCheck:
+    """Thresholds tuned on one random half of dev, replayed on both halves."""
+
+    thresholds: tuple[float, ...]
+    seed: int
+    tuned: HalfCheck
+    held_out: HalfCheck
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """The tuned config and everything measured to choose it."""
+
+    config: CascadeConfig
+    policy: Policy
+    tiers: list[TierReport]
+    reference: OperatingPoint
+    chosen: OperatingPoint
+    frontier: list[OperatingPoint]
+    frontier_uncalibrated: list[OperatingPoint]
+    split_half: SplitHalfCheck
+    reliability: dict[str, tuple[TierOutputs, TierOutputs]]  # per tier: raw, calibrated
+    labels: torch.Tensor
+
+    @property
+    def dev_records(self) -> int:
+        return len(self.labels)
+
+
+def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes: list[int],
+         repeats: int, report_dir: str, seed: int) -> TuningResult:
+    """Calibrates, measures and chooses; returns the tuned config and everything measured."""
+    labels = torch.tensor(dev.label_ids)
+    cache = os.path.join(report_dir, "logits")
+    models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
+    tiers = [measure_tier(t, m, dev, batch_sizes, repeats, cache)
+             for t, m in zip(config.tiers, models)]
+    models = [t.model for t in tiers]  # as measured: with their exits and lengths
+    costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
+    calibrated = [t.calibrated for t in tiers]
+    points = sweep(calibrated, labels, costs)
+    reference = last_tier_alone(calibrated, labels, costs)
+    chosen = choose(points, reference, policy)
+    batch_sizes_chosen, share_costs = batch_sizes_for_their_share(
+        models, tiers, dev, chosen, batch_sizes, repeats)
+    chosen = replay(calibrated, labels, chosen.thresholds, share_costs,
+                    reference_cost=reference.cost)
+    return TuningResult(
+        config=tuned_config(config, tiers, chosen, batch_sizes_chosen),
+        policy=policy,
+        tiers=[TierReport(c.name, c.model, b, t.calibration, t.costs,
+                          exits_report(c, t.exits) if t.exits else None, t.lengths)
+               for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
+        reference=reference,
+        chosen=chosen,
+        frontier=pareto_frontier(points),
+        frontier_uncalibrated=pareto_frontier(sweep([t.raw for t in tiers], labels, costs)),
+        split_half=split_half_check(calibrated, labels, costs, policy, seed),
+        reliability={c.name: (t.raw, t.calibrated) for c, t in zip(config.tiers, tiers)},
+        labels=labels)
+
+
+def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts, batch_sizes: list[int],
+                 repeats: int, cache: str) -> TierMeasurements:
+    """Logits (cached), the fitted temperature, and seconds per record by batch size; for a
+    multi-exit tier, first the exits' temperatures, with which it then exits early (at its
+    exit_threshold, if set) while its routing temperature is fitted and its cost timed."""
+    labels = torch.tensor(dev.label_ids)
+    lengths = None
+    if tier.length_budget is not None:
+        lengths = search_lengths(tier, model, dev, labels)
+        model = model.with_settings(keep_tokens=lengths.chosen.keep)
+    all_exits = cached_logits(tier, dev, cache, model)
+    logits, exits = all_exits[-1], None
+    if len(all_exits) > 1:
+        exits = measure_exits(tier, model, all_exits, labels)
+        if tier.exit_threshold is not None:
+            model = model.with_settings(early_exit=EarlyExit(
+                tier.exit_threshold, exits.temperatures, tier.confidence))
+            logits = choose_exits(all_exits, model.early_exit)[0]
+    fitted = calibrate(logits, labels)
+    return TierMeasurements(
+        model=model,
+        calibration=fitted,
+        raw=tier_outputs(logits, 1.0, tier.confidence),
+        calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
+        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs),
+        exits=exits, lengths=lengths)
+
+
+def search_lengths(tier: TierConfig, model: TierModel, dev: LabelledTexts,
+                   labels: torch.Tensor) -> LengthMeasurements:
+    """Tries the full model and every configuration of `length_family` on dev; keeps the most
+    accurate one within the tier's length_budget."""
+    configs = [()] + length_family(model.depth)
+    points = length_sweep(model, dev.texts, dev.text_pairs, labels, configs)
+    return LengthMeasurements(tier.length_budget, points,
+                              best_within_budget(points, tier.length_budget))
+
+
+def measure_exits(tier: TierConfig, model: TierModel, all_exits: torch.Tensor,
+                  labels: torch.Tensor) -> ExitMeasurements:
+    """One temperature per exit, and the exit-threshold knob replayed with them."""
+    calibrations = [calibrate(logits, labels) for logits in all_exits]
+    layers = model.exits.exit_layers
+    temperatures = tuple(c.temperature for c in calibrations)
+    return ExitMeasurements(layers, calibrations, exit_sweep(
+        all_exits, labels, temperatures, layers, EXIT_THRESHOLDS, tier.confidence))
+
+
+def exits_report(tier: TierConfig, exits: ExitMeasurements) -> ExitReport:
+    return ExitReport(exits.layers, tier.exit_threshold, exits.calibrations, exits.sweep)
+
+
+def tier_outputs(logits: torch.Tensor, temperature: float, measure: str) -> TierOutputs:
+    probs = probabilities(logits, temperature)
+    return TierOutputs(predictions=probs.argmax(-1), confidences=confidence(probs, measure),
+                       max_probs=probs.max(-1).values)
+
+
+def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model: Tier
+                  ) -> torch.Tensor:
+    """The tier's logits on the dev texts at every exit (shape exits x records x labels; one
+    exit for most tiers), computed once per model folder, data and length."""
+    key = hashlib.sha256(json.dumps([
+        "exits x records x labels", _folder_fingerprint(local_model_folder(tier.model)),
+        tier.max_length,
+        tier.quantize, getattr(model, "keep_tokens", None), dev.texts, dev.text_pairs,
+    ]).encode()).hexdigest()[:20]
+    path = os.path.join(cache, f"{tier.name}-{key}.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    logits = torch.cat([model.exit_logits([dev.texts[i] for i in chunk],
+                                   [dev.text_pairs[i] for i in chunk] if dev.text_pairs else None)
+                        for chunk in batches(len(dev.texts), 64)], dim=1)
+    os.makedirs(cache, exist_ok=True)
+    torch.save(logits, path)
+    return logits
+
+
+def _folder_fingerprint(folder: str) -> list:
+    """Names, sizes and modification times of a model folder's files: a retrained model in
+    the same folder gets new logits."""
+    return sorted((name, os.path.getsize(os.path.join(folder, name)),
+                   os.path.getmtime(os.path.join(folder, name)))
+                  for name in os.listdir(folder)
+                  if os.path.isfile(os.path.join(folder, name)))
+
+
+def batch_sizes_for_their_share(models: list[Tier], tiers: list[TierMeasurements],
+                                dev: LabelledTexts, chosen: OperatingPoint,
+                                batch_sizes: list[int], repeats: int
+                                ) -> tuple[list[int], list[float]]:
+    """Tier 1 keeps the batch size measured on all texts; each later tier is re-measured on
+    the dev texts that reach it at the chosen point (TangoBERT's per-tier batch sizes)."""
+    chosen_sizes = [tiers[0].best_batch_size]
+    costs = [tiers[0].costs[chosen_sizes[0]]]
+    pending = torch.ones(len(dev.texts), dtype=torch.bool)
+    for k in range(1, len(tiers)):
+        pending &= ~decided_mask(tiers[k - 1].calibrated.confidences, chosen.thresholds[k - 1])
+        reaching = [i for i, keep in enumerate(pending.tolist()) if keep]
+        if len(reaching) < max(batch_sizes):  # too few to time; keep the all-texts figures
+            chosen_sizes.append(tiers[k].best_batch_size)
+            costs.append(tiers[k].costs[chosen_sizes[-1]])
+            continue
+        share_costs = seconds_per_record(
+            models[k], [dev.texts[i] for i in reaching], batch_sizes, repeats,
+            [dev.text_pairs[i] for i in reaching] if dev.text_pairs else None)
+        chosen_sizes.append(min(share_costs, key=share_costs.get))
+        costs.append(share_costs[chosen_sizes[-1]])
+    return chosen_sizes, costs
+
+
+def split_half_check(tiers: list[TierOutputs], labels: torch.Tensor, costs: list[float],
+                     policy: Policy, seed: int) -> SplitHalfCheck:
+    """Tunes on a random half of dev and replays those thresholds on the other half: the
+    accuracy drop on the unseen half is what a user should expect on new data."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    halves = {"tuned": order[: len(order) // 2], "held_out": order[len(order) // 2:]}
+    subset = {name: ([TierOutputs(t.predictions[i], t.confidences[i], t.max_probs[i])
+                      for t in tiers], labels[i]) for name, i in halves.items()}
+    tuned_tiers, tuned_labels = subset["tuned"]
+    chosen = choose(sweep(tuned_tiers, tuned_labels, costs),
+                    last_tier_alone(tuned_tiers, tuned_labels, costs), policy)
+    checks = {}
+    for name, (half_tiers, half_labels) in subset.items():
+        point = replay(half_tiers, half_labels, chosen.thresholds, costs)
+        alone = last_tier_alone(half_tiers, half_labels, costs)
+        checks[name] = HalfCheck(len(half_labels), point.accuracy, alone.accuracy,
+                                 100 * (alone.accuracy - point.accuracy), point.speedup,
+                                 point.estimated_accuracy)
+    return SplitHalfCheck(chosen.thresholds, seed, **checks)
+
+
+def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: OperatingPoint,
+                 batch_sizes: list[int]) -> CascadeConfig:
+    thresholds = list(chosen.thresholds) + [None]
+    return dataclasses.replace(config, tiers=tuple(
+        dataclasses.replace(c, threshold=th, temperature=t.calibration.temperature,
+                            batch_size=b,
+                            exit_temperatures=t.exits.temperatures if t.exits else None,
+                            keep_tokens=t.lengths.chosen.keep if t.lengths else c.keep_tokens)
+        for c, t, th, b in zip(config.tiers, tiers, thresholds, batch_sizes)))
+
+
