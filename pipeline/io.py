@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import dataclasses
 import gzip
 import itertools
 import json
@@ -35,6 +36,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.java_harness import process_environment_args
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
+from transforms.records import PREDICTION_COLUMNS, Prediction, Record, prediction_row
 from transforms.spreading import SpreadEvenly
 
 INPUT_FORMATS = ("jsonl", "parquet")
@@ -46,7 +48,9 @@ DECOMPRESSORS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
 FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
                    ".parquet": "parquet", ".pq": "parquet"}
 PARQUET_READ_BATCH = 1024
-PREDICTION_COLUMNS = ("id", "label", "label_id", "confidence", "decided_by", "probabilities")
+# Parquet column types of the annotations `Prediction`'s fields use.
+PARQUET_TYPES = {"RecordId": pa.string(), "str": pa.string(), "int": pa.int64(),
+                 "float": pa.float64(), "tuple[float, ...]": pa.list_(pa.float64())}
 STATS_FILE = "routing_stats.json"
 WINDOW_STATS_PREFIX = "routing_stats-"
 WINDOWED_SHARDS = "-V-SSSSS-of-NNNNN"
@@ -296,26 +300,19 @@ class ReadKafkaRecords(beam.PTransform):
         return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 
-def output_row(record: dict[str, Any], labels: Sequence[str], tier_names: Sequence[str],
+def output_row(record: Record, labels: Sequence[str], tier_names: Sequence[str],
                passthrough: Sequence[str]) -> dict[str, Any]:
-    """One output row: the decision, the confidence at each tier visited, pass-through fields.
+    """One output row: the decision (`Prediction`'s columns), the confidence at each tier
+    visited, pass-through fields.
 
     A pass-through field whose name clashes with an output column is written as `input_<name>`.
     """
-    final = record["tiers"][-1]
-    confidences = {v["tier"]: v["confidence"] for v in record["tiers"]}
-    row = {
-        "id": record["id"],
-        "label": labels[final["label_id"]],
-        "label_id": final["label_id"],
-        "confidence": final["confidence"],
-        "decided_by": final["tier"],
-        "probabilities": final["probabilities"],
-    }
+    confidences = {visit.tier: visit.confidence for visit in record.tiers}
+    row = prediction_row(record, labels)
     for name in tier_names:
         row[f"confidence_{name}"] = confidences.get(name)
     for name, column in passthrough_columns(passthrough, tier_names):
-        row[column] = record["passthrough"].get(name)
+        row[column] = record.passthrough.get(name)
     return row
 
 
@@ -327,13 +324,10 @@ def passthrough_columns(passthrough: Sequence[str], tier_names: Sequence[str]
 
 
 def prediction_schema(tier_names: Sequence[str], passthrough: Sequence[str]) -> pa.Schema:
-    """Parquet schema of the predictions. Pass-through columns are strings (JSON for
-    non-string values), since their types are not known before the data is read."""
-    fields = [
-        ("id", pa.string()), ("label", pa.string()), ("label_id", pa.int64()),
-        ("confidence", pa.float64()), ("decided_by", pa.string()),
-        ("probabilities", pa.list_(pa.float64())),
-    ]
+    """Parquet schema of the predictions: `Prediction`'s fields, a confidence per tier, the
+    pass-through fields. The id and pass-through columns are strings (JSON for non-string
+    values), since their types are not known before the data is read."""
+    fields = [(f.name, PARQUET_TYPES[str(f.type)]) for f in dataclasses.fields(Prediction)]
     fields += [(f"confidence_{name}", pa.float64()) for name in tier_names]
     fields += [(column, pa.string()) for _, column in passthrough_columns(passthrough, tier_names)]
     return pa.schema(fields)
@@ -394,7 +388,7 @@ class WriteErrors(beam.PTransform):
         self._prefix = FileSystems.join(output, "errors")
 
     def expand(self, dead_letters: PCollection):
-        return (dead_letters | "ToJson" >> beam.Map(to_json_line)
+        return (dead_letters | "ToJson" >> beam.Map(lambda letter: to_json_line(letter.to_json()))
                 | "Write" >> beam.io.WriteToText(
                     self._prefix, file_name_suffix=".jsonl",
                     shard_name_template=shard_name_template(dead_letters)))

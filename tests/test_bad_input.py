@@ -118,7 +118,7 @@ def test_json_lines_read_equal_records_plus_dead_letters(tmp_path, file_lines):
     records, dead = _parse_all(raw_rows)
     non_blank = [n for _, n, line in raw_rows if not _is_blank(line)]
     assert len(non_blank) == len(records) + len(dead)
-    assert sorted(r["position"] for r in records + dead) == non_blank
+    assert sorted(r.position for r in records + dead) == non_blank
 
 
 column_values = st.one_of(
@@ -140,7 +140,7 @@ def test_parquet_rows_read_equal_records_plus_dead_letters(tmp_path, values):
     pq.write_table(pa.table({"text": values}), path)
     records, dead = _parse_all(read_parquet_rows(_readable(path), FIELDS.columns))
     assert len(records) + len(dead) == len(values)
-    assert sorted(r["position"] for r in records + dead) == list(range(len(values)))
+    assert sorted(r.position for r in records + dead) == list(range(len(values)))
 
 
 @settings(max_examples=6, deadline=None,
@@ -164,7 +164,7 @@ def test_a_byte_order_mark_before_the_first_record_is_accepted(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"text": "good movie"}\n{"text": "bad plot"}\n')
     records, dead = _parse_all(read_json_lines(_readable(path)))
-    assert [r["text"] for r in records] == ["good movie", "bad plot"] and not dead
+    assert [r.text for r in records] == ["good movie", "bad plot"] and not dead
 
 
 def test_a_file_named_several_ways_is_read_once(tmp_path, monkeypatch):

@@ -165,7 +165,7 @@ def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models, 
     score = TierModelHandler._score
 
     def fails_on_words(handler, batch, model):
-        if handler._tier.name == "tier2" and any(set(r["text"].split()) & set(WORDS)
+        if handler._tier.name == "tier2" and any(set(r.text.split()) & set(WORDS)
                                                  for r in batch):
             raise IndexError("index out of range in self")
         return score(handler, batch, model)

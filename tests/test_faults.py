@@ -219,7 +219,7 @@ def test_a_write_failure_fails_the_job_and_touches_neither_inputs_nor_outputs(
 def test_a_hung_model_call_is_dead_lettered_after_the_timeout(data, models, tmp_path,
                                                              monkeypatch):
     release = threading.Event()
-    logits = TierModel.logits
+    logits = TierModel.logits_and_exits
 
     def hangs_on_r7(model, texts, pairs=None):
         if HUNG_TEXT in texts:
@@ -235,7 +235,7 @@ def test_a_hung_model_call_is_dead_lettered_after_the_timeout(data, models, tmp_
         f"  - {{model: {models['small']}, threshold: 0.9, batch_size: 4, sort_window: 1,"
         " inference_timeout_secs: 1}\n"
         f"  - {{model: {models['large']}}}\n")
-    monkeypatch.setattr(TierModel, "logits", hangs_on_r7)
+    monkeypatch.setattr(TierModel, "logits_and_exits", hangs_on_r7)
     out = tmp_path / "out"
     try:
         stats = run_job(["--input", str(data), "--output", str(out), "--config", str(config)])

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import apache_beam as beam
@@ -11,6 +12,7 @@ from strategies import lines
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import (InvalidRecord, ParseRecords, RecordFields, decode_json_line,
                                 label_id, to_record)
+from transforms.records import Record
 
 FIELDS = RecordFields(text_field="text", id_field="id", label_field="label",
                       passthrough_fields=("extra",), labels=("neg", "pos"))
@@ -32,10 +34,10 @@ def test_unpaired_surrogates_in_fields_the_job_reads_make_dead_letters():
              b'{"text": "ok", "unread": "\\udfff"}', b'{"text": "\\ud83d\\ude00 good"}']
     outputs = [list(ParseRecords(FIELDS).process(("f.jsonl", n, line)))[0]
                for n, line in enumerate(lines, start=1)]
-    assert [o.value["reason"] for o in outputs[:2]] == [
+    assert [o.value.reason for o in outputs[:2]] == [
         "JSON holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff), which is not "
         "valid Unicode"] * 2
-    assert [o["text"] for o in outputs[2:]] == ["ok", "\U0001f600 good"]
+    assert [o.text for o in outputs[2:]] == ["ok", "\U0001f600 good"]
 
 
 def test_blank_lines_are_not_records():
@@ -61,13 +63,12 @@ def test_rows_without_usable_text_are_invalid(row, reason):
 def test_record_keeps_id_label_and_passthrough():
     record = to_record({"id": 17, "text": "good", "label": "pos", "extra": [1]},
                        FIELDS, "f.jsonl", 3)
-    assert record == {"id": 17, "text": "good", "text_pair": None, "gold": 1,
-                      "passthrough": {"extra": [1]}, "source": "f.jsonl", "position": 3,
-                      "tiers": []}
+    assert record == Record(id=17, text="good", text_pair=None, gold=1,
+                            passthrough={"extra": [1]}, source="f.jsonl", position=3, tiers=())
 
 
 def test_missing_id_is_generated_from_the_position():
-    assert to_record({"text": "good"}, FIELDS, "data/f.jsonl", 3)["id"] == "data/f.jsonl:3"
+    assert to_record({"text": "good"}, FIELDS, "data/f.jsonl", 3).id == "data/f.jsonl:3"
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -76,7 +77,7 @@ def test_missing_id_is_generated_from_the_position():
 ])
 def test_ids_keep_their_json_type_and_empty_ones_are_generated(value, expected):
     """1 and "1" stay two ids, true stays a boolean (no Python str()), "" gets an id."""
-    record_id = to_record({"text": "good", "id": value}, FIELDS, "f.jsonl", 3)["id"]
+    record_id = to_record({"text": "good", "id": value}, FIELDS, "f.jsonl", 3).id
     assert record_id == expected and type(record_id) is type(expected)
 
 
@@ -93,13 +94,13 @@ def test_ids_that_are_not_json_scalars_are_invalid(value, reason):
 
 def test_the_id_field_defaults_to_id_and_can_be_switched_off():
     row = {"text": "good", "id": "mine"}
-    assert to_record(row, RecordFields(), "f.jsonl", 3)["id"] == "mine"
-    assert to_record(row, RecordFields(id_field=None), "f.jsonl", 3)["id"] == "f.jsonl:3"
+    assert to_record(row, RecordFields(), "f.jsonl", 3).id == "mine"
+    assert to_record(row, RecordFields(id_field=None), "f.jsonl", 3).id == "f.jsonl:3"
 
 
 def test_text_pair_is_required_when_configured():
     fields = RecordFields(text_pair_field="hypothesis", labels=("neg", "pos"))
-    assert to_record({"text": "a", "hypothesis": "b"}, fields, "f", 1)["text_pair"] == "b"
+    assert to_record({"text": "a", "hypothesis": "b"}, fields, "f", 1).text_pair == "b"
     with pytest.raises(InvalidRecord, match="no 'hypothesis' field"):
         to_record({"text": "a"}, fields, "f", 1)
 
@@ -114,7 +115,7 @@ def test_gold_labels_map_by_name_or_id(value, expected):
 
 def test_unrecognized_gold_label_is_kept_for_the_statistics():
     record = to_record({"text": "a", "label": "maybe"}, FIELDS, "f", 1)
-    assert record["gold"] is None and record["gold_unrecognized"] == "maybe"
+    assert record.gold is None and record.gold_unrecognized == "maybe"
 
 
 def test_parse_dofn_splits_records_and_dead_letters():
@@ -123,10 +124,9 @@ def test_parse_dofn_splits_records_and_dead_letters():
     with TestPipeline(runner="FnApiRunner") as p:
         out = (p | beam.Create(rows)
                | beam.ParDo(ParseRecords(FIELDS)).with_outputs(DEAD_LETTERS, main="records"))
-        assert_that(out.records | beam.Map(lambda r: r["id"]), equal_to(["f.jsonl:1"]),
+        assert_that(out.records | beam.Map(lambda r: r.id), equal_to(["f.jsonl:1"]),
                     label="records")
-        assert_that(out[DEAD_LETTERS] | beam.Map(lambda d: (d["source"], d["position"],
-                                                            d["stage"], d["raw"])),
+        assert_that(out[DEAD_LETTERS] | beam.Map(lambda d: (d.source, d.position, d.stage, d.raw)),
                     equal_to([("f.jsonl", 2, "parse", "oops"),
                               ("f.parquet", 0, "parse", '{"text": 3}')]),
                     label="dead letters")
@@ -140,7 +140,8 @@ def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
     assert len(outputs) <= 1
     for output in outputs:
         if isinstance(output, TaggedOutput):
-            assert output.tag == DEAD_LETTERS and output.value["reason"]
+            assert output.tag == DEAD_LETTERS and output.value.reason
         else:
-            assert isinstance(output["text"], str) and output["text"].strip()
-        json.dumps(getattr(output, "value", output), ensure_ascii=False).encode("utf-8")
+            assert isinstance(output.text, str) and output.text.strip()
+        json.dumps(dataclasses.asdict(getattr(output, "value", output)),
+                   ensure_ascii=False).encode("utf-8")

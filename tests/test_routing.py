@@ -9,7 +9,6 @@ from models.config import TierConfig
 from models.loading import TierModel
 from transforms.cascade import Cascade
 from transforms.parsing import RecordFields, to_record
-from transforms.routing import MODEL_INPUT_FIELDS
 
 WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
 TEXTS = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(1 + i % 6))
@@ -20,7 +19,7 @@ RECORDS = [to_record({"text": t}, RecordFields(), "mem", i) for i, t in enumerat
 def direct_confidences(model_path: str) -> dict[str, float]:
     """Each record's confidence from the model alone, one record at a time."""
     model = TierModel.load(model_path)
-    return {r["id"]: score(model.logits([r["text"]])).confidences[0] for r in RECORDS}
+    return {r.id: score(model.logits([r.text])).confidences[0] for r in RECORDS}
 
 
 def threshold_between(confidences, quantile: float) -> float:
@@ -35,7 +34,7 @@ def assert_routes(tiers, expected: dict[str, tuple[str, ...]]) -> None:
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(RECORDS) | Cascade(tiers)
         paths = out["predictions"] | beam.Map(
-            lambda r: (r["id"], tuple(v["tier"] for v in r["tiers"])))
+            lambda r: (r.id, tuple(v.tier for v in r.tiers)))
         assert_that(paths, equal_to(list(expected.items())), label="paths")
         assert_that(out["dead_letters"], equal_to([]), label="no dead letters")
 
@@ -51,13 +50,13 @@ def confidences(models):
 
 def test_threshold_zero_keeps_everything_at_tier_one(models):
     assert_routes([tier("small", models["small"], 0.0), tier("large", models["large"])],
-                  {r["id"]: ("small",) for r in RECORDS})
+                  {r.id: ("small",) for r in RECORDS})
 
 
 def test_threshold_one_escalates_everything(models, confidences):
     assert max(confidences["small"].values()) < 1.0
     assert_routes([tier("small", models["small"], 1.0), tier("large", models["large"])],
-                  {r["id"]: ("small", "large") for r in RECORDS})
+                  {r.id: ("small", "large") for r in RECORDS})
 
 
 def test_only_records_below_the_threshold_reach_tier_two(models, confidences):
@@ -92,16 +91,17 @@ def test_three_tiers_route_each_record_by_its_own_confidences(models, confidence
 def test_three_tiers_with_thresholds_forcing_none_or_all(models, confidences, t1, t2, path):
     assert max(confidences["medium"].values()) < 1.0
     assert_routes([tier("small", models["small"], t1), tier("medium", models["medium"], t2),
-                   tier("large", models["large"])], {r["id"]: path for r in RECORDS})
+                   tier("large", models["large"])], {r.id: path for r in RECORDS})
 
 
 def test_decided_records_leave_their_model_inputs_behind(models, confidences):
     """Escalated records keep their text for the next tier; decided ones drop it (and where
     they were read from), so that the merged predictions hold half as much."""
     t1 = threshold_between(confidences["small"].values(), 0.5)
-    kept = tuple(sorted(set(RECORDS[0]) - set(MODEL_INPUT_FIELDS)))
+    dropped = (None, None, None, None)
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(RECORDS) | Cascade(
             [tier("small", models["small"], t1), tier("large", models["large"])])
-        shapes = out["predictions"] | beam.Map(lambda r: (len(r["tiers"]), tuple(sorted(r))))
-        assert_that(shapes | beam.Distinct(), equal_to([(1, kept), (2, kept)]))
+        shapes = out["predictions"] | beam.Map(
+            lambda r: (len(r.tiers), (r.text, r.text_pair, r.source, r.position)))
+        assert_that(shapes | beam.Distinct(), equal_to([(1, dropped), (2, dropped)]))

@@ -9,6 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
 from models.config import TierConfig
+from transforms.records import DeadLetter, Record, Visit
 from transforms.statistics import ComputeRoutingStats, RoutingStatsFn
 
 TIERS = [TierConfig("small", "m1", threshold=0.8), TierConfig("medium", "m2", threshold=0.7),
@@ -100,6 +101,21 @@ def direct_stats(records: list[dict], errors: list[dict], sizes: dict[str, list[
     return out
 
 
+def typed_visit(visit: dict) -> Visit:
+    return Visit(visit["tier"], visit["label_id"], tuple(visit["probabilities"]),
+                 visit["confidence"], visit["ms"], visit["batch"], visit.get("exit_layer"))
+
+
+def typed_record(record: dict) -> Record:
+    """The pipeline's Record for a synthetic record written as plain data."""
+    return Record(record["id"], None, gold=record["gold"],
+                  tiers=tuple(map(typed_visit, record["tiers"])))
+
+
+def typed_error(error: dict) -> DeadLetter:
+    return DeadLetter(error["stage"], "", "", tiers=tuple(map(typed_visit, error["tiers"])))
+
+
 def check(stats: dict, expected: dict) -> None:
     for key in ("records", "predictions", "errors", "records_read", "unaccounted"):
         assert stats[key] == expected[key]
@@ -124,14 +140,14 @@ def test_combiner_matches_direct_computation_across_merged_accumulators():
         acc = fn.create_accumulator()
         for r in chunk:
             acc = fn.add_input(acc, ("parsed", None))
-            acc = fn.add_input(acc, ("prediction", r))
+            acc = fn.add_input(acc, ("prediction", typed_record(r)))
         parts.append(acc)
     acc = fn.create_accumulator()
     acc = fn.add_input(acc, ("parsed", None))  # the record that tier medium failed on
     parts.append(acc)
     acc = fn.create_accumulator()
     for e in errors:
-        acc = fn.add_input(acc, ("error", e))
+        acc = fn.add_input(acc, ("error", typed_error(e)))
     stats = fn.extract_output(fn.merge_accumulators(parts + [acc]))
     check(stats, direct_stats(records, errors, sizes))
     assert stats["errors_by_stage"] == {"parse": 2, "tier:medium": 1}
@@ -147,8 +163,10 @@ def test_statistics_transform_in_a_pipeline():
 
     parsed = [r for r in records] + [{"failed at": "medium"}]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = ((p | "Parsed" >> beam.Create(parsed), p | "P" >> beam.Create(records),
-                  p | "E" >> beam.Create(errors)) | ComputeRoutingStats(TIERS))["windows"]
+        stats = ((p | "Parsed" >> beam.Create(parsed),
+                  p | "P" >> beam.Create(list(map(typed_record, records))),
+                  p | "E" >> beam.Create(list(map(typed_error, errors))))
+                 | ComputeRoutingStats(TIERS))["windows"]
         assert_that(stats, matches)
 
 

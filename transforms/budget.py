@@ -24,13 +24,14 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
 from models.routing_rule import decides
+from transforms.records import Record
 from transforms.windowing import combine_per_window
 
 BINS = 10_000
@@ -101,9 +102,9 @@ class EscalationBudgetFn(beam.CombineFn):
         return Budget(self._threshold, cap_bin(bins, self._max_rate), per_window=True)
 
 
-def shard_of(record: dict[str, Any]) -> int:
+def shard_of(record: Record) -> int:
     """A record's shard, stable across retries (from its id)."""
-    return zlib.crc32(json.dumps(record["id"]).encode()) % SHARDS
+    return zlib.crc32(json.dumps(record.id).encode()) % SHARDS
 
 
 class JoinWindowBudget(beam.PTransform):
@@ -117,7 +118,7 @@ class JoinWindowBudget(beam.PTransform):
     def expand(self, scored: PCollection) -> PCollection:
         tier = self._tier
         budgets = (scored
-                   | "Confidences" >> beam.Map(lambda r: r["tiers"][-1]["confidence"])
+                   | "Confidences" >> beam.Map(lambda r: r.last_visit.confidence)
                    | "Budget" >> combine_per_window(
                        EscalationBudgetFn(tier.threshold, tier.max_escalation_rate), scored)
                    | "ToEveryShard" >> beam.FlatMap(lambda b: [(s, b) for s in range(SHARDS)]))
@@ -126,7 +127,7 @@ class JoinWindowBudget(beam.PTransform):
                 | "WithBudget" >> beam.FlatMap(records_with_budget))
 
 
-def records_with_budget(shard: tuple[int, dict[str, list]]) -> Iterator[tuple[dict, Budget]]:
+def records_with_budget(shard: tuple[int, dict[str, list]]) -> Iterator[tuple[Record, Budget]]:
     """One shard of a window's records, each paired with that window's Budget."""
     _, joined = shard
     budget, = joined["budget"]

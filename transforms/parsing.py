@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
+from transforms.records import Record
 
 RawRow = tuple[str, int, Union[bytes, dict]]
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
@@ -63,41 +64,33 @@ def decode_json_line(line: bytes) -> dict[str, Any] | None:
     return row
 
 
-def reject_lone_surrogates(record: dict[str, Any]) -> None:
+def reject_lone_surrogates(record: Record) -> None:
     """JSON may escape half a UTF-16 pair (`"\\ud800"`); Python decodes it into a string
     that cannot be encoded, so Beam could not even pass the record on. Raises InvalidRecord.
 
     Only the record is checked, not the whole row: a field the job does not read may hold
     anything."""
     try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
+        json.dumps([record.id, record.text, record.text_pair, record.gold_unrecognized,
+                    record.passthrough], ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRecord("JSON holds an unpaired UTF-16 surrogate escape (\\ud800 to "
                             "\\udfff), which is not valid Unicode") from None
 
 
-def to_record(row: dict[str, Any], fields: RecordFields, source: str,
-              position: int) -> dict[str, Any]:
+def to_record(row: dict[str, Any], fields: RecordFields, source: str, position: int) -> Record:
     """Validates one row and builds the record the tiers see. Raises InvalidRecord."""
     text = _required_text(row, fields.text_field)
     pair = _required_text(row, fields.text_pair_field) if fields.text_pair_field else None
     record_id = given_id(row, fields.id_field) if fields.id_field else None
-    record = {
-        "id": f"{source}:{position}" if record_id is None else record_id,
-        "text": text,
-        "text_pair": pair,
-        "gold": None,
-        "passthrough": {name: row.get(name) for name in fields.passthrough_fields},
-        "source": source,
-        "position": position,
-        "tiers": [],
-    }
     raw_label = row.get(fields.label_field) if fields.label_field else None
-    if raw_label is not None:
-        record["gold"] = label_id(raw_label, fields.labels)
-        if record["gold"] is None:
-            record["gold_unrecognized"] = str(raw_label)
-    return record
+    gold = label_id(raw_label, fields.labels) if raw_label is not None else None
+    return Record(
+        id=f"{source}:{position}" if record_id is None else record_id,
+        text=text, text_pair=pair, gold=gold,
+        gold_unrecognized=str(raw_label) if raw_label is not None and gold is None else None,
+        passthrough={name: row.get(name) for name in fields.passthrough_fields},
+        source=source, position=position)
 
 
 def given_id(row: dict[str, Any], field: str) -> str | int | float | bool | None:

@@ -20,12 +20,12 @@ from models.config import TierConfig
 from models.loading import TorchThreads, set_torch_threads
 from models.tier import Tier
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
+from transforms.records import DeadLetter, Record, Visit
 
-Record = dict[str, Any]
 T = TypeVar("T")
 
 
-class TierModelHandler(ModelHandler[Record, Record, Tier]):
+class TierModelHandler(ModelHandler[Record, Visit, Tier]):
     """Scores batches of cascade records with one tier's model.
 
     Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
@@ -62,22 +62,21 @@ class TierModelHandler(ModelHandler[Record, Record, Tier]):
     def _score(self, batch: Sequence[Record], model: Tier
                ) -> list[PredictionResult]:
         start = time.perf_counter()
-        texts = [record["text"] for record in batch]
-        pairs = [record["text_pair"] for record in batch] if batch[0]["text_pair"] else None
+        texts = [record.text for record in batch]
+        pairs = [record.text_pair for record in batch] if batch[0].text_pair else None
         logits, layers = model.logits_and_exits(texts, pairs)
         scores = score(logits, self._tier.temperature, self._tier.confidence)
         ms_per_record = (time.perf_counter() - start) * 1000.0 / len(batch)
-        visits = [{"tier": self._tier.name, "label_id": label_id, "probabilities": probs,
-                   "confidence": conf, "ms": ms_per_record, "batch": len(batch)}
-                  for label_id, probs, conf in zip(
-                      scores.label_ids, scores.probabilities, scores.confidences)]
-        for visit, layer in zip(visits, layers.tolist() if model.early_exit else ()):
-            visit["exit_layer"] = layer
+        exit_layers = layers.tolist() if model.early_exit else [None] * len(batch)
+        visits = [Visit(self._tier.name, label_id, tuple(probs), conf, ms_per_record,
+                        len(batch), exit_layer)
+                  for label_id, probs, conf, exit_layer in zip(
+                      scores.label_ids, scores.probabilities, scores.confidences, exit_layers)]
         return [PredictionResult(record, visit, model_id=self._tier.name)
                 for record, visit in zip(batch, visits)]
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
-        return sum(len(r["text"]) + len(r["text_pair"] or "") for r in batch)
+        return sum(len(r.text) + len(r.text_pair or "") for r in batch)
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_{self._tier.name}"
@@ -113,21 +112,20 @@ def call_with_timeout(call: Callable[[], T], seconds: float, what: str) -> T:
 
 
 def add_visit(result: PredictionResult) -> Record:
-    """The record with this tier's visit appended (a new dict: Beam inputs are immutable)."""
-    record = result.example
-    return {**record, "tiers": record["tiers"] + [result.inference]}
+    """The record with this tier's visit appended."""
+    return result.example.visited(result.inference)
 
 
 def failed_batch_to_dead_letters(failure: tuple[Sequence[Record], Any],
-                                 tier_name: str) -> Iterable[Record]:
+                                 tier_name: str) -> Iterable[DeadLetter]:
     """One dead letter per record of a batch whose inference raised."""
     batch, error = failure
     reason = f"tier {tier_name!r} failed on the batch: {_describe(error)}"
     for record in batch:
-        raw = {"id": record["id"], "text": record["text"], "text_pair": record["text_pair"],
-               **record["passthrough"]}
-        yield dead_letter(f"tier:{tier_name}", reason, raw, record["source"],
-                          record["position"], record["tiers"])
+        raw = {"id": record.id, "text": record.text, "text_pair": record.text_pair,
+               **record.passthrough}
+        yield dead_letter(f"tier:{tier_name}", reason, raw, record.source, record.position,
+                          record.tiers)
 
 
 def _describe(error: Any) -> str:

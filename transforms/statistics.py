@@ -6,7 +6,9 @@ dict (see `RoutingStatsFn.extract_output` and the README's statistics reference)
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence, Tuple
 
 import apache_beam as beam
@@ -18,20 +20,81 @@ from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import Timestamp
 
 from models.config import TierConfig
+from transforms.records import Visit
 from transforms.windowing import combine_per_window
 
-TIER_COUNTS = ("seen", "decided", "escalated", "labelled_seen", "correct_seen",
-               "labelled_decided", "correct_decided")
-TIER_SUMS = ("confidence_seen", "confidence_decided", "max_prob_decided", "ms")
+@dataclass
+class TierTally:
+    """One tier's running counts and sums (a record failed on by a later tier still counts
+    as escalated here)."""
+
+    seen: int = 0
+    decided: int = 0
+    escalated: int = 0
+    labelled_seen: int = 0
+    correct_seen: int = 0
+    labelled_decided: int = 0
+    correct_decided: int = 0
+    confidence_seen: float = 0.0
+    confidence_decided: float = 0.0
+    max_prob_decided: float = 0.0
+    ms: float = 0.0
+    exits: Counter = field(default_factory=Counter)  # records per exit layer
+    batch_records: Counter = field(default_factory=Counter)  # visits per model-call size
+    thresholds: Counter = field(default_factory=Counter)  # visits per effective threshold
+
+    def count(self, visit: Visit, final: bool, gold: int | None) -> None:
+        self.seen += 1
+        if final:
+            self.decided += 1
+            self.confidence_decided += visit.confidence
+            self.max_prob_decided += max(visit.probabilities)
+        else:
+            self.escalated += 1
+        self.confidence_seen += visit.confidence
+        self.ms += visit.ms
+        self.batch_records[visit.batch] += 1
+        if visit.exit_layer is not None:
+            self.exits[visit.exit_layer] += 1
+        if visit.threshold is not None:
+            self.thresholds[visit.threshold] += 1
+        if gold is not None:
+            correct = visit.label_id == gold
+            self.labelled_seen += 1
+            self.correct_seen += correct
+            if final:
+                self.labelled_decided += 1
+                self.correct_decided += correct
 
 
-def _new_tier() -> dict[str, Any]:
-    return {**{key: 0 for key in TIER_COUNTS + TIER_SUMS}, "exits": Counter(),
-            "batch_records": Counter(), "thresholds": Counter()}
+@dataclass
+class RoutingTally:
+    """The accumulator of the routing statistics: counts over the whole run (or window)."""
+
+    parsed: int = 0
+    predictions: int = 0
+    labelled: int = 0
+    correct: int = 0
+    labels_unrecognized: int = 0
+    errors: Counter = field(default_factory=Counter)  # dead letters per stage
+    tiers: dict[str, TierTally] = field(default_factory=dict)
+
+
+def merge_into(total: Any, part: Any) -> None:
+    """Adds a tally's counts, sums and counters (and its tiers' tallies) into `total`."""
+    for f in dataclasses.fields(total):
+        mine, theirs = getattr(total, f.name), getattr(part, f.name)
+        if isinstance(mine, Counter):
+            mine.update(theirs)
+        elif isinstance(mine, dict):
+            for name, tally in theirs.items():
+                merge_into(mine[name], tally)
+        else:
+            setattr(total, f.name, mine + theirs)
 
 
 class RoutingStatsFn(beam.CombineFn):
-    """Combines ('parsed', _), ('prediction', record) and ('error', dead letter) events.
+    """Combines ('parsed', _), ('prediction', Record) and ('error', DeadLetter) events.
 
     A tier's `seen` counts every record it received: decided + escalated + failed. Records
     that a later tier failed on still count at the tiers that escalated them.
@@ -41,115 +104,82 @@ class RoutingStatsFn(beam.CombineFn):
         self._names = [t.name for t in tiers]
         self._thresholds = {t.name: t.threshold for t in tiers}
 
-    def create_accumulator(self) -> dict[str, Any]:
-        return {
-            "parsed": 0, "predictions": 0, "labelled": 0, "correct": 0,
-            "labels_unrecognized": 0, "errors": Counter(),
-            "tiers": {name: _new_tier() for name in self._names},
-        }
+    def create_accumulator(self) -> RoutingTally:
+        return RoutingTally(tiers={name: TierTally() for name in self._names})
 
-    def add_input(self, acc: dict[str, Any], event: tuple[str, Any]) -> dict[str, Any]:
+    def add_input(self, acc: RoutingTally, event: tuple[str, Any]) -> RoutingTally:
         kind, row = event
         if kind == "parsed":
-            acc["parsed"] += 1
+            acc.parsed += 1
         elif kind == "error":
-            acc["errors"][row["stage"]] += 1
-            for visit in row["tiers"]:
-                self._count_visit(acc, visit, final=False, gold=None)
-            if row["stage"].startswith("tier:"):
-                acc["tiers"][row["stage"][len("tier:"):]]["seen"] += 1
+            acc.errors[row.stage] += 1
+            for visit in row.tiers:
+                acc.tiers[visit.tier].count(visit, final=False, gold=None)
+            if row.stage.startswith("tier:"):
+                acc.tiers[row.stage[len("tier:"):]].seen += 1
         else:
-            acc["predictions"] += 1
-            acc["labels_unrecognized"] += "gold_unrecognized" in row
-            visits = row["tiers"]
-            for i, visit in enumerate(visits):
-                self._count_visit(acc, visit, final=i == len(visits) - 1, gold=row["gold"])
+            acc.predictions += 1
+            acc.labels_unrecognized += row.gold_unrecognized is not None
+            for i, visit in enumerate(row.tiers):
+                acc.tiers[visit.tier].count(visit, i == len(row.tiers) - 1, row.gold)
+            if row.gold is not None:
+                acc.labelled += 1
+                acc.correct += row.last_visit.label_id == row.gold
         return acc
 
-    @staticmethod
-    def _count_visit(acc: dict[str, Any], visit: dict, final: bool, gold: int | None) -> None:
-        tier = acc["tiers"][visit["tier"]]
-        tier["seen"] += 1
-        tier["decided" if final else "escalated"] += 1
-        tier["confidence_seen"] += visit["confidence"]
-        tier["ms"] += visit["ms"]
-        tier["batch_records"][visit["batch"]] += 1
-        if "exit_layer" in visit:
-            tier["exits"][visit["exit_layer"]] += 1
-        if "threshold" in visit:
-            tier["thresholds"][visit["threshold"]] += 1
-        if final:
-            tier["confidence_decided"] += visit["confidence"]
-            tier["max_prob_decided"] += max(visit["probabilities"])
-        if gold is None:
-            return
-        correct = visit["label_id"] == gold
-        tier["labelled_seen"] += 1
-        tier["correct_seen"] += correct
-        if final:
-            tier["labelled_decided"] += 1
-            tier["correct_decided"] += correct
-            acc["labelled"] += 1
-            acc["correct"] += correct
-
-    def merge_accumulators(self, accumulators: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    def merge_accumulators(self, accumulators: Iterable[RoutingTally]) -> RoutingTally:
         merged = self.create_accumulator()
         for acc in accumulators:
-            for key in ("parsed", "predictions", "labelled", "correct", "labels_unrecognized"):
-                merged[key] += acc[key]
-            merged["errors"].update(acc["errors"])
-            for name, tier in acc["tiers"].items():
-                for key, value in tier.items():
-                    merged["tiers"][name][key] += value
+            merge_into(merged, acc)
         return merged
 
-    def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
+    def extract_output(self, acc: RoutingTally) -> dict[str, Any]:
         """The statistics. A dead letter of stage 'read' is a file that could not be read
         (to its end), counted in `files_unread`, apart from the records."""
-        predictions = acc["predictions"]
-        record_errors = {stage: n for stage, n in acc["errors"].items() if stage != "read"}
+        predictions = acc.predictions
+        record_errors = {stage: n for stage, n in acc.errors.items() if stage != "read"}
         errors = sum(record_errors.values())
-        records_read = acc["parsed"] + record_errors.get("parse", 0)
+        records_read = acc.parsed + record_errors.get("parse", 0)
         return {
             "records": predictions + errors,
             "records_read": records_read,
             "unaccounted": records_read - predictions - errors,
-            "files_unread": acc["errors"]["read"],
+            "files_unread": acc.errors["read"],
             "predictions": predictions,
             "errors": errors,
             "error_rate": _ratio(errors, predictions + errors),
             "errors_by_stage": dict(sorted(record_errors.items())),
-            "labelled": acc["labelled"],
-            "labels_unrecognized": acc["labels_unrecognized"],
-            "accuracy": _ratio(acc["correct"], acc["labelled"]),
+            "labelled": acc.labelled,
+            "labels_unrecognized": acc.labels_unrecognized,
+            "accuracy": _ratio(acc.correct, acc.labelled),
             "estimated_accuracy": _ratio(
-                sum(t["max_prob_decided"] for t in acc["tiers"].values()), predictions),
-            "tiers": [self._tier_output(name, acc["tiers"][name], predictions, acc["errors"])
+                sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
+            "tiers": [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
                       for name in self._names],
         }
 
-    def _tier_output(self, name: str, t: dict[str, float], predictions: int,
+    def _tier_output(self, name: str, t: TierTally, predictions: int,
                      errors: Counter) -> dict[str, Any]:
         return {
             "name": name,
             "threshold": self._thresholds[name],
-            "effective_threshold": ({"min": min(t["thresholds"]), "max": max(t["thresholds"])}
-                                    if t["thresholds"] else None),
-            "seen": t["seen"],
-            "decided": t["decided"],
-            "escalated": t["escalated"],
+            "effective_threshold": ({"min": min(t.thresholds), "max": max(t.thresholds)}
+                                    if t.thresholds else None),
+            "seen": t.seen,
+            "decided": t.decided,
+            "escalated": t.escalated,
             "failed": errors.get(f"tier:{name}", 0),
-            "escalation_rate": _ratio(t["escalated"], t["seen"]),
-            "decided_share": _ratio(t["decided"], predictions),
-            "mean_confidence_seen": _ratio(t["confidence_seen"], t["seen"]),
-            "mean_confidence_decided": _ratio(t["confidence_decided"], t["decided"]),
-            "accuracy_decided": _ratio(t["correct_decided"], t["labelled_decided"]),
-            "estimated_accuracy_decided": _ratio(t["max_prob_decided"], t["decided"]),
-            "accuracy_seen": _ratio(t["correct_seen"], t["labelled_seen"]),
-            "inference_seconds": t["ms"] / 1000.0,
-            "ms_per_record": _ratio(t["ms"], t["seen"]),
-            "records_per_exit": {str(layer): n for layer, n in sorted(t["exits"].items())},
-            **batch_sizes(t["batch_records"]),
+            "escalation_rate": _ratio(t.escalated, t.seen),
+            "decided_share": _ratio(t.decided, predictions),
+            "mean_confidence_seen": _ratio(t.confidence_seen, t.seen),
+            "mean_confidence_decided": _ratio(t.confidence_decided, t.decided),
+            "accuracy_decided": _ratio(t.correct_decided, t.labelled_decided),
+            "estimated_accuracy_decided": _ratio(t.max_prob_decided, t.decided),
+            "accuracy_seen": _ratio(t.correct_seen, t.labelled_seen),
+            "inference_seconds": t.ms / 1000.0,
+            "ms_per_record": _ratio(t.ms, t.seen),
+            "records_per_exit": {str(layer): n for layer, n in sorted(t.exits.items())},
+            **batch_sizes(t.batch_records),
         }
 
 

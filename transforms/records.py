@@ -1,0 +1,126 @@
+"""What flows between the job's steps: records, the tiers' visits, dead letters, output rows.
+
+Frozen dataclasses, like Beam's own PredictionResult a plain typed value: Beam passes them
+between fused steps as they are, pickles them across a shuffle, and where a step needs a
+deterministic encoding its FastPrimitivesCoder encodes frozen dataclasses field by field.
+No Beam here, so the types can be built and read anywhere (tests, tools).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+RecordId = Union[str, int, float, bool]  # a JSON scalar, kept as the input gave it
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One tier's answer for one record: the predicted label, its probabilities (after the
+    tier's temperature), the routing confidence, the model time shared out per record and
+    the number of records in the model call; for an early-exit tier the layer the record
+    left at, and under an escalation budget the effective threshold it was routed by."""
+
+    tier: str
+    label_id: int
+    probabilities: tuple[float, ...]
+    confidence: float
+    ms: float
+    batch: int
+    exit_layer: int | None = None
+    threshold: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The visit as written to the errors file (fields that do not apply left out)."""
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if value is not None or key not in ("exit_layer", "threshold")}
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record on its way through the cascade, with the visits of the tiers it has been to
+    (the last one decided it, once it is decided).
+
+    A decided record goes on without its model inputs (`text`, `text_pair`, `source`,
+    `position` set to None): the outputs and statistics do not need them, and runners that
+    hold the merged decided branches in memory (the FnApiRunner materialises every
+    multi-input Flatten) then keep half as much per record."""
+
+    id: RecordId
+    text: str | None
+    text_pair: str | None = None
+    gold: int | None = None
+    gold_unrecognized: str | None = None  # a gold label that matched no label name or id
+    passthrough: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    position: int | None = None
+    tiers: tuple[Visit, ...] = ()
+
+    @property
+    def last_visit(self) -> Visit:
+        return self.tiers[-1]
+
+    def visited(self, visit: Visit) -> "Record":
+        """The record with one more tier's visit."""
+        return dataclasses.replace(self, tiers=self.tiers + (visit,))
+
+    def with_last_visit(self, **changes: Any) -> "Record":
+        """The record with its last visit changed."""
+        return dataclasses.replace(
+            self, tiers=self.tiers[:-1] + (dataclasses.replace(self.tiers[-1], **changes),))
+
+    def without_model_inputs(self) -> "Record":
+        """The decided record as the outputs and statistics need it."""
+        return dataclasses.replace(self, text=None, text_pair=None, source=None, position=None)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record (or file) the job could not classify: where it came from, which stage
+    refused it, why, the raw input as text (so the errors file can always be written and the
+    record replayed after a fix), and the visits of the tiers that scored it before the one
+    that failed on it."""
+
+    stage: str
+    reason: str
+    raw: str
+    source: str | None = None
+    position: int | None = None
+    tiers: tuple[Visit, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The dead letter as a line of the errors file."""
+        return {"stage": self.stage, "reason": self.reason, "source": self.source,
+                "position": self.position, "raw": self.raw,
+                "tiers": [visit.to_json() for visit in self.tiers]}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The fixed columns of a predictions row (the output's schema starts with these; then a
+    confidence per tier and the pass-through fields follow)."""
+
+    id: RecordId
+    label: str
+    label_id: int
+    confidence: float
+    decided_by: str
+    probabilities: tuple[float, ...]
+
+
+PREDICTION_COLUMNS = tuple(f.name for f in dataclasses.fields(Prediction))
+
+
+def prediction_row(record: Record, labels: Sequence[str]) -> dict[str, Any]:
+    """The fixed columns of a decided record's output row."""
+    final = record.last_visit
+    return dataclasses.asdict(Prediction(
+        id=record.id, label=labels[final.label_id], label_id=final.label_id,
+        confidence=final.confidence, decided_by=final.tier,
+        probabilities=final.probabilities))
+
+
+def raw_text(raw: Any) -> str:
+    """A raw input as the errors file keeps it: text as it is, anything else as JSON."""
+    return raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False)
