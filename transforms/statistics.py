@@ -73,11 +73,9 @@ class RoutingTally:
 
     parsed: int = 0
     predictions: int = 0
-    labelled: int = 0
-    correct: int = 0
     labels_unrecognized: int = 0
     errors: Counter = field(default_factory=Counter)  # dead letters per stage
-    tiers: dict[str, TierTally] = field(default_factory=dict)
+    tiers: dict[str, TierTally] = field(default_factory=dict)  # (labelled predictions too)
 
 
 def merge_into(total: Any, part: Any) -> None:
@@ -122,9 +120,6 @@ class RoutingStatsFn(beam.CombineFn):
             acc.labels_unrecognized += row.gold_unrecognized is not None
             for i, visit in enumerate(row.tiers):
                 acc.tiers[visit.tier].count(visit, i == len(row.tiers) - 1, row.gold)
-            if row.gold is not None:
-                acc.labelled += 1
-                acc.correct += row.last_visit.label_id == row.gold
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[RoutingTally]) -> RoutingTally:
@@ -137,6 +132,8 @@ class RoutingStatsFn(beam.CombineFn):
         """The statistics. A dead letter of stage 'read' is a file that could not be read
         (to its end), counted in `files_unread`, apart from the records."""
         predictions = acc.predictions
+        labelled = sum(t.labelled_decided for t in acc.tiers.values())
+        correct = sum(t.correct_decided for t in acc.tiers.values())
         record_errors = {stage: n for stage, n in acc.errors.items() if stage != "read"}
         errors = sum(record_errors.values())
         records_read = acc.parsed + record_errors.get("parse", 0)
@@ -149,9 +146,9 @@ class RoutingStatsFn(beam.CombineFn):
             "errors": errors,
             "error_rate": _ratio(errors, predictions + errors),
             "errors_by_stage": dict(sorted(record_errors.items())),
-            "labelled": acc.labelled,
+            "labelled": labelled,
             "labels_unrecognized": acc.labels_unrecognized,
-            "accuracy": _ratio(acc.correct, acc.labelled),
+            "accuracy": _ratio(correct, labelled),
             "estimated_accuracy": _ratio(
                 sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
             "tiers": [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
