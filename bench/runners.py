@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def write_records(data: str, count: int, path: str) -> str:
     """`count` SST-2 sentences (dev, test, then train phrases, cycled) as JSON Lines."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
     texts = dev.texts + [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
     texts += [r["sentence"] for r in read_rows(sst2_file(data, "train.tsv"))]
     with open(path, "w", encoding="utf-8") as f:

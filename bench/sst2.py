@@ -79,7 +79,7 @@ def sst2_file(data: str, name: str) -> str:
 def write_inputs(data: str, work: str) -> Inputs:
     """dev (with labels) and test (without) as one JSONL file: accuracy comes from the
     labelled records, throughput from all of them."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
     test = [row["sentence"] for row in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
     dev_labels = [LABELS[i] for i in dev.label_ids]
     rows = [{"id": f"dev-{i}", "text": t, "label": y}
@@ -106,8 +106,8 @@ def tier1_model(given: str | None, data: str) -> str:
     folder = os.path.join(CACHE, "sst2-ngram")
     if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
         print(f"bench: training the n-gram tier 1 into {folder}", file=sys.stderr)
-        train = read_labelled(sst2_file(data, "train.tsv"), label_names=LABELS)
-        dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+        train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
+        dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
         train_ngram(train, folder, NgramTrainingConfig(), dev)
     return folder
 
@@ -123,8 +123,8 @@ def tier2_model(given: str | None, data: str) -> str:
             return candidate
     print(f"bench: fine-tuning tier 2 into {folder} (2 epochs over SST-2 train: about 70 "
           "minutes on 2 cores)", file=sys.stderr)
-    train = read_labelled(sst2_file(data, "train.tsv"), label_names=LABELS)
-    dev = read_labelled(sst2_file(data, "dev.tsv"), label_names=LABELS)
+    train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
     fine_tune(default_base_model(), train, folder, TrainingConfig(), dev)
     return folder
 

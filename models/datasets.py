@@ -36,7 +36,7 @@ def read_rows(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def read_labelled(path: str, text_field: str = "sentence", label_field: str = "label",
+def read_labelled(path: str, text_field: str = "text", label_field: str = "label",
                   label_names: tuple[str, ...] | None = None, limit: int | None = None,
                   text_pair_field: str | None = None) -> LabelledTexts:
     """Reads texts (and second texts of pairs) and labels. Labels may be names or ids;
@@ -47,8 +47,10 @@ def read_labelled(path: str, text_field: str = "sentence", label_field: str = "l
     missing = [i for i, r in enumerate(rows)
                if any(not r.get(f) for f in needed) or r.get(label_field) in (None, "")]
     if missing:
-        raise ValueError(f"{path!r}: {len(missing)} rows lack {' or '.join(needed)} or "
-                         f"{label_field!r} (first at row {missing[0]}); check the field names")
+        found = sorted(rows[missing[0]]) if isinstance(rows[missing[0]], dict) else []
+        raise ValueError(f"{path!r}: {len(missing)} rows lack {' or '.join(map(repr, needed))} "
+                         f"or {label_field!r} (first at row {missing[0]}, whose fields are "
+                         f"{found}); name the fields with --text_field / --label_field")
     raw_labels = [str(r[label_field]).strip() for r in rows]
     names = label_names or tuple(sorted(set(raw_labels)))
     ids = {name: i for i, name in enumerate(names)}

@@ -138,7 +138,7 @@ class Policy:
                  if v is not None]
         if len(given) != 1:
             raise ValueError("give exactly one policy: --max_accuracy_drop, --min_speedup or "
-                             "--max_escalation")
+                             "--max_escalation_rate")
 
 
 def choose(points: Sequence[OperatingPoint], reference: OperatingPoint,

@@ -19,7 +19,7 @@ from models.datasets import read_labelled
 from models.operating_points import NoOperatingPoint, Policy
 from models.tuning import tune
 from pipeline.calibration_report import write_report
-from pipeline.config import load_config
+from pipeline.config import load_config, relative_models
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
 DEFAULT_MAX_ACCURACY_DROP = 0.5
@@ -47,9 +47,10 @@ def parser() -> argparse.ArgumentParser:
     policy.add_argument("--min_speedup", type=float,
                         help="the most accurate point at least this much faster than the last "
                              "tier alone")
-    policy.add_argument("--max_escalation", type=float,
+    policy.add_argument("--max_escalation_rate", type=float,
                         help="the most accurate point sending at most this share of records "
-                             "to the last tier (its capacity)")
+                             "to the last tier (its capacity; in a two-tier cascade the same "
+                             "share as run's --max_escalation_rate caps)")
     p.add_argument("--batch_sizes", default=DEFAULT_BATCH_SIZES,
                    help="batch sizes whose throughput is measured for every tier")
     p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians are used)")
@@ -65,10 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev = read_labelled(args.dev, args.text_field or config.text_field,
                             args.label_field or config.label_field or "label", labels,
                             text_pair_field=config.text_pair_field)
-        if args.min_speedup is None and args.max_escalation is None:
+        if args.min_speedup is None and args.max_escalation_rate is None:
             args.max_accuracy_drop = (DEFAULT_MAX_ACCURACY_DROP if args.max_accuracy_drop is None
                                       else args.max_accuracy_drop)
-        policy = Policy(args.max_accuracy_drop, args.min_speedup, args.max_escalation)
+        policy = Policy(args.max_accuracy_drop, args.min_speedup, args.max_escalation_rate)
         report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
         result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
                       args.repeats, report_dir, args.seed)
@@ -82,12 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write_config(config: CascadeConfig, path: str) -> None:
+    """Writes the tuned config, its local model paths relative to the file's folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    raw = config_to_dict(relative_models(config, path))
     with open(path, "w", encoding="utf-8") as f:
         if path.endswith(".json"):
-            json.dump(config_to_dict(config), f, indent=2)
+            json.dump(raw, f, indent=2)
         else:
-            yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
+            yaml.safe_dump(raw, f, sort_keys=False)
 
 
 if __name__ == "__main__":

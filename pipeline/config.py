@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import posixpath
 from typing import Any, Sequence
 
 import fsspec
@@ -21,14 +23,46 @@ FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
 
 def read_config_file(path: str) -> Any:
-    """The plain data in a YAML or JSON config file (a mapping, when the file is right)."""
+    """The plain data in a YAML or JSON config file (a mapping, when the file is right), its
+    tiers' relative model paths resolved against the file's folder."""
     try:
         with fsspec.open(path, "r", encoding="utf-8") as f:
-            return json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+            raw = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {e}") from None
+    if isinstance(raw, dict) and isinstance(raw.get("tiers"), list):
+        raw = {**raw, "tiers": [{**tier, "model": beside(path, tier["model"])}
+                                if isinstance(tier, dict) and is_relative(tier.get("model"))
+                                else tier for tier in raw["tiers"]]}
+    return raw
+
+
+def is_relative(model: Any) -> bool:
+    """A model path that names a folder relative to somewhere (not a URL, not absolute)."""
+    return isinstance(model, str) and bool(model) and "://" not in model \
+        and not os.path.isabs(model)
+
+
+def beside(config_path: str, model: str) -> str:
+    """A config file's relative model path, resolved against the file's folder: a config is
+    read the same from any current folder (a cron job does not choose its own)."""
+    if "://" in config_path:
+        scheme, rest = config_path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), model))}"
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_path)), model))
+
+
+def relative_models(config: CascadeConfig, config_path: str) -> CascadeConfig:
+    """The config with its local model folders written relative to `config_path`'s folder, so
+    that the written file keeps working wherever the folder with it and the models moves."""
+    if "://" in config_path:
+        return config
+    folder = os.path.dirname(os.path.abspath(config_path))
+    return dataclasses.replace(config, tiers=tuple(
+        dataclasses.replace(tier, model=os.path.relpath(tier.model, folder))
+        if os.path.isabs(tier.model) else tier for tier in config.tiers))
 
 
 def load_config(path: str) -> CascadeConfig:

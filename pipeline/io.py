@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import csv
 import dataclasses
 import gzip
+import io
 import itertools
 import json
 import logging
@@ -39,14 +41,17 @@ from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.records import PREDICTION_COLUMNS, Prediction, Record, prediction_row
 from transforms.spreading import SpreadEvenly
 
-INPUT_FORMATS = ("jsonl", "parquet")
+INPUT_FORMATS = ("jsonl", "parquet", "tsv", "csv")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 # Python's own decompressors: unlike a plain stream, they raise on a truncated file.
 DECOMPRESSORS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
     ".gz": lambda f: gzip.GzipFile(fileobj=f), ".bz2": bz2.BZ2File,
     ".xz": lzma.LZMAFile, ".lzma": lzma.LZMAFile}
 FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                   ".parquet": "parquet", ".pq": "parquet"}
+                   ".parquet": "parquet", ".pq": "parquet", ".tsv": "tsv", ".csv": "csv"}
+# Delimited text with a header line, read as `train` and `calibrate` read it: TSV without
+# quoting (as GLUE writes it), CSV with the csv module's standard quoting.
+DELIMITED = {"tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE}, "csv": {}}
 PARQUET_READ_BATCH = 1024
 # Parquet column types of the annotations `Prediction`'s fields use.
 PARQUET_TYPES = {"RecordId": pa.string(), "str": pa.string(), "int": pa.int64(),
@@ -69,7 +74,8 @@ class InputError(ValueError):
 
 
 def detect_format(path: str) -> str | None:
-    """'jsonl' or 'parquet' from the file name (compression suffixes allowed); None if unknown."""
+    """An INPUT_FORMATS name from the file name (compression suffixes allowed); None if
+    unknown."""
     name = path.lower()
     for suffix in DECOMPRESSORS:
         if name.endswith(suffix):
@@ -110,9 +116,9 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
             fmt = input_format or detect_format(path)
             if fmt is None:
                 raise InputError(
-                    f"cannot tell the format of {path!r} from its name; name it .jsonl/.json "
-                    "or .parquet (JSON Lines optionally .gz/.bz2/.xz), or pass "
-                    "--input_format jsonl|parquet")
+                    f"cannot tell the format of {path!r} from its name; name it .jsonl/.json, "
+                    ".parquet, .tsv or .csv (all but Parquet optionally .gz/.bz2/.xz), or "
+                    "pass --input_format jsonl|parquet|tsv|csv")
             if fmt == "parquet" and _compression(path):
                 raise InputError(
                     f"{path!r}: Parquet compresses its pages itself and cannot be read from a "
@@ -143,6 +149,19 @@ def read_json_lines(readable: fileio.ReadableFile) -> Iterator[tuple[str, int, b
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8):]  # a byte-order mark, as JSON readers allow
             yield path, number, line
+
+
+def read_delimited_rows(readable: fileio.ReadableFile, fmt: str
+                        ) -> Iterator[tuple[str, int, dict]]:
+    """Yields (path, line number from 2, row dict by the header line) of a TSV or CSV file;
+    compression follows the file name."""
+    path = readable.metadata.path
+    compression = _compression(path)
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        f = DECOMPRESSORS[compression](raw) if compression else raw
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+        for number, row in enumerate(csv.DictReader(text, **DELIMITED[fmt]), start=2):
+            yield path, number, row
 
 
 def read_parquet_rows(readable: fileio.ReadableFile, columns: Sequence[str]
@@ -198,8 +217,10 @@ class ReadInputFile(beam.DoFn):
             return read_parquet_rows(readable, self._columns)
         if fmt == "jsonl":
             return read_json_lines(readable)
-        raise InputError("cannot tell its format from its name; name it .jsonl or .parquet, "
-                         "or pass --input_format")
+        if fmt in DELIMITED:
+            return read_delimited_rows(readable, fmt)
+        raise InputError("cannot tell its format from its name; name it .jsonl, .parquet, "
+                         ".tsv or .csv, or pass --input_format")
 
 
 class ListedFiles(beam.PTransform):

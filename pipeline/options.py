@@ -5,6 +5,8 @@ Being PipelineOptions, they parse alongside every standard Beam option (`--runne
 """
 from __future__ import annotations
 
+import difflib
+
 from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions,
                                                   PipelineOptions, StandardOptions)
 
@@ -96,6 +98,17 @@ class CascadeOptions(PipelineOptions):
         parser.add_argument(
             "--passthrough_fields", default=None,
             help="comma list of input fields copied to the output; overrides the config")
+
+
+def unknown_flags(options: PipelineOptions) -> dict[str, str | None]:
+    """The flags that neither this tool nor Beam knows, each with the nearest known flag.
+
+    Beam itself drops such flags with a warning and runs without them: a misspelt
+    `--max_escalation 0.1` would run the job with no escalation budget at all."""
+    known = options.get_all_options()
+    given = options.get_all_options(retain_unknown_options=True)
+    return {name: next(iter(difflib.get_close_matches(name, known, n=1)), None)
+            for name in sorted(set(given) - set(known))}
 
 
 def torch_threads(options: PipelineOptions) -> TorchThreads:

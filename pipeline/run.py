@@ -30,7 +30,7 @@ from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaReco
                          WritePredictions, WriteRoutingStats, list_input_files, output_row,
                          passthrough_columns, prediction_schema, read_routing_stats,
                          rewrite_routing_stats)
-from pipeline.options import CascadeOptions, torch_threads
+from pipeline.options import CascadeOptions, torch_threads, unknown_flags
 from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
                                     new_staging_folder, publish)
@@ -85,6 +85,13 @@ def output_format(options: CascadeOptions) -> str:
 
 def job_from_options(pipeline_options: PipelineOptions) -> CascadeJob:
     """Checks the options, the config, the model folders and the inputs."""
+    unknown = unknown_flags(pipeline_options)
+    if unknown:
+        raise ConfigError("unknown flag(s) " + ", ".join(
+            f"--{name}" + (f" (did you mean --{nearest}?)" if nearest else "")
+            for name, nearest in unknown.items())
+            + "; `beam-cascade run --help` lists this tool's flags, and every Beam pipeline "
+              "option is accepted as well")
     options = pipeline_options.view_as(CascadeOptions)
     if not options.output:
         raise ConfigError("no output: pass --output FOLDER")

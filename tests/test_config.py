@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -124,3 +125,17 @@ def test_tier_flags_fill_only_what_the_config_leaves_unset(tmp_path, models):
     tiers = cascade_config(options).tiers
     assert [t.max_escalation_rate for t in tiers] == [0.1, 0.3, None]
     assert [t.max_batch_duration_secs for t in tiers] == [1, 3, 1]
+
+
+def test_relative_model_paths_are_resolved_against_the_config_files_folder(
+        models, tmp_path, monkeypatch):
+    """A cron job does not choose its current folder: `model: ../models/small` in
+    configs/c.yaml names the folder beside configs/, from wherever the job starts."""
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "c.yaml").write_text(
+        f"tiers:\n  - model: {os.path.relpath(models['small'], folder)}\n")
+    monkeypatch.chdir(models["large"])
+    assert load_config(str(folder / "c.yaml")).tiers[0].model == models["small"]
+    monkeypatch.chdir(tmp_path)
+    assert load_config("configs/c.yaml").tiers[0].model == models["small"]

@@ -46,7 +46,7 @@ def _noisy_sentiment(path):
     for i in range(200):
         positive, noisy = rng.random() < 0.5, rng.random() < 0.2
         text = f"{rng.choice(good if positive else bad)} take {i}"
-        rows.append({"sentence": text, "label": "pos" if positive != noisy else "neg",
+        rows.append({"text": text, "label": "pos" if positive != noisy else "neg",
                      "noisy": noisy})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
@@ -54,7 +54,7 @@ def _noisy_sentiment(path):
 
 def _confidence_gap(folder, rows):
     """Mean confidence on correctly labelled rows minus on mislabelled ones."""
-    probs = torch.softmax(load_tier(str(folder)).logits([r["sentence"] for r in rows]), -1)
+    probs = torch.softmax(load_tier(str(folder)).logits([r["text"] for r in rows]), -1)
     conf = probs.max(-1).values
     noisy = torch.tensor([r["noisy"] for r in rows])
     return (conf[~noisy].mean() - conf[noisy].mean()).item()

@@ -101,7 +101,7 @@ def test_a_folder_missing_its_heads_is_refused_up_front(multi_exit_folder, tmp_p
 
 def test_train_with_exits_reports_each_exit_and_saves_a_loadable_tier(models, tmp_path):
     train = tmp_path / "train.jsonl"
-    rows = [{"sentence": f"{w} movie", "label": "pos" if w in ("good", "great") else "neg"}
+    rows = [{"text": f"{w} movie", "label": "pos" if w in ("good", "great") else "neg"}
             for w in ("good", "bad", "great", "awful") * 10]
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "trained"
@@ -118,7 +118,7 @@ def test_train_with_exits_reports_each_exit_and_saves_a_loadable_tier(models, tm
 
 def test_exit_layers_must_exist_in_the_model(models, tmp_path):
     train = tmp_path / "train.jsonl"
-    train.write_text('{"sentence": "good", "label": "pos"}\n{"sentence": "bad", '
+    train.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", '
                      '"label": "neg"}\n')
     assert train_main(["--train", str(train), "--base", models["deep"], "--exits", "7",
                        "--output", str(tmp_path / "x")]) == 2
@@ -129,7 +129,7 @@ def test_exit_layers_must_exist_in_the_model(models, tmp_path):
 
 def test_exits_only_trains_the_heads_and_keeps_the_base_exactly(models, tmp_path):
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"sentence": f"{word} film", "label": label}) + "\n"
+    train.write_text("".join(json.dumps({"text": f"{word} film", "label": label}) + "\n"
                              for word, label in (("fun", "pos"), ("dull", "neg")) * 5))
     out = tmp_path / "heads"
     assert train_main(["--train", str(train), "--dev", str(train), "--base", models["deep"],

@@ -158,6 +158,21 @@ def test_bad_config_or_input_exits_2_with_the_reason(tmp_path, models, capsys):
     assert "must be a number in [0, 1]" in capsys.readouterr().err
 
 
+def test_an_unknown_flag_is_refused_naming_the_nearest_known_one(tmp_path, models, capsys):
+    """Beam drops flags it does not know with a warning: `--max_escalation 0.1` ran the job
+    without a budget. Real Beam options still pass (`--direct_num_workers` here)."""
+    data = tmp_path / "x.jsonl"
+    data.write_text('{"text": "good"}\n')
+    job = ["--input", str(data), "--output", str(tmp_path / "out"), "--tier1",
+           models["small"], "--tier2", models["large"], "--threshold", "0.9",
+           "--runner", "FnApiRunner", "--direct_num_workers", "1"]
+    assert main(job + ["--max_escalation", "0.1"]) == 2
+    assert ("unknown flag(s) --max_escalation (did you mean --max_escalation_rate?)"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+    assert main(job + ["--max_escalation_rate", "0.1"]) == 0
+
+
 def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models, monkeypatch):
     """Tier 2 fails on every batch holding a whole word (as a model whose embedding table is
     too small for its tokenizer did, before the launcher refused such models); the job still
@@ -256,3 +271,17 @@ def test_ids_come_from_the_id_field_by_default_and_keep_their_json_type(tmp_path
     assert read_errors(out)[0]["reason"] == "'id' is a dict; an id must be a string or a number"
     _, generated, _ = job("--id_field", "")
     assert generated == sorted((f"{data}:{n}" for n in range(1, 7)), key=json.dumps)
+
+
+def test_run_reads_the_tsv_and_csv_files_train_and_calibrate_read(tmp_path, models):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "glue.tsv").write_text('sentence\tlabel\na "good" movie\t1\nbad plot\t0\n')
+    (folder / "more.csv").write_text('sentence,label\n"fun, and good",pos\n')
+    out = tmp_path / "out"
+    stats = run_job(["--input", str(folder / "*"), "--output", str(out), "--output_format",
+                     "jsonl", "--tier1", models["small"], "--text_field", "sentence",
+                     "--label_field", "label"])
+    assert stats["predictions"] == 3 and stats["errors"] == 0 and stats["labelled"] == 3
+    assert sorted(p["id"].rsplit("/", 1)[1] for p in read_predictions(out)) == [
+        "glue.tsv:2", "glue.tsv:3", "more.csv:2"]

@@ -22,8 +22,8 @@ def test_ngram_ids_are_stable_across_processes():
 
 def test_trained_ngram_tier_learns_and_runs_before_a_transformer(tmp_path, models):
     train = tmp_path / "train.jsonl"
-    rows = [{"sentence": t, "label": "pos"} for t in POSITIVE] + [
-        {"sentence": t, "label": "neg"} for t in NEGATIVE]
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [
+        {"text": t, "label": "neg"} for t in NEGATIVE]
     train.write_text("".join(json.dumps(r) + "\n" for r in rows * 20))
     folder = tmp_path / "ngram"
     assert train_main(["--kind", "ngram", "--train", str(train), "--dev", str(train),
@@ -50,7 +50,7 @@ def test_trained_ngram_tier_learns_and_runs_before_a_transformer(tmp_path, model
 
 def test_train_refuses_to_overwrite_a_trained_tier_unless_asked(tmp_path, capsys):
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"sentence": t, "label": label}) + "\n"
+    train.write_text("".join(json.dumps({"text": t, "label": label}) + "\n"
                              for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE))
                              for t in texts))
     folder = tmp_path / "ngram"
@@ -62,3 +62,15 @@ def test_train_refuses_to_overwrite_a_trained_tier_unless_asked(tmp_path, capsys
     assert "already holds files (a trained model?)" in capsys.readouterr().err
     assert (folder / "model.safetensors").read_bytes() == weights
     assert train_main(args + ["--overwrite"]) == 0
+
+
+def test_train_reads_the_text_field_everyone_reads_and_names_the_columns_it_found(
+        tmp_path, capsys):
+    """`text` by default, as in run and calibrate (train used to default to `sentence`)."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"sentence": t, "label": "pos"}) + "\n"
+                             for t in POSITIVE))
+    assert train_main(["--kind", "ngram", "--train", str(train), "--output",
+                       str(tmp_path / "ngram")]) == 2
+    assert "lack 'text' or 'label' (first at row 0, whose fields are ['label', 'sentence'])" in (
+        capsys.readouterr().err)
