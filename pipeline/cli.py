@@ -1,16 +1,21 @@
-"""The `beam-cascade` command: `beam-cascade run ...` (more subcommands as they land)."""
+"""The `beam-cascade` command: `beam-cascade run|train|calibrate|predict ...`.
+
+A command's module is imported only when it is chosen, so `beam-cascade --help` and an
+unknown command answer without loading Beam or torch.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
-from pipeline import calibrate, run, train
-
-COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
-    "run": (run.main, "classify files with a cascade of models (Beam job)"),
-    "train": (train.main, "fine-tune a tier model from a labelled file"),
-    "calibrate": (calibrate.main, "fit temperatures and choose thresholds on labelled dev "
-                                  "data; write a tuned config"),
+COMMANDS: dict[str, tuple[str, str]] = {  # name: (module with main(argv), what it does)
+    "run": ("pipeline.run", "classify files with a cascade of models (Beam job)"),
+    "train": ("pipeline.train", "fine-tune a tier model from a labelled file"),
+    "calibrate": ("pipeline.calibrate", "fit temperatures and choose thresholds on labelled "
+                                        "dev data; write a tuned config"),
+    "predict": ("pipeline.predict", "classify texts given on the command line, showing each "
+                                    "tier's answer"),
 }
 
 
@@ -30,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"beam-cascade: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    return command[0](argv[1:])
+    return importlib.import_module(command[0]).main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
                                     new_staging_folder, publish)
 from pipeline.summary import format_summary
-from transforms.cascade import Cascade
+from transforms.cascade import TierCascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
 from transforms.statistics import ComputeRoutingStats
@@ -158,7 +158,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
         read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
     parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
         DEAD_LETTERS, main="records")
-    cascade = parsed.records | "Cascade" >> Cascade(config.tiers, job.threads)
+    cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
     predictions = cascade["predictions"]
     dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()

@@ -26,7 +26,7 @@ def route(tier: TierConfig, scored: PCollection) -> Any:
         RouteByConfidence(tier)).with_outputs(ESCALATED, main="decided")
 
 
-class Cascade(beam.PTransform):
+class TierCascade(beam.PTransform):
     """Records in; {'predictions', 'dead_letters'} out.
 
     Tier k runs only on the records tier k-1 escalated, so an expensive tier's cost scales

@@ -61,25 +61,31 @@ class TierModelHandler(ModelHandler[Record, Visit, Tier]):
 
     def _score(self, batch: Sequence[Record], model: Tier
                ) -> list[PredictionResult]:
-        start = time.perf_counter()
         texts = [record.text for record in batch]
         pairs = [record.text_pair for record in batch] if batch[0].text_pair else None
-        logits, layers = model.logits_and_exits(texts, pairs)
-        scores = score(logits, self._tier.temperature, self._tier.confidence)
-        ms_per_record = (time.perf_counter() - start) * 1000.0 / len(batch)
-        exit_layers = layers.tolist() if model.early_exit else [None] * len(batch)
-        visits = [Visit(self._tier.name, label_id, tuple(probs), conf, ms_per_record,
-                        len(batch), exit_layer)
-                  for label_id, probs, conf, exit_layer in zip(
-                      scores.label_ids, scores.probabilities, scores.confidences, exit_layers)]
         return [PredictionResult(record, visit, model_id=self._tier.name)
-                for record, visit in zip(batch, visits)]
+                for record, visit in zip(batch, tier_visits(self._tier, model, texts, pairs))]
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
         return sum(len(r.text) + len(r.text_pair or "") for r in batch)
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_{self._tier.name}"
+
+
+def tier_visits(tier: TierConfig, model: Tier, texts: list[str],
+                text_pairs: list[str] | None = None) -> list[Visit]:
+    """Scores `texts` with one tier in one call: each text's Visit (the label, the
+    probabilities after the tier's temperature, the routing confidence, the call's time
+    shared out, the call's size and, for an early-exit tier, the layer it left at)."""
+    start = time.perf_counter()
+    logits, layers = model.logits_and_exits(texts, text_pairs)
+    scores = score(logits, tier.temperature, tier.confidence)
+    ms_per_record = (time.perf_counter() - start) * 1000.0 / max(1, len(texts))
+    exit_layers = layers.tolist() if model.early_exit else [None] * len(texts)
+    return [Visit(tier.name, label_id, tuple(probs), conf, ms_per_record, len(texts), layer)
+            for label_id, probs, conf, layer in zip(
+                scores.label_ids, scores.probabilities, scores.confidences, exit_layers)]
 
 
 class InferenceTimeout(TimeoutError):
