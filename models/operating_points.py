@@ -9,10 +9,12 @@ that tier k sees and cost_k its measured seconds per record. A policy then picks
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from tqdm import tqdm
 
 from models.routing_rule import decided_mask
 
@@ -91,14 +93,17 @@ def threshold_below(ordered: Sequence[float], k: int) -> float:
 
 
 def sweep(tiers: Sequence[TierOutputs], labels: torch.Tensor, costs: Sequence[float],
-          steps: int | None = None) -> list[OperatingPoint]:
+          steps: int | None = None, progress: str | None = None) -> list[OperatingPoint]:
     """Every combination of candidate thresholds (a grid over the threshold vector, so a
     3-tier cascade is searched in two dimensions, not along one shared threshold). `steps`
-    quantiles per tier, by default as many as GRID_POINTS allows."""
+    quantiles per tier, by default as many as GRID_POINTS allows; `progress` names a
+    progress bar (shown on a terminal)."""
     if steps is None:
         steps = max(2, int(GRID_POINTS ** (1 / max(1, len(tiers) - 1))))
     grids = [candidate_thresholds(t.confidences, steps) for t in tiers[:-1]]
-    return [replay(tiers, labels, combo, costs) for combo in itertools.product(*grids)]
+    combos = tqdm(itertools.product(*grids), total=math.prod(map(len, grids)), desc=progress,
+                  unit="point", leave=False, disable=None if progress else True)
+    return [replay(tiers, labels, combo, costs) for combo in combos]
 
 
 def last_tier_alone(tiers: Sequence[TierOutputs], labels: torch.Tensor,

@@ -9,6 +9,8 @@ import statistics
 import time
 from typing import Callable, Mapping, Sequence, TypeVar
 
+from tqdm import tqdm
+
 from models.batching import batches, length_order
 from models.loading import load_tier
 from models.tier import Tier
@@ -40,25 +42,32 @@ def scoring_seconds(model: Tier, texts: Sequence[str], batch_size: int,
 
 def seconds_per_record(model: Tier, texts: Sequence[str],
                        batch_sizes: Sequence[int], repeats: int = 3,
-                       text_pairs: Sequence[str] | None = None) -> dict[int, float]:
+                       text_pairs: Sequence[str] | None = None,
+                       progress: str | None = None) -> dict[int, float]:
     """Median seconds per record at each batch size (interleaved_medians)."""
     seconds = interleaved_medians(
         {size: lambda size=size: scoring_seconds(model, texts, size, text_pairs=text_pairs)
-         for size in batch_sizes}, repeats)
+         for size in batch_sizes}, repeats, progress)
     return {size: s / len(texts) for size, s in seconds.items()}
 
 
-def interleaved_medians(settings: Mapping[K, Callable[[], object]], repeats: int
-                        ) -> dict[K, float]:
+def interleaved_medians(settings: Mapping[K, Callable[[], object]], repeats: int,
+                        progress: str | None = None) -> dict[K, float]:
     """Median wall seconds of each setting over `repeats` rounds, after one warm-up run of
     each; the settings are interleaved in every round, so that a noisy machine's drifts hit
-    them alike (timings here are compared as ratios measured side by side)."""
+    them alike (timings here are compared as ratios measured side by side). `progress`
+    names a progress bar (shown on a terminal)."""
+    bar = tqdm(total=len(settings) * (repeats + 1), desc=progress, unit="run", leave=False,
+               disable=None if progress else True)
     for run in settings.values():
         run()
+        bar.update()
     times: dict[K, list[float]] = {name: [] for name in settings}
     for _ in range(repeats):
         for name, run in settings.items():
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
+            bar.update()
+    bar.close()
     return {name: statistics.median(t) for name, t in times.items()}

@@ -149,7 +149,8 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
     schedule = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, steps // 10),
                                                steps)
     progress = tqdm(total=steps, desc="training", unit="batch")
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
+        progress.set_description(f"training, epoch {epoch + 1}/{config.epochs}")
         model.train()
         for idx in _shuffled_batches(len(train.texts), config.batch_size, rng):
             enc = tokenizer([train.texts[i] for i in idx], truncation=True,
@@ -228,7 +229,8 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
     model.idf.copy_(inverse_document_frequency(features, config.num_buckets))
     steps = config.epochs * -(-len(features) // config.batch_size)
     progress = tqdm(total=steps, desc="training n-gram tier", unit="batch")
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
+        progress.set_description(f"training n-gram tier, epoch {epoch + 1}/{config.epochs}")
         model.train()
         for idx in _shuffled_batches(len(features), config.batch_size, rng):
             ids = torch.tensor([i for j in idx for i in features[j]])

@@ -22,9 +22,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from models.batching import batches
 from models.calibration import Calibration, calibrate
@@ -42,6 +44,11 @@ from models.tier import Tier
 from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
 
 EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.01)  # 1.01: never early
+
+
+def step(message: str) -> None:
+    """Says what calibrate is doing now, on stderr (progress bars show within a step)."""
+    tqdm.write(f"calibrate: {message}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -153,13 +160,15 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     """Calibrates, measures and chooses; returns the tuned config and everything measured."""
     labels = torch.tensor(dev.label_ids)
     cache = os.path.join(report_dir, "logits")
+    step(f"loading {len(config.tiers)} tiers")
     models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
     tiers = [measure_tier(t, m, dev, batch_sizes, repeats, cache)
              for t, m in zip(config.tiers, models)]
     models = [t.model for t in tiers]  # as measured: with their exits and lengths
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
     calibrated = [t.calibrated for t in tiers]
-    points = sweep(calibrated, labels, costs)
+    step("replaying the cascade at every threshold vector")
+    points = sweep(calibrated, labels, costs, progress="threshold vectors")
     reference = last_tier_alone(calibrated, labels, costs)
     chosen = choose(points, reference, policy)
     batch_sizes_chosen, share_costs = batch_sizes_for_their_share(
@@ -175,7 +184,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
         reference=reference,
         chosen=chosen,
         frontier=pareto_frontier(points),
-        frontier_uncalibrated=pareto_frontier(sweep([t.raw for t in tiers], labels, costs)),
+        frontier_uncalibrated=pareto_frontier(sweep([t.raw for t in tiers], labels, costs,
+                                                    progress="threshold vectors, temperature 1")),
         split_half=split_half_check(calibrated, labels, costs, policy, seed),
         reliability={c.name: (t.raw, t.calibrated) for c, t in zip(config.tiers, tiers)},
         labels=labels)
@@ -189,6 +199,7 @@ def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts, batch_sizes:
     labels = torch.tensor(dev.label_ids)
     lengths = None
     if tier.length_budget is not None:
+        step(f"tier {tier.name}: searching length configurations within {tier.length_budget:.0%}")
         lengths = search_lengths(tier, model, dev, labels)
         model = model.with_settings(keep_tokens=lengths.chosen.keep)
     all_exits = cached_logits(tier, dev, cache, model)
@@ -200,12 +211,15 @@ def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts, batch_sizes:
                 tier.exit_threshold, exits.temperatures, tier.confidence))
             logits = choose_exits(all_exits, model.early_exit)[0]
     fitted = calibrate(logits, labels)
+    step(f"tier {tier.name}: temperature {fitted.temperature:.3f} (ECE {fitted.ece_before:.4f} "
+         f"-> {fitted.ece_after:.4f}); timing batch sizes {batch_sizes}, {repeats} rounds")
     return TierMeasurements(
         model=model,
         calibration=fitted,
         raw=tier_outputs(logits, 1.0, tier.confidence),
         calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
-        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs),
+        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs,
+                                 progress=f"{tier.name}: timing"),
         exits=exits, lengths=lengths)
 
 
@@ -250,10 +264,15 @@ def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model: Tier
     ]).encode()).hexdigest()[:20]
     path = os.path.join(cache, f"{tier.name}-{key}.pt")
     if os.path.exists(path):
+        step(f"tier {tier.name}: logits on the {len(dev.texts)} dev texts from the cache")
         return torch.load(path)
+    step(f"tier {tier.name}: logits on the {len(dev.texts)} dev texts")
+    chunks = tqdm(list(batches(len(dev.texts), 64)), desc=f"{tier.name}: logits", unit="batch",
+                  leave=False, disable=None)
     logits = torch.cat([model.exit_logits([dev.texts[i] for i in chunk],
-                                   [dev.text_pairs[i] for i in chunk] if dev.text_pairs else None)
-                        for chunk in batches(len(dev.texts), 64)], dim=1)
+                                          [dev.text_pairs[i] for i in chunk]
+                                          if dev.text_pairs else None)
+                        for chunk in chunks], dim=1)
     os.makedirs(cache, exist_ok=True)
     torch.save(logits, path)
     return logits
@@ -284,9 +303,11 @@ def batch_sizes_for_their_share(models: list[Tier], tiers: list[TierMeasurements
             chosen_sizes.append(tiers[k].best_batch_size)
             costs.append(tiers[k].costs[chosen_sizes[-1]])
             continue
+        step(f"tier {k + 1}: timing batch sizes on the {len(reaching)} dev texts that reach it")
         share_costs = seconds_per_record(
             models[k], [dev.texts[i] for i in reaching], batch_sizes, repeats,
-            [dev.text_pairs[i] for i in reaching] if dev.text_pairs else None)
+            [dev.text_pairs[i] for i in reaching] if dev.text_pairs else None,
+            progress=f"tier {k + 1}: timing")
         chosen_sizes.append(min(share_costs, key=share_costs.get))
         costs.append(share_costs[chosen_sizes[-1]])
     return chosen_sizes, costs

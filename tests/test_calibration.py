@@ -103,9 +103,10 @@ def _dev_rows() -> list[dict]:
 
 
 def test_calibrate_reads_tiers_config_and_dev_data_at_urls(tmp_path, models,
-                                                           monkeypatch):
+                                                           monkeypatch, capsys):
     """Tier folders at URLs go through the same model cache as `run` (calibrate listed
-    them with os.listdir), and the config and dev files are read through fsspec."""
+    them with os.listdir), and the config and dev files are read through fsspec. It says
+    what it is doing as it goes (it used to be silent for minutes)."""
     monkeypatch.setenv(model_cache.CACHE_ENV, str(tmp_path / "cache"))
     fs = fsspec.filesystem("memory")
     fs.pipe("memory://calibrate/dev.jsonl",
@@ -119,6 +120,12 @@ def test_calibrate_reads_tiers_config_and_dev_data_at_urls(tmp_path, models,
                            "--report", str(tmp_path / "report"), "--batch_sizes", "4",
                            "--repeats", "1", "--max_accuracy_drop", "1"]) == 0
     assert load_config(str(tuned)).tiers[1].model.startswith("memory://models/")
+    steps = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("calibrate: ")]
+    assert steps[0] == "calibrate: loading 2 tiers"
+    assert "calibrate: tier small: logits on the 200 dev texts" in steps
+    assert any(s.startswith("calibrate: tier large: temperature ") for s in steps)
+    assert "calibrate: replaying the cascade at every threshold vector" in steps
 
 
 def test_the_written_config_runs_unchanged(tmp_path, models):
