@@ -145,15 +145,25 @@ def parse_config(raw: Any, source: str = "config") -> CascadeConfig:
     return CascadeConfig(tiers=tuple(tiers), **fields)
 
 
-def config_to_dict(config: CascadeConfig) -> dict[str, Any]:
-    """Plain data that `config_from_dict` reads back to the same config (for writing YAML)."""
-    raw = dataclasses.asdict(config)
-    raw["tiers"] = [dataclasses.asdict(t) for t in config.tiers]
-    for tier in raw["tiers"]:
-        for key in LIST_KEYS:
-            if tier[key] is not None:
-                tier[key] = list(tier[key])
-    raw["passthrough_fields"] = list(config.passthrough_fields)
+def config_to_dict(config: CascadeConfig, defaults: bool = True) -> dict[str, Any]:
+    """Plain data that `config_from_dict` reads back to the same config (for writing YAML);
+    without `defaults`, only the values that differ from the defaults (what a person reads)."""
+    raw = _differing(config, defaults, keep=("tiers",))
+    raw["tiers"] = [_differing(tier, defaults, keep=("name", "model")) for tier in config.tiers]
+    return raw
+
+
+def _differing(config: Any, defaults: bool, keep: tuple[str, ...]) -> dict[str, Any]:
+    """A config dataclass's fields as plain data (tuples as lists), all of them or only
+    those that differ from the field's default (and `keep`)."""
+    raw = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        if defaults or f.name in keep or value != default:
+            raw[f.name] = list(value) if isinstance(value, tuple) and f.name != "tiers" \
+                else value
     return raw
 
 

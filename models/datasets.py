@@ -33,7 +33,16 @@ def read_rows(path: str) -> list[dict]:
     with fsspec.open(path, "r", encoding="utf-8", newline="") as f:
         if path.endswith(".tsv"):
             return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        return [json.loads(line) for line in f if line.strip()]
+        return [_json_row(path, number, line)
+                for number, line in enumerate(f, start=1) if line.strip()]
+
+
+def _json_row(path: str, number: int, line: str) -> dict:
+    try:
+        return json.loads(line)
+    except ValueError as e:
+        raise ValueError(f"{path!r} line {number} is not valid JSON ({e}); a labelled file "
+                         "for train or calibrate must be clean: fix or drop the line") from None
 
 
 def read_labelled(path: str, text_field: str = "text", label_field: str = "label",

@@ -88,8 +88,16 @@ def candidate_thresholds(confidences: torch.Tensor, steps: int) -> list[float]:
 
 def threshold_below(ordered: Sequence[float], k: int) -> float:
     """A threshold with exactly the first k of the sorted confidences below it: halfway
-    between the k-th and the next, so float noise between batchings flips no record."""
-    return (ordered[k - 1] + ordered[k]) / 2
+    between the k-th and the next, so that float noise between batchings flips no record,
+    written as the shortest decimal within a twentieth of the gap from halfway (0.83, not
+    0.8300000417232513: what a config file then shows)."""
+    low, high = ordered[k - 1], ordered[k]
+    middle = (low + high) / 2
+    for digits in range(1, 18):
+        short = round(middle, digits)
+        if abs(short - middle) <= (high - low) / 20:
+            return short
+    return middle
 
 
 def sweep(tiers: Sequence[TierOutputs], labels: torch.Tensor, costs: Sequence[float],

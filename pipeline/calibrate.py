@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def write_config(config: CascadeConfig, path: str) -> None:
     """Writes the tuned config, its local model paths relative to the file's folder."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    raw = config_to_dict(relative_models(config, path))
+    raw = config_to_dict(relative_models(config, path), defaults=False)
     with open(path, "w", encoding="utf-8") as f:
         if path.endswith(".json"):
             json.dump(raw, f, indent=2)

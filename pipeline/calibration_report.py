@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from models.calibration import reliability
+from models.calibration import ECE_BINS, reliability
 from models.operating_points import OperatingPoint, TierOutputs
 from models.tuning import ExitReport, LengthMeasurements, TierReport, TuningResult
 
@@ -160,21 +160,26 @@ def frontier_tables(result: TuningResult) -> str:
 
 def plot_reliability(name: str, raw: TierOutputs, calibrated: TierOutputs,
                      labels: torch.Tensor, path: str) -> None:
-    """Accuracy against confidence per bin, before and after temperature scaling."""
+    """Accuracy against confidence per bin, before and after temperature scaling, above the
+    number of records in each bin (a bin of three records says little)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5, 6.5), sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
-    for outputs, label, marker in ((raw, "temperature 1", "o"),
-                                   (calibrated, "fitted temperature", "s")):
+    width = 0.5 / ECE_BINS
+    for i, (outputs, label, marker) in enumerate(((raw, "temperature 1", "o"),
+                                                  (calibrated, "fitted temperature", "s"))):
         bins = reliability(outputs.max_probs, outputs.predictions == labels)
         ax.plot(bins.confidence, bins.accuracy, marker=marker, label=label)
+        counts.bar([c + (i - 0.5) * width for c in bins.confidence], bins.count, width=width,
+                   label=label)
     lowest = 1.0 / max(2, int(labels.max()) + 1)
-    ax.set(xlim=(lowest, 1), ylim=(0, 1), xlabel="confidence (max probability)",
-           ylabel="accuracy", title=f"Reliability: {name}")
+    ax.set(xlim=(lowest, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability: {name}")
     ax.legend(loc="upper left")
+    counts.set(xlabel="confidence (max probability)", ylabel="records per bin")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -186,12 +191,20 @@ def plot_frontier(result: TuningResult, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FormatStrFormatter
+
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for key, label, style in (("frontier", "calibrated", "-"),
-                              ("frontier_uncalibrated", "temperature 1", "--")):
-        points = getattr(result, key)
+    for key, label, style, width in (("frontier_uncalibrated", "temperature 1", "-", 6),
+                                     ("frontier", "calibrated", "--", 1.5)):
+        points = getattr(result, key)  # the first drawn wide and pale, so both always show
         ax.plot([p.speedup for p in points], [100 * p.accuracy for p in points],
-                linestyle=style, marker=".", label=f"frontier, {label}")
+                linestyle=style, linewidth=width, alpha=0.4 if width > 2 else 1.0,
+                marker=".", label=f"frontier, {label}")
+    if [(p.speedup, p.accuracy) for p in result.frontier] == [
+            (p.speedup, p.accuracy) for p in result.frontier_uncalibrated]:
+        ax.text(0.98, 0.02, "the two frontiers coincide: a temperature keeps the order of "
+                "a binary\ntask's confidences, so it moves the thresholds, not the points",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
     reference, chosen = result.reference, result.chosen
     ax.scatter([1.0], [100 * reference.accuracy], color="black", zorder=3,
                label="last tier alone")
@@ -199,6 +212,8 @@ def plot_frontier(result: TuningResult, path: str) -> None:
                zorder=3, label="chosen")
     ax.set(xscale="log", xlabel="expected speedup over the last tier alone (log)",
            ylabel="dev accuracy (%)", title="Cascade operating points")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%gx"))  # 1.2x, not 1.2 x 10^0
+    ax.xaxis.set_minor_formatter(FormatStrFormatter("%gx"))
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
