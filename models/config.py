@@ -73,9 +73,38 @@ class TierConfig:
     max_escalation_rate: float | None = None
     inference_timeout_secs: float | None = None
 
+    @property
+    def model_spec(self) -> "ModelSpec":
+        """What loads the tier's model; the other fields say how the tier routes."""
+        return ModelSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)})
+
     def load(self, batch_size: int | None = None) -> Tier:
-        """The tier's model as the pipeline runs it (early exit, int8, token dropping), with
-        forward passes of `batch_size` (default: the tier's)."""
+        """The tier's model as the pipeline runs it (see ModelSpec.load)."""
+        return self.model_spec.load(batch_size)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The part of a tier that makes its model: the checkpoint, where and how it runs, and
+    the run settings fixed when it loads (early exit, int8, token dropping). The rest of
+    TierConfig (name, threshold, temperature, budgets, timeouts) says how the tier routes and
+    is batched by Beam. One YAML mapping per tier holds both."""
+
+    model: str
+    device: str
+    max_length: int
+    batch_size: int
+    quantize: str | None
+    exit_threshold: float | None
+    exit_temperatures: tuple[float, ...] | None
+    confidence: str  # early exit compares exits' confidences by the tier's measure
+    keep_tokens: tuple[float, ...] | None
+    allow_pickle_weights: bool
+    trust_remote_code: bool
+
+    def load(self, batch_size: int | None = None) -> Tier:
+        """The model as the pipeline runs it, with forward passes of `batch_size` (default:
+        the tier's)."""
         early_exit = None if self.exit_threshold is None else EarlyExit(
             self.exit_threshold, self.exit_temperatures or (), self.confidence)
         return load_tier(self.model, max_length=self.max_length,
