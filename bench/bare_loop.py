@@ -6,8 +6,8 @@ Tokenization is included (a model cannot run without it).
 """
 from __future__ import annotations
 
-from models.tier import Tier
 from models.throughput import scoring_seconds
+from models.tier import Tier
 
 
 class BareTimer:

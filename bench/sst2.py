@@ -44,8 +44,8 @@ from models.loading import load_tier
 from models.operating_points import threshold_below
 from models.routing_rule import escalated_indices
 from models.throughput import ONE_PASS, load_for_timing
-from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
-                             fine_tune, train_ngram)
+from models.training import default_base_model, fine_tune, train_ngram
+from models.training_config import NgramTrainingConfig, TrainingConfig
 from pipeline.config import load_config
 
 LABELS = ("negative", "positive")

@@ -13,7 +13,7 @@ import resource
 import sys
 import time
 
-from pipeline.run import run
+from pipeline.job import run
 
 
 def main() -> None:

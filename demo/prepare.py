@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.datasets import LabelledTexts
-from models.training import TrainingConfig, default_base_model, fine_tune
+from models.training import default_base_model, fine_tune
+from models.training_config import TrainingConfig
 
 SUBJECTS = ["the film", "this movie", "the plot", "the acting", "the script", "the score",
             "the ending", "the cast", "the direction", "the dialogue"]

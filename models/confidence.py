@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from models.names import CONFIDENCE_MEASURE_NAMES
+
 ConfidenceFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -34,11 +36,8 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return 1.0 + plogp.sum(dim=-1) / math.log(num_classes)
 
 
-CONFIDENCE_MEASURES: dict[str, ConfidenceFn] = {
-    "max_prob": max_prob,
-    "margin": margin,
-    "entropy": entropy,
-}
+CONFIDENCE_MEASURES: dict[str, ConfidenceFn] = dict(zip(
+    CONFIDENCE_MEASURE_NAMES, (max_prob, margin, entropy), strict=True))
 
 
 def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

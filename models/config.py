@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.confidence import CONFIDENCE_MEASURES
-from models.early_exit import EarlyExit
-from models.loading import CheckpointError, inspect_checkpoint, load_tier
-from models.ngram import MODEL_TYPE as NGRAM_MODEL_TYPE
-from models.quantization import SCHEMES
-from models.tier import Tier
+from models.names import CONFIDENCE_MEASURE_NAMES, NGRAM_MODEL_TYPE, QUANTIZATION_SCHEMES
+
+if TYPE_CHECKING:
+    from models.tier import Tier
 
 TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEVICES = ("auto", "cpu", "cuda")
@@ -41,7 +39,7 @@ class TierConfig:
     A multi-exit model (`beam-cascade train --exits`) leaves early when `exit_threshold` is
     set: each record stops at the first exit whose confidence, divided by that exit's
     temperature (`exit_temperatures`, fitted by `beam-cascade calibrate`), reaches it.
-    `quantize` runs a transformer tier's Linear layers in int8 on the CPU (SCHEMES).
+    `quantize` runs a transformer tier's Linear layers in int8 on the CPU (models/names.py).
     `keep_tokens` is a length configuration (models/token_dropping.py): after layer i only
     the share keep_tokens[i-1] of each text's most attended tokens go on; `beam-cascade
     calibrate` searches one for a tier with `length_budget` (the share of the full model's
@@ -105,6 +103,9 @@ class ModelSpec:
     def load(self, batch_size: int | None = None) -> Tier:
         """The model as the pipeline runs it, with forward passes of `batch_size` (default:
         the tier's)."""
+        # torch and transformers load here, when a model does, not when a config is checked
+        from models.early_exit import EarlyExit
+        from models.loading import load_tier
         early_exit = None if self.exit_threshold is None else EarlyExit(
             self.exit_threshold, self.exit_temperatures or (), self.confidence)
         return load_tier(self.model, max_length=self.max_length,
@@ -239,10 +240,10 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
     if rate is not None and (is_last or not (_is_number(rate) and 0.0 <= rate <= 1.0)):
         raise ConfigError(f"{where}: max_escalation_rate {rate!r} must be a number in [0, 1] "
                           "on a tier that escalates (not the last), or null for no budget")
-    if tier.confidence not in CONFIDENCE_MEASURES:
+    if tier.confidence not in CONFIDENCE_MEASURE_NAMES:
         raise ConfigError(
             f"{where}: unknown confidence {tier.confidence!r}; use one of "
-            f"{sorted(CONFIDENCE_MEASURES)}")
+            f"{sorted(CONFIDENCE_MEASURE_NAMES)}")
     if not _is_number(tier.temperature) or tier.temperature <= 0:
         raise ConfigError(f"{where}: temperature {tier.temperature!r} must be a number > 0")
     for key in ("batch_size", "sort_window", "max_length"):
@@ -268,8 +269,9 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         raise ConfigError(f"{where}: exit_threshold {tier.exit_threshold!r} must be a number "
                           "in [0, 1], or null for no early exit")
     if tier.quantize is not None:
-        if tier.quantize not in SCHEMES:
-            raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of {SCHEMES}, "
+        if tier.quantize not in QUANTIZATION_SCHEMES:
+            raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of "
+                              f"{QUANTIZATION_SCHEMES}, "
                               "or null for full precision")
         if tier.device == "cuda":
             raise ConfigError(f"{where}: int8 quantisation runs on the CPU only; set device "
@@ -304,6 +306,7 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
     Refuses a folder that is not a sequence-classification checkpoint, a max_length beyond
     the model's positions, and tiers whose labels (names or order) differ.
     """
+    from models.loading import CheckpointError, inspect_checkpoint  # torch: see ModelSpec.load
     labels: tuple[str, ...] | None = None
     first = None
     for tier in config.tiers:

@@ -10,22 +10,11 @@ pair in a batch: the easy one's confidence should exceed the hard one's by `marg
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from models.datasets import LabelledTexts
-
-
-@dataclass(frozen=True)
-class DifficultyAware:
-    """The regulariser's weight and margin (the paper's defaults) and the folds that label
-    difficulty."""
-
-    weight: float = 0.5
-    margin: float = 0.5
-    folds: int = 2
 
 
 def ranking_loss(logits: torch.Tensor, hard: torch.Tensor, margin: float) -> torch.Tensor:

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 
-MODEL_TYPE = "hashed_ngram"
+from models.names import NGRAM_MODEL_TYPE
+
+MODEL_TYPE = NGRAM_MODEL_TYPE
 ARCHITECTURE = "HashedNgramForSequenceClassification"
 TOKEN = re.compile(r"\w+|[^\w\s]")
 

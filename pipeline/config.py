@@ -6,6 +6,7 @@ The config types and their checks live in models/config.py (no Beam, no file for
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -17,7 +18,7 @@ import yaml
 
 from models.config import (CascadeConfig, ConfigError, TierConfig, check_config,
                            config_from_dict, parse_config)
-from pipeline.options import TIER_FLAGS, CascadeOptions
+from pipeline.flags import TIER_FLAGS
 
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
@@ -88,7 +89,7 @@ def config_from_flags(models: list[str], thresholds: list[float]) -> CascadeConf
         for i, m in enumerate(models)))
 
 
-def cascade_config(options: CascadeOptions) -> CascadeConfig:
+def cascade_config(options: argparse.Namespace) -> CascadeConfig:
     """The config file or the tier flags, with the field and tier flags applied on top,
     checked once."""
     tier_flags = [m for m in (options.tier1, options.tier2, options.tier3) if m]
@@ -112,7 +113,7 @@ def cascade_config(options: CascadeOptions) -> CascadeConfig:
     return config
 
 
-def with_flags(config: CascadeConfig, options: CascadeOptions) -> CascadeConfig:
+def with_flags(config: CascadeConfig, options: argparse.Namespace) -> CascadeConfig:
     """The config with the field flags and the per-tier flags applied."""
     overrides: dict[str, Any] = {f: getattr(options, f) or None for f in FIELD_FLAGS
                                  if getattr(options, f) is not None}

@@ -41,8 +41,6 @@ from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.records import PREDICTION_COLUMNS, Prediction, Record, prediction_row
 from transforms.spreading import SpreadEvenly
 
-INPUT_FORMATS = ("jsonl", "parquet", "tsv", "csv")
-OUTPUT_FORMATS = ("jsonl", "parquet")
 # Python's own decompressors: unlike a plain stream, they raise on a truncated file.
 DECOMPRESSORS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
     ".gz": lambda f: gzip.GzipFile(fileobj=f), ".bz2": bz2.BZ2File,
@@ -74,8 +72,8 @@ class InputError(ValueError):
 
 
 def detect_format(path: str) -> str | None:
-    """An INPUT_FORMATS name from the file name (compression suffixes allowed); None if
-    unknown."""
+    """An input format name (pipeline/flags.py) from the file name (compression suffixes
+    allowed); None if unknown."""
     name = path.lower()
     for suffix in DECOMPRESSORS:
         if name.endswith(suffix):

@@ -19,10 +19,8 @@ from typing import Sequence
 
 from models.config import CascadeConfig, ConfigError, validate_models
 from models.routing_rule import decides
-from models.tier import Tier
 from pipeline.config import load_config
 from transforms.records import Visit
-from transforms.scoring import tier_visits
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,13 @@ class Predictor:
     """A cascade's tiers loaded in this process, ready to classify lists of texts."""
 
     def __init__(self, config: CascadeConfig):
+        # the scoring (torch, and Beam's RunInference module it lives beside) loads with the
+        # tiers, not when the command starts: `beam-cascade predict --help` answers at once
+        from transforms.scoring import tier_visits
         self.config = config
         self.labels = validate_models(config)
-        self.models: list[Tier] = [tier.load() for tier in config.tiers]
+        self.models = [tier.load() for tier in config.tiers]
+        self._tier_visits = tier_visits
 
     @classmethod
     def from_config(cls, path: str) -> "Predictor":
@@ -56,7 +58,7 @@ class Predictor:
         for tier, model in zip(self.config.tiers, self.models):
             if not pending:
                 break
-            scored = tier_visits(tier, model, [texts[i] for i in pending],
+            scored = self._tier_visits(tier, model, [texts[i] for i in pending],
                                  [text_pairs[i] for i in pending] if text_pairs else None)
             for i, visit in zip(pending, scored):
                 visits[i].append(visit)

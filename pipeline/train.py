@@ -8,9 +8,7 @@ import sys
 from typing import Sequence
 
 from models.datasets import read_labelled
-from models.difficulty import DifficultyAware
-from models.training import (NgramTrainingConfig, TrainingConfig, default_base_model,
-                             fine_tune, train_ngram)
+from models.training_config import DifficultyAware, NgramTrainingConfig, TrainingConfig
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     ("seed", args.seed)) if v is not None}
         aware = DifficultyAware(args.difficulty_weight, args.difficulty_margin,
                                 args.difficulty_folds) if args.difficulty_aware else None
+        # torch and transformers load here, once the arguments and data are known right
+        from models.training import default_base_model, fine_tune, train_ngram
         if args.kind == "ngram":
             report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev,
                                  aware)

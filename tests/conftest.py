@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import FIRST_WORD_ID, make_tiny_classifier, make_tiny_encoder  # noqa: E402
 
-from pipeline.run import run  # noqa: E402
+from pipeline.job import run  # noqa: E402
 
 RUNNER = ["--runner", "FnApiRunner"]  # pinned: the DirectRunner would first try Prism
 ROOT = Path(__file__).resolve().parent.parent

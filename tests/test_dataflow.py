@@ -9,7 +9,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import write_jsonl
 
-from pipeline.run import build_pipeline, job_from_options
+from pipeline.job import build_pipeline, job_from_options
 
 ROOT = Path(__file__).parent.parent
 

@@ -20,12 +20,13 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from conftest import ROOT, read_errors, read_predictions, run_job, snapshot
 
 import pipeline.io as pipeline_io
+import pipeline.job as pipeline_job
 import pipeline.run as pipeline_run
 import transforms.parsing as parsing
 from models.config import TierConfig
 from models.loading import TierModel
+from pipeline.job import run
 from pipeline.output_folder import FAILED_FILE, SUCCESS_FILE
-from pipeline.run import run
 
 RECORDS = 300
 
@@ -159,8 +160,8 @@ def test_a_storage_failure_mid_file_is_retried_without_losing_or_doubling_rows(
 def test_a_file_that_vanishes_fails_the_job_with_status_3(data, models, tmp_path,
                                                           monkeypatch, no_backoff, capsys):
     """It used to count as one dead-letter record, with exit 0 and _SUCCESS."""
-    list_files = pipeline_run.list_input_files
-    monkeypatch.setattr(pipeline_run, "list_input_files", lambda *a: list_files(*a) + [
+    list_files = pipeline_job.list_input_files
+    monkeypatch.setattr(pipeline_job, "list_input_files", lambda *a: list_files(*a) + [
         (str(tmp_path / "gone.jsonl"), "jsonl")])
     out = tmp_path / "out"
     assert pipeline_run.main(_args(data, out, models) + ["--runner", "FnApiRunner"]) == 3

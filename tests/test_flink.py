@@ -16,7 +16,7 @@ from conftest import built, labelled_rows, read_errors, read_predictions
 from test_model_cache import upload
 
 from models import model_cache
-from pipeline.run import run
+from pipeline.job import run
 
 RECORDS = 3000
 BAD_LINES = [b"{not json\n", b"[1, 2]\n", b'{"label": "pos"}\n', b'{"text": null}\n',

@@ -28,7 +28,7 @@ from models.confidence import score
 from models.config import CascadeConfig, TierConfig
 from models.loading import TierModel
 from pipeline.io import STATS_FILE, WINDOW_STATS_PREFIX
-from pipeline.run import CascadeJob, build_pipeline
+from pipeline.job import CascadeJob, build_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 60

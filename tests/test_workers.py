@@ -11,8 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import labelled_rows, read_predictions, write_jsonl
 
 from models.loading import TorchThreads, set_torch_threads
+from pipeline.job import build_pipeline, job_from_options
 from pipeline.options import torch_threads
-from pipeline.run import build_pipeline, job_from_options
 
 TWO_PROCESSES = ["--runner", "FnApiRunner", "--direct_running_mode", "multi_processing",
                  "--direct_num_workers", "2"]

@@ -1,0 +1,250 @@
+"""Assembles and runs the cascade job (the `beam-cascade run` command is pipeline/run.py).
+
+    read files -> parse (bad rows to dead letters) -> tier 1 -> route by confidence
+      -> tier 2 on the uncertain branch -> ... -> merge decided branches
+      -> write predictions, errors and routing statistics
+
+Everything the job needs is checked on the launcher first (config, model folders, labels,
+input patterns), so a mistake fails in seconds with a message instead of on a worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from models.config import CascadeConfig, ConfigError, validate_models
+from models.loading import TorchThreads
+from pipeline.config import cascade_config
+from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
+                         ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
+                         WritePredictions, WriteRoutingStats, list_input_files, output_row,
+                         passthrough_columns, prediction_schema, read_routing_stats,
+                         rewrite_routing_stats)
+from pipeline.options import CascadeOptions, torch_threads, unknown_flags
+from pipeline.output_folder import (OutputFolderError, check_output_folder,
+                                    claim_for_streaming, discard_stale_staging,
+                                    new_staging_folder, publish)
+from transforms.cascade import TierCascade
+from transforms.dead_letters import DEAD_LETTERS
+from transforms.parsing import ParseRecords, RecordFields
+from transforms.statistics import ComputeRoutingStats
+from transforms.windowing import fixed_windows
+
+_LOG = logging.getLogger(__name__)
+# What the launcher refuses before the job starts, besides a ConfigError (exit status 2).
+USAGE_ERRORS = (InputError, OutputFolderError)
+
+
+@dataclass(frozen=True)
+class CascadeJob:
+    """Everything a run needs, checked: the cascade, its labels, where records come from
+    (a ReadRecords or streaming source), the output, and in streaming the window size; the
+    input files or patterns, which the output folder must not hold."""
+
+    config: CascadeConfig
+    labels: tuple[str, ...]
+    source: beam.PTransform
+    output: str
+    output_format: str
+    threads: TorchThreads = TorchThreads()
+    window_secs: float | None = None
+    input_files: tuple[str, ...] = ()  # listed on the launcher (batch)
+    watched_patterns: tuple[str, ...] = ()  # streaming
+
+    @property
+    def fields(self) -> RecordFields:
+        return record_fields(self.config, self.labels)
+
+
+def record_fields(config: CascadeConfig, labels: tuple[str, ...] = ()) -> RecordFields:
+    """The input fields the config names (and the tiers' labels, to read gold labels)."""
+    return RecordFields(config.text_field, config.id_field, config.label_field,
+                        config.text_pair_field, config.passthrough_fields, labels)
+
+
+def output_format(options: CascadeOptions) -> str:
+    """--output_format, else the output folder's extension (out.jsonl/), else parquet."""
+    if options.output_format:
+        return options.output_format
+    extension = os.path.splitext(options.output.rstrip("/"))[1].lower()
+    return FORMAT_SUFFIXES.get(extension, "parquet")
+
+
+def job_from_options(pipeline_options: PipelineOptions,
+                     config: CascadeConfig | None = None) -> CascadeJob:
+    """Checks the options, the config (built from the options unless it was already), the
+    model folders and the inputs."""
+    unknown = unknown_flags(pipeline_options)
+    if unknown:
+        raise ConfigError("unknown flag(s) " + ", ".join(
+            f"--{name}" + (f" (did you mean --{nearest}?)" if nearest else "")
+            for name, nearest in unknown.items())
+            + "; `beam-cascade run --help` lists this tool's flags, and every Beam pipeline "
+              "option is accepted as well")
+    options = pipeline_options.view_as(CascadeOptions)
+    if not options.output:
+        raise ConfigError("no output: pass --output FOLDER")
+    if options.torch_threads is not None and options.torch_threads < 1:
+        raise ConfigError(f"--torch_threads {options.torch_threads} must be at least 1")
+    config = config or cascade_config(options)
+    labels = validate_models(config)
+    streaming = pipeline_options.view_as(StandardOptions).streaming
+    if streaming and not options.window_secs > 0:
+        raise ConfigError(f"--window_secs {options.window_secs} must be a number of seconds > 0")
+    source, input_files = record_source(options, streaming, config)
+    return CascadeJob(config, labels, source, options.output, output_format(options),
+                      torch_threads(pipeline_options), options.window_secs if streaming else None,
+                      tuple(input_files), tuple(options.input or ()) if streaming else ())
+
+
+def record_source(options: CascadeOptions, streaming: bool, config: CascadeConfig
+                  ) -> tuple[beam.PTransform, list[str]]:
+    """Where records come from: the --input files (listed now in batch, watched in
+    streaming), a Pub/Sub subscription or topic, or Kafka topics (streaming only); and the
+    input files listed now (batch only)."""
+    columns = record_fields(config).columns
+    pubsub = options.pubsub_subscription or options.pubsub_topic
+    kafka = options.kafka_bootstrap_servers or options.kafka_topic
+    given = [name for name, value in (("--input", options.input), ("--pubsub_*", pubsub),
+                                      ("--kafka_*", kafka)) if value]
+    if len(given) > 1:
+        raise ConfigError(f"give one source, not {' and '.join(given)}")
+    if (pubsub or kafka) and not streaming:
+        raise ConfigError("Pub/Sub and Kafka sources are unbounded: add --streaming")
+    if options.pubsub_subscription and options.pubsub_topic:
+        raise ConfigError("give --pubsub_subscription or --pubsub_topic, not both")
+    if pubsub:
+        return ReadPubSubRecords(options.pubsub_subscription, options.pubsub_topic), []
+    if kafka:
+        if not (options.kafka_bootstrap_servers and options.kafka_topic):
+            raise ConfigError("Kafka needs both --kafka_bootstrap_servers host:port and "
+                              "--kafka_topic NAME")
+        jar = options.kafka_expansion_jar
+        if jar and not os.path.isfile(jar):
+            raise ConfigError(f"--kafka_expansion_jar {jar}: no such file; build it with "
+                              "scripts/kafka_expansion_service.sh")
+        return ReadKafkaRecords(options.kafka_bootstrap_servers, options.kafka_topic,
+                                options.kafka_expansion_jar), []
+    if not streaming:
+        files = [path for path, _ in list_input_files(options.input or [], options.input_format)]
+        return ReadRecords(ListedFiles(files), options.input_format, columns), files
+    if not options.input:
+        raise ConfigError("no input: pass --input PATTERN (files to watch), "
+                          "--pubsub_subscription or --kafka_topic")
+    if not options.poll_interval_secs > 0:
+        raise ConfigError(f"--poll_interval_secs {options.poll_interval_secs} must be > 0")
+    return ReadRecords(WatchedFiles(options.input, options.poll_interval_secs),
+                       options.input_format, columns), []
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
+    """Adds the whole cascade job to `pipeline`."""
+    config, tier_names = job.config, job.config.tier_names
+    read = pipeline | "Read" >> job.source
+    rows, read_errors = read["rows"], read["dead_letters"]
+    if job.window_secs is not None:
+        rows = rows | "Windows" >> fixed_windows(job.window_secs)
+        read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
+    parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
+        DEAD_LETTERS, main="records")
+    cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
+    predictions = cascade["predictions"]
+    dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
+                    ) | "AllDeadLetters" >> beam.Flatten()
+
+    passthrough = passthrough_columns(config.passthrough_fields, tier_names)
+    _ = (predictions
+         | "OutputRows" >> beam.Map(output_row, job.labels, tier_names,
+                                    config.passthrough_fields)
+         | "WritePredictions" >> WritePredictions(
+             job.output, job.output_format,
+             prediction_schema(tier_names, config.passthrough_fields),
+             [column for _, column in passthrough]))
+    _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
+    _ = ((parsed.records, predictions, dead_letters)
+         | "RoutingStats" >> ComputeRoutingStats(config.tiers)
+         | "WriteStats" >> WriteRoutingStats(job.output))
+
+
+def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
+        ) -> dict[str, Any]:
+    """Runs the job that the flags `argv` (and `config`, when already built from them)
+    describe to completion and returns its routing statistics, with `failures`: the reasons
+    the run failed its error limits (empty when it did not).
+
+    The job writes into a staging folder; only once the pipeline has finished are the
+    previous run's files replaced by the new ones, and the folder marked `_SUCCESS` (or
+    `_FAILED` with the failures). A job that raises leaves the previous run's files as they
+    were (pipeline/output_folder.py).
+    """
+    options = PipelineOptions(argv)
+    job = job_from_options(options, config)
+    check_output_folder(job.output, job.input_files, job.watched_patterns)
+    if job.window_secs is not None:
+        return run_streaming(options, job)
+    staging = new_staging_folder(job.output)
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, dataclasses.replace(job, output=staging))
+        stats = read_routing_stats(staging)
+    except BaseException:
+        discard_stale_staging(job.output)
+        raise
+    stats = {**stats, "failures": job_failures(stats, job.config.max_error_rate)}
+    rewrite_routing_stats(staging, stats)
+    publish(job.output, staging, stats["failures"])
+    return stats
+
+
+def job_failures(stats: dict[str, Any], max_error_rate: float | None) -> list[str]:
+    """Why a finished run counts as failed: an input file it could not read, more dead
+    letters than `max_error_rate` allows, or records it lost track of."""
+    failures = []
+    if stats["files_unread"]:
+        failures.append(f"{stats['files_unread']} input file(s) could not be read to the end; "
+                        "their 'read' errors in errors-*.jsonl name them")
+    rate = stats["error_rate"]
+    if max_error_rate is not None and rate is not None and rate > max_error_rate:
+        failures.append(f"{stats['errors']} of {stats['records']} records ({rate:.2%}) are "
+                        f"dead letters, more than max_error_rate {max_error_rate:.2%}")
+    if stats["unaccounted"]:
+        failures.append(f"{stats['unaccounted']} records read are neither predicted nor in the "
+                        "errors; please report this as a bug")
+    return failures
+
+
+def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
+    """Runs until the job is stopped (Ctrl-C or SIGTERM here cancel it on the runner) and
+    returns the running statistics of the windows closed by then. A streaming output is never
+    complete, so it gets no `_SUCCESS` marker."""
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, job)
+    claim_for_streaming(job.output)
+    result = pipeline.run()
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        if not stopping.is_set():
+            _LOG.warning("stopping the streaming job (signal %d)", signum)
+            stopping.set()
+            result.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    try:
+        result.wait_until_finish()
+    except Exception:  # noqa: BLE001 - a cancelled job ends in an error on some runners
+        if not stopping.is_set():
+            raise
+    try:
+        return read_routing_stats(job.output)
+    except OSError:
+        return {}
