@@ -1,7 +1,14 @@
-# Sourced by .ci/run and run_local.sh: activates the project's virtual environment, building
-# it from requirements.txt when it is missing or half-built, and installs the project into it.
-# The environment is cached per hash of requirements.txt (override with BEAM_CASCADE_VENV).
-key=$(sha256sum requirements.txt | cut -c1-16)
+# Sourced by run_tests.sh and run_local.sh: activates the virtual environment of the
+# project's dependencies, building it from requirements.txt when it is missing or half-built,
+# and puts this checkout's code and commands first.
+#
+# The environment is cached per hash of requirements.txt (override with BEAM_CASCADE_VENV) and
+# shared by every checkout on the machine, so the project itself is not installed into it (two
+# clones would share one install, and one would silently run the other's code): this
+# checkout goes first on PYTHONPATH (Beam's worker processes inherit it), and its commands
+# are two-line scripts in .bin/, first on PATH.
+checkout=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+key=$(sha256sum "$checkout/requirements.txt" | cut -c1-16)
 venv="${BEAM_CASCADE_VENV:-$HOME/.cache/beam-cascade/venv-$key}"
 # It is marked complete only once every install succeeded, so a failed or interrupted build
 # (a network failure mid-install) is rebuilt next time instead of being used half-built.
@@ -9,7 +16,7 @@ if [ ! -f "$venv/.complete" ]; then
   echo "== building the virtual environment in $venv (first time: several minutes)"
   rm -rf "$venv"
   if python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip \
-      && "$venv/bin/pip" install -q -r requirements.txt; then
+      && "$venv/bin/pip" install -q -r "$checkout/requirements.txt"; then
     touch "$venv/.complete"
   else
     echo "== building $venv failed (pip's message is above); fix the cause and run again:" \
@@ -19,4 +26,14 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
-pip install -q --no-deps -e .
+if compgen -G "$venv/lib/python*/site-packages/__editable__*beam_cascade*" > /dev/null; then
+  pip uninstall -q -y beam-cascade  # installed there by an earlier version of this script
+fi
+export PYTHONPATH="$checkout${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$checkout/.bin"
+for command in beam-cascade:pipeline.cli beam-cascade-java-harness:pipeline.java_harness; do
+  printf '#!/bin/sh\nexec "%s" -m %s "$@"\n' "$venv/bin/python" "${command#*:}" \
+    > "$checkout/.bin/${command%%:*}"
+  chmod +x "$checkout/.bin/${command%%:*}"
+done
+export PATH="$checkout/.bin:$PATH"
