@@ -130,8 +130,8 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
     optimizer = torch.optim.AdamW(trainable, lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps = config.epochs * -(-len(train.texts) // config.batch_size)
-    schedule = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, steps // 10),
-                                               steps)
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, effective_warmup_steps(config, len(train.texts)), steps)
     progress = tqdm(total=steps, desc="training", unit="batch")
     for epoch in range(config.epochs):
         progress.set_description(f"training, epoch {epoch + 1}/{config.epochs}")
@@ -234,6 +234,8 @@ def _report(train: LabelledTexts, config, start: float,
     every exit, for a multi-exit model)."""
     report = {"train_examples": len(train.texts), "labels": list(train.label_names),
               **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
+    if isinstance(config, TrainingConfig):  # the warm-up that was applied, not the cap
+        report["warmup_steps"] = effective_warmup_steps(config, len(train.texts))
     if difficulty_aware:
         report["difficulty_aware"] = {**asdict(difficulty_aware), "hard_examples": sum(hard)}
     if dev is not None:
@@ -245,6 +247,20 @@ def _report(train: LabelledTexts, config, start: float,
     return report
 
 
+def effective_warmup_steps(config: TrainingConfig, examples: int) -> int:
+    """The learning rate's warm-up: config.warmup_steps, but at most a tenth of all steps
+    (a short fine-tuning would otherwise spend itself warming up)."""
+    return min(config.warmup_steps, config.epochs * -(-examples // config.batch_size) // 10)
+
+
 def _write_report(output: str, report: dict) -> None:
+    """Writes TRAINING.json, and gives every file of the checkpoint the permissions the
+    process's umask gives new files (safetensors writes its file private, 0600, which breaks
+    a tier folder shared with the workers' user)."""
     with open(os.path.join(output, "TRAINING.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in os.listdir(output):
+        if os.path.isfile(os.path.join(output, name)):
+            os.chmod(os.path.join(output, name), 0o666 & ~umask)

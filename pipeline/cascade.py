@@ -48,12 +48,10 @@ class Cascade(beam.PTransform):
 
     def expand(self, rows: PCollection) -> dict[str, PCollection]:
         config = self._config
-        fields = RecordFields(config.text_field, config.id_field, config.label_field,
-                              config.text_pair_field, config.passthrough_fields, self._labels)
         parsed = (rows
                   | "Positions" >> beam.Map(with_position)
-                  | "Parse" >> beam.ParDo(ParseRecords(fields)).with_outputs(
-                      DEAD_LETTERS, main="records"))
+                  | "Parse" >> beam.ParDo(ParseRecords(RecordFields.of(config, self._labels)))
+                  .with_outputs(DEAD_LETTERS, main="records"))
         cascade = parsed.records | "Tiers" >> TierCascade(config.tiers, self._threads)
         predictions = cascade["predictions"] | "Rows" >> beam.Map(
             output_row, self._labels, config.tier_names, config.passthrough_fields)

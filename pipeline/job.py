@@ -61,13 +61,7 @@ class CascadeJob:
 
     @property
     def fields(self) -> RecordFields:
-        return record_fields(self.config, self.labels)
-
-
-def record_fields(config: CascadeConfig, labels: tuple[str, ...] = ()) -> RecordFields:
-    """The input fields the config names (and the tiers' labels, to read gold labels)."""
-    return RecordFields(config.text_field, config.id_field, config.label_field,
-                        config.text_pair_field, config.passthrough_fields, labels)
+        return RecordFields.of(self.config, self.labels)
 
 
 def output_format(options: CascadeOptions) -> str:
@@ -110,7 +104,7 @@ def record_source(options: CascadeOptions, streaming: bool, config: CascadeConfi
     """Where records come from: the --input files (listed now in batch, watched in
     streaming), a Pub/Sub subscription or topic, or Kafka topics (streaming only); and the
     input files listed now (batch only)."""
-    columns = record_fields(config).columns
+    columns = RecordFields.of(config).columns
     pubsub = options.pubsub_subscription or options.pubsub_topic
     kafka = options.kafka_bootstrap_servers or options.kafka_topic
     given = [name for name, value in (("--input", options.input), ("--pubsub_*", pubsub),

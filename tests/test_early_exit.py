@@ -13,6 +13,8 @@ from models.confidence import probabilities
 from models.config import ConfigError, config_from_dict, validate_models
 from models.early_exit import HEADS_FILE, EarlyExit, MultiExitClassifier, choose_exits
 from models.loading import CheckpointError, inspect_checkpoint, load_tier
+from models.training import effective_warmup_steps
+from models.training_config import TrainingConfig
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config
 from pipeline.train import main as train_main
@@ -205,3 +207,9 @@ def test_an_early_exit_tier_can_be_the_only_tier(multi_exit_folder, tmp_path):
     assert stats["predictions"] == len(TEXTS)
     assert stats["tiers"][0]["records_per_exit"] == {
         str(n): layers.count(n) for n in sorted(set(layers))}
+
+
+def test_training_reports_the_warm_up_it_applied():
+    """TRAINING.json used to say warmup_steps 200 where a tenth of the steps applied."""
+    assert effective_warmup_steps(TrainingConfig(epochs=2, batch_size=32), 640) == 4
+    assert effective_warmup_steps(TrainingConfig(epochs=3, batch_size=32), 67_349) == 200

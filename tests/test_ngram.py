@@ -74,3 +74,15 @@ def test_train_reads_the_text_field_everyone_reads_and_names_the_columns_it_foun
                        str(tmp_path / "ngram")]) == 2
     assert "lack 'text' or 'label' (first at row 0, whose fields are ['label', 'sentence'])" in (
         capsys.readouterr().err)
+
+
+def test_a_trained_tier_is_readable_like_its_other_files(tmp_path):
+    """safetensors writes its file 0600; the checkpoint gets the umask's mode throughout."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": t, "label": "pos"}) + "\n"
+                             for t in POSITIVE) + json.dumps({"text": "dull", "label": "neg"}))
+    folder = tmp_path / "ngram"
+    assert train_main(["--kind", "ngram", "--train", str(train), "--output", str(folder),
+                       "--epochs", "1"]) == 0
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert len(set(modes.values())) == 1, modes

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Union
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
+from models.config import CascadeConfig
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.records import Record
 
@@ -32,6 +33,13 @@ class RecordFields:
     text_pair_field: str | None = None
     passthrough_fields: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: CascadeConfig, labels: tuple[str, ...] = ()) -> "RecordFields":
+        """The input fields a cascade config names (and its tiers' labels, to read gold
+        labels)."""
+        return cls(config.text_field, config.id_field, config.label_field,
+                   config.text_pair_field, config.passthrough_fields, labels)
 
     @property
     def columns(self) -> list[str]:
