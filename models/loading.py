@@ -223,7 +223,7 @@ def set_torch_threads(threads: int | None, workers_per_machine: int) -> int:
 
     Every worker on a machine runs its own forward passes at once, so `threads` defaults to
     the machine's cores shared out over its workers: more threads than cores in all makes
-    the workers wait on each other (README, "Sizing threads").
+    the workers wait on each other (docs/deployment.md, sizing threads).
     """
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // max(1, workers_per_machine))

@@ -21,7 +21,7 @@ TIER_FLAGS = {
     "inference_timeout_secs": "dead-letter a batch whose model call takes longer than this",
     "max_escalation_rate": "at most this share of a tier's records (per window in "
                            "streaming, of the whole run in batch) go on to the next tier: the "
-                           "threshold is lowered where needed (see README); escalating tiers "
+                           "threshold is lowered where needed (docs/streaming.md); escalating tiers "
                            "only",
 }
 
@@ -41,7 +41,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--output_format", choices=OUTPUT_FORMATS, default=None,
         help="predictions format; default: the --output name's extension, else parquet")
     parser.add_argument("--config", default=None,
-                        help="cascade config, YAML or JSON (see README)")
+                        help="cascade config, YAML or JSON (docs/configuration.md)")
     for k in (1, 2, 3):
         parser.add_argument(f"--tier{k}", default=None,
                             help=f"checkpoint folder of tier {k}, instead of --config")
@@ -64,7 +64,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--torch_threads", type=int, default=None,
         help="torch threads per worker process; default: the machine's cores divided by "
-             "the workers that share it (see README, Sizing threads)")
+             "the workers that share it (docs/deployment.md, sizing threads)")
     for flag, help_text in TIER_FLAGS.items():
         parser.add_argument(f"--{flag}", type=float, default=None,
                             help=f"{help_text}; applies to every tier that does not set it")
@@ -99,6 +99,6 @@ def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beam-cascade run", description="Classify files with a cascade of models.",
         epilog="Every other flag is a Beam pipeline option (--runner, --direct_num_workers, "
-               "--temp_location, ...). See README.md for the config file.")
+               "--temp_location, ...). The config file: docs/configuration.md.")
     add_run_arguments(parser)
     return parser

@@ -295,7 +295,7 @@ class ReadKafkaRecords(beam.PTransform):
     `topic/partition` and offset as its position. Beam's Kafka source is Java, run through
     an expansion service (Java on the launcher): Beam's own, or `expansion_jar` from
     scripts/kafka_expansion_service.sh, whose Java runs as local processes (see
-    pipeline/java_harness.py and README, Streaming)."""
+    pipeline/java_harness.py and docs/streaming.md)."""
 
     def __init__(self, bootstrap_servers: str, topics: Sequence[str],
                  expansion_jar: str | None = None):

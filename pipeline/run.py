@@ -19,7 +19,7 @@ from pipeline.config import cascade_config
 from pipeline.flags import run_parser
 from pipeline.summary import format_summary
 
-# Exit statuses of `beam-cascade run` (README, Reliability).
+# Exit statuses of `beam-cascade run` (docs/reliability.md).
 EXIT_JOB_FAILED = 1  # the pipeline raised: nothing published, the previous run's files kept
 EXIT_USAGE = 2  # bad flags, config, model folder, input or output: nothing started
 EXIT_DATA_ERRORS = 3  # finished and published, but failed its error limits: _FAILED

@@ -1,7 +1,7 @@
 """The bad-input matrix: every kind of bad input ends as a prediction, a dead letter with a
 clear reason, or a clear error before the job starts; never a crash, never a silent drop.
 
-README.md's "Bad input" table is this test's expectations, row by row.
+docs/reliability.md's "Bad input" table is this test's expectations, row by row.
 """
 import json
 import logging

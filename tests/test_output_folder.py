@@ -1,6 +1,6 @@
 """The output folder is the user's: a run replaces only what an earlier run of this tool wrote,
 only once it has finished, and tells the scheduler by its exit status and marker whether the
-run can be trusted (README, Reliability)."""
+run can be trusted (docs/reliability.md)."""
 import json
 import shutil
 

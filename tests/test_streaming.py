@@ -218,7 +218,7 @@ def test_watched_folder_predictions_appear_as_files_land(tmp_path, models, prism
 def kafka_broker(tmp_path_factory) -> Iterator[str]:
     """A single-node Kafka broker (KRaft) built from Maven Central's jars; its address. Topics
     get one partition: on Prism an idle partition holds the watermark back, so windows stop
-    closing (README, Streaming: known defect)."""
+    closing (docs/streaming.md: known defect)."""
     if shutil.which("java") is None or shutil.which("mvn") is None:
         pytest.skip("the Kafka broker and Beam's Kafka source need Java and Maven")
     jar = built("kafka_broker.sh")

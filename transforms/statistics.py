@@ -2,7 +2,7 @@
 
 Being a combiner, the figures are exact on any runner and any number of workers: partial
 accumulators are merged, nothing depends on driver-side state. The output is one JSON-ready
-dict (see `RoutingStatsFn.extract_output` and the README's statistics reference).
+dict (see `RoutingStatsFn.extract_output` and docs/outputs.md).
 """
 from __future__ import annotations
 

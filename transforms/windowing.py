@@ -6,7 +6,7 @@ Beam's file sinks write one pane per window, so windows take no allowed lateness
 arriving behind the watermark, after its window has closed, is dropped by Beam at the writes
 and statistics. The folder source cannot produce one (a file's records carry the time it was
 found, and the watermark waits for them); on Pub/Sub and Kafka the runner's watermark makes
-them rare (see README, Streaming).
+them rare (see docs/streaming.md).
 """
 from __future__ import annotations
 
