@@ -63,8 +63,8 @@ def write_records(data: str, count: int, path: str) -> str:
 
 def batches(stats: dict) -> str:
     return "; ".join(
-        f"{t['name']}: {t['batches']} batches, mean {t['mean_batch_size'] or 0:.0f}, "
-        + ", ".join(f"{size}: {n}" for size, n in t["batch_size_histogram"].items())
+        f"{t['name']}: {t['calls']} calls, mean {t['mean_records_per_call'] or 0:.0f}, "
+        + ", ".join(f"{size}: {n}" for size, n in t["records_per_call_histogram"].items())
         for t in stats["tiers"])
 
 

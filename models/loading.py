@@ -331,6 +331,10 @@ class TierModel:
         except CheckpointError as e:
             raise CheckpointError(f"{path!r}: {e}") from None
 
+    def forward_passes(self, texts: int) -> int:
+        """Passes of at most batch_size texts (models/batching.py)."""
+        return -(-texts // self.batch_size)
+
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         """Classifies `texts` (in their order); see `logits_and_exits`."""
         return self.logits_and_exits(texts, text_pairs)[0]

@@ -29,3 +29,6 @@ class Tier(Protocol):
     def exit_logits(self, texts: list[str], text_pairs: list[str] | None = None
                     ) -> torch.Tensor:
         """Every exit's raw logits (exits x texts x labels; one exit for most tiers)."""
+
+    def forward_passes(self, texts: int) -> int:
+        """The model's forward passes for one call over `texts` texts."""

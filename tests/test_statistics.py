@@ -95,15 +95,22 @@ def direct_stats(records: list[dict], errors: list[dict], sizes: dict[str, list[
         out[t.name]["escalation_rate"] = out[t.name]["escalated"] / out[t.name]["seen"]
         layers = [visit[r["id"]]["exit_layer"] for r in seen if "exit_layer" in visit[r["id"]]]
         out[t.name]["records_per_exit"] = {str(n): layers.count(n) for n in sorted(set(layers))}
-        out[t.name]["batches"] = len(sizes[t.name])
-        out[t.name]["mean_batch_size"] = sum(sizes[t.name]) / len(sizes[t.name])
-        out[t.name]["batch_size_histogram"] = dict(Counter(map(size_bucket, sizes[t.name])))
+        out[t.name]["calls"] = len(sizes[t.name])
+        out[t.name]["mean_records_per_call"] = sum(sizes[t.name]) / len(sizes[t.name])
+        out[t.name]["records_per_call_histogram"] = dict(Counter(map(size_bucket,
+                                                                 sizes[t.name])))
+        out[t.name]["model_passes"] = sum(-(-size // PASS_SIZE) for size in sizes[t.name])
+        out[t.name]["mean_records_per_pass"] = sum(sizes[t.name]) / out[t.name]["model_passes"]
     return out
+
+
+PASS_SIZE = 4  # the synthetic tiers' batch_size: a call of n records makes ceil(n / 4) passes
 
 
 def typed_visit(visit: dict) -> Visit:
     return Visit(visit["tier"], visit["label_id"], tuple(visit["probabilities"]),
-                 visit["confidence"], visit["ms"], visit["batch"], visit.get("exit_layer"))
+                 visit["confidence"], visit["ms"], visit["batch"], visit.get("exit_layer"),
+                 passes=-(-visit["batch"] // PASS_SIZE))
 
 
 def typed_record(record: dict) -> Record:

@@ -31,3 +31,9 @@ def test_beam_batches_are_fixed_size_windows_of_forward_passes():
     handler = TierModelHandler(TierConfig(name="t", model="m", batch_size=16, sort_window=4))
     kwargs = handler.batch_elements_kwargs()
     assert kwargs["min_batch_size"] == kwargs["max_batch_size"] == 64
+
+
+def test_a_call_makes_one_forward_pass_per_batch_size_of_texts(models):
+    """What routing_stats.json counts as model_passes, apart from RunInference's calls."""
+    tier = TierConfig(name="small", model=models["small"], batch_size=4).load()
+    assert [tier.forward_passes(n) for n in (0, 1, 4, 5, 12)] == [0, 1, 1, 2, 3]

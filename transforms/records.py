@@ -19,17 +19,19 @@ RecordId = Union[str, int, float, bool]  # a JSON scalar, kept as the input gave
 class Visit:
     """One tier's answer for one record: the predicted label, its probabilities (after the
     tier's temperature), the routing confidence, the model time shared out per record and
-    the number of records in the model call; for an early-exit tier the layer the record
-    left at, and under an escalation budget the effective threshold it was routed by."""
+    the number of records in the RunInference call and the model's forward passes in it;
+    for an early-exit tier the layer the record left at, and under an escalation budget the
+    effective threshold it was routed by."""
 
     tier: str
     label_id: int
     probabilities: tuple[float, ...]
     confidence: float
     ms: float
-    batch: int
+    batch: int  # records in the RunInference call
     exit_layer: int | None = None
     threshold: float | None = None
+    passes: int = 1  # forward passes the call made (a tier splits it by its batch_size)
 
     def to_json(self) -> dict[str, Any]:
         """The visit as written to the errors file (fields that do not apply left out)."""

@@ -83,7 +83,9 @@ def tier_visits(tier: TierConfig, model: Tier, texts: list[str],
     scores = score(logits, tier.temperature, tier.confidence)
     ms_per_record = (time.perf_counter() - start) * 1000.0 / max(1, len(texts))
     exit_layers = layers.tolist() if model.early_exit else [None] * len(texts)
-    return [Visit(tier.name, label_id, tuple(probs), conf, ms_per_record, len(texts), layer)
+    passes = model.forward_passes(len(texts))
+    return [Visit(tier.name, label_id, tuple(probs), conf, ms_per_record, len(texts), layer,
+                  passes=passes)
             for label_id, probs, conf, layer in zip(
                 scores.label_ids, scores.probabilities, scores.confidences, exit_layers)]
 

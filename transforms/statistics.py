@@ -40,7 +40,7 @@ class TierTally:
     max_prob_decided: float = 0.0
     ms: float = 0.0
     exits: Counter = field(default_factory=Counter)  # records per exit layer
-    batch_records: Counter = field(default_factory=Counter)  # visits per model-call size
+    call_records: Counter = field(default_factory=Counter)  # visits per (call size, passes)
     thresholds: Counter = field(default_factory=Counter)  # visits per effective threshold
 
     def count(self, visit: Visit, final: bool, gold: int | None) -> None:
@@ -53,7 +53,7 @@ class TierTally:
             self.escalated += 1
         self.confidence_seen += visit.confidence
         self.ms += visit.ms
-        self.batch_records[visit.batch] += 1
+        self.call_records[visit.batch, visit.passes] += 1
         if visit.exit_layer is not None:
             self.exits[visit.exit_layer] += 1
         if visit.threshold is not None:
@@ -176,24 +176,31 @@ class RoutingStatsFn(beam.CombineFn):
             "inference_seconds": t.ms / 1000.0,
             "ms_per_record": _ratio(t.ms, t.seen),
             "records_per_exit": {str(layer): n for layer, n in sorted(t.exits.items())},
-            **batch_sizes(t.batch_records),
+            **call_sizes(t.call_records),
         }
 
 
-def batch_sizes(records_by_batch_size: Counter) -> dict[str, Any]:
-    """How big the tier's model batches were: their number, mean size, and a histogram of
-    sizes in powers of two ("1", "2-3", "4-7", ...). A batch of n records is n visits that
-    each carry n, so the batches are counted exactly from the records."""
+def call_sizes(records_by_call: Counter) -> dict[str, Any]:
+    """How the tier's records were batched: the RunInference calls (their number, mean size
+    and a histogram of sizes in powers of two: "1", "2-3", "4-7", ...) and the model's
+    forward passes within them (a transformer tier splits a call into passes of its
+    batch_size). A call of n records is n visits that each carry n, so the calls are counted
+    exactly from the records."""
     histogram: Counter = Counter()
-    for size, records in records_by_batch_size.items():
+    passes = 0
+    for (size, passes_per_call), records in records_by_call.items():
         low = 1 << (size.bit_length() - 1)
         histogram[low] += records // size
-    batches = sum(histogram.values())
+        passes += records // size * passes_per_call
+    calls = sum(histogram.values())
+    records = sum(records_by_call.values())
     return {
-        "batches": batches,
-        "mean_batch_size": _ratio(sum(records_by_batch_size.values()), batches),
-        "batch_size_histogram": {(str(low) if low == 1 else f"{low}-{2 * low - 1}"): n
-                                 for low, n in sorted(histogram.items())},
+        "calls": calls,
+        "mean_records_per_call": _ratio(records, calls),
+        "records_per_call_histogram": {(str(low) if low == 1 else f"{low}-{2 * low - 1}"): n
+                                       for low, n in sorted(histogram.items())},
+        "model_passes": passes,
+        "mean_records_per_pass": _ratio(records, passes),
     }
 
 
