@@ -29,9 +29,11 @@ NEGATIVE = ["dull", "tedious", "clumsy", "lifeless", "predictable", "bland", "me
             "painful", "forgettable", "awful"]
 INTENSIFIERS = ["", "very ", "truly ", "rather ", "remarkably "]
 LABELS = ("negative", "positive")
-# Thresholds read off the demo tiers' confidences on their dev draw (until `calibrate`):
-# the 4-layer tier is confident on nearly everything, so only its least sure ~15% go on.
-TIERS = (("small", 3, 0.7), ("medium", 4, 0.9958), ("large", 6, None))
+# (name, encoder layers, epochs, threshold). Thresholds read off the demo tiers'
+# confidences on their dev draw (until `calibrate`): the 4-layer tier is confident on nearly
+# everything, so only its least sure ~15% go on. The 3-layer tier trains two epochs: with
+# one it barely leaves its initial 50/50 and decides one class only.
+TIERS = (("small", 3, 2, 0.7), ("medium", 4, 1, 0.9958), ("large", 6, 1, None))
 MALFORMED = ['{"text": null, "label": "positive"}', '{"text": 42}', "{broken json",
              '["a", "list"]', '{"review": "no text field"}']
 
@@ -78,13 +80,13 @@ def train_tiers(cache: str) -> None:
     dev = LabelledTexts([r["text"] for r in dev_rows],
                         [LABELS.index(r["label"]) for r in dev_rows], LABELS)
     base = default_base_model()
-    for name, layers, _ in TIERS:
+    for name, layers, epochs, _ in TIERS:
         folder = os.path.join(cache, "models", name)
         if os.path.exists(os.path.join(folder, "TRAINING.json")):
             continue
         print(f"== fine-tuning demo tier {name!r} ({layers} layers)", flush=True)
         report = fine_tune(base, train, folder, TrainingConfig(
-            epochs=1, batch_size=32, lr=1e-4, max_length=32, keep_layers=layers,
+            epochs=epochs, batch_size=32, lr=1e-4, max_length=32, keep_layers=layers,
             warmup_steps=10), dev)
         print(f"   dev accuracy {report['dev_accuracy']:.3f} in {report['train_seconds']} s")
 
@@ -92,7 +94,7 @@ def train_tiers(cache: str) -> None:
 def write_config(cache: str) -> None:
     tiers = [{"name": name, "model": os.path.abspath(os.path.join(cache, "models", name)),
               **({"threshold": threshold} if threshold else {}), "max_length": 32}
-             for name, _, threshold in TIERS]
+             for name, _, _, threshold in TIERS]
     config = {"text_field": "text", "id_field": "review_id", "label_field": "label",
               "passthrough_fields": ["label"], "tiers": tiers}
     with open(os.path.join(cache, "cascade.yaml"), "w", encoding="utf-8") as f:
