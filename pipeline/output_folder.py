@@ -119,8 +119,7 @@ def publish(output: str, staging: str, failures: Sequence[str] = ()) -> None:
     """Replaces the previous run's files by the staged ones and marks the folder: `_SUCCESS`
     when `failures` is empty, else `_FAILED` holding them. The marker goes first and comes
     last, so a folder with `_SUCCESS` never holds a mix of two runs."""
-    _delete([FileSystems.join(output, m) for m in (SUCCESS_FILE, FAILED_FILE)])
-    replaced = _delete_previous(output)
+    clear_previous_run(output)
     staged = sorted(os.path.basename(p) for p in _match(FileSystems.join(staging, "*")))
     marker = FAILED_FILE if failures else SUCCESS_FILE
     _write(FileSystems.join(output, MANIFEST_FILE), Manifest((*staged, marker)).to_json())
@@ -128,20 +127,24 @@ def publish(output: str, staging: str, failures: Sequence[str] = ()) -> None:
         FileSystems.rename([FileSystems.join(staging, n) for n in staged],
                            [FileSystems.join(output, n) for n in staged])
     discard_stale_staging(output)
-    if replaced:
-        _LOG.info("replaced the previous run's %s in %s", _listing(replaced), output)
     _write(FileSystems.join(output, marker),
            json.dumps({"failures": list(failures)}, indent=1) if failures else "")
 
 
 def claim_for_streaming(output: str) -> None:
     """Removes the previous run's files and marks the folder as a streaming run's."""
-    _delete([FileSystems.join(output, m) for m in (SUCCESS_FILE, FAILED_FILE)])
-    replaced = _delete_previous(output)
+    clear_previous_run(output)
     discard_stale_staging(output)
     _write(FileSystems.join(output, MANIFEST_FILE), Manifest(streaming=True).to_json())
+
+
+def clear_previous_run(output: str) -> None:
+    """Deletes the completion markers first, then the files the previous run's manifest
+    names (logging them), so a marked folder never holds a mix of two runs."""
+    _delete([FileSystems.join(output, m) for m in (SUCCESS_FILE, FAILED_FILE)])
+    replaced = _delete_previous(output)
     if replaced:
-        _LOG.info("removed the previous run's %s in %s", _listing(replaced), output)
+        _LOG.info("replaced the previous run's %s in %s", _listing(replaced), output)
 
 
 def read_manifest(output: str) -> Manifest:
