@@ -27,8 +27,9 @@ def process_environment_args(expansion_jar: str) -> list[str]:
     running the harness from `expansion_jar`."""
     command = shutil.which(COMMAND) or os.path.join(os.path.dirname(sys.executable), COMMAND)
     if not os.path.exists(command):
-        raise FileNotFoundError(f"{COMMAND} not found: install the project (pip install -e .) "
-                                "in the environment that runs the job")
+        raise FileNotFoundError(f"{COMMAND} not found on PATH: `source scripts/venv.sh` puts "
+                                "this checkout's commands there (or pip install -e . in the "
+                                "environment that runs the job)")
     config = {"command": command, "env": {CLASSPATH_VARIABLE: os.path.abspath(expansion_jar)}}
     return ["--defaultEnvironmentType=PROCESS", f"--defaultEnvironmentConfig={json.dumps(config)}"]
 
