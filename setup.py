@@ -21,6 +21,7 @@ setup(
         "PyYAML>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "scipy>=1.10",  # exact binomial bounds (models/guarantee.py), the shift test
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
     entry_points={"console_scripts": [

@@ -70,3 +70,11 @@ def read_labelled(path: str, text_field: str = "text", label_field: str = "label
     pairs = [str(r[text_pair_field]) for r in rows] if text_pair_field else None
     return LabelledTexts([str(r[text_field]) for r in rows], [ids[v] for v in raw_labels],
                          tuple(names), pairs)
+
+
+@dataclass(frozen=True)
+class UnlabelledTexts:
+    """Texts (and second texts of pairs) without labels: calibrate's unlabelled sample."""
+
+    texts: list[str]
+    text_pairs: list[str] | None = None

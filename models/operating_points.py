@@ -48,20 +48,32 @@ class OperatingPoint:
                      for before, after in zip(self.reach, self.reach[1:]))
 
 
-def replay(tiers: Sequence[TierOutputs], labels: torch.Tensor, thresholds: Sequence[float],
-           costs: Sequence[float], reference_cost: float | None = None) -> OperatingPoint:
-    """The accuracy, reach and cost of the cascade with these thresholds on this data; the
-    speedup is against `reference_cost` per record (default: the last tier's cost)."""
-    n = len(labels)
+def deciding_tiers(tiers: Sequence[TierOutputs], thresholds: Sequence[float]) -> torch.Tensor:
+    """Per record, the index of the tier that decides it at these thresholds."""
+    n = len(tiers[0].predictions)
     deciding = torch.full((n,), len(tiers) - 1, dtype=torch.long)
     pending = torch.ones(n, dtype=torch.bool)
-    reach = [1.0]
     for k, threshold in enumerate(thresholds):
         decided_here = pending & decided_mask(tiers[k].confidences, threshold)
         deciding[decided_here] = k
         pending &= ~decided_here
-        reach.append(pending.double().mean().item())
-    rows = torch.arange(n)
+    return deciding
+
+
+def cascade_predictions(tiers: Sequence[TierOutputs], thresholds: Sequence[float]
+                        ) -> torch.Tensor:
+    """The cascade's answer per record at these thresholds."""
+    deciding = deciding_tiers(tiers, thresholds)
+    return torch.stack([t.predictions for t in tiers])[deciding, torch.arange(len(deciding))]
+
+
+def replay(tiers: Sequence[TierOutputs], labels: torch.Tensor, thresholds: Sequence[float],
+           costs: Sequence[float], reference_cost: float | None = None) -> OperatingPoint:
+    """The accuracy, reach and cost of the cascade with these thresholds on this data; the
+    speedup is against `reference_cost` per record (default: the last tier's cost)."""
+    deciding = deciding_tiers(tiers, thresholds)
+    reach = [(deciding >= k).double().mean().item() for k in range(len(tiers))]
+    rows = torch.arange(len(labels))
     predictions = torch.stack([t.predictions for t in tiers])[deciding, rows]
     max_probs = torch.stack([t.max_probs.double() for t in tiers])[deciding, rows]
     cost = sum(r * c for r, c in zip(reach, costs))
@@ -138,13 +150,15 @@ class NoOperatingPoint(ValueError):
 
 @dataclass(frozen=True)
 class Policy:
-    """How to choose: at most `max_accuracy_drop` points below the last tier alone (cheapest
-    such point), or at least `min_speedup` (most accurate such point), or at most
+    """How to choose: at most `max_accuracy_drop` points below the last tier alone, at
+    `confidence` (models/guarantee.py: the cheapest threshold whose upper bound on the drop
+    passes), or at least `min_speedup` (most accurate such point), or at most
     `max_escalation` of the records reaching the last tier (most accurate such point)."""
 
     max_accuracy_drop: float | None = None
     min_speedup: float | None = None
     max_escalation: float | None = None
+    confidence: float = 0.9
 
     def __post_init__(self) -> None:
         given = [v for v in (self.max_accuracy_drop, self.min_speedup, self.max_escalation)
@@ -152,6 +166,9 @@ class Policy:
         if len(given) != 1:
             raise ValueError("give exactly one policy: --max_accuracy_drop, --min_speedup or "
                              "--max_escalation_rate")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"--confidence {self.confidence} must be between 0 and 1 "
+                             "(0.9: the promise holds in 9 of 10 calibrations)")
 
 
 def choose(points: Sequence[OperatingPoint], reference: OperatingPoint,

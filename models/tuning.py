@@ -6,12 +6,17 @@
    and the table of its early-exit knob; its `exit_threshold`, if set, is kept and the tier
    is measured exiting early.
 3. Measures each tier's seconds per record at each batch size on this machine.
-4. Replays the cascade at every threshold vector on the dev data and picks the operating
-   point the policy asks for.
+4. Replays the cascade at every threshold vector on the dev data (the frontier) and picks
+   the operating point the policy asks for: for an accuracy-drop budget, the cheapest
+   threshold whose upper confidence bound on the drop passes (models/guarantee.py), the
+   disagreement rate measured on an unlabelled sample when one is given.
 5. Re-measures the later tiers on the records that reach them at that point (they see the
    harder, often longer, texts, and fewer of them) and picks their batch size for that.
 6. Returns the tuned config and everything measured (`TuningResult`), with a split-half
    check that the chosen thresholds carry over to unseen data.
+
+Temperatures are fitted on all dev records; the guarantee's bound uses only the labels'
+verdict on disagreements and the disagreement rate, so it holds whatever the temperatures.
 
 No Beam and no files but the logits cache: pipeline/calibrate.py reads the inputs and
 writes the config, pipeline/calibration_report.py the report.
@@ -32,12 +37,13 @@ from models.batching import batches
 from models.calibration import Calibration, calibrate
 from models.confidence import confidence, probabilities
 from models.config import CascadeConfig, TierConfig
-from models.datasets import LabelledTexts
+from models.datasets import LabelledTexts, UnlabelledTexts
 from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
+from models.guarantee import DropBound, GuaranteeSearch, bounded_point, guarantee_search
 from models.loading import TierModel
 from models.model_cache import local_model_folder
-from models.operating_points import (OperatingPoint, Policy, TierOutputs, choose,
-                                     last_tier_alone, pareto_frontier, replay, sweep)
+from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
+                                     choose, last_tier_alone, pareto_frontier, replay, sweep)
 from models.routing_rule import decided_mask
 from models.throughput import ONE_PASS, seconds_per_record
 from models.tier import Tier
@@ -82,6 +88,7 @@ class TierMeasurements:
     raw: TierOutputs  # confidences at temperature 1
     calibrated: TierOutputs
     costs: dict[int, float]  # seconds per record by batch size, on all dev texts
+    unlabelled: TierOutputs | None = None  # calibrated, on the unlabelled sample
     exits: ExitMeasurements | None = None
     lengths: LengthMeasurements | None = None
 
@@ -136,6 +143,16 @@ class SplitHalfCheck:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """The operating point the policy picked, its drop bound, and the guarantee's search
+    (the policy searched it when it is an accuracy-drop budget)."""
+
+    point: OperatingPoint
+    bound: DropBound
+    search: GuaranteeSearch
+
+
+@dataclass(frozen=True)
 class TuningResult:
     """The tuned config and everything measured to choose it."""
 
@@ -144,6 +161,10 @@ class TuningResult:
     tiers: list[TierReport]
     reference: OperatingPoint
     chosen: OperatingPoint
+    bound: DropBound  # at the chosen thresholds
+    guarantee: GuaranteeSearch
+    point_estimate: OperatingPoint | None  # what the drop budget picks without a guarantee
+    unlabelled_records: int
     frontier: list[OperatingPoint]
     frontier_uncalibrated: list[OperatingPoint]
     split_half: SplitHalfCheck
@@ -156,24 +177,26 @@ class TuningResult:
 
 
 def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes: list[int],
-         repeats: int, report_dir: str, seed: int) -> TuningResult:
+         repeats: int, report_dir: str, seed: int,
+         unlabelled: UnlabelledTexts | None = None) -> TuningResult:
     """Calibrates, measures and chooses; returns the tuned config and everything measured."""
     labels = torch.tensor(dev.label_ids)
     cache = os.path.join(report_dir, "logits")
     step(f"loading {len(config.tiers)} tiers")
     models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
-    tiers = [measure_tier(t, m, dev, batch_sizes, repeats, cache)
+    tiers = [measure_tier(t, m, dev, unlabelled, batch_sizes, repeats, cache)
              for t, m in zip(config.tiers, models)]
     models = [t.model for t in tiers]  # as measured: with their exits and lengths
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
     calibrated = [t.calibrated for t in tiers]
+    on_unlabelled = [t.unlabelled for t in tiers] if unlabelled else None
     step("replaying the cascade at every threshold vector")
     points = sweep(calibrated, labels, costs, progress="threshold vectors")
     reference = last_tier_alone(calibrated, labels, costs)
-    chosen = choose(points, reference, policy)
+    choice = choose_point(calibrated, labels, on_unlabelled, costs, policy)
     batch_sizes_chosen, share_costs = batch_sizes_for_their_share(
-        models, tiers, dev, chosen, batch_sizes, repeats)
-    chosen = replay(calibrated, labels, chosen.thresholds, share_costs,
+        models, tiers, dev, choice.point, batch_sizes, repeats)
+    chosen = replay(calibrated, labels, choice.point.thresholds, share_costs,
                     reference_cost=reference.cost)
     return TuningResult(
         config=tuned_config(config, tiers, chosen, batch_sizes_chosen),
@@ -183,36 +206,84 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
                for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
         reference=reference,
         chosen=chosen,
+        bound=choice.bound,
+        guarantee=choice.search,
+        point_estimate=point_estimate_choice(points, reference, policy),
+        unlabelled_records=len(unlabelled.texts) if unlabelled else 0,
         frontier=pareto_frontier(points),
         frontier_uncalibrated=pareto_frontier(sweep([t.raw for t in tiers], labels, costs,
                                                     progress="threshold vectors, temperature 1")),
-        split_half=split_half_check(calibrated, labels, costs, policy, seed),
+        split_half=split_half_check(calibrated, labels, on_unlabelled, costs, policy, seed),
         reliability={c.name: (t.raw, t.calibrated) for c, t in zip(config.tiers, tiers)},
         labels=labels)
 
 
-def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts, batch_sizes: list[int],
-                 repeats: int, cache: str) -> TierMeasurements:
+def choose_point(labelled: list[TierOutputs], labels: torch.Tensor,
+                 unlabelled: list[TierOutputs] | None, costs: list[float],
+                 policy: Policy) -> Choice:
+    """The policy's point. An accuracy-drop budget takes the cheapest threshold the
+    guarantee's fixed-sequence search accepts; the speed and escalation policies choose on
+    the replayed points and report the bound where they land."""
+    budget = (policy.max_accuracy_drop or 0.0) / 100
+    search = guarantee_search(labelled, labels, unlabelled, costs, policy.confidence, budget)
+    if policy.max_accuracy_drop is None:
+        point = choose(sweep(labelled, labels, costs), last_tier_alone(labelled, labels, costs),
+                       policy)
+        bounded = bounded_point(labelled, labels, unlabelled, costs, point.thresholds,
+                                policy.confidence)
+        return Choice(point, bounded.bound, search)
+    picked = search.chosen
+    if picked is None or picked.point.reach[-1] >= 1.0:
+        raise NoOperatingPoint(
+            f"at confidence {policy.confidence} the data supports no accuracy-drop budget "
+            f"below {100 * search.smallest_budget:.2f} points, above the "
+            f"{policy.max_accuracy_drop} asked for: raise --max_accuracy_drop, lower "
+            "--confidence, or give more data (--unlabelled records tighten the bound most "
+            "cheaply; more labelled dev records tighten it too)")
+    return Choice(picked.point, picked.bound, search)
+
+
+def point_estimate_choice(points: list[OperatingPoint], reference: OperatingPoint,
+                          policy: Policy) -> OperatingPoint | None:
+    """For a drop budget, the point the dev accuracy alone would pick (no guarantee): what
+    the guarantee costs is the difference."""
+    if policy.max_accuracy_drop is None:
+        return None
+    try:
+        return choose(points, reference, policy)
+    except NoOperatingPoint:
+        return None
+
+
+def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts,
+                 unlabelled: UnlabelledTexts | None, batch_sizes: list[int], repeats: int,
+                 cache: str) -> TierMeasurements:
     """Logits (cached), the fitted temperature, and seconds per record by batch size; for a
     multi-exit tier, first the exits' temperatures, with which it then exits early (at its
-    exit_threshold, if set) while its routing temperature is fitted and its cost timed."""
+    exit_threshold, if set) while its routing temperature is fitted and its cost timed.
+    The unlabelled sample's outputs use the temperatures fitted on dev."""
     labels = torch.tensor(dev.label_ids)
     lengths = None
     if tier.length_budget is not None:
         step(f"tier {tier.name}: searching length configurations within {tier.length_budget:.0%}")
         lengths = search_lengths(tier, model, dev, labels)
         model = model.with_settings(keep_tokens=lengths.chosen.keep)
-    all_exits = cached_logits(tier, dev, cache, model)
-    logits, exits = all_exits[-1], None
+    all_exits = cached_logits(tier, dev.texts, dev.text_pairs, "dev", cache, model)
+    exits = None
     if len(all_exits) > 1:
         exits = measure_exits(tier, model, all_exits, labels)
         if tier.exit_threshold is not None:
             model = model.with_settings(early_exit=EarlyExit(
                 tier.exit_threshold, exits.temperatures, tier.confidence))
-            logits = choose_exits(all_exits, model.early_exit)[0]
+    logits = routing_logits(model, all_exits)
     fitted = calibrate(logits, labels)
     step(f"tier {tier.name}: temperature {fitted.temperature:.3f} (ECE {fitted.ece_before:.4f} "
          f"-> {fitted.ece_after:.4f}); timing batch sizes {batch_sizes}, {repeats} rounds")
+    on_unlabelled = None
+    if unlabelled is not None:
+        on_unlabelled = tier_outputs(routing_logits(model, cached_logits(
+            tier, unlabelled.texts, unlabelled.text_pairs, "unlabelled", cache, model)),
+            fitted.temperature, tier.confidence)
     return TierMeasurements(
         model=model,
         calibration=fitted,
@@ -220,7 +291,15 @@ def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts, batch_sizes:
         calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
         costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs,
                                  progress=f"{tier.name}: timing"),
-        exits=exits, lengths=lengths)
+        unlabelled=on_unlabelled, exits=exits, lengths=lengths)
+
+
+def routing_logits(model: Tier, all_exits: torch.Tensor) -> torch.Tensor:
+    """The logits the tier routes by: its last exit's, or, exiting early, each record's
+    exit's."""
+    if len(all_exits) > 1 and model.early_exit is not None:
+        return choose_exits(all_exits, model.early_exit)[0]
+    return all_exits[-1]
 
 
 def search_lengths(tier: TierConfig, model: TierModel, dev: LabelledTexts,
@@ -253,25 +332,26 @@ def tier_outputs(logits: torch.Tensor, temperature: float, measure: str) -> Tier
                        max_probs=probs.max(-1).values)
 
 
-def cached_logits(tier: TierConfig, dev: LabelledTexts, cache: str, model: Tier
-                  ) -> torch.Tensor:
-    """The tier's logits on the dev texts at every exit (shape exits x records x labels; one
-    exit for most tiers), computed once per model folder, data and length."""
+def cached_logits(tier: TierConfig, texts: list[str], text_pairs: list[str] | None, what: str,
+                  cache: str, model: Tier) -> torch.Tensor:
+    """The tier's logits on `what` texts (dev, unlabelled) at every exit (shape exits x
+    records x labels; one exit for most tiers), computed once per model folder, data and
+    length."""
     key = hashlib.sha256(json.dumps([
         "exits x records x labels", _folder_fingerprint(local_model_folder(tier.model)),
         tier.max_length,
-        tier.quantize, getattr(model, "keep_tokens", None), dev.texts, dev.text_pairs,
+        tier.quantize, getattr(model, "keep_tokens", None), texts, text_pairs,
     ]).encode()).hexdigest()[:20]
     path = os.path.join(cache, f"{tier.name}-{key}.pt")
     if os.path.exists(path):
-        step(f"tier {tier.name}: logits on the {len(dev.texts)} dev texts from the cache")
+        step(f"tier {tier.name}: logits on the {len(texts)} {what} texts from the cache")
         return torch.load(path)
-    step(f"tier {tier.name}: logits on the {len(dev.texts)} dev texts")
-    chunks = tqdm(list(batches(len(dev.texts), 64)), desc=f"{tier.name}: logits", unit="batch",
+    step(f"tier {tier.name}: logits on the {len(texts)} {what} texts")
+    chunks = tqdm(list(batches(len(texts), 64)), desc=f"{tier.name}: logits", unit="batch",
                   leave=False, disable=None)
-    logits = torch.cat([model.exit_logits([dev.texts[i] for i in chunk],
-                                          [dev.text_pairs[i] for i in chunk]
-                                          if dev.text_pairs else None)
+    logits = torch.cat([model.exit_logits([texts[i] for i in chunk],
+                                          [text_pairs[i] for i in chunk]
+                                          if text_pairs else None)
                         for chunk in chunks], dim=1)
     os.makedirs(cache, exist_ok=True)
     torch.save(logits, path)
@@ -313,17 +393,18 @@ def batch_sizes_for_their_share(models: list[Tier], tiers: list[TierMeasurements
     return chosen_sizes, costs
 
 
-def split_half_check(tiers: list[TierOutputs], labels: torch.Tensor, costs: list[float],
-                     policy: Policy, seed: int) -> SplitHalfCheck:
-    """Tunes on a random half of dev and replays those thresholds on the other half: the
-    accuracy drop on the unseen half is what a user should expect on new data."""
+def split_half_check(tiers: list[TierOutputs], labels: torch.Tensor,
+                     unlabelled: list[TierOutputs] | None, costs: list[float], policy: Policy,
+                     seed: int) -> SplitHalfCheck:
+    """Tunes on a random half of dev (and the unlabelled sample, if any) and replays those
+    thresholds on the other half: the accuracy drop on the unseen half is what a user
+    should expect on new data."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     halves = {"tuned": order[: len(order) // 2], "held_out": order[len(order) // 2:]}
     subset = {name: ([TierOutputs(t.predictions[i], t.confidences[i], t.max_probs[i])
                       for t in tiers], labels[i]) for name, i in halves.items()}
     tuned_tiers, tuned_labels = subset["tuned"]
-    chosen = choose(sweep(tuned_tiers, tuned_labels, costs),
-                    last_tier_alone(tuned_tiers, tuned_labels, costs), policy)
+    chosen = choose_point(tuned_tiers, tuned_labels, unlabelled, costs, policy).point
     checks = {}
     for name, (half_tiers, half_labels) in subset.items():
         point = replay(half_tiers, half_labels, chosen.thresholds, costs)

@@ -1,12 +1,14 @@
 """`beam-cascade calibrate`: turns a labelled dev file into a tuned cascade config.
 
-Reads the config and the dev file, runs the tuning (models/tuning.py: temperatures, exits,
-lengths, tier costs, thresholds for the policy, batch sizes, a split-half check), writes the
-tuned config, which `run` takes as is, and the report (pipeline/calibration_report.py).
+Reads the config, the dev file and, with --unlabelled, a sample of unlabelled records, runs
+the tuning (models/tuning.py: temperatures, exits, lengths, tier costs, thresholds for the
+policy with its guarantee, batch sizes, a split-half check), writes the tuned config, which
+`run` takes as is, and the report (pipeline/calibration_report.py).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,12 +17,13 @@ from typing import Sequence
 import yaml
 
 from models.config import CascadeConfig, ConfigError, config_to_dict, validate_models
-from models.datasets import read_labelled
+from models.datasets import UnlabelledTexts, read_labelled
 from pipeline.config import load_config, relative_models
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
 DEFAULT_MAX_ACCURACY_DROP = 0.5
-EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.01)  # 1.01: never early
+DEFAULT_CONFIDENCE = 0.9
+DEFAULT_UNLABELLED_SAMPLE = 20_000
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     policy = p.add_mutually_exclusive_group()
     policy.add_argument("--max_accuracy_drop", type=float,
                         help="points of accuracy the cascade may lose against the last tier "
-                             f"alone; the cheapest such point wins (default "
+                             f"alone, at --confidence; the cheapest such point wins (default "
                              f"{DEFAULT_MAX_ACCURACY_DROP})")
     policy.add_argument("--min_speedup", type=float,
                         help="the most accurate point at least this much faster than the last "
@@ -48,10 +51,23 @@ def parser() -> argparse.ArgumentParser:
                         help="the most accurate point sending at most this share of records "
                              "to the last tier (its capacity; in a two-tier cascade the same "
                              "share as run's --max_escalation_rate caps)")
+    p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                   help="how sure the accuracy-drop promise must be: the chosen thresholds' "
+                        "upper confidence bound on the drop stays within --max_accuracy_drop "
+                        f"(default {DEFAULT_CONFIDENCE}: it fails in at most 1 calibration "
+                        "in 10)")
+    p.add_argument("--unlabelled", action="append", default=[], metavar="PATTERN",
+                   help="unlabelled records (any input run reads; repeatable) on which the "
+                        "disagreement with the last tier is measured: it tightens the bound, "
+                        "so a budget costs less escalation")
+    p.add_argument("--unlabelled_sample", type=int, default=DEFAULT_UNLABELLED_SAMPLE,
+                   help="records drawn at random from --unlabelled (every tier runs on them; "
+                        f"default {DEFAULT_UNLABELLED_SAMPLE})")
     p.add_argument("--batch_sizes", default=DEFAULT_BATCH_SIZES,
                    help="batch sizes whose throughput is measured for every tier")
     p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians are used)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split-half check")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the split-half check and the unlabelled sample")
     return p
 
 
@@ -69,10 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.min_speedup is None and args.max_escalation_rate is None:
             args.max_accuracy_drop = (DEFAULT_MAX_ACCURACY_DROP if args.max_accuracy_drop is None
                                       else args.max_accuracy_drop)
-        policy = Policy(args.max_accuracy_drop, args.min_speedup, args.max_escalation_rate)
+        policy = Policy(args.max_accuracy_drop, args.min_speedup, args.max_escalation_rate,
+                        args.confidence)
+        unlabelled = read_unlabelled(args, config, labels)
         report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
         result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
-                      args.repeats, report_dir, args.seed)
+                      args.repeats, report_dir, args.seed, unlabelled)
     except (ConfigError, ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2
@@ -81,6 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(write_report(result, report_dir))
     print(f"tuned config: {args.output}; report: {report_dir}")
     return 0
+
+
+def read_unlabelled(args: argparse.Namespace, config: CascadeConfig,
+                    labels: tuple[str, ...]) -> UnlabelledTexts | None:
+    """The --unlabelled sample, read as the job reads its input; None without --unlabelled."""
+    if not args.unlabelled:
+        return None
+    from pipeline.unlabelled_sample import sample_unlabelled  # Beam's IO
+    from transforms.parsing import RecordFields
+    fields = dataclasses.replace(RecordFields.of(config, labels),
+                                 text_field=args.text_field or config.text_field)
+    sample = sample_unlabelled(args.unlabelled, fields, args.unlabelled_sample, args.seed)
+    print(f"calibrate: {len(sample.texts.texts)} unlabelled records sampled of "
+          f"{sample.records_read} read ({sample.invalid} invalid rows skipped)", file=sys.stderr)
+    return sample.texts
 
 
 def write_config(config: CascadeConfig, path: str) -> None:

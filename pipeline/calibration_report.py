@@ -10,11 +10,13 @@ from typing import Any
 import torch
 
 from models.calibration import ECE_BINS, reliability
+from models.guarantee import DropBound, GuaranteeSearch, accepted_prefix
 from models.operating_points import OperatingPoint, TierOutputs
 from models.tuning import ExitReport, LengthMeasurements, TierReport, TuningResult
 
 
 FRONTIER_ROWS = 30  # per frontier table in report.md; report.json holds every point
+BUDGETS = (0.25, 0.5, 1.0, 2.0, 5.0)  # points; the budget table of the guarantee section
 
 
 def write_report(result: TuningResult, report_dir: str) -> str:
@@ -39,7 +41,13 @@ def report_json(result: TuningResult) -> dict[str, Any]:
     return {
         "dev_records": result.dev_records, "policy": dataclasses.asdict(result.policy),
         "tiers": [_tier_dict(t) for t in result.tiers], "reference": point(result.reference),
-        "chosen": point(result.chosen), "split_half": dataclasses.asdict(result.split_half),
+        "chosen": point(result.chosen), "bound": bound_dict(result.bound),
+        "unlabelled_records": result.unlabelled_records,
+        "smallest_supported_budget_points": 100 * result.guarantee.smallest_budget,
+        "point_estimate_choice": point(result.point_estimate) if result.point_estimate else None,
+        "budgets": [{"budget_points": b, "chosen": point(p.point), "bound": bound_dict(p.bound)}
+                    for b, p in budget_choices(result.guarantee) if p],
+        "split_half": dataclasses.asdict(result.split_half),
         "frontier": [point(p) for p in result.frontier],
         "frontier_uncalibrated": [point(p) for p in result.frontier_uncalibrated],
     }
@@ -53,6 +61,19 @@ def _tier_dict(tier: TierReport) -> dict[str, Any]:
 
 def _point_dict(point: OperatingPoint) -> dict[str, Any]:
     return {**dataclasses.asdict(point), "escalation": point.escalation}
+
+
+def bound_dict(bound: DropBound) -> dict[str, Any]:
+    """A drop bound's evidence and its value, in points."""
+    return {**dataclasses.asdict(bound), "disagreement_bound": bound.disagreement_bound,
+            "wrong_share_bound": bound.wrong_share_bound, "bound_points": 100 * bound.bound,
+            "source": bound.source}
+
+
+def budget_choices(search: GuaranteeSearch) -> list[tuple[float, Any]]:
+    """For each of BUDGETS (points), the cheapest point the guarantee accepts, or None."""
+    return [(b, min(accepted_prefix(search.path, b / 100), key=lambda p: p.point.cost,
+                    default=None)) for b in BUDGETS]
 
 
 def report_summary(result: TuningResult) -> str:
@@ -90,6 +111,7 @@ def report_summary(result: TuningResult) -> str:
         f"{', '.join(f'{n} {r:.1%}' for n, r in zip(names, chosen.reach))}",
         f"- label-free estimate of the accuracy (mean calibrated confidence of the deciding "
         f"tiers): {chosen.estimated_accuracy:.2%}, true {chosen.accuracy:.2%}",
+        *guarantee_section(result),
         "", "## Split-half check", "",
         f"Tuned on a random half of dev (seed {result.split_half.seed}), replayed on the "
         f"other: thresholds {list(result.split_half.thresholds)}.", "",
@@ -102,6 +124,46 @@ def report_summary(result: TuningResult) -> str:
                      f"{h.last_tier_accuracy:.2%} | {h.accuracy_drop_points:.2f} | "
                      f"{h.speedup:.2f}x | {h.estimated_accuracy:.2%} |")
     return "\n".join(lines) + "\n"
+
+
+def guarantee_section(result: TuningResult) -> list[str]:
+    """The bound at the chosen point, what it rests on, and what other budgets would cost."""
+    bound, search = result.bound, result.guarantee
+    confidence = f"{search.confidence:.0%}"
+    data = (f"the disagreement rate measured on {result.unlabelled_records} unlabelled records"
+            if result.unlabelled_records else
+            f"the {result.dev_records} labelled dev records alone (give --unlabelled to "
+            "tighten it)")
+    lines = [
+        "", "## Guarantee", "",
+        f"At {confidence} confidence the accuracy drop against the last tier alone is at "
+        f"most **{100 * bound.bound:.2f} points** at the chosen thresholds (dev shows "
+        f"{100 * (result.reference.accuracy - result.chosen.accuracy):+.2f}). The bound rests "
+        f"on {data}: the cascade and the last tier disagree on {bound.disagreement_rate:.2%} "
+        f"of them (at most {bound.disagreement_bound:.2%}), and the cascade is the wrong one in "
+        f"{bound.cascade_wrong} of {bound.labelled_disagreements} labelled disagreements (at "
+        f"most {bound.wrong_share_bound:.0%}); set by {bound.source}.",
+        "",
+        f"The smallest budget this data supports at {confidence}: "
+        f"{100 * search.smallest_budget:.2f} points.",
+    ]
+    if result.point_estimate is not None:
+        p = result.point_estimate
+        lines += ["", f"Without the guarantee (dev accuracy alone, as if exact) the budget "
+                  f"would pick thresholds {list(p.thresholds)}: {p.reach[-1]:.1%} reaching the "
+                  f"last tier against {result.chosen.reach[-1]:.1%} with it, a promise that "
+                  "holds on dev but often not on new data."]
+    lines += ["", f"| budget (points) | cheapest accepted threshold | bound | dev drop | "
+              "reaching the last tier | speedup |", "|---|---|---|---|---|---|"]
+    for budget, p in budget_choices(search):
+        if p is None:
+            lines.append(f"| {budget} | none: not supported by this data | | | | |")
+            continue
+        lines.append(f"| {budget} | {', '.join(map(str, p.point.thresholds))} | "
+                     f"{100 * p.bound.bound:.2f} | "
+                     f"{100 * (result.reference.accuracy - p.point.accuracy):+.2f} | "
+                     f"{p.point.reach[-1]:.1%} | {p.point.speedup:.2f}x |")
+    return lines
 
 
 def exit_tables(name: str, exits: ExitReport) -> list[str]:
