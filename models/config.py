@@ -48,7 +48,10 @@ class TierConfig:
     `max_escalation_rate` caps the share of the tier's records, per window, that go on to
     the next tier by lowering the threshold where needed (transforms/budget.py).
     `inference_timeout_secs` gives up on a model call that takes longer and sends its
-    batch to the dead letters (a hung model must not hang the job).
+    batch to the dead letters (a hung model must not hang the job). `audit_rate` sends that
+    share of the records the tier decides (chosen by a hash of tier and id, the same on
+    every runner) also to the last tier, only to measure how often the two disagree: the
+    prediction keeps the tier's answer (transforms/audit.py).
     """
 
     name: str
@@ -70,6 +73,7 @@ class TierConfig:
     max_batch_duration_secs: float | None = None
     max_escalation_rate: float | None = None
     inference_timeout_secs: float | None = None
+    audit_rate: float | None = None
 
     @property
     def model_spec(self) -> "ModelSpec":
@@ -240,6 +244,11 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
     if rate is not None and (is_last or not (_is_number(rate) and 0.0 <= rate <= 1.0)):
         raise ConfigError(f"{where}: max_escalation_rate {rate!r} must be a number in [0, 1] "
                           "on a tier that escalates (not the last), or null for no budget")
+    audit = tier.audit_rate
+    if audit is not None and (is_last or not (_is_number(audit) and 0.0 <= audit <= 1.0)):
+        raise ConfigError(f"{where}: audit_rate {audit!r} must be a share in [0, 1] of the "
+                          "records the tier decides, on a tier before the last (whose answers "
+                          "it checks against), or null for no audit")
     if tier.confidence not in CONFIDENCE_MEASURE_NAMES:
         raise ConfigError(
             f"{where}: unknown confidence {tier.confidence!r}; use one of "

@@ -8,7 +8,9 @@ threshold is decided). No torch import: commands check their input before torch 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -29,3 +31,13 @@ def decided_mask(confidences: torch.Tensor, threshold: float | None) -> torch.Te
 def escalated_indices(confidences: Sequence[float], threshold: float | None) -> list[int]:
     """The positions of the records the tier sends on."""
     return [i for i, c in enumerate(confidences) if not decides(c, threshold)]
+
+
+def audited(tier: str, record_id: Any, rate: float | None) -> bool:
+    """Whether a record a tier decides also goes to the last tier for the audit: a hash of
+    tier and id below `rate`, so the sample is the same on every runner, retry and rerun,
+    and independent of the record's confidence (a uniform sample of the tier's decisions)."""
+    if not rate:
+        return False
+    digest = hashlib.blake2b(json.dumps([tier, record_id]).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2 ** 64

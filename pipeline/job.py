@@ -163,7 +163,10 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
              prediction_schema(tier_names, config.passthrough_fields),
              [column for _, column in passthrough]))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
-    _ = ((parsed.records, predictions, dead_letters)
+    events = {"parsed": parsed.records, "prediction": predictions, "error": dead_letters}
+    if "audits" in cascade:
+        events.update(audit=cascade["audits"], audit_failed=cascade["audit_failures"])
+    _ = (events
          | "RoutingStats" >> ComputeRoutingStats(config.tiers)
          | "WriteStats" >> WriteRoutingStats(job.output))
 

@@ -170,9 +170,9 @@ def test_statistics_transform_in_a_pipeline():
 
     parsed = [r for r in records] + [{"failed at": "medium"}]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = ((p | "Parsed" >> beam.Create(parsed),
-                  p | "P" >> beam.Create(list(map(typed_record, records))),
-                  p | "E" >> beam.Create(list(map(typed_error, errors))))
+        stats = ({"parsed": p | "Parsed" >> beam.Create(parsed),
+                  "prediction": p | "P" >> beam.Create(list(map(typed_record, records))),
+                  "error": p | "E" >> beam.Create(list(map(typed_error, errors)))}
                  | ComputeRoutingStats(TIERS))["windows"]
         assert_that(stats, matches)
 

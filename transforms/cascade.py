@@ -9,7 +9,7 @@ from apache_beam.pvalue import PCollection
 from models.config import TierConfig
 from models.loading import TorchThreads
 from transforms.budget import Budget, JoinWindowBudget
-from transforms.routing import ESCALATED, RouteByConfidence
+from transforms.routing import AUDIT, ESCALATED, RouteByConfidence
 from transforms.scoring import ScoreTier
 
 
@@ -23,15 +23,22 @@ def route(tier: TierConfig, scored: PCollection) -> Any:
     else:
         with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier)
     return with_budget | f"Route[{tier.name}]" >> beam.ParDo(
-        RouteByConfidence(tier)).with_outputs(ESCALATED, main="decided")
+        RouteByConfidence(tier)).with_outputs(ESCALATED, AUDIT, main="decided")
 
 
 class TierCascade(beam.PTransform):
-    """Records in; {'predictions', 'dead_letters'} out.
+    """Records in; {'predictions', 'dead_letters'} out, and with audits configured
+    {'audits', 'audit_failures'}.
 
     Tier k runs only on the records tier k-1 escalated, so an expensive tier's cost scales
     with the uncertain fraction, not the input. Every prediction carries the visits of all the
     tiers it went through, the last one being the tier that decided it.
+
+    The audit sample of a tier with audit_rate (records it decided) also runs through the
+    last tier, in a RunInference of its own so that an audit never delays, fails or changes
+    a prediction: 'audits' are those records with the last tier's visit after the deciding
+    tier's, 'audit_failures' the dead letters of audits the last tier failed on (counted in
+    the statistics, not written as errors: their records were predicted).
     """
 
     def __init__(self, tiers: Sequence[TierConfig], threads: TorchThreads = TorchThreads()):
@@ -40,7 +47,7 @@ class TierCascade(beam.PTransform):
         self._threads = threads
 
     def expand(self, records: PCollection) -> dict[str, PCollection]:
-        decided, dead = [], []
+        decided, dead, audits = [], [], []
         pending = records
         for tier in self._tiers:
             scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
@@ -48,7 +55,15 @@ class TierCascade(beam.PTransform):
             decided.append(routed.decided)
             dead.append(failed)
             pending = routed[ESCALATED]
-        return {
+            if tier.audit_rate:
+                audits.append(routed[AUDIT])
+        outputs = {
             "predictions": decided | "MergeDecided" >> beam.Flatten(),
             "dead_letters": dead | "MergeTierFailures" >> beam.Flatten(),
         }
+        if audits:  # else no audit branch, whose RunInference would load the model again
+            last = self._tiers[-1]
+            outputs["audits"], outputs["audit_failures"] = (
+                audits | "MergeAudits" >> beam.Flatten()
+                | f"Audit[{last.name}]" >> ScoreTier(last, self._threads))
+        return outputs

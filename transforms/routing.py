@@ -10,19 +10,24 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from models.config import TierConfig
+from models.routing_rule import audited
 from transforms.budget import Budget
 from transforms.dead_letters import METRICS_NAMESPACE
 from transforms.records import Record
 
 ESCALATED = "escalated"
+AUDIT = "audit"
 
 
 class RouteByConfidence(beam.DoFn):
     """(record, Budget) in; decided records (without their model inputs) on the main
     output, uncertain ones on ESCALATED; counts both. A window's budget (a tier with
-    max_escalation_rate) also records in the visit the effective threshold it routed by."""
+    max_escalation_rate) also records in the visit the effective threshold it routed by.
+    A decided record in the tier's audit sample also goes, whole, on AUDIT."""
 
     def __init__(self, tier: TierConfig):
+        self._name = tier.name
+        self._audit_rate = tier.audit_rate
         counter = beam.metrics.Metrics.counter
         self._seen = counter(METRICS_NAMESPACE, f"{tier.name}_seen")
         self._decided = counter(METRICS_NAMESPACE, f"{tier.name}_decided")
@@ -38,4 +43,6 @@ class RouteByConfidence(beam.DoFn):
             yield TaggedOutput(ESCALATED, record)
         else:
             self._decided.inc()
+            if audited(self._name, record.id, self._audit_rate):
+                yield TaggedOutput(AUDIT, record)
             yield record.without_model_inputs()

@@ -20,8 +20,34 @@ from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import Timestamp
 
 from models.config import TierConfig
+from models.guarantee import binomial_interval, binomial_upper_bound
 from transforms.records import Visit
 from transforms.windowing import combine_per_window
+
+@dataclass
+class AuditTally:
+    """The audit of one tier's decisions: how many went to the last tier too, how many of
+    those the last tier answered alike, the last tier's probability of the tier's answer
+    (summed: with a calibrated last tier, the expected accuracy of the tier's decisions), and
+    with gold labels how often each was right."""
+
+    audited: int = 0
+    agreed: int = 0
+    last_prob_of_answer: float = 0.0
+    labelled: int = 0
+    correct: int = 0
+    last_correct: int = 0
+    failed: int = 0  # audits the last tier failed on (their records were predicted)
+
+    def count(self, decided: Visit, last: Visit, gold: int | None) -> None:
+        self.audited += 1
+        self.agreed += decided.label_id == last.label_id
+        self.last_prob_of_answer += last.probabilities[decided.label_id]
+        if gold is not None:
+            self.labelled += 1
+            self.correct += decided.label_id == gold
+            self.last_correct += last.label_id == gold
+
 
 @dataclass
 class TierTally:
@@ -42,6 +68,7 @@ class TierTally:
     exits: Counter = field(default_factory=Counter)  # records per exit layer
     call_records: Counter = field(default_factory=Counter)  # visits per (call size, passes)
     thresholds: Counter = field(default_factory=Counter)  # visits per effective threshold
+    audit: AuditTally = field(default_factory=AuditTally)
 
     def count(self, visit: Visit, final: bool, gold: int | None) -> None:
         self.seen += 1
@@ -87,12 +114,16 @@ def merge_into(total: Any, part: Any) -> None:
         elif isinstance(mine, dict):
             for name, tally in theirs.items():
                 merge_into(mine[name], tally)
+        elif dataclasses.is_dataclass(mine):
+            merge_into(mine, theirs)
         else:
             setattr(total, f.name, mine + theirs)
 
 
 class RoutingStatsFn(beam.CombineFn):
-    """Combines ('parsed', _), ('prediction', Record) and ('error', DeadLetter) events.
+    """Combines ('parsed', _), ('prediction', Record), ('error', DeadLetter), ('audit',
+    Record: the deciding tier's visit, then the last tier's) and ('audit_failed',
+    DeadLetter) events.
 
     A tier's `seen` counts every record it received: decided + escalated + failed. Records
     that a later tier failed on still count at the tiers that escalated them.
@@ -109,6 +140,11 @@ class RoutingStatsFn(beam.CombineFn):
         kind, row = event
         if kind == "parsed":
             acc.parsed += 1
+        elif kind == "audit":
+            *_, decided, last = row.tiers
+            acc.tiers[decided.tier].audit.count(decided, last, row.gold)
+        elif kind == "audit_failed":
+            acc.tiers[row.tiers[-1].tier].audit.failed += 1
         elif kind == "error":
             acc.errors[row.stage] += 1
             for visit in row.tiers:
@@ -151,6 +187,7 @@ class RoutingStatsFn(beam.CombineFn):
             "accuracy": _ratio(correct, labelled),
             "estimated_accuracy": _ratio(
                 sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
+            "audit": audit_summary(acc.tiers, self._names, predictions),
             "tiers": [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
                       for name in self._names],
         }
@@ -177,7 +214,54 @@ class RoutingStatsFn(beam.CombineFn):
             "ms_per_record": _ratio(t.ms, t.seen),
             "records_per_exit": {str(layer): n for layer, n in sorted(t.exits.items())},
             **call_sizes(t.call_records),
+            "audit": tier_audit(t.audit),
         }
+
+
+def tier_audit(a: AuditTally) -> dict[str, Any] | None:
+    """A tier's audit: agreement with the last tier on its audited decisions, with a 95%
+    interval; the upper end of the disagreement, which bounds how much accuracy the tier's
+    decisions lose against the last tier (no labels needed); the last tier's estimate of
+    their accuracy; with labels, both accuracies on the audited records."""
+    if not a.audited and not a.failed:
+        return None
+    low, high = binomial_interval(a.agreed, a.audited)
+    return {
+        "audited": a.audited, "failed": a.failed, "agreed": a.agreed,
+        "agreement": _ratio(a.agreed, a.audited),
+        "agreement_interval_95": [low, high] if a.audited else None,
+        "drop_bound_95": 1 - low if a.audited else None,
+        "estimated_accuracy": _ratio(a.last_prob_of_answer, a.audited),
+        "labelled": a.labelled,
+        "accuracy": _ratio(a.correct, a.labelled),
+        "last_tier_accuracy": _ratio(a.last_correct, a.labelled),
+    }
+
+
+def audit_summary(tiers: dict[str, TierTally], names: Sequence[str],
+                  predictions: int) -> dict[str, Any] | None:
+    """The audit of the whole output: the drop against the last tier alone is the sum over
+    audited tiers of (their share of the predictions) x (their disagreement rate); its 95%
+    upper bound takes each tier's at 95% / (tiers audited), a union bound. Also the
+    label-free accuracy estimate corrected by the audit: each audited tier's decisions
+    valued by the last tier's probability of their answer, not by their own confidence."""
+    audited_names = [n for n in names[:-1] if tiers[n].audit.audited]
+    audited = [tiers[n] for n in audited_names]
+    if not audited or not predictions:
+        return None
+    risk = 0.05 / len(audited)
+    estimate = bound = 0.0
+    for t in audited:
+        share = t.decided / predictions
+        estimate += share * (1 - t.audit.agreed / t.audit.audited)
+        bound += share * binomial_upper_bound(t.audit.audited - t.audit.agreed,
+                                              t.audit.audited, risk)
+    unaudited = [tiers[n] for n in names if n not in audited_names]
+    corrected = (sum(t.decided * t.audit.last_prob_of_answer / t.audit.audited for t in audited)
+                 + sum(t.max_prob_decided for t in unaudited)) / predictions
+    return {"audited": sum(t.audit.audited for t in audited),
+            "disagreement": estimate, "drop_bound_95": min(1.0, bound),
+            "estimated_accuracy": corrected}
 
 
 def call_sizes(records_by_call: Counter) -> dict[str, Any]:
@@ -236,11 +320,12 @@ class MergeAccumulators(AccumulateOnly):
 
 
 class AccumulateRoutingStats(beam.PTransform):
-    """(parsed records, predictions, dead letters) in; one RoutingStatsFn accumulator per
-    window out (one in all in batch mode).
+    """{kind: PCollection} of events (RoutingStatsFn's kinds: parsed records, predictions,
+    dead letters, and audits when there are) in; one RoutingStatsFn accumulator per window
+    out (one in all in batch mode).
 
-    Each input is combined on its own and only the three partial results are flattened:
-    a Flatten of the records themselves is held whole in memory by the FnApiRunner (it
+    Each input is combined on its own and only the partial results are flattened: a
+    Flatten of the records themselves is held whole in memory by the FnApiRunner (it
     materialises every multi-input Flatten), which made peak memory grow with the input.
     """
 
@@ -248,14 +333,15 @@ class AccumulateRoutingStats(beam.PTransform):
         super().__init__()
         self._stats = RoutingStatsFn(tiers)
 
-    def expand(self, inputs: tuple[PCollection, PCollection, PCollection]) -> PCollection:
+    def expand(self, events: dict[str, PCollection]) -> PCollection:
+        parsed = events["parsed"]
         partials = [
             pcoll
             | f"Tag[{kind}]" >> beam.Map(lambda row, kind=kind: (kind, row))
             | f"Accumulate[{kind}]" >> combine_per_window(AccumulateOnly(self._stats), pcoll)
-            for kind, pcoll in zip(("parsed", "prediction", "error"), inputs)]
+            for kind, pcoll in events.items()]
         return (partials | "AllPartials" >> beam.Flatten()
-                | "Merge" >> combine_per_window(MergeAccumulators(self._stats), inputs[0]))
+                | "Merge" >> combine_per_window(MergeAccumulators(self._stats), parsed))
 
 
 class ExtractStats(beam.DoFn):
@@ -274,7 +360,7 @@ class ExtractStats(beam.DoFn):
 
 
 class ComputeRoutingStats(beam.PTransform):
-    """(parsed records, predictions, dead letters) in; {'windows': a statistics dict per
+    """{kind: events} (see AccumulateRoutingStats) in; {'windows': a statistics dict per
     window (one in all in batch), 'running': in streaming, after each closed window the
     statistics of every window closed so far (absent in batch)}."""
 
@@ -282,9 +368,8 @@ class ComputeRoutingStats(beam.PTransform):
         super().__init__()
         self._tiers = tuple(tiers)
 
-    def expand(self, inputs: tuple[PCollection, PCollection, PCollection]
-               ) -> dict[str, PCollection]:
-        accumulators = inputs | "Accumulate" >> AccumulateRoutingStats(self._tiers)
+    def expand(self, events: dict[str, PCollection]) -> dict[str, PCollection]:
+        accumulators = events | "Accumulate" >> AccumulateRoutingStats(self._tiers)
         stats = {"windows": accumulators | "Extract" >> beam.ParDo(ExtractStats(self._tiers))}
         if not accumulators.windowing.is_default():
             stats["running"] = accumulators | "Cumulative" >> CumulativeRoutingStats(self._tiers)
