@@ -51,7 +51,9 @@ class TierConfig:
     batch to the dead letters (a hung model must not hang the job). `audit_rate` sends that
     share of the records the tier decides (chosen by a hash of tier and id, the same on
     every runner) also to the last tier, only to measure how often the two disagree: the
-    prediction keeps the tier's answer (transforms/audit.py).
+    prediction keeps the tier's answer (transforms/cascade.py). `reference_confidences`
+    and `reference_records` describe the confidences calibration saw at this tier; the run
+    tests its own against them and says when the input has shifted (models/shift.py).
     """
 
     name: str
@@ -74,6 +76,8 @@ class TierConfig:
     max_escalation_rate: float | None = None
     inference_timeout_secs: float | None = None
     audit_rate: float | None = None
+    reference_confidences: tuple[float, ...] | None = None  # written by calibrate
+    reference_records: int | None = None
 
     @property
     def model_spec(self) -> "ModelSpec":
@@ -119,7 +123,7 @@ class ModelSpec:
                          quantize=self.quantize, keep_tokens=self.keep_tokens)
 
 
-LIST_KEYS = ("exit_temperatures", "keep_tokens")  # YAML lists, tuples in TierConfig
+LIST_KEYS = ("exit_temperatures", "keep_tokens", "reference_confidences")  # YAML lists, tuples in TierConfig
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,13 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         raise ConfigError(f"{where}: audit_rate {audit!r} must be a share in [0, 1] of the "
                           "records the tier decides, on a tier before the last (whose answers "
                           "it checks against), or null for no audit")
+    reference = tier.reference_confidences
+    if reference is not None and not (
+            isinstance(reference, tuple) and all(_is_number(q) for q in reference)
+            and isinstance(tier.reference_records, int) and tier.reference_records > 0):
+        raise ConfigError(f"{where}: reference_confidences must be a list of numbers with "
+                          "reference_records, their sample's size (beam-cascade calibrate "
+                          "writes both); remove both to skip the shift test")
     if tier.confidence not in CONFIDENCE_MEASURE_NAMES:
         raise ConfigError(
             f"{where}: unknown confidence {tier.confidence!r}; use one of "

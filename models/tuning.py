@@ -43,8 +43,10 @@ from models.guarantee import DropBound, GuaranteeSearch, bounded_point, guarante
 from models.loading import TierModel
 from models.model_cache import local_model_folder
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
-                                     choose, last_tier_alone, pareto_frontier, replay, sweep)
+                                     choose, deciding_tiers, last_tier_alone, pareto_frontier,
+                                     replay, sweep)
 from models.routing_rule import decided_mask
+from models.shift import reference_quantiles
 from models.throughput import ONE_PASS, seconds_per_record
 from models.tier import Tier
 from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
@@ -199,7 +201,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     chosen = replay(calibrated, labels, choice.point.thresholds, share_costs,
                     reference_cost=reference.cost)
     return TuningResult(
-        config=tuned_config(config, tiers, chosen, batch_sizes_chosen),
+        config=tuned_config(config, tiers, chosen, batch_sizes_chosen,
+                            reached_confidences(on_unlabelled or calibrated, chosen.thresholds)),
         policy=policy,
         tiers=[TierReport(c.name, c.model, b, t.calibration, t.costs,
                           exits_report(c, t.exits) if t.exits else None, t.lengths)
@@ -416,13 +419,23 @@ def split_half_check(tiers: list[TierOutputs], labels: torch.Tensor,
 
 
 def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: OperatingPoint,
-                 batch_sizes: list[int]) -> CascadeConfig:
+                 batch_sizes: list[int], reached: list[list[float]]) -> CascadeConfig:
     thresholds = list(chosen.thresholds) + [None]
     return dataclasses.replace(config, tiers=tuple(
         dataclasses.replace(c, threshold=th, temperature=t.calibration.temperature,
                             batch_size=b,
                             exit_temperatures=t.exits.temperatures if t.exits else None,
-                            keep_tokens=t.lengths.chosen.keep if t.lengths else c.keep_tokens)
-        for c, t, th, b in zip(config.tiers, tiers, thresholds, batch_sizes)))
+                            keep_tokens=t.lengths.chosen.keep if t.lengths else c.keep_tokens,
+                            reference_confidences=reference_quantiles(r) if r else None,
+                            reference_records=len(r) or None)
+        for c, t, th, b, r in zip(config.tiers, tiers, thresholds, batch_sizes, reached)))
+
+
+def reached_confidences(tiers: list[TierOutputs], thresholds: tuple[float, ...]
+                        ) -> list[list[float]]:
+    """Per tier, the calibrated confidences of the records that reach it at these
+    thresholds: what the run's shift test compares its own with."""
+    deciding = deciding_tiers(tiers, thresholds)
+    return [t.confidences[deciding >= k].tolist() for k, t in enumerate(tiers)]
 
 

@@ -37,9 +37,35 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
     if stats["labelled"]:
         lines.append(f"cascade accuracy {_fmt(stats['accuracy'], '.2%')} on "
                      f"{stats['labelled']} labelled records")
-    if stats["predictions"]:
+    lines += audit_lines(stats)
+    if stats.get("shifted_tiers"):
+        lines.append(
+            f"INPUT SHIFT: the confidences of {', '.join(stats['shifted_tiers'])} differ from "
+            "those calibration saw (routing_stats.json, tiers[].shift): the thresholds' "
+            "promise and the label-free estimate may not hold; audit (audit_rate) or "
+            "recalibrate on recent data")
+    if stats["predictions"] and not stats.get("audit"):
         lines.append(f"estimated accuracy {_fmt(stats['estimated_accuracy'], '.2%')} (mean "
-                     "probability of the decisions: trust it for tiers calibrated by "
-                     "`beam-cascade calibrate`)")
+                     "probability of the decisions: trust it only for tiers calibrated by "
+                     "`beam-cascade calibrate` on data like this; an audit corrects it)")
     lines.append(f"outputs in {output}: predictions-*, errors-*.jsonl, routing_stats.json")
     return "\n".join(lines)
+
+
+def audit_lines(stats: dict[str, Any]) -> list[str]:
+    """Per audited tier its agreement with the last tier, then the whole output's bound."""
+    lines = []
+    for t in stats["tiers"]:
+        a = t.get("audit")
+        if a and a["audited"]:
+            low, high = a["agreement_interval_95"]
+            lines.append(f"audit {t['name']}: {a['audited']} decisions also sent to the last "
+                         f"tier, agreement {a['agreement']:.1%} (95%: {low:.1%} to {high:.1%})")
+    whole = stats.get("audit")
+    if whole:
+        lines.append(f"audited accuracy drop against the last tier alone: "
+                     f"{100 * whole['disagreement']:.2f} points estimated, at most "
+                     f"{100 * whole['drop_bound_95']:.2f} (95%); estimated accuracy "
+                     f"{_fmt(whole['estimated_accuracy'], '.2%')} (audit-corrected: decisions "
+                     "valued by the last tier's probabilities)")
+    return lines

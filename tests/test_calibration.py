@@ -148,6 +148,8 @@ def test_the_written_config_runs_unchanged(tmp_path, models):
     assert [t.temperature for t in written.tiers] == pytest.approx(
         [t["calibration"]["temperature"] for t in result["tiers"]], abs=1e-6)
     assert {t.batch_size for t in written.tiers} <= {4, 8}
+    assert all(len(t.reference_confidences) == 49 and t.reference_records
+               for t in written.tiers)
     for name in ("report.md", "frontier.png", "reliability-small.png", "reliability-large.png"):
         assert (report / name).stat().st_size > 0
 
@@ -156,6 +158,7 @@ def test_the_written_config_runs_unchanged(tmp_path, models):
     assert stats["accuracy"] == pytest.approx(result["chosen"]["accuracy"])
     reach = [t["seen"] / stats["predictions"] for t in stats["tiers"]]
     assert reach == pytest.approx(result["chosen"]["reach"])
+    assert stats["shifted_tiers"] == []  # the data it was calibrated on
 
 
 def test_calibrate_bounds_the_drop_with_an_unlabelled_sample(tmp_path, models, capsys):

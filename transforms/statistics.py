@@ -21,6 +21,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from models.config import TierConfig
 from models.guarantee import binomial_interval, binomial_upper_bound
+from models.shift import confidence_bin, shift_test
 from transforms.records import Visit
 from transforms.windowing import combine_per_window
 
@@ -69,9 +70,11 @@ class TierTally:
     call_records: Counter = field(default_factory=Counter)  # visits per (call size, passes)
     thresholds: Counter = field(default_factory=Counter)  # visits per effective threshold
     audit: AuditTally = field(default_factory=AuditTally)
+    confidence_bins: Counter = field(default_factory=Counter)  # seen, for the shift test
 
     def count(self, visit: Visit, final: bool, gold: int | None) -> None:
         self.seen += 1
+        self.confidence_bins[confidence_bin(visit.confidence)] += 1
         if final:
             self.decided += 1
             self.confidence_decided += visit.confidence
@@ -132,6 +135,8 @@ class RoutingStatsFn(beam.CombineFn):
     def __init__(self, tiers: Sequence[TierConfig]):
         self._names = [t.name for t in tiers]
         self._thresholds = {t.name: t.threshold for t in tiers}
+        self._references = {t.name: (t.reference_confidences, t.reference_records)
+                            for t in tiers if t.reference_confidences}
 
     def create_accumulator(self) -> RoutingTally:
         return RoutingTally(tiers={name: TierTally() for name in self._names})
@@ -188,6 +193,8 @@ class RoutingStatsFn(beam.CombineFn):
             "estimated_accuracy": _ratio(
                 sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
             "audit": audit_summary(acc.tiers, self._names, predictions),
+            "shifted_tiers": [name for name in self._names
+                              if (self._shift(name, acc.tiers[name]) or {}).get("shifted")],
             "tiers": [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
                       for name in self._names],
         }
@@ -215,7 +222,15 @@ class RoutingStatsFn(beam.CombineFn):
             "records_per_exit": {str(layer): n for layer, n in sorted(t.exits.items())},
             **call_sizes(t.call_records),
             "audit": tier_audit(t.audit),
+            "shift": self._shift(name, t),
         }
+
+    def _shift(self, name: str, t: TierTally) -> dict[str, Any] | None:
+        """The tier's confidences against calibration's (models/shift.py); None without a
+        reference or records."""
+        if name not in self._references or not t.seen:
+            return None
+        return dataclasses.asdict(shift_test(*self._references[name], t.confidence_bins))
 
 
 def tier_audit(a: AuditTally) -> dict[str, Any] | None:
