@@ -1,0 +1,151 @@
+"""Under a shift of input, does the run-time audit's bound cover the true accuracy drop, and
+does the summary say the input shifted? And what does auditing cost?
+
+    python -m bench.audit_shift [--data ../shared/data/sst2] [--rounds 3]
+
+1. SST-2 dev is cut at its median length: calibrate tunes the n-gram -> MiniLM cascade on
+   the short half (policy: at most 40% of records to tier 2), then the tuned config, with
+   audit_rate 0.5 on tier 1 (a 436-record run needs a large share to audit enough), runs
+   on the long half with its labels: the true drop against tier 2 alone (run on the same
+   records) next to the audit's 95% bound, the shift flag, and the label-free estimates.
+2. Cost: the tuned config with audit_rate 0, 0.01 and 0.05 over dev + the unlabelled test
+   sentences (2,693 records), --rounds interleaved rounds, median records/s.
+Writes bench/results/audit_shift.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import yaml
+
+from bench.sst2 import LABELS, sst2_file, tier1_model, tier2_model
+from models.datasets import read_labelled, read_rows
+from pipeline.calibrate import main as calibrate
+from pipeline.job import run
+
+RESULTS = "bench/results"
+
+
+def write_jsonl(path: str, rows: list[dict]) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def with_audit(config_path: str, rate: float, out_path: str) -> str:
+    raw = yaml.safe_load(open(config_path, encoding="utf-8"))
+    raw["tiers"][0]["audit_rate"] = rate
+    raw["tiers"][0]["model"] = os.path.abspath(os.path.join(os.path.dirname(config_path),
+                                                            raw["tiers"][0]["model"]))
+    raw["tiers"][1]["model"] = os.path.abspath(os.path.join(os.path.dirname(config_path),
+                                                            raw["tiers"][1]["model"]))
+    with open(out_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(raw, f)
+    return out_path
+
+
+def job(config: str, data: str, output: str) -> dict:
+    return run(["--config", config, "--input", data, "--output", output,
+                "--runner", "FnApiRunner", "--label_field", "label"])
+
+
+def shift_case(work: str, data: str) -> dict:
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
+    rows = sorted(({"id": f"dev-{i}", "text": t, "label": LABELS[y]}
+                   for i, (t, y) in enumerate(zip(dev.texts, dev.label_ids))),
+                  key=lambda r: len(r["text"]))
+    short = write_jsonl(os.path.join(work, "short.jsonl"), rows[: len(rows) // 2])
+    long = write_jsonl(os.path.join(work, "long.jsonl"), rows[len(rows) // 2:])
+    base = os.path.join(work, "cascade.yaml")
+    with open(base, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"label_field": "label", "tiers": [
+            {"name": "ngram", "model": os.path.abspath(tier1_model(None, data)),
+             "threshold": 0.9},
+            {"name": "minilm", "model": os.path.abspath(tier2_model(None, data))}]}, f)
+    tuned = os.path.join(work, "tuned.yaml")
+    assert calibrate(["--config", base, "--dev", short, "--output", tuned,
+                      "--max_escalation_rate", "0.4", "--batch_sizes", "64",
+                      "--repeats", "1"]) == 0
+    audited = with_audit(tuned, 0.5, os.path.join(work, "audited.yaml"))
+    alone = os.path.join(work, "alone.yaml")
+    with open(alone, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"label_field": "label", "tiers": [
+            {"name": "minilm", "model": os.path.abspath(tier2_model(None, data))}]}, f)
+    results = {}
+    for name, path in (("short (calibration data)", short), ("long (shifted)", long)):
+        cascade = job(audited, path, os.path.join(work, f"out-{len(results)}"))
+        reference = job(alone, path, os.path.join(work, f"alone-{len(results)}"))
+        results[name] = {
+            "records": cascade["predictions"],
+            "true_drop_points": 100 * (reference["accuracy"] - cascade["accuracy"]),
+            "audit_drop_estimate_points": 100 * cascade["audit"]["disagreement"],
+            "audit_drop_bound_95_points": 100 * cascade["audit"]["drop_bound_95"],
+            "audited": cascade["audit"]["audited"],
+            "shifted_tiers": cascade["shifted_tiers"],
+            "ks_distance_tier1": cascade["tiers"][0]["shift"]["distance"],
+            "accuracy": cascade["accuracy"],
+            "estimated_accuracy_confidence": cascade["estimated_accuracy"],
+            "estimated_accuracy_audit_corrected": cascade["audit"]["estimated_accuracy"]}
+    return results
+
+
+def audit_cost(work: str, data: str, rounds: int) -> dict:
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
+    test = [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+    rows = [{"id": f"dev-{i}", "text": t} for i, t in enumerate(dev.texts)]
+    rows += [{"id": f"test-{i}", "text": t} for i, t in enumerate(test)]
+    data_path = write_jsonl(os.path.join(work, "all.jsonl"), rows)
+    tuned = os.path.join(work, "tuned.yaml")
+    seconds: dict[float, list[float]] = {rate: [] for rate in (0.0, 0.01, 0.05)}
+    for r in range(rounds):
+        for rate in seconds:
+            config = with_audit(tuned, rate, os.path.join(work, f"cost-{rate}.yaml"))
+            start = time.perf_counter()
+            job(config, data_path, os.path.join(work, f"cost-{rate}-{r}"))
+            seconds[rate].append(time.perf_counter() - start)
+    return {str(rate): {"records": len(rows), "median_seconds": statistics.median(s),
+                        "records_per_second": len(rows) / statistics.median(s)}
+            for rate, s in seconds.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.audit_shift")
+    p.add_argument("--data", default="../shared/data/sst2")
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+    work = tempfile.mkdtemp(prefix="audit-shift-")
+    result = {"shift": shift_case(work, args.data), "cost": audit_cost(work, args.data,
+                                                                        args.rounds)}
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "audit_shift.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    lines = [f"# Audit under shift, and its cost (`python -m bench.audit_shift --rounds "
+             f"{args.rounds}`)", "",
+             "| run on | records | true drop | audit estimate | audit bound (95%) | audited "
+             "| shift flagged | KS distance | accuracy | estimate: confidence | estimate: "
+             "audit-corrected |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in result["shift"].items():
+        lines.append(
+            f"| {name} | {s['records']} | {s['true_drop_points']:+.2f} | "
+            f"{s['audit_drop_estimate_points']:.2f} | {s['audit_drop_bound_95_points']:.2f} | "
+            f"{s['audited']} | {', '.join(s['shifted_tiers']) or 'no'} | "
+            f"{s['ks_distance_tier1']:.3f} | {s['accuracy']:.2%} | "
+            f"{s['estimated_accuracy_confidence']:.2%} | "
+            f"{s['estimated_accuracy_audit_corrected']:.2%} |")
+    lines += ["", "| audit_rate | records | median seconds | records/s |", "|---|---|---|---|"]
+    lines += [f"| {rate} | {c['records']} | {c['median_seconds']:.1f} | "
+              f"{c['records_per_second']:.0f} |" for rate, c in result["cost"].items()]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(RESULTS, "audit_shift.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
