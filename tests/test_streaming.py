@@ -27,6 +27,7 @@ from conftest import built
 from models.confidence import score
 from models.config import CascadeConfig, TierConfig
 from models.loading import TierModel
+from models.routing_rule import audited
 from pipeline.io import STATS_FILE, WINDOW_STATS_PREFIX
 from pipeline.job import CascadeJob, build_pipeline
 
@@ -100,11 +101,15 @@ def test_windows_get_their_own_predictions_and_statistics(tmp_path, models):
             stream = stream.add_elements([TimestampedValue(("stream", 1, b'{"id": "bad"}'), 70)])
     stream = stream.advance_watermark_to(3 * WINDOW).add_elements(
         [raw_row("late", TEXTS[0], 10)]).advance_watermark_to_infinity()
-    run_stream(stream, [TierConfig("small", models["small"], threshold, batch_size=8),
+    run_stream(stream, [TierConfig("small", models["small"], threshold, batch_size=8,
+                                   audit_rate=0.5),
                         TierConfig("large", models["large"], batch_size=8)], tmp_path)
 
     files = predictions_by_file(tmp_path)
     assert len(files) == 3, sorted(files)
+    audits = [sum(c >= threshold and audited("small", f"w{w}-{i}", 0.5)
+                  for i, c in enumerate(small[w * 30:(w + 1) * 30])) for w in range(3)]
+    assert sum(audits) > 0  # each window audits its own decisions
     assert sorted(map(sorted, files.values())) == sorted(
         sorted(f"w{w}-{i}" for i in range(30)) for w in range(3))
     stats = window_stats(tmp_path)
@@ -116,8 +121,10 @@ def test_windows_get_their_own_predictions_and_statistics(tmp_path, models):
         assert window["records_per_second"] == pytest.approx((30 + (w == 1)) / WINDOW)
         assert [t["seen"] for t in window["tiers"]] == [30, expected_escalated]
         assert window["tiers"][0]["escalated"] == expected_escalated
+        assert (window["tiers"][0]["audit"] or {"audited": 0})["audited"] == audits[w]
     total = json.loads((tmp_path / STATS_FILE).read_text())
     assert total["windows"] == 3 and total["predictions"] == 90 and total["errors"] == 1
+    assert total["tiers"][0]["audit"]["audited"] == sum(audits)
     assert total["tiers"][0]["escalated"] == sum(c < threshold for c in small)
     errors = [json.loads(line) for p in tmp_path.glob("errors-*.jsonl")
               for line in p.read_text().splitlines()]
