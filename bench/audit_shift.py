@@ -15,7 +15,6 @@ Writes bench/results/audit_shift.{md,json}.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -41,10 +40,9 @@ def write_jsonl(path: str, rows: list[dict]) -> str:
 def with_audit(config_path: str, rate: float, out_path: str) -> str:
     raw = yaml.safe_load(open(config_path, encoding="utf-8"))
     raw["tiers"][0]["audit_rate"] = rate
-    raw["tiers"][0]["model"] = os.path.abspath(os.path.join(os.path.dirname(config_path),
-                                                            raw["tiers"][0]["model"]))
-    raw["tiers"][1]["model"] = os.path.abspath(os.path.join(os.path.dirname(config_path),
-                                                            raw["tiers"][1]["model"]))
+    for tier in raw["tiers"]:  # written relative to the tuned config's folder
+        tier["model"] = os.path.abspath(os.path.join(os.path.dirname(config_path),
+                                                     tier["model"]))
     with open(out_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(raw, f)
     return out_path

@@ -33,6 +33,12 @@ def escalated_indices(confidences: Sequence[float], threshold: float | None) -> 
     return [i for i, c in enumerate(confidences) if not decides(c, threshold)]
 
 
+def confidence_bin(confidence: float, bins: int) -> int:
+    """A confidence's bin of width 1/bins (a confidence of 1 gets bin `bins`): how the
+    escalation budget and the shift test count confidences in bounded memory."""
+    return min(bins, max(0, int(confidence * bins)))
+
+
 def audited(tier: str, record_id: Any, rate: float | None) -> bool:
     """Whether a record a tier decides also goes to the last tier for the audit: a hash of
     tier and id below `rate`, so the sample is the same on every runner, retry and rerun,

@@ -18,14 +18,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from models.routing_rule import confidence_bin
+
 REFERENCE_QUANTILES = 49  # at 1/50, 2/50, ... 49/50
 BINS = 1000
 P_VALUE = 0.001
 MIN_DISTANCE = 0.05
-
-
-def confidence_bin(confidence: float) -> int:
-    return min(BINS - 1, max(0, int(confidence * BINS)))
 
 
 def reference_quantiles(confidences: Sequence[float]) -> tuple[float, ...]:
@@ -59,6 +57,7 @@ def _gap(bins: Counter, total: int, value: float, level: float) -> float:
     """How far the run's share of confidences at most `value` is from `level`, at least:
     the records in `value`'s own bin may lie on either side of it, so the gap is measured
     to the nearer end (never a shift made up by binning)."""
-    below = sum(n for b, n in bins.items() if b < confidence_bin(value)) / total
-    through = below + bins.get(confidence_bin(value), 0) / total
+    own = confidence_bin(value, BINS)
+    below = sum(n for b, n in bins.items() if b < own) / total
+    through = below + bins.get(own, 0) / total
     return max(0.0, below - level, level - through)

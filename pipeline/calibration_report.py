@@ -153,7 +153,7 @@ def guarantee_section(result: TuningResult) -> list[str]:
                   f"would pick thresholds {list(p.thresholds)}: {p.reach[-1]:.1%} reaching the "
                   f"last tier against {result.chosen.reach[-1]:.1%} with it, a promise that "
                   "holds on dev but often not on new data."]
-    lines += ["", f"| budget (points) | cheapest accepted threshold | bound | dev drop | "
+    lines += ["", "| budget (points) | cheapest accepted threshold | bound | dev drop | "
               "reaching the last tier | speedup |", "|---|---|---|---|---|---|"]
     for budget, p in budget_choices(search):
         if p is None:

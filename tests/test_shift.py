@@ -3,14 +3,15 @@ import random
 from collections import Counter
 
 from models.config import TierConfig
-from models.shift import confidence_bin, reference_quantiles, shift_test
+from models.routing_rule import confidence_bin
+from models.shift import BINS, reference_quantiles, shift_test
 from pipeline.summary import format_summary
 from transforms.records import Record, Visit
 from transforms.statistics import RoutingStatsFn
 
 
 def _bins(confidences):
-    return Counter(confidence_bin(c) for c in confidences)
+    return Counter(confidence_bin(c, BINS) for c in confidences)
 
 
 def test_the_same_distribution_is_not_flagged_and_a_moved_one_is():

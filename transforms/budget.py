@@ -30,17 +30,12 @@ import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
-from models.routing_rule import decides
+from models.routing_rule import confidence_bin, decides
 from transforms.records import Record
 from transforms.windowing import combine_per_window
 
 BINS = 10_000
 SHARDS = 16
-
-
-def confidence_bin(confidence: float) -> int:
-    """The bin of a confidence in [0, 1]; the routing and the counting both use it."""
-    return min(BINS, max(0, int(confidence * BINS)))
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class Budget:
     per_window: bool = False
 
     def escalates(self, confidence: float) -> bool:
-        return not decides(confidence, self.threshold) and confidence_bin(confidence) < self.cap_bin
+        return not decides(confidence, self.threshold) and confidence_bin(confidence, BINS) < self.cap_bin
 
     @property
     def effective_threshold(self) -> float | None:
@@ -89,7 +84,7 @@ class EscalationBudgetFn(beam.CombineFn):
         return Counter()
 
     def add_input(self, bins: Counter, confidence: float) -> Counter:
-        bins[confidence_bin(confidence)] += 1
+        bins[confidence_bin(confidence, BINS)] += 1
         return bins
 
     def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:

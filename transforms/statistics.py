@@ -21,7 +21,9 @@ from apache_beam.utils.timestamp import Timestamp
 
 from models.config import TierConfig
 from models.guarantee import binomial_interval, binomial_upper_bound
-from models.shift import confidence_bin, shift_test
+from models.routing_rule import confidence_bin
+from models.shift import BINS as SHIFT_BINS
+from models.shift import shift_test
 from transforms.records import Visit
 from transforms.windowing import combine_per_window
 
@@ -74,7 +76,7 @@ class TierTally:
 
     def count(self, visit: Visit, final: bool, gold: int | None) -> None:
         self.seen += 1
-        self.confidence_bins[confidence_bin(visit.confidence)] += 1
+        self.confidence_bins[confidence_bin(visit.confidence, SHIFT_BINS)] += 1
         if final:
             self.decided += 1
             self.confidence_decided += visit.confidence
@@ -178,6 +180,8 @@ class RoutingStatsFn(beam.CombineFn):
         record_errors = {stage: n for stage, n in acc.errors.items() if stage != "read"}
         errors = sum(record_errors.values())
         records_read = acc.parsed + record_errors.get("parse", 0)
+        tiers = [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
+                 for name in self._names]
         return {
             "records": predictions + errors,
             "records_read": records_read,
@@ -193,10 +197,8 @@ class RoutingStatsFn(beam.CombineFn):
             "estimated_accuracy": _ratio(
                 sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
             "audit": audit_summary(acc.tiers, self._names, predictions),
-            "shifted_tiers": [name for name in self._names
-                              if (self._shift(name, acc.tiers[name]) or {}).get("shifted")],
-            "tiers": [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
-                      for name in self._names],
+            "shifted_tiers": [t["name"] for t in tiers if (t["shift"] or {}).get("shifted")],
+            "tiers": tiers,
         }
 
     def _tier_output(self, name: str, t: TierTally, predictions: int,
