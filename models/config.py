@@ -51,7 +51,10 @@ class TierConfig:
     batch to the dead letters (a hung model must not hang the job). `audit_rate` sends that
     share of the records the tier decides (chosen by a hash of tier and id, the same on
     every runner) also to the last tier, only to measure how often the two disagree: the
-    prediction keeps the tier's answer (transforms/cascade.py). `reference_confidences`
+    prediction keeps the tier's answer (transforms/cascade.py). `max_disagreement` (with
+    `audit_rate`) closes the loop: each window's threshold is raised until the 95% bound on
+    the share of the tier's records it decides against the last tier's answer, measured on
+    that sample, is within it (transforms/budget.py). `reference_confidences`
     and `reference_records` describe the confidences calibration saw at this tier; the run
     tests its own against them and says when the input has shifted (models/shift.py).
     """
@@ -76,6 +79,7 @@ class TierConfig:
     max_escalation_rate: float | None = None
     inference_timeout_secs: float | None = None
     audit_rate: float | None = None
+    max_disagreement: float | None = None
     reference_confidences: tuple[float, ...] | None = None  # written by calibrate
     reference_records: int | None = None
 
@@ -253,6 +257,13 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         raise ConfigError(f"{where}: audit_rate {audit!r} must be a share in [0, 1] of the "
                           "records the tier decides, on a tier before the last (whose answers "
                           "it checks against), or null for no audit")
+    target = tier.max_disagreement
+    if target is not None and (is_last or not (_is_number(target) and 0.0 < target <= 1.0)):
+        raise ConfigError(f"{where}: max_disagreement {target!r} must be a share in (0, 1] of "
+                          "the tier's records, on a tier before the last, or null for none")
+    if target is not None and not audit:
+        raise ConfigError(f"{where}: max_disagreement needs an audit_rate (the sample that "
+                          "measures the disagreement), e.g. audit_rate: 0.02")
     reference = tier.reference_confidences
     if reference is not None and not (
             isinstance(reference, tuple) and all(_is_number(q) for q in reference)

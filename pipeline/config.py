@@ -18,7 +18,7 @@ import yaml
 
 from models.config import (CascadeConfig, ConfigError, TierConfig, check_config,
                            config_from_dict, parse_config)
-from pipeline.flags import TIER_FLAGS
+from pipeline.flags import ESCALATING_TIER_FLAGS, TIER_FLAGS
 
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
@@ -125,7 +125,7 @@ def with_flags(config: CascadeConfig, options: argparse.Namespace) -> CascadeCon
     tiers = config.tiers
     for flag in TIER_FLAGS:
         applies_to = ([tier for tier in tiers if tier.threshold is not None]
-                      if flag == "max_escalation_rate" else None)  # only tiers that escalate
+                      if flag in ESCALATING_TIER_FLAGS else None)
         tiers = tier_default(tiers, flag, getattr(options, flag), applies_to)
     return dataclasses.replace(config, tiers=tiers, **overrides)
 

@@ -23,7 +23,14 @@ TIER_FLAGS = {
                            "streaming, of the whole run in batch) go on to the next tier: the "
                            "threshold is lowered where needed (docs/streaming.md); escalating tiers "
                            "only",
+    "audit_rate": "this share of a tier's decisions (hash-chosen by id) also goes to the last "
+                  "tier, to measure their disagreement (docs/outputs.md); escalating tiers only",
+    "max_disagreement": "per window, raise a tier's threshold until the 95%% bound on the "
+                        "share of its records it decides against the last tier's answer is "
+                        "within this (needs audit_rate; docs/streaming.md); escalating tiers "
+                        "only",
 }
+ESCALATING_TIER_FLAGS = ("max_escalation_rate", "audit_rate", "max_disagreement")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@
 and on the command line: `beam-cascade predict --config cascade.yaml "some text" ...`, which
 prints each tier's answer and confidence. Each text goes through the tiers as in a job: a
 tier keeps it when its confidence reaches the tier's threshold (models/routing_rule.py).
-An escalation budget (max_escalation_rate) needs a window of records and does not apply.
+A window's budget (max_escalation_rate, max_disagreement) needs a window of records and
+does not apply.
 """
 from __future__ import annotations
 

@@ -31,6 +31,11 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
             f"{_fmt(t['mean_confidence_seen'], '.3f'):>10}"
             f"{_fmt(t['accuracy_decided'], '.1%'):>10}{_fmt(t['ms_per_record'], '.2f'):>8}")
     for t in stats["tiers"]:
+        used = t["effective_threshold"]
+        if used:
+            lines.append(f"{t['name']} routed by thresholds {threshold_range(used)} (configured "
+                         f"{t['threshold']:.4f}; escalation budget or disagreement target)")
+    for t in stats["tiers"]:
         if t["records_per_exit"]:
             exits = ", ".join(f"layer {layer}: {n}" for layer, n in t["records_per_exit"].items())
             lines.append(f"{t['name']} early exits: {exits}")
@@ -50,6 +55,15 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
                      "`beam-cascade calibrate` on data like this; an audit corrects it)")
     lines.append(f"outputs in {output}: predictions-*, errors-*.jsonl, routing_stats.json")
     return "\n".join(lines)
+
+
+def threshold_range(used: dict[str, float]) -> str:
+    """A window-budgeted tier's thresholds; above 1 means every record escalated."""
+    def shown(value: float) -> str:
+        return "above 1 (all escalated)" if value > 1 else f"{value:.4f}"
+    if used["min"] == used["max"]:
+        return shown(used["min"])
+    return f"{shown(used['min'])} to {shown(used['max'])}"
 
 
 def audit_lines(stats: dict[str, Any]) -> list[str]:

@@ -47,6 +47,9 @@ def test_flags_alone_make_a_two_or_three_tier_cascade(models):
     ({"exit_threshold": 2}, "exit_threshold 2 must be a number in \\[0, 1\\]"),
     ({"exit_temperatures": [1.0, -1]}, "must be a list of numbers > 0"),
     ({"exit_temperatures": "1.0"}, "must be a list of numbers > 0"),
+    ({"audit_rate": 2}, "audit_rate 2 must be a share in \\[0, 1\\]"),
+    ({"max_disagreement": 0.05}, "max_disagreement needs an audit_rate"),
+    ({"max_disagreement": 0, "audit_rate": 0.1}, "max_disagreement 0 must be a share in"),
 ])
 def test_bad_tier_values_are_refused_with_what_to_fix(models, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -112,8 +115,9 @@ def test_early_exit_settings_need_a_multi_exit_model(models, change, message):
 
 
 def test_tier_flags_fill_only_what_the_config_leaves_unset(tmp_path, models):
-    """--max_batch_duration_secs and --max_escalation_rate apply to tiers that do not set
-    them; the escalation rate only to tiers that escalate (not the last)."""
+    """--max_batch_duration_secs, --max_escalation_rate, --audit_rate and --max_disagreement
+    apply to tiers that do not set them; all but the first only to tiers that escalate (not
+    the last)."""
     path = tmp_path / "cascade.yaml"
     path.write_text(
         "tiers:\n"
@@ -121,9 +125,12 @@ def test_tier_flags_fill_only_what_the_config_leaves_unset(tmp_path, models):
         f"  - {{name: b, model: {models['medium']}, threshold: 0.9, max_batch_duration_secs: 3}}\n"
         f"  - {{name: c, model: {models['large']}}}\n")
     options = PipelineOptions(["--config", str(path), "--max_escalation_rate", "0.3",
-                               "--max_batch_duration_secs", "1"]).view_as(CascadeOptions)
+                               "--max_batch_duration_secs", "1", "--audit_rate", "0.05",
+                               "--max_disagreement", "0.1"]).view_as(CascadeOptions)
     tiers = cascade_config(options).tiers
     assert [t.max_escalation_rate for t in tiers] == [0.1, 0.3, None]
+    assert [t.audit_rate for t in tiers] == [0.05, 0.05, None]
+    assert [t.max_disagreement for t in tiers] == [0.1, 0.1, None]
     assert [t.max_batch_duration_secs for t in tiers] == [1, 3, 1]
 
 

@@ -162,6 +162,38 @@ def test_escalation_budget_holds_when_the_stream_gets_harder(tmp_path, models):
     assert used[1]["min"] == used[1]["max"] < threshold
 
 
+def test_the_disagreement_loop_raises_the_threshold_of_a_harder_window(tmp_path, models):
+    """Window 0 holds the records tier 1 agrees with tier 2 on most, window 1 the rest. At a
+    threshold of 0 tier 1 would decide all, disagreeing beyond the target; with
+    max_disagreement (the whole window as the steering sample, audit_rate 1, so the audit
+    counts every decision) each window's decided-and-disagreeing share is within the target,
+    routed by the raised threshold it reports, and the harder window escalates more."""
+    small, large = (TierModel.load(models[n]) for n in ("small", "large"))
+    answers = [(score(small.logits([t])).label_ids[0], score(large.logits([t])).label_ids[0])
+               for t in TEXTS]
+    order = sorted(range(len(TEXTS)), key=lambda i: answers[i][0] != answers[i][1])
+    target = 0.2
+    disagreeing = [sum(answers[i][0] != answers[i][1] for i in chunk) / len(chunk)
+                   for chunk in (order[:45], order[45:])]
+    assert target < disagreeing[0] < disagreeing[1]  # the data makes the loop matter
+    stream = TestStream()
+    for w, chunk in enumerate((order[:45], order[45:])):
+        stream = stream.advance_watermark_to(w * WINDOW).add_elements(
+            [raw_row(f"r{i}", TEXTS[i], w * WINDOW + k) for k, i in enumerate(chunk)])
+    run_stream(stream.advance_watermark_to_infinity(),
+               [TierConfig("small", models["small"], 0.0, batch_size=8, audit_rate=1.0,
+                           max_disagreement=target),
+                TierConfig("large", models["large"], batch_size=8)], tmp_path)
+    stats = [window_stats(tmp_path)[start] for start in sorted(window_stats(tmp_path))]
+    assert [w["predictions"] for w in stats] == [45, 45]
+    for window in stats:
+        tier = window["tiers"][0]
+        assert (tier["decided"] - tier["audit"]["agreed"]) / tier["seen"] <= target
+        assert tier["audit"]["audited"] == tier["decided"]
+        assert tier["effective_threshold"]["min"] > 0.0
+    assert stats[1]["tiers"][0]["escalated"] > stats[0]["tiers"][0]["escalated"]
+
+
 @pytest.fixture(scope="module")
 def prism() -> str:
     if shutil.which("go") is None:

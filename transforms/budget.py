@@ -1,15 +1,30 @@
-"""Escalation budget: at most a fraction F of a tier's records go on to the next tier.
+"""A tier's Budget per window: an escalation budget caps the tier's cost, a disagreement
+target steers its threshold for accuracy.
 
-Tier k+1's capacity is what a cascade costs, and the share of uncertain records moves with the
-input (a new source, a topic in the news). With a budget, each window (the whole run in batch
-mode) gets an effective threshold: the configured one, lowered just enough that no more than
-F of the window's records fall below it. The trade-off: records the budget keeps at tier k
-are the ones tier k was unsure of, so accuracy drops when the budget binds; and routing waits
-for the window's confidences to be complete, so in streaming every record of a window is
-routed when its window closes (latency of one window), not as soon as it is scored.
+Escalation budget (`max_escalation_rate` F): at most a fraction F of a tier's records go on
+to the next tier. Tier k+1's capacity is what a cascade costs, and the share of uncertain
+records moves with the input (a new source, a topic in the news). With a budget, each window
+(the whole run in batch mode) gets an effective threshold: the configured one, lowered just
+enough that no more than F of the window's records fall below it. The trade-off: records the
+budget keeps at tier k are the ones tier k was unsure of, so accuracy drops when the budget
+binds; and routing waits for the window's confidences to be complete, so in streaming every
+record of a window is routed when its window closes (latency of one window), not as soon as
+it is scored.
 
-Confidences are counted in bins of width 1/BINS, which keeps the combiner's memory bounded
-(at most BINS counts per window, however many records) and the guarantee exact: a record
+Disagreement target (`max_disagreement` D, with `audit_rate` A): the closed loop. A hash
+sample of a share A of the tier's records (the same sample the audit takes,
+models/routing_rule.audited) is also scored by the last tier before routing; each window's
+threshold is then the lowest (not below the configured one) at which the 95% upper bound on
+the share of the window's records that the tier decides with another answer than the last
+tier's stays within D: the tier's contribution to the accuracy drop against the last tier,
+bounded per window without labels. Harder windows get a higher threshold and more
+escalation. The bound needs a sample: with none disagreeing it is about 3 / (A x records in
+the window), so a target below that escalates every record; and the sample costs the last
+tier A x the tier's records, on top of the audit. With both set, the escalation budget wins
+(cost is the hard limit) and the statistics' audit shows what the drop bound then is.
+
+Confidences are counted in bins of width 1/BINS, which keeps the combiners' memory bounded
+(at most BINS counts per window, however many records) and the cap exact: a record
 escalates only if its bin is below the cap bin, and at most F of the records are.
 
 The window's Budget reaches its records by a join (CoGroupByKey on SHARDS record keys, the
@@ -23,13 +38,14 @@ import json
 import math
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
+from models.guarantee import THRESHOLD_SEQUENCE, binomial_upper_bound
 from models.routing_rule import confidence_bin, decides
 from transforms.records import Record
 from transforms.windowing import combine_per_window
@@ -43,9 +59,9 @@ class Budget:
     """A tier's routing for a window: a record escalates when the routing rule
     (models/routing_rule.py) sends it on and its confidence's bin is below the cap bin.
 
-    Every tier routes by one: a tier without max_escalation_rate by a fixed Budget, which
-    never caps; a tier with one by its window's (`per_window`), whose effective threshold
-    each visit records."""
+    Every tier routes by one: a tier without max_escalation_rate or max_disagreement by a
+    fixed Budget, which never caps; a tier with either by its window's (`per_window`), whose
+    effective threshold each visit records."""
 
     threshold: float | None
     cap_bin: int = BINS + 1
@@ -56,7 +72,8 @@ class Budget:
 
     @property
     def effective_threshold(self) -> float | None:
-        """The threshold as a number: the configured one or, if lower, the cap bin's edge."""
+        """The threshold as a number: the configured (or steered) one or, if lower, the cap
+        bin's edge."""
         if self.threshold is None:
             return None
         return min(self.threshold, self.cap_bin / BINS)
@@ -73,28 +90,79 @@ def cap_bin(bins: Counter, max_rate: float) -> int:
     return BINS + 1
 
 
-class EscalationBudgetFn(beam.CombineFn):
-    """A tier's confidences in; the Budget for their window out."""
+STEERING_RISK = 0.05  # the steered threshold's bound holds at 95%, like the statistics'
+ESCALATE_ALL = math.nextafter(1.0, 2.0)  # above every confidence: nothing is decided
 
-    def __init__(self, threshold: float, max_rate: float):
-        self._threshold = threshold
-        self._max_rate = max_rate
 
-    def create_accumulator(self) -> Counter:
-        return Counter()
+@dataclass
+class WindowCounts:
+    """What a window's Budget is computed from, in bounded memory: the tier's confidences by
+    bin, and its steering sample (records the last tier also scored) by bin, all of them and
+    those whose answer differed from the last tier's."""
 
-    def add_input(self, bins: Counter, confidence: float) -> Counter:
-        bins[confidence_bin(confidence, BINS)] += 1
-        return bins
+    confidences: Counter = field(default_factory=Counter)
+    sampled: Counter = field(default_factory=Counter)
+    disagreed: Counter = field(default_factory=Counter)
 
-    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
-        merged: Counter = Counter()
-        for bins in accumulators:
-            merged.update(bins)
+    def merge(self, other: "WindowCounts") -> None:
+        self.confidences.update(other.confidences)
+        self.sampled.update(other.sampled)
+        self.disagreed.update(other.disagreed)
+
+
+def steered_threshold(counts: WindowCounts, floor: float, target: float) -> float:
+    """The lowest threshold, not below `floor`, at which the 95% upper bound on the share of
+    the window's records the tier decides with another answer than the last tier's stays
+    within `target`; ESCALATE_ALL when even the safest fails (too small a sample).
+
+    The candidates are walked from the safest down and the walk stops at the first failure
+    (fixed-sequence testing, models/guarantee.py), so choosing among them spends nothing of
+    the 95%; the share is over the steering sample, a uniform hash sample of the window."""
+    sampled = sum(counts.sampled.values())
+    chosen = ESCALATE_ALL
+    for threshold in (t for t in THRESHOLD_SEQUENCE if t >= floor):
+        edge = round(threshold * BINS)
+        disagreed = sum(n for b, n in counts.disagreed.items() if b >= edge)
+        if binomial_upper_bound(disagreed, sampled, STEERING_RISK) > target:
+            break
+        chosen = threshold
+    return chosen
+
+
+class WindowBudgetFn(beam.CombineFn):
+    """A tier's ('scored', confidence) and, with max_disagreement, ('sampled', confidence,
+    agreed) items in; the Budget for their window out: the threshold steered by the sample
+    (else the configured one), capped by max_escalation_rate (else uncapped)."""
+
+    def __init__(self, tier: TierConfig):
+        self._tier = tier
+
+    def create_accumulator(self) -> WindowCounts:
+        return WindowCounts()
+
+    def add_input(self, counts: WindowCounts, item: tuple) -> WindowCounts:
+        b = confidence_bin(item[1], BINS)
+        if item[0] == "scored":
+            counts.confidences[b] += 1
+        else:
+            counts.sampled[b] += 1
+            counts.disagreed[b] += not item[2]
+        return counts
+
+    def merge_accumulators(self, accumulators: Iterable[WindowCounts]) -> WindowCounts:
+        merged = WindowCounts()
+        for counts in accumulators:
+            merged.merge(counts)
         return merged
 
-    def extract_output(self, bins: Counter) -> Budget:
-        return Budget(self._threshold, cap_bin(bins, self._max_rate), per_window=True)
+    def extract_output(self, counts: WindowCounts) -> Budget:
+        tier = self._tier
+        threshold = tier.threshold
+        if tier.max_disagreement is not None:
+            threshold = steered_threshold(counts, tier.threshold, tier.max_disagreement)
+        cap = (BINS + 1 if tier.max_escalation_rate is None
+               else cap_bin(counts.confidences, tier.max_escalation_rate))
+        return Budget(threshold, cap, per_window=True)
 
 
 def shard_of(record: Record) -> int:
@@ -104,18 +172,23 @@ def shard_of(record: Record) -> int:
 
 class JoinWindowBudget(beam.PTransform):
     """A tier's scored records in; `(record, Budget)` out, the Budget computed from all of
-    the record's window's confidences."""
+    the record's window's confidences and, with max_disagreement, from its steering sample
+    (`sampled`: sampled records after the last tier's visit)."""
 
-    def __init__(self, tier: TierConfig):
+    def __init__(self, tier: TierConfig, sampled: PCollection | None = None):
         super().__init__()
         self._tier = tier
+        self._sampled = sampled
 
     def expand(self, scored: PCollection) -> PCollection:
-        tier = self._tier
-        budgets = (scored
-                   | "Confidences" >> beam.Map(lambda r: r.last_visit.confidence)
-                   | "Budget" >> combine_per_window(
-                       EscalationBudgetFn(tier.threshold, tier.max_escalation_rate), scored)
+        items = [scored | "Confidences" >> beam.Map(
+            lambda r: ("scored", r.last_visit.confidence))]
+        if self._sampled is not None:
+            items.append(self._sampled | "Agreement" >> beam.Map(
+                lambda r: ("sampled", r.tiers[-2].confidence,
+                           r.tiers[-2].label_id == r.tiers[-1].label_id)))
+        budgets = (items | "BudgetInputs" >> beam.Flatten()
+                   | "Budget" >> combine_per_window(WindowBudgetFn(self._tier), scored)
                    | "ToEveryShard" >> beam.FlatMap(lambda b: [(s, b) for s in range(SHARDS)]))
         keyed = scored | "KeyByShard" >> beam.WithKeys(shard_of)
         return ({"records": keyed, "budget": budgets} | "Join" >> beam.CoGroupByKey()

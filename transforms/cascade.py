@@ -8,22 +8,34 @@ from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
 from models.loading import TorchThreads
+from models.routing_rule import audited
 from transforms.budget import Budget, JoinWindowBudget
 from transforms.routing import AUDIT, ESCALATED, RouteByConfidence
 from transforms.scoring import ScoreTier
 
 
-def route(tier: TierConfig, scored: PCollection) -> Any:
-    """Tier's routing, always within a Budget: the tier's fixed one, or, with
-    max_escalation_rate, each window's (transforms/budget.py), which holds the window's
-    records until it closes."""
-    if tier.max_escalation_rate is None:
+def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
+          last: TierConfig) -> Any:
+    """Tier's routing, always within a Budget: the tier's fixed one or, with
+    max_escalation_rate or max_disagreement, each window's (transforms/budget.py), which
+    holds the window's records until it closes. With max_disagreement the tier's steering
+    sample is scored by the last tier first (failures among it go out as 'steering_failures',
+    counted like audit failures)."""
+    if tier.max_escalation_rate is None and tier.max_disagreement is None:
         with_budget = scored | f"FixedBudget[{tier.name}]" >> beam.Map(
             lambda record, budget: (record, budget), Budget(tier.threshold))
+        steering_failures = None
     else:
-        with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier)
-    return with_budget | f"Route[{tier.name}]" >> beam.ParDo(
+        sampled, steering_failures = None, None
+        if tier.max_disagreement is not None:
+            sampled, steering_failures = (
+                scored | f"SteeringSample[{tier.name}]" >> beam.Filter(
+                    lambda r, name, rate: audited(name, r.id, rate), tier.name, tier.audit_rate)
+                | f"Steer[{tier.name}]" >> ScoreTier(last, threads))
+        with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier, sampled)
+    routed = with_budget | f"Route[{tier.name}]" >> beam.ParDo(
         RouteByConfidence(tier)).with_outputs(ESCALATED, AUDIT, main="decided")
+    return routed, steering_failures
 
 
 class TierCascade(beam.PTransform):
@@ -37,8 +49,9 @@ class TierCascade(beam.PTransform):
     The audit sample of a tier with audit_rate (records it decided) also runs through the
     last tier, in a RunInference of its own so that an audit never delays, fails or changes
     a prediction: 'audits' are those records with the last tier's visit after the deciding
-    tier's, 'audit_failures' the dead letters of audits the last tier failed on (counted in
-    the statistics, not written as errors: their records were predicted).
+    tier's, 'audit_failures' the dead letters of audits (and of a max_disagreement tier's
+    steering sample) the last tier failed on (counted in the statistics, not written as
+    errors: their records were predicted).
     """
 
     def __init__(self, tiers: Sequence[TierConfig], threads: TorchThreads = TorchThreads()):
@@ -47,23 +60,27 @@ class TierCascade(beam.PTransform):
         self._threads = threads
 
     def expand(self, records: PCollection) -> dict[str, PCollection]:
-        decided, dead, audits = [], [], []
+        decided, dead, audits, audit_failures = [], [], [], []
         pending = records
+        last = self._tiers[-1]
         for tier in self._tiers:
             scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
-            routed = route(tier, scored)
+            routed, steering_failures = route(tier, scored, self._threads, last)
             decided.append(routed.decided)
             dead.append(failed)
             pending = routed[ESCALATED]
             if tier.audit_rate:
                 audits.append(routed[AUDIT])
+            if steering_failures is not None:
+                audit_failures.append(steering_failures)
         outputs = {
             "predictions": decided | "MergeDecided" >> beam.Flatten(),
             "dead_letters": dead | "MergeTierFailures" >> beam.Flatten(),
         }
         if audits:  # else no audit branch, whose RunInference would load the model again
-            last = self._tiers[-1]
-            outputs["audits"], outputs["audit_failures"] = (
+            outputs["audits"], failed_audits = (
                 audits | "MergeAudits" >> beam.Flatten()
                 | f"Audit[{last.name}]" >> ScoreTier(last, self._threads))
+            outputs["audit_failures"] = (
+                [failed_audits, *audit_failures] | "MergeAuditFailures" >> beam.Flatten())
         return outputs

@@ -1,6 +1,7 @@
 """Routing: after a tier has scored a record, keep its answer or send the record on, by the
 routing rule (models/routing_rule.py) within the tier's Budget (transforms/budget.py): a
-fixed one for most tiers, each window's own for a tier with max_escalation_rate.
+fixed one for most tiers, each window's own for a tier with max_escalation_rate or
+max_disagreement.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ AUDIT = "audit"
 class RouteByConfidence(beam.DoFn):
     """(record, Budget) in; decided records (without their model inputs) on the main
     output, uncertain ones on ESCALATED; counts both. A window's budget (a tier with
-    max_escalation_rate) also records in the visit the effective threshold it routed by.
+    max_escalation_rate or max_disagreement) also records in the visit the effective
+    threshold it routed by.
     A decided record in the tier's audit sample also goes, whole, on AUDIT."""
 
     def __init__(self, tier: TierConfig):

@@ -223,7 +223,7 @@ class RoutingStatsFn(beam.CombineFn):
             "ms_per_record": _ratio(t.ms, t.seen),
             "records_per_exit": {str(layer): n for layer, n in sorted(t.exits.items())},
             **call_sizes(t.call_records),
-            "audit": tier_audit(t.audit),
+            "audit": tier_audit(t),
             "shift": self._shift(name, t),
         }
 
@@ -235,11 +235,13 @@ class RoutingStatsFn(beam.CombineFn):
         return dataclasses.asdict(shift_test(*self._references[name], t.confidence_bins))
 
 
-def tier_audit(a: AuditTally) -> dict[str, Any] | None:
+def tier_audit(t: TierTally) -> dict[str, Any] | None:
     """A tier's audit: agreement with the last tier on its audited decisions, with a 95%
     interval; the upper end of the disagreement, which bounds how much accuracy the tier's
-    decisions lose against the last tier (no labels needed); the last tier's estimate of
-    their accuracy; with labels, both accuracies on the audited records."""
+    decisions lose against the last tier (no labels needed), also as a share of the records
+    that reached the tier (what max_disagreement steers); the last tier's estimate of their
+    accuracy; with labels, both accuracies on the audited records."""
+    a = t.audit
     if not a.audited and not a.failed:
         return None
     low, high = binomial_interval(a.agreed, a.audited)
@@ -248,6 +250,7 @@ def tier_audit(a: AuditTally) -> dict[str, Any] | None:
         "agreement": _ratio(a.agreed, a.audited),
         "agreement_interval_95": [low, high] if a.audited else None,
         "drop_bound_95": 1 - low if a.audited else None,
+        "seen_drop_bound_95": (1 - low) * t.decided / t.seen if a.audited and t.seen else None,
         "estimated_accuracy": _ratio(a.last_prob_of_answer, a.audited),
         "labelled": a.labelled,
         "accuracy": _ratio(a.correct, a.labelled),
