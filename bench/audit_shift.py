@@ -6,8 +6,11 @@ does the summary say the input shifted? And what does auditing cost?
 1. SST-2 dev is cut at its median length: calibrate tunes the n-gram -> MiniLM cascade on
    the short half (policy: at most 40% of records to tier 2), then the tuned config, with
    audit_rate 0.5 on tier 1 (a 436-record run needs a large share to audit enough), runs
-   on the long half with its labels: the true drop against tier 2 alone (run on the same
-   records) next to the audit's 95% bound, the shift flag, and the label-free estimates.
+   on the long half with its labels, and on PHRASES labelled SST-2 train phrases (a
+   different kind of text: fragments, not sentences): the true drop against tier 2 alone
+   (run on the same records) next to the audit's 95% bound, the shift flag, and the
+   label-free estimates. Each shifted input runs again with max_disagreement LOOP_TARGET
+   (the closed loop): its escalation and true drop.
 2. Cost: the tuned config with audit_rate 0, 0.01 and 0.05 over dev + the unlabelled test
    sentences (2,693 records), --rounds interleaved rounds, median records/s.
 Writes bench/results/audit_shift.{md,json}.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -29,6 +33,8 @@ from pipeline.calibrate import main as calibrate
 from pipeline.job import run
 
 RESULTS = "bench/results"
+PHRASES = 4000
+LOOP_TARGET = 0.03
 
 
 def write_jsonl(path: str, rows: list[dict]) -> str:
@@ -37,9 +43,12 @@ def write_jsonl(path: str, rows: list[dict]) -> str:
     return path
 
 
-def with_audit(config_path: str, rate: float, out_path: str) -> str:
+def with_audit(config_path: str, rate: float, out_path: str,
+               max_disagreement: float | None = None) -> str:
     raw = yaml.safe_load(open(config_path, encoding="utf-8"))
     raw["tiers"][0]["audit_rate"] = rate
+    if max_disagreement is not None:
+        raw["tiers"][0]["max_disagreement"] = max_disagreement
     for tier in raw["tiers"]:  # written relative to the tuned config's folder
         tier["model"] = os.path.abspath(os.path.join(os.path.dirname(config_path),
                                                      tier["model"]))
@@ -53,13 +62,21 @@ def job(config: str, data: str, output: str) -> dict:
                 "--runner", "FnApiRunner", "--label_field", "label"])
 
 
+def labelled_rows(data: str, name: str, prefix: str) -> list[dict]:
+    labelled = read_labelled(sst2_file(data, name), "sentence", label_names=LABELS)
+    return [{"id": f"{prefix}-{i}", "text": t, "label": LABELS[y]}
+            for i, (t, y) in enumerate(zip(labelled.texts, labelled.label_ids))]
+
+
 def shift_case(work: str, data: str) -> dict:
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-    rows = sorted(({"id": f"dev-{i}", "text": t, "label": LABELS[y]}
-                   for i, (t, y) in enumerate(zip(dev.texts, dev.label_ids))),
-                  key=lambda r: len(r["text"]))
+    rows = sorted(labelled_rows(data, "dev.tsv", "dev"), key=lambda r: len(r["text"]))
+    phrases = random.Random(0).sample(labelled_rows(data, "train.tsv", "train"), PHRASES)
     short = write_jsonl(os.path.join(work, "short.jsonl"), rows[: len(rows) // 2])
-    long = write_jsonl(os.path.join(work, "long.jsonl"), rows[len(rows) // 2:])
+    inputs = {"short (calibration data)": short,
+              "long (shifted)": write_jsonl(os.path.join(work, "long.jsonl"),
+                                            rows[len(rows) // 2:]),
+              "train phrases (shifted)": write_jsonl(os.path.join(work, "phrases.jsonl"),
+                                                     phrases)}
     base = os.path.join(work, "cascade.yaml")
     with open(base, "w", encoding="utf-8") as f:
         yaml.safe_dump({"label_field": "label", "tiers": [
@@ -70,33 +87,46 @@ def shift_case(work: str, data: str) -> dict:
     assert calibrate(["--config", base, "--dev", short, "--output", tuned,
                       "--max_escalation_rate", "0.4", "--batch_sizes", "64",
                       "--repeats", "1"]) == 0
-    audited = with_audit(tuned, 0.5, os.path.join(work, "audited.yaml"))
+    configs = {"": with_audit(tuned, 0.5, os.path.join(work, "audited.yaml")),
+               f" + max_disagreement {LOOP_TARGET}": with_audit(
+                   tuned, 0.5, os.path.join(work, "loop.yaml"), LOOP_TARGET)}
     alone = os.path.join(work, "alone.yaml")
     with open(alone, "w", encoding="utf-8") as f:
         yaml.safe_dump({"label_field": "label", "tiers": [
             {"name": "minilm", "model": os.path.abspath(tier2_model(None, data))}]}, f)
     results = {}
-    for name, path in (("short (calibration data)", short), ("long (shifted)", long)):
-        cascade = job(audited, path, os.path.join(work, f"out-{len(results)}"))
+    for name, path in inputs.items():
         reference = job(alone, path, os.path.join(work, f"alone-{len(results)}"))
-        results[name] = {
-            "records": cascade["predictions"],
-            "true_drop_points": 100 * (reference["accuracy"] - cascade["accuracy"]),
-            "audit_drop_estimate_points": 100 * cascade["audit"]["disagreement"],
-            "audit_drop_bound_95_points": 100 * cascade["audit"]["drop_bound_95"],
-            "audited": cascade["audit"]["audited"],
-            "shifted_tiers": cascade["shifted_tiers"],
-            "ks_distance_tier1": cascade["tiers"][0]["shift"]["distance"],
-            "accuracy": cascade["accuracy"],
-            "estimated_accuracy_confidence": cascade["estimated_accuracy"],
-            "estimated_accuracy_audit_corrected": cascade["audit"]["estimated_accuracy"]}
+        for suffix, config in configs.items():
+            if suffix and name.startswith("short"):
+                continue
+            cascade = job(config, path, os.path.join(work, f"out-{len(results)}"))
+            results[name + suffix] = measured(cascade, reference)
     return results
 
 
+def measured(cascade: dict, reference: dict) -> dict:
+    """A cascade run's audit and estimates next to the truth (tier 2 alone, same records)."""
+    tier1 = cascade["tiers"][0]
+    return {
+        "records": cascade["predictions"],
+        "escalation_rate": tier1["escalation_rate"],
+        "thresholds": tier1["effective_threshold"],
+        "true_drop_points": 100 * (reference["accuracy"] - cascade["accuracy"]),
+        "audit_drop_estimate_points": 100 * cascade["audit"]["disagreement"],
+        "audit_drop_bound_95_points": 100 * cascade["audit"]["drop_bound_95"],
+        "audited": cascade["audit"]["audited"],
+        "shifted_tiers": cascade["shifted_tiers"],
+        "ks_distance_tier1": tier1["shift"]["distance"],
+        "ks_p_value_tier1": tier1["shift"]["p_value"],
+        "accuracy": cascade["accuracy"],
+        "estimated_accuracy_confidence": cascade["estimated_accuracy"],
+        "estimated_accuracy_audit_corrected": cascade["audit"]["estimated_accuracy"]}
+
+
 def audit_cost(work: str, data: str, rounds: int) -> dict:
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
     test = [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
-    rows = [{"id": f"dev-{i}", "text": t} for i, t in enumerate(dev.texts)]
+    rows = [{"id": r["id"], "text": r["text"]} for r in labelled_rows(data, "dev.tsv", "dev")]
     rows += [{"id": f"test-{i}", "text": t} for i, t in enumerate(test)]
     data_path = write_jsonl(os.path.join(work, "all.jsonl"), rows)
     tuned = os.path.join(work, "tuned.yaml")
@@ -125,15 +155,19 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(result, f, indent=1)
     lines = [f"# Audit under shift, and its cost (`python -m bench.audit_shift --rounds "
              f"{args.rounds}`)", "",
-             "| run on | records | true drop | audit estimate | audit bound (95%) | audited "
-             "| shift flagged | KS distance | accuracy | estimate: confidence | estimate: "
-             "audit-corrected |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run on | records | escalated | tier-1 thresholds | true drop | audit estimate "
+             "| audit bound (95%) | audited | shift flagged | KS distance (p) | accuracy "
+             "| estimate: confidence | estimate: audit-corrected |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in result["shift"].items():
+        threshold = (f"{s['thresholds']['min']:.4f}-{s['thresholds']['max']:.4f}"
+                     if s["thresholds"] else "configured")
         lines.append(
-            f"| {name} | {s['records']} | {s['true_drop_points']:+.2f} | "
+            f"| {name} | {s['records']} | {s['escalation_rate']:.1%} | {threshold} | "
+            f"{s['true_drop_points']:+.2f} | "
             f"{s['audit_drop_estimate_points']:.2f} | {s['audit_drop_bound_95_points']:.2f} | "
             f"{s['audited']} | {', '.join(s['shifted_tiers']) or 'no'} | "
-            f"{s['ks_distance_tier1']:.3f} | {s['accuracy']:.2%} | "
+            f"{s['ks_distance_tier1']:.3f} ({s['ks_p_value_tier1']:.1g}) | {s['accuracy']:.2%} | "
             f"{s['estimated_accuracy_confidence']:.2%} | "
             f"{s['estimated_accuracy_audit_corrected']:.2%} |")
     lines += ["", "| audit_rate | records | median seconds | records/s |", "|---|---|---|---|"]

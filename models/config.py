@@ -354,6 +354,7 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
                 f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
                 f"{info.max_length} tokens {tier.model!r} accepts; lower max_length")
         _check_exits(tier, info.exit_layers)
+        _check_pairs(tier, info.trained_on_pairs, config.text_pair_field)
         adaptive = [key for key in ("quantize", "keep_tokens", "length_budget")
                     if getattr(tier, key) is not None]
         if adaptive and info.model_type == NGRAM_MODEL_TYPE:
@@ -368,6 +369,22 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
                 "the same labels with the same ids (config.json id2label)")
     assert labels is not None
     return labels
+
+
+def _check_pairs(tier: TierConfig, trained_on_pairs: bool | None,
+                 text_pair_field: str | None) -> None:
+    """A model trained on pairs scores pairs, and one trained on single texts single texts:
+    the other way it runs, silently worse (the token type ids, the joined n-grams differ)."""
+    if trained_on_pairs is None or trained_on_pairs == bool(text_pair_field):
+        return
+    if trained_on_pairs:
+        raise ConfigError(f"tier {tier.name!r}: {tier.model!r} was trained on text pairs but "
+                          "the config has no text_pair_field; set text_pair_field to the field "
+                          "holding the second text")
+    raise ConfigError(f"tier {tier.name!r}: {tier.model!r} was trained on single texts but the "
+                      f"config scores pairs (text_pair_field {text_pair_field!r}); train it with "
+                      f"`beam-cascade train --text_pair_field {text_pair_field}`, or remove "
+                      "text_pair_field")
 
 
 def _check_exits(tier: TierConfig, exit_layers: tuple[int, ...]) -> None:

@@ -21,6 +21,13 @@ class LabelledTexts:
     label_names: tuple[str, ...]
     text_pairs: list[str] | None = None
 
+    def subset(self, indices: list[int]) -> "LabelledTexts":
+        """The examples at `indices`, in that order."""
+        return LabelledTexts([self.texts[i] for i in indices],
+                             [self.label_ids[i] for i in indices], self.label_names,
+                             None if self.text_pairs is None
+                             else [self.text_pairs[i] for i in indices])
+
 
 def read_rows(path: str) -> list[dict]:
     """Rows of a .tsv (header line), .jsonl/.json or .parquet file, a local path or any

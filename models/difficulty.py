@@ -27,15 +27,15 @@ def ranking_loss(logits: torch.Tensor, hard: torch.Tensor, margin: float) -> tor
     return torch.relu(margin - (easy_conf[:, None] - hard_conf[None, :])).mean()
 
 
-Predictor = Callable[[LabelledTexts, list[str]], list[int]]
+Predictor = Callable[[LabelledTexts, LabelledTexts], list[int]]
 
 
 def difficulty_labels(train: LabelledTexts, folds: int, seed: int,
                       fit_and_predict: Predictor) -> list[bool]:
     """hard[i]: the model fitted without i's fold mislabels example i.
 
-    `fit_and_predict(train_part, texts)` trains a model like the final one (without the
-    regulariser) and returns its predicted label ids for `texts`.
+    `fit_and_predict(train_part, held_out)` trains a model like the final one (without the
+    regulariser) and returns its predicted label ids for `held_out`'s texts (and pairs).
     """
     if folds < 2:
         raise ValueError(f"difficulty-aware training needs at least 2 folds, got {folds}")
@@ -46,9 +46,7 @@ def difficulty_labels(train: LabelledTexts, folds: int, seed: int,
         held_out = order[fold::folds]
         held = set(held_out)
         rest = [i for i in order if i not in held]
-        part = LabelledTexts([train.texts[i] for i in rest], [train.label_ids[i] for i in rest],
-                             train.label_names)
-        predicted = fit_and_predict(part, [train.texts[i] for i in held_out])
+        predicted = fit_and_predict(train.subset(rest), train.subset(held_out))
         for i, label in zip(held_out, predicted):
             hard[i] = label != train.label_ids[i]
     return hard

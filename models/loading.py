@@ -50,6 +50,7 @@ class CheckpointInfo:
     max_length: int | None  # longest input in tokens; None when unlimited
     pickle_weights: bool
     exit_layers: tuple[int, ...] = ()  # a multi-exit model's exits (models/early_exit.py)
+    trained_on_pairs: bool | None = None  # from `beam-cascade train`'s TRAINING.json; else None
 
 
 def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
@@ -92,7 +93,8 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
     if ngram:
         _check_weights(path, allow_pickle_weights=False)
         _check_shapes(path, lambda: HashedNgramClassifier(ngram))
-        return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None, pickle_weights=False)
+        return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None, pickle_weights=False,
+                              trained_on_pairs=_trained_on_pairs(path))
     architectures = raw.get("architectures") or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise CheckpointError(
@@ -110,7 +112,19 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
             config, "max_position_embeddings", None),
         pickle_weights=pickle_weights,
         exit_layers=_exit_layers(path, raw),
+        trained_on_pairs=_trained_on_pairs(path),
     )
+
+
+def _trained_on_pairs(path: str) -> bool | None:
+    """Whether `beam-cascade train` trained the folder's model on text pairs (TRAINING.json's
+    `text_pairs`); None for a model trained elsewhere, or before train recorded it."""
+    try:
+        with open(os.path.join(path, "TRAINING.json"), encoding="utf-8") as f:
+            value = json.load(f).get("text_pairs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, bool) else None
 
 
 def _check_shapes(path: str, architecture: Callable[[], torch.nn.Module],

@@ -106,6 +106,14 @@ def is_ngram_checkpoint(raw_config: dict) -> bool:
     return raw_config.get("model_type") == MODEL_TYPE
 
 
+def joined_pairs(texts: list[str], text_pairs: list[str] | None) -> list[str]:
+    """The texts the n-gram model scores: each pair joined by a separator no word contains
+    (training and scoring join alike), the texts as they are without pairs."""
+    if text_pairs is None:
+        return texts
+    return [f"{a} ||| {b}" for a, b in zip(texts, text_pairs)]
+
+
 class NgramTier:
     """The n-gram classifier as a `Tier` (models/tier.py), like a transformer TierModel. A
     text pair is scored as one text joined by a separator."""
@@ -117,8 +125,7 @@ class NgramTier:
         self.labels = model.config.labels
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
-        if text_pairs is not None:
-            texts = [f"{a} ||| {b}" for a, b in zip(texts, text_pairs)]
+        texts = joined_pairs(texts, text_pairs)
         with torch.inference_mode():
             return self.model(*self.model.encode(texts))
 

@@ -27,7 +27,7 @@ from models.difficulty import difficulty_labels, ranking_loss
 from models.early_exit import MultiExitClassifier
 from models.loading import resolve_device
 from models.ngram import (HashedNgramClassifier, NgramConfig, NgramTier,
-                          inverse_document_frequency, ngram_ids)
+                          inverse_document_frequency, joined_pairs, ngram_ids)
 from models.training_config import DifficultyAware, NgramTrainingConfig, TrainingConfig
 
 
@@ -63,16 +63,23 @@ def _exit_logits(model, encoded: dict) -> list[torch.Tensor]:
     return [model(**encoded).logits]
 
 
-def _predictions(model, tokenizer, texts: list[str], max_length: int,
+def _encoded(tokenizer, data: LabelledTexts, idx: list[int], max_length: int, device) -> dict:
+    """The examples at `idx` tokenized as the pipeline tokenizes them (pairs as pairs)."""
+    return tokenizer([data.texts[i] for i in idx],
+                     [data.text_pairs[i] for i in idx] if data.text_pairs else None,
+                     truncation=True, max_length=max_length, padding="longest",
+                     return_tensors="pt").to(device)
+
+
+def _predictions(model, tokenizer, data: LabelledTexts, max_length: int,
                  batch_size: int = 128) -> list[list[int]]:
-    """The model's label ids for `texts`, one list per exit (last exit last)."""
+    """The model's label ids for `data`'s texts, one list per exit (last exit last)."""
     model.eval()
     device = next(model.parameters()).device
     predicted: list[list[int]] = []
     with torch.inference_mode():
-        for idx in batches(len(texts), batch_size):
-            enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
-                            padding="longest", return_tensors="pt").to(device)
+        for idx in batches(len(data.texts), batch_size):
+            enc = _encoded(tokenizer, data, idx, max_length, device)
             exits = [logits.argmax(-1).tolist() for logits in _exit_logits(model, enc)]
             predicted = [old + new for old, new in zip(predicted, exits)] or exits
     return predicted
@@ -87,13 +94,13 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
     hard = None
     if difficulty_aware:
         hard = difficulty_labels(train, difficulty_aware.folds, config.seed,
-                                 lambda part, texts: _predictions(
-                                     *fit_transformer(base, part, config), texts,
+                                 lambda part, held_out: _predictions(
+                                     *fit_transformer(base, part, config), held_out,
                                      config.max_length)[-1])
     model, tokenizer = fit_transformer(base, train, config, hard, difficulty_aware)
     report = {"kind": "transformer", "base": str(base), **_report(
         train, config, start, difficulty_aware, hard, dev,
-        lambda texts: _predictions(model, tokenizer, texts, config.eval_max_length),
+        lambda data: _predictions(model, tokenizer, data, config.eval_max_length),
         model.exit_layers if isinstance(model, MultiExitClassifier) else None)}
     os.makedirs(output, exist_ok=True)
     model.save_pretrained(output)
@@ -137,9 +144,7 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
         progress.set_description(f"training, epoch {epoch + 1}/{config.epochs}")
         model.train()
         for idx in _shuffled_batches(len(train.texts), config.batch_size, rng):
-            enc = tokenizer([train.texts[i] for i in idx], truncation=True,
-                            max_length=config.max_length, padding="longest",
-                            return_tensors="pt").to(device)
+            enc = _encoded(tokenizer, train, idx, config.max_length, device)
             labels = torch.tensor([train.label_ids[i] for i in idx], device=device)
             loss = sum(_loss(logits, labels, idx, hard, difficulty_aware)
                        for logits in _exit_logits(model, enc))
@@ -169,16 +174,17 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
                 dev: LabelledTexts | None = None,
                 difficulty_aware: DifficultyAware | None = None) -> dict:
     """Trains the hashed n-gram classifier (a cheap tier 1) and saves it to `output`; with
-    `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT)."""
+    `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT). Pairs are
+    trained on joined as the tier joins them when it scores (models/ngram.py)."""
     start = time.perf_counter()
     hard = None
     if difficulty_aware:
         hard = difficulty_labels(train, difficulty_aware.folds, config.seed,
-                                 lambda part, texts: _ngram_predictions(
-                                     fit_ngram(part, config), texts))
+                                 lambda part, held_out: _ngram_predictions(
+                                     fit_ngram(part, config), held_out))
     model = fit_ngram(train, config, hard, difficulty_aware)
     report = {"kind": "ngram", **_report(train, config, start, difficulty_aware, hard, dev,
-                                         lambda texts: [_ngram_predictions(model, texts)])}
+                                         lambda data: [_ngram_predictions(model, data)])}
     model.save_pretrained(output)
     _write_report(output, report)
     return report
@@ -193,7 +199,8 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
     model = HashedNgramClassifier(NgramConfig(train.label_names, config.num_buckets,
                                               config.max_n))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    features = [ngram_ids(t, config.num_buckets, config.max_n) for t in train.texts]
+    features = [ngram_ids(t, config.num_buckets, config.max_n)
+                for t in joined_pairs(train.texts, train.text_pairs)]
     model.idf.copy_(inverse_document_frequency(features, config.num_buckets))
     steps = config.epochs * -(-len(features) // config.batch_size)
     progress = tqdm(total=steps, desc="training n-gram tier", unit="batch")
@@ -218,8 +225,8 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
     return model.eval()
 
 
-def _ngram_predictions(model: HashedNgramClassifier, texts: list[str]) -> list[int]:
-    return NgramTier(model).logits(texts).argmax(-1).tolist()
+def _ngram_predictions(model: HashedNgramClassifier, data: LabelledTexts) -> list[int]:
+    return NgramTier(model).logits(data.texts, data.text_pairs).argmax(-1).tolist()
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:
@@ -228,18 +235,19 @@ def _accuracy(predicted: list[int], labels: list[int]) -> float:
 
 def _report(train: LabelledTexts, config, start: float,
             difficulty_aware: DifficultyAware | None, hard: list[bool] | None,
-            dev: LabelledTexts | None, predict: Callable[[list[str]], list[list[int]]],
+            dev: LabelledTexts | None, predict: Callable[[LabelledTexts], list[list[int]]],
             exit_layers: tuple[int, ...] | None = None) -> dict:
     """TRAINING.json's content: the data, the settings, the time and the dev accuracy (of
     every exit, for a multi-exit model)."""
     report = {"train_examples": len(train.texts), "labels": list(train.label_names),
+              "text_pairs": train.text_pairs is not None,
               **asdict(config), "train_seconds": round(time.perf_counter() - start, 1)}
     if isinstance(config, TrainingConfig):  # the warm-up that was applied, not the cap
         report["warmup_steps"] = effective_warmup_steps(config, len(train.texts))
     if difficulty_aware:
         report["difficulty_aware"] = {**asdict(difficulty_aware), "hard_examples": sum(hard)}
     if dev is not None:
-        per_exit = [_accuracy(p, dev.label_ids) for p in predict(dev.texts)]
+        per_exit = [_accuracy(p, dev.label_ids) for p in predict(dev)]
         report["dev_examples"] = len(dev.texts)
         report["dev_accuracy"] = per_exit[-1]
         if exit_layers:

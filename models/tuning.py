@@ -9,14 +9,19 @@
 4. Replays the cascade at every threshold vector on the dev data (the frontier) and picks
    the operating point the policy asks for: for an accuracy-drop budget, the cheapest
    threshold whose upper confidence bound on the drop passes (models/guarantee.py), the
-   disagreement rate measured on an unlabelled sample when one is given.
+   disagreement rate measured on an unlabelled sample when one is given. Every tier after
+   the first is then refitted on the dev records that reach it there, and the point chosen
+   again, until it stays (`choose_with_reached_calibration`).
 5. Re-measures the later tiers on the records that reach them at that point (they see the
    harder, often longer, texts, and fewer of them) and picks their batch size for that.
 6. Returns the tuned config and everything measured (`TuningResult`), with a split-half
    check that the chosen thresholds carry over to unseen data.
 
-Temperatures are fitted on all dev records; the guarantee's bound uses only the labels'
-verdict on disagreements and the disagreement rate, so it holds whatever the temperatures.
+A later tier's temperature is fitted on the records that reach it because in the cascade it
+sees only those, the ones the tiers before it were unsure of: fitted on all records, its
+confidence there runs high and so does the label-free accuracy estimate. The guarantee's
+bound uses only the labels' verdict on disagreements and the disagreement rate, so it holds
+whatever the temperatures.
 
 No Beam and no files but the logits cache: pipeline/calibrate.py reads the inputs and
 writes the config, pipeline/calibration_report.py the report.
@@ -34,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from models.batching import batches
-from models.calibration import Calibration, calibrate
+from models.calibration import Calibration, calibrate, expected_calibration_error
 from models.confidence import confidence, probabilities
 from models.config import CascadeConfig, TierConfig
 from models.datasets import LabelledTexts, UnlabelledTexts
@@ -52,6 +57,12 @@ from models.tier import Tier
 from models.token_dropping import LengthPoint, best_within_budget, length_family, length_sweep
 
 EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.01)  # 1.01: never early
+# A later tier is refitted on the records that reach it only with at least MIN_REACHED of
+# them, MIN_EACH_WAY right and wrong (a temperature fitted on a handful, or on records all
+# right, is noise); otherwise its all-records temperature stays.
+MIN_REACHED = 50
+MIN_EACH_WAY = 5
+REFIT_ROUNDS = 3
 
 
 def step(message: str) -> None:
@@ -90,13 +101,46 @@ class TierMeasurements:
     raw: TierOutputs  # confidences at temperature 1
     calibrated: TierOutputs
     costs: dict[int, float]  # seconds per record by batch size, on all dev texts
+    dev_logits: torch.Tensor  # every exit's (exits x records x labels), temperature 1
+    unlabelled_logits: torch.Tensor | None = None
     unlabelled: TierOutputs | None = None  # calibrated, on the unlabelled sample
     exits: ExitMeasurements | None = None
     lengths: LengthMeasurements | None = None
+    reached: ReachedCalibration | None = None  # tiers after the first, once refitted
 
     @property
     def best_batch_size(self) -> int:
         return min(self.costs, key=self.costs.get)
+
+
+@dataclass(frozen=True)
+class TierFit:
+    """A tier's temperatures fitted on some dev records, and its outputs with them."""
+
+    model: Tier  # exiting early (at its exit_threshold, if set) with the fitted exit temperatures
+    calibration: Calibration
+    raw: TierOutputs
+    calibrated: TierOutputs
+    unlabelled: TierOutputs | None
+    exits: ExitMeasurements | None
+
+
+@dataclass(frozen=True)
+class ReachedCalibration:
+    """A later tier's calibration on the dev records that reach it at the chosen thresholds
+    (the harder ones): its temperature fitted on all dev records against the one fitted on
+    those, with the ECE and the label-free accuracy estimate (mean max-prob) on those records
+    under each. `temperature_reached` is None when too few records reach it (or too few of
+    them are right or wrong) to fit on: the all-records temperature is kept."""
+
+    records: int
+    accuracy: float
+    temperature_all: float
+    temperature_reached: float | None
+    ece_all: float
+    ece_reached: float
+    estimate_all: float
+    estimate_reached: float
 
 
 @dataclass(frozen=True)
@@ -120,6 +164,7 @@ class TierReport:
     seconds_per_record: dict[int, float]
     exits: ExitReport | None = None
     lengths: LengthMeasurements | None = None
+    reached: ReachedCalibration | None = None
 
 
 @dataclass(frozen=True)
@@ -190,12 +235,12 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
              for t, m in zip(config.tiers, models)]
     models = [t.model for t in tiers]  # as measured: with their exits and lengths
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
+    choice, tiers = choose_with_reached_calibration(config.tiers, tiers, labels, costs, policy)
     calibrated = [t.calibrated for t in tiers]
     on_unlabelled = [t.unlabelled for t in tiers] if unlabelled else None
     step("replaying the cascade at every threshold vector")
     points = sweep(calibrated, labels, costs, progress="threshold vectors")
     reference = last_tier_alone(calibrated, labels, costs)
-    choice = choose_point(calibrated, labels, on_unlabelled, costs, policy)
     batch_sizes_chosen, share_costs = batch_sizes_for_their_share(
         models, tiers, dev, choice.point, batch_sizes, repeats)
     chosen = replay(calibrated, labels, choice.point.thresholds, share_costs,
@@ -205,7 +250,7 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
                             reached_confidences(on_unlabelled or calibrated, chosen.thresholds)),
         policy=policy,
         tiers=[TierReport(c.name, c.model, b, t.calibration, t.costs,
-                          exits_report(c, t.exits) if t.exits else None, t.lengths)
+                          exits_report(c, t.exits) if t.exits else None, t.lengths, t.reached)
                for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
         reference=reference,
         chosen=chosen,
@@ -261,40 +306,111 @@ def point_estimate_choice(points: list[OperatingPoint], reference: OperatingPoin
 def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts,
                  unlabelled: UnlabelledTexts | None, batch_sizes: list[int], repeats: int,
                  cache: str) -> TierMeasurements:
-    """Logits (cached), the fitted temperature, and seconds per record by batch size; for a
-    multi-exit tier, first the exits' temperatures, with which it then exits early (at its
-    exit_threshold, if set) while its routing temperature is fitted and its cost timed.
-    The unlabelled sample's outputs use the temperatures fitted on dev."""
+    """Logits (cached), the temperatures fitted on all dev records (`fit_tier`), and seconds
+    per record by batch size, timed as the tier will run (exiting early, if it does)."""
     labels = torch.tensor(dev.label_ids)
     lengths = None
     if tier.length_budget is not None:
         step(f"tier {tier.name}: searching length configurations within {tier.length_budget:.0%}")
         lengths = search_lengths(tier, model, dev, labels)
         model = model.with_settings(keep_tokens=lengths.chosen.keep)
-    all_exits = cached_logits(tier, dev.texts, dev.text_pairs, "dev", cache, model)
+    dev_logits = cached_logits(tier, dev.texts, dev.text_pairs, "dev", cache, model)
+    unlabelled_logits = None if unlabelled is None else cached_logits(
+        tier, unlabelled.texts, unlabelled.text_pairs, "unlabelled", cache, model)
+    fit = fit_tier(tier, model, dev_logits, labels, unlabelled_logits,
+                   torch.ones(len(labels), dtype=torch.bool))
+    step(f"tier {tier.name}: temperature {fit.calibration.temperature:.3f} (ECE "
+         f"{fit.calibration.ece_before:.4f} -> {fit.calibration.ece_after:.4f}); timing batch "
+         f"sizes {batch_sizes}, {repeats} rounds")
+    return TierMeasurements(
+        **vars(fit),
+        costs=seconds_per_record(fit.model, dev.texts, batch_sizes, repeats, dev.text_pairs,
+                                 progress=f"{tier.name}: timing"),
+        dev_logits=dev_logits, unlabelled_logits=unlabelled_logits, lengths=lengths)
+
+
+def fit_tier(tier: TierConfig, model: Tier, dev_logits: torch.Tensor, labels: torch.Tensor,
+             unlabelled_logits: torch.Tensor | None, fit_on: torch.Tensor) -> TierFit:
+    """The tier's temperatures fitted on the dev records `fit_on` selects, and its outputs
+    with them on all records: for a multi-exit tier first one temperature per exit, with
+    which it then exits early (at its exit_threshold, if set), then the temperature of the
+    logits it routes by. The unlabelled sample's outputs use the same temperatures."""
     exits = None
-    if len(all_exits) > 1:
-        exits = measure_exits(tier, model, all_exits, labels)
+    if len(dev_logits) > 1:
+        exits = measure_exits(tier, model, dev_logits[:, fit_on], labels[fit_on])
         if tier.exit_threshold is not None:
             model = model.with_settings(early_exit=EarlyExit(
                 tier.exit_threshold, exits.temperatures, tier.confidence))
-    logits = routing_logits(model, all_exits)
-    fitted = calibrate(logits, labels)
-    step(f"tier {tier.name}: temperature {fitted.temperature:.3f} (ECE {fitted.ece_before:.4f} "
-         f"-> {fitted.ece_after:.4f}); timing batch sizes {batch_sizes}, {repeats} rounds")
-    on_unlabelled = None
-    if unlabelled is not None:
-        on_unlabelled = tier_outputs(routing_logits(model, cached_logits(
-            tier, unlabelled.texts, unlabelled.text_pairs, "unlabelled", cache, model)),
-            fitted.temperature, tier.confidence)
-    return TierMeasurements(
-        model=model,
-        calibration=fitted,
-        raw=tier_outputs(logits, 1.0, tier.confidence),
-        calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
-        costs=seconds_per_record(model, dev.texts, batch_sizes, repeats, dev.text_pairs,
-                                 progress=f"{tier.name}: timing"),
-        unlabelled=on_unlabelled, exits=exits, lengths=lengths)
+    logits = routing_logits(model, dev_logits)
+    fitted = calibrate(logits[fit_on], labels[fit_on])
+    on_unlabelled = None if unlabelled_logits is None else tier_outputs(
+        routing_logits(model, unlabelled_logits), fitted.temperature, tier.confidence)
+    return TierFit(model=model, calibration=fitted,
+                   raw=tier_outputs(logits, 1.0, tier.confidence),
+                   calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
+                   unlabelled=on_unlabelled, exits=exits)
+
+
+def refit_on_reached(tier: TierConfig, measured: TierMeasurements, labels: torch.Tensor,
+                     reaching: torch.Tensor) -> TierMeasurements:
+    """The tier refitted on the dev records that reach it (a later tier sees only the ones
+    the tiers before it were unsure of, where confidences fitted on all records run high),
+    with the ECE and estimate on those records before and after."""
+    fit = fit_tier(tier, measured.model, measured.dev_logits, labels,
+                   measured.unlabelled_logits, reaching)
+    right = int((fit.calibrated.predictions[reaching] == labels[reaching]).sum())
+    enough = (int(reaching.sum()) >= MIN_REACHED
+              and min(right, int(reaching.sum()) - right) >= MIN_EACH_WAY)
+    chosen = fit if enough else TierFit(measured.model, measured.calibration, measured.raw,
+                                        measured.calibrated, measured.unlabelled,
+                                        measured.exits)
+    return dataclasses.replace(measured, **vars(chosen), reached=ReachedCalibration(
+        records=int(reaching.sum()),
+        accuracy=_accuracy_on(measured.calibrated, labels, reaching),
+        temperature_all=measured.calibration.temperature,
+        temperature_reached=fit.calibration.temperature if enough else None,
+        ece_all=_ece_on(measured.calibrated, labels, reaching),
+        ece_reached=_ece_on(chosen.calibrated, labels, reaching),
+        estimate_all=measured.calibrated.max_probs[reaching].double().mean().item(),
+        estimate_reached=chosen.calibrated.max_probs[reaching].double().mean().item()))
+
+
+def _ece_on(outputs: TierOutputs, labels: torch.Tensor, subset: torch.Tensor) -> float:
+    return expected_calibration_error(outputs.max_probs[subset],
+                                      outputs.predictions[subset] == labels[subset])
+
+
+def _accuracy_on(outputs: TierOutputs, labels: torch.Tensor, subset: torch.Tensor) -> float:
+    return (outputs.predictions[subset] == labels[subset]).double().mean().item()
+
+
+def choose_with_reached_calibration(configs: tuple[TierConfig, ...],
+                                    first_fit: list[TierMeasurements], labels: torch.Tensor,
+                                    costs: list[float], policy: Policy
+                                    ) -> tuple[Choice, list[TierMeasurements]]:
+    """The policy's point, with every tier after the first calibrated on the dev records
+    that reach it there. Refitting a tier that routes moves the records that reach the next
+    and may move the choice, so choose, refit and choose again until the thresholds stay
+    (at most REFIT_ROUNDS times; a two-tier cascade settles at once: its last tier routes
+    nothing)."""
+    tiers = first_fit
+    choice = _choose(tiers, labels, costs, policy)
+    for _ in range(REFIT_ROUNDS):
+        step(f"refitting tiers 2-{len(tiers)} on the dev records that reach them at "
+             f"thresholds {[round(t, 4) for t in choice.point.thresholds]}")
+        deciding = deciding_tiers([t.calibrated for t in tiers], choice.point.thresholds)
+        tiers = [tiers[0]] + [refit_on_reached(c, m, labels, deciding >= k)
+                              for k, (c, m) in enumerate(zip(configs, first_fit)) if k > 0]
+        previous, choice = choice, _choose(tiers, labels, costs, policy)
+        if choice.point.thresholds == previous.point.thresholds:
+            break
+    return choice, tiers
+
+
+def _choose(tiers: list[TierMeasurements], labels: torch.Tensor, costs: list[float],
+            policy: Policy) -> Choice:
+    on_unlabelled = [t.unlabelled for t in tiers] if tiers[0].unlabelled is not None else None
+    return choose_point([t.calibrated for t in tiers], labels, on_unlabelled, costs, policy)
 
 
 def routing_logits(model: Tier, all_exits: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ def report_json(result: TuningResult) -> dict[str, Any]:
 def _tier_dict(tier: TierReport) -> dict[str, Any]:
     """A tier's report, without the exits and lengths a tier does not have."""
     return {key: value for key, value in dataclasses.asdict(tier).items()
-            if value is not None or key not in ("exits", "lengths")}
+            if value is not None or key not in ("exits", "lengths", "reached")}
 
 
 def _point_dict(point: OperatingPoint) -> dict[str, Any]:
@@ -84,6 +84,9 @@ def report_summary(result: TuningResult) -> str:
         f"{result.dev_records} labelled dev records; policy "
         f"{ {k: v for k, v in dataclasses.asdict(result.policy).items() if v is not None} }.",
         "",
+        "Each tier's temperature is fitted on the dev records it sees in the cascade: all of "
+        "them for the first tier, those that reach it at the chosen thresholds for the later "
+        "ones (next table); accuracy, NLL and ECE are on those records.", "",
         "| tier | accuracy | temperature | NLL before | NLL after | ECE before | ECE after "
         "| batch size | ms/record |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -95,6 +98,7 @@ def report_summary(result: TuningResult) -> str:
             f"{c.nll_before:.4f} | {c.nll_after:.4f} | {c.ece_before:.4f} | "
             f"{c.ece_after:.4f} | {t.batch_size} | "
             f"{1000 * t.seconds_per_record[t.batch_size]:.3f} |")
+    lines += reached_table(result.tiers)
     for t in result.tiers:
         if t.exits:
             lines += exit_tables(t.name, t.exits)
@@ -124,6 +128,25 @@ def report_summary(result: TuningResult) -> str:
                      f"{h.last_tier_accuracy:.2%} | {h.accuracy_drop_points:.2f} | "
                      f"{h.speedup:.2f}x | {h.estimated_accuracy:.2%} |")
     return "\n".join(lines) + "\n"
+
+
+def reached_table(tiers: list[TierReport]) -> list[str]:
+    """Later tiers on the records that reach them: calibrated on all dev records against on
+    those records (ECE and the label-free estimate there, next to the true accuracy)."""
+    reached = [t for t in tiers if t.reached]
+    if not reached:
+        return []
+    lines = ["", "On the dev records that reach each later tier at the chosen thresholds:", "",
+             "| tier | records | accuracy | temperature (all records -> these) | ECE | "
+             "estimated accuracy |", "|---|---|---|---|---|---|"]
+    for t in reached:
+        r = t.reached
+        fitted = (f"{r.temperature_reached:.3f}" if r.temperature_reached is not None
+                  else "kept: too few records or errors to fit on")
+        lines.append(f"| {t.name} | {r.records} | {r.accuracy:.2%} | "
+                     f"{r.temperature_all:.3f} -> {fitted} | {r.ece_all:.4f} -> "
+                     f"{r.ece_reached:.4f} | {r.estimate_all:.2%} -> {r.estimate_reached:.2%} |")
+    return lines
 
 
 def guarantee_section(result: TuningResult) -> list[str]:

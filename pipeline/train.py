@@ -28,6 +28,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text_field", default="text",
                    help="field (column) holding the text (default text, as in run and "
                         "calibrate; GLUE's TSV files call it sentence)")
+    p.add_argument("--text_pair_field",
+                   help="field holding the second text of a pair (paraphrase, entailment): "
+                        "the model is trained on pairs as run and calibrate score them with "
+                        "the config's text_pair_field (transformers: the tokenizer's pairs; "
+                        "ngram: the pair joined as the tier joins it)")
     p.add_argument("--label_field", default="label")
     p.add_argument("--label_names", help="comma list giving the names of label ids 0, 1, ...")
     p.add_argument("--limit", type=int, help="train on the first N rows only")
@@ -97,9 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = tuple(args.label_names.split(",")) if args.label_names else None
     try:
         check_output(args.output, args.overwrite)
-        train = read_labelled(args.train, args.text_field, args.label_field, names, args.limit)
-        dev = read_labelled(args.dev, args.text_field, args.label_field,
-                            train.label_names) if args.dev else None
+        train = read_labelled(args.train, args.text_field, args.label_field, names, args.limit,
+                              args.text_pair_field)
+        dev = read_labelled(args.dev, args.text_field, args.label_field, train.label_names,
+                            text_pair_field=args.text_pair_field) if args.dev else None
         common = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                     ("lr", args.lr), ("weight_decay", args.weight_decay),
                                     ("seed", args.seed)) if v is not None}

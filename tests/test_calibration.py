@@ -12,6 +12,8 @@ from models.calibration import calibrate, expected_calibration_error, fit_temper
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      candidate_thresholds, choose, pareto_frontier, replay,
                                      sweep)
+from models.config import TierConfig
+from models.tuning import TierMeasurements, fit_tier, refit_on_reached
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config
 
@@ -33,6 +35,32 @@ def test_calibration_lowers_nll_and_ece_of_an_overconfident_model():
     result = calibrate(10 * logits, labels)  # 10x over-confident
     assert result.temperature == pytest.approx(10, rel=0.1)
     assert result.nll_after < result.nll_before and result.ece_after < result.ece_before / 3
+
+
+def test_a_later_tier_is_calibrated_on_the_records_that_reach_it():
+    """Tier 2 as confident on the hard records tier 1 sends it (70% right) as on the rest
+    (98% right): fitted on all records its estimate there runs high; refitted on the
+    reached records the estimate meets the truth and the ECE there falls."""
+    generator = torch.Generator().manual_seed(0)
+    n, hard = 4000, 1200
+    labels = torch.randint(0, 2, (n,), generator=generator)
+    right = torch.rand(n, generator=generator) < torch.where(torch.arange(n) < hard, 0.7, 0.98)
+    predicted = torch.where(right, labels, 1 - labels)
+    logits = torch.nn.functional.one_hot(predicted, 2).float() * 4.0
+    tier = TierConfig("late", "unused")
+    fit = fit_tier(tier, None, logits.unsqueeze(0), labels, None, torch.ones(n, dtype=torch.bool))
+    measured = TierMeasurements(**vars(fit), costs={1: 1.0}, dev_logits=logits.unsqueeze(0))
+    reaching = torch.arange(n) < hard
+    refitted = refit_on_reached(tier, measured, labels, reaching)
+    r = refitted.reached
+    assert r.records == hard and r.accuracy == pytest.approx(0.7, abs=0.03)
+    assert r.estimate_all - r.accuracy > 0.1  # the trouble
+    assert abs(r.estimate_reached - r.accuracy) < 0.01
+    assert r.ece_reached < r.ece_all / 5
+    assert refitted.calibration.temperature == pytest.approx(r.temperature_reached)
+    few = refit_on_reached(tier, measured, labels, torch.arange(n) < 20)
+    assert few.reached.temperature_reached is None  # too few to fit on: kept
+    assert few.calibration == measured.calibration
 
 
 def test_ece_on_a_hand_computed_case():
@@ -159,6 +187,8 @@ def test_the_written_config_runs_unchanged(tmp_path, models):
     reach = [t["seen"] / stats["predictions"] for t in stats["tiers"]]
     assert reach == pytest.approx(result["chosen"]["reach"])
     assert stats["shifted_tiers"] == []  # the data it was calibrated on
+    for k, tier in enumerate(result["tiers"][1:], start=1):  # refitted where they are reached
+        assert tier["reached"]["records"] == round(result["chosen"]["reach"][k] * len(_dev_rows()))
 
 
 def test_calibrate_bounds_the_drop_with_an_unlabelled_sample(tmp_path, models, capsys):

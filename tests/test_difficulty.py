@@ -27,10 +27,10 @@ def test_each_example_is_judged_by_a_model_that_did_not_see_it():
                          ("neg", "pos"))
     seen_by_fold = []
 
-    def fit_and_predict(part, texts):
+    def fit_and_predict(part, held_out):
         seen_by_fold.append(set(part.texts))
-        assert not set(texts) & set(part.texts)
-        return [0] * len(texts)  # a model that always says "neg"
+        assert not set(held_out.texts) & set(part.texts)
+        return [0] * len(held_out.texts)  # a model that always says "neg"
 
     hard = difficulty_labels(data, folds=3, seed=1, fit_and_predict=fit_and_predict)
     assert hard == [label != 0 for label in data.label_ids]
