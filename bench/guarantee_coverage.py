@@ -103,6 +103,17 @@ def model_logits(model: str, name: str, texts: list[str], what: str) -> torch.Te
     return cached_logits(tier, texts, None, what, "bench/cache/logits", tier.load())[-1]
 
 
+def sst2_logits(data: str) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """The n-gram and MiniLM tiers' logits on SST-2 dev and on the unlabelled test sentences
+    (cached), and dev's labels."""
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
+    test = [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+    models = [("ngram", tier1_model(None, data)), ("minilm", tier2_model(None, data))]
+    return ([model_logits(m, n, dev.texts, "dev") for n, m in models],
+            [model_logits(m, n, test, "unlabelled") for n, m in models],
+            torch.tensor(dev.label_ids))
+
+
 def summary_rows(outcomes: list[dict], budgets: list[float], confidence: float) -> list[dict]:
     rows = []
     for budget in budgets:
@@ -147,12 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--budgets", default="0.5,1,2", help="points, comma-separated")
     args = p.parse_args(argv)
-    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
-    test = [r["sentence"] for r in read_rows(sst2_file(args.data, "test_unlabeled.tsv"))]
-    models = [("ngram", tier1_model(None, args.data)), ("minilm", tier2_model(None, args.data))]
-    dev_logits = [model_logits(m, n, dev.texts, "dev") for n, m in models]
-    test_logits = [model_logits(m, n, test, "unlabelled") for n, m in models]
-    labels = torch.tensor(dev.label_ids)
+    dev_logits, test_logits, labels = sst2_logits(args.data)
     budgets = [float(b) for b in args.budgets.split(",")]
     outcomes = [split_outcomes(dev_logits, test_logits, labels, seed, budgets, args.confidence)
                 for seed in tqdm(range(args.splits), desc="splits")]

@@ -22,10 +22,8 @@ import statistics
 import torch
 from tqdm import tqdm
 
-from bench.guarantee_coverage import COSTS, model_logits, outputs
-from bench.sst2 import LABELS, sst2_file, tier1_model, tier2_model
+from bench.guarantee_coverage import COSTS, outputs, sst2_logits
 from models.calibration import expected_calibration_error, fit_temperature
-from models.datasets import read_labelled, read_rows
 from models.guarantee import guarantee_search
 from models.routing_rule import decided_mask
 
@@ -90,12 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--budgets", default="1,2,5", help="points, comma-separated")
     args = p.parse_args(argv)
-    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
-    test = [r["sentence"] for r in read_rows(sst2_file(args.data, "test_unlabeled.tsv"))]
-    models = [("ngram", tier1_model(None, args.data)), ("minilm", tier2_model(None, args.data))]
-    dev_logits = [model_logits(m, n, dev.texts, "dev") for n, m in models]
-    test_logits = [model_logits(m, n, test, "unlabelled") for n, m in models]
-    labels = torch.tensor(dev.label_ids)
+    dev_logits, test_logits, labels = sst2_logits(args.data)
     command = (f"python -m bench.reached_calibration --splits {args.splits} --confidence "
                f"{args.confidence} --budgets {args.budgets}")
     lines = ["# The label-free estimate on the records that reach tier 2", "",

@@ -355,7 +355,10 @@ def refit_on_reached(tier: TierConfig, measured: TierMeasurements, labels: torch
                      reaching: torch.Tensor) -> TierMeasurements:
     """The tier refitted on the dev records that reach it (a later tier sees only the ones
     the tiers before it were unsure of, where confidences fitted on all records run high),
-    with the ECE and estimate on those records before and after."""
+    with the ECE and estimate on those records before and after. Unchanged when none
+    reach it."""
+    if not reaching.any():
+        return measured
     fit = fit_tier(tier, measured.model, measured.dev_logits, labels,
                    measured.unlabelled_logits, reaching)
     right = int((fit.calibrated.predictions[reaching] == labels[reaching]).sum())
@@ -395,7 +398,7 @@ def choose_with_reached_calibration(configs: tuple[TierConfig, ...],
     nothing)."""
     tiers = first_fit
     choice = _choose(tiers, labels, costs, policy)
-    for _ in range(REFIT_ROUNDS):
+    for _ in range(REFIT_ROUNDS if len(tiers) > 1 else 0):
         step(f"refitting tiers 2-{len(tiers)} on the dev records that reach them at "
              f"thresholds {[round(t, 4) for t in choice.point.thresholds]}")
         deciding = deciding_tiers([t.calibrated for t in tiers], choice.point.thresholds)

@@ -15,27 +15,31 @@ from transforms.scoring import ScoreTier
 
 
 def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
-          last: TierConfig) -> Any:
+          last: TierConfig) -> tuple[Any, PCollection | None]:
     """Tier's routing, always within a Budget: the tier's fixed one or, with
     max_escalation_rate or max_disagreement, each window's (transforms/budget.py), which
-    holds the window's records until it closes. With max_disagreement the tier's steering
-    sample is scored by the last tier first (failures among it go out as 'steering_failures',
-    counted like audit failures)."""
+    holds the window's records until it closes. Returns the routed outputs and the failures
+    of the steering sample (None without max_disagreement)."""
+    sampled, steering_failures = None, None
     if tier.max_escalation_rate is None and tier.max_disagreement is None:
         with_budget = scored | f"FixedBudget[{tier.name}]" >> beam.Map(
             lambda record, budget: (record, budget), Budget(tier.threshold))
-        steering_failures = None
     else:
-        sampled, steering_failures = None, None
         if tier.max_disagreement is not None:
-            sampled, steering_failures = (
-                scored | f"SteeringSample[{tier.name}]" >> beam.Filter(
-                    lambda r, name, rate: audited(name, r.id, rate), tier.name, tier.audit_rate)
-                | f"Steer[{tier.name}]" >> ScoreTier(last, threads))
+            sampled, steering_failures = steering_sample(tier, scored, threads, last)
         with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier, sampled)
     routed = with_budget | f"Route[{tier.name}]" >> beam.ParDo(
         RouteByConfidence(tier)).with_outputs(ESCALATED, AUDIT, main="decided")
     return routed, steering_failures
+
+
+def steering_sample(tier: TierConfig, scored: PCollection, threads: TorchThreads,
+                    last: TierConfig) -> tuple[PCollection, PCollection]:
+    """A max_disagreement tier's steering sample: its audit sample drawn from every record it
+    scored (decided or not), scored by the last tier before routing. (scored, failures)."""
+    return (scored | f"SteeringSample[{tier.name}]" >> beam.Filter(
+                lambda r, name, rate: audited(name, r.id, rate), tier.name, tier.audit_rate)
+            | f"Steer[{tier.name}]" >> ScoreTier(last, threads))
 
 
 class TierCascade(beam.PTransform):
