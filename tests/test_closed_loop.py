@@ -21,7 +21,7 @@ def direct_threshold(sample: list[tuple[float, bool]], floor: float, target: flo
     """The fixed-sequence walk on the raw sample, written out: accept thresholds from the
     safest down while the bound on (decided and disagreeing) / sampled stays within target."""
     chosen = ESCALATE_ALL
-    for t in [t for t in THRESHOLD_SEQUENCE if t >= floor]:
+    for t in [t for t in THRESHOLD_SEQUENCE if t > floor] + [floor]:
         disagreeing = sum(1 for c, agreed in sample if c >= t and not agreed)
         if binomial_upper_bound(disagreeing, len(sample), 0.05) > target:
             return chosen

@@ -115,13 +115,14 @@ def steered_threshold(counts: WindowCounts, floor: float, target: float) -> floa
     the window's records the tier decides with another answer than the last tier's stays
     within `target`; ESCALATE_ALL when even the safest fails (too small a sample).
 
-    The candidates are walked from the safest down and the walk stops at the first failure
+    The candidates (the fixed sequence above `floor`, then `floor` itself) are walked from
+    the safest down and the walk stops at the first failure
     (fixed-sequence testing, models/guarantee.py), so choosing among them spends nothing of
     the 95%; the share is over the steering sample, a uniform hash sample of the window."""
     sampled = sum(counts.sampled.values())
     chosen = ESCALATE_ALL
-    for threshold in (t for t in THRESHOLD_SEQUENCE if t >= floor):
-        edge = round(threshold * BINS)
+    for threshold in [t for t in THRESHOLD_SEQUENCE if t > floor] + [floor]:
+        edge = math.floor(threshold * BINS + 1e-9)  # bins from here hold every decided record
         disagreed = sum(n for b, n in counts.disagreed.items() if b >= edge)
         if binomial_upper_bound(disagreed, sampled, STEERING_RISK) > target:
             break
