@@ -151,13 +151,18 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.guarantee_coverage")
+def splits_arguments(prog: str, budgets: str) -> argparse.ArgumentParser:
+    """The flags of a bench that replays random halvings of SST-2 dev at some budgets."""
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--data", default="../shared/data/sst2")
     p.add_argument("--splits", type=int, default=200)
     p.add_argument("--confidence", type=float, default=0.9)
-    p.add_argument("--budgets", default="0.5,1,2", help="points, comma-separated")
-    args = p.parse_args(argv)
+    p.add_argument("--budgets", default=budgets, help="points, comma-separated")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = splits_arguments("python -m bench.guarantee_coverage", "0.5,1,2").parse_args(argv)
     dev_logits, test_logits, labels = sst2_logits(args.data)
     budgets = [float(b) for b in args.budgets.split(",")]
     outcomes = [split_outcomes(dev_logits, test_logits, labels, seed, budgets, args.confidence)

@@ -15,7 +15,6 @@ Writes bench/results/reached_calibration.{md,json}.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ import statistics
 import torch
 from tqdm import tqdm
 
-from bench.guarantee_coverage import COSTS, outputs, sst2_logits
+from bench.guarantee_coverage import COSTS, outputs, splits_arguments, sst2_logits
 from models.calibration import expected_calibration_error, fit_temperature
 from models.guarantee import guarantee_search
 from models.routing_rule import decided_mask
@@ -85,12 +84,7 @@ def summary(results: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.reached_calibration")
-    p.add_argument("--data", default="../shared/data/sst2")
-    p.add_argument("--splits", type=int, default=200)
-    p.add_argument("--confidence", type=float, default=0.9)
-    p.add_argument("--budgets", default="1,2,5", help="points, comma-separated")
-    args = p.parse_args(argv)
+    args = splits_arguments("python -m bench.reached_calibration", "1,2,5").parse_args(argv)
     dev_logits, test_logits, labels = sst2_logits(args.data)
     command = (f"python -m bench.reached_calibration --splits {args.splits} --confidence "
                f"{args.confidence} --budgets {args.budgets}")

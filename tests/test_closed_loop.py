@@ -12,7 +12,7 @@ def counts_of(sample: list[tuple[float, bool]]) -> WindowCounts:
     """The steering sample (confidence, agreed with the last tier) as the combiner counts it."""
     counts = WindowCounts()
     for confidence, agreed in sample:
-        counts.sampled[confidence_bin(confidence, BINS)] += 1
+        counts.sampled += 1
         counts.disagreed[confidence_bin(confidence, BINS)] += not agreed
     return counts
 

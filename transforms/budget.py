@@ -97,16 +97,16 @@ ESCALATE_ALL = math.nextafter(1.0, 2.0)  # above every confidence: nothing is de
 @dataclass
 class WindowCounts:
     """What a window's Budget is computed from, in bounded memory: the tier's confidences by
-    bin, and its steering sample (records the last tier also scored) by bin, all of them and
-    those whose answer differed from the last tier's."""
+    bin, the size of its steering sample (records the last tier also scored), and by bin
+    those of the sample whose answer differed from the last tier's."""
 
     confidences: Counter = field(default_factory=Counter)
-    sampled: Counter = field(default_factory=Counter)
+    sampled: int = 0
     disagreed: Counter = field(default_factory=Counter)
 
     def merge(self, other: "WindowCounts") -> None:
         self.confidences.update(other.confidences)
-        self.sampled.update(other.sampled)
+        self.sampled += other.sampled
         self.disagreed.update(other.disagreed)
 
 
@@ -119,12 +119,11 @@ def steered_threshold(counts: WindowCounts, floor: float, target: float) -> floa
     the safest down and the walk stops at the first failure
     (fixed-sequence testing, models/guarantee.py), so choosing among them spends nothing of
     the 95%; the share is over the steering sample, a uniform hash sample of the window."""
-    sampled = sum(counts.sampled.values())
     chosen = ESCALATE_ALL
     for threshold in [t for t in THRESHOLD_SEQUENCE if t > floor] + [floor]:
         edge = math.floor(threshold * BINS + 1e-9)  # bins from here hold every decided record
         disagreed = sum(n for b, n in counts.disagreed.items() if b >= edge)
-        if binomial_upper_bound(disagreed, sampled, STEERING_RISK) > target:
+        if binomial_upper_bound(disagreed, counts.sampled, STEERING_RISK) > target:
             break
         chosen = threshold
     return chosen
@@ -146,7 +145,7 @@ class WindowBudgetFn(beam.CombineFn):
         if item[0] == "scored":
             counts.confidences[b] += 1
         else:
-            counts.sampled[b] += 1
+            counts.sampled += 1
             counts.disagreed[b] += not item[2]
         return counts
 
