@@ -22,9 +22,9 @@ from models.config import CascadeConfig, validate_models
 from models.loading import TorchThreads
 from pipeline.config import load_config
 from pipeline.io import output_row
-from transforms.cascade import TierCascade
+from transforms.cascade import TierCascade, decided_branches
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import ParseRecords, RecordFields
+from transforms.parsing import PARSED, ParseRecords, RecordFields
 
 SOURCE = "input"  # the source of a row in generated ids and dead letters
 
@@ -49,12 +49,14 @@ class Cascade(beam.PTransform):
     def expand(self, rows: PCollection) -> dict[str, PCollection]:
         config = self._config
         parsed = (rows
-                  | "Positions" >> beam.Map(with_position)
+                  | "Positions" >> beam.Map(lambda row: [with_position(row)])
                   | "Parse" >> beam.ParDo(ParseRecords(RecordFields.of(config, self._labels)))
-                  .with_outputs(DEAD_LETTERS, main="records"))
+                  .with_outputs(DEAD_LETTERS, PARSED, main="records"))
         cascade = parsed.records | "Tiers" >> TierCascade(config.tiers, self._threads)
-        predictions = cascade["predictions"] | "Rows" >> beam.Map(
-            output_row, self._labels, config.tier_names, config.passthrough_fields)
+        predictions = [
+            branch | f"Rows[{tier}]" >> beam.Map(
+                output_row, self._labels, config.tier_names, config.passthrough_fields)
+            for tier, branch in decided_branches(cascade).items()] | "Merge" >> beam.Flatten()
         dead_letters = ((parsed[DEAD_LETTERS], cascade["dead_letters"])
                         | "DeadLetters" >> beam.Flatten()
                         | "AsDicts" >> beam.Map(lambda letter: letter.to_json()))

@@ -51,6 +51,10 @@ FORMAT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
 # quoting (as GLUE writes it), CSV with the csv module's standard quoting.
 DELIMITED = {"tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE}, "csv": {}}
 PARQUET_READ_BATCH = 1024
+PARQUET_WRITE_BATCH = 2048  # output rows per Arrow table given to the Parquet writer
+# Raw rows per element from reading to parsing: the shuffle that spreads them over the
+# workers then costs per chunk, and a file of a few thousand rows still spreads.
+ROWS_PER_CHUNK = 256
 # Parquet column types of the annotations `Prediction`'s fields use.
 PARQUET_TYPES = {"RecordId": pa.string(), "str": pa.string(), "int": pa.int64(),
                  "float": pa.float64(), "tuple[float, ...]": pa.list_(pa.float64())}
@@ -177,7 +181,7 @@ def read_parquet_rows(readable: fileio.ReadableFile, columns: Sequence[str]
 
 
 class ReadInputFile(beam.DoFn):
-    """One input file in; its raw rows out.
+    """One input file in; its raw rows out, in chunks (lists) of up to ROWS_PER_CHUNK rows.
 
     A storage failure (a lost connection, a file not there yet) is retried READ_ATTEMPTS
     times in all with doubling waits, going on after the rows already read, so no row is
@@ -193,15 +197,23 @@ class ReadInputFile(beam.DoFn):
     def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
         path = readable.metadata.path
         fmt = self._input_format or detect_format(path)
-        emitted = 0
+        chunk: list = []
+        emitted = 0  # rows read so far, in chunks given out or in `chunk`
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
                 for row in itertools.islice(self._rows(readable, fmt), emitted, None):
-                    yield row
+                    chunk.append(row)
                     emitted += 1
+                    if len(chunk) == ROWS_PER_CHUNK:
+                        yield chunk
+                        chunk = []
+                if chunk:
+                    yield chunk
                 return
             except Exception as e:  # noqa: BLE001 - any failure is retried or dead-lettered
                 if isinstance(e, DAMAGED_DATA) or attempt == READ_ATTEMPTS:
+                    if chunk:
+                        yield chunk
                     tries = f" (after {attempt} attempts)" if attempt > 1 else ""
                     reason = (f"cannot read {fmt} file {path!r} from row {emitted} on{tries}: "
                               f"{type(e).__name__}: {e}")
@@ -251,8 +263,8 @@ class WatchedFiles(beam.PTransform):
 
 
 class ReadRecords(beam.PTransform):
-    """PBegin in; {'rows': raw rows, 'dead_letters': unreadable files} out, reading the
-    files that `files` (ListedFiles or WatchedFiles) names."""
+    """PBegin in; {'rows': chunks of raw rows, 'dead_letters': unreadable files} out, reading
+    the files that `files` (ListedFiles or WatchedFiles) names."""
 
     def __init__(self, files: beam.PTransform, input_format: str | None,
                  columns: Sequence[str]):
@@ -274,8 +286,8 @@ class ReadRecords(beam.PTransform):
 
 
 class ReadPubSubRecords(beam.PTransform):
-    """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Pub/Sub message, its
-    message id as its position, its publish time as its event time."""
+    """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Pub/Sub message (a chunk
+    of one row), its message id as its position, its publish time as its event time."""
 
     def __init__(self, subscription: str | None = None, topic: str | None = None):
         super().__init__()
@@ -286,13 +298,13 @@ class ReadPubSubRecords(beam.PTransform):
         source = f"pubsub:{self._subscription or self._topic}"
         messages = pbegin | "ReadPubSub" >> beam.io.ReadFromPubSub(
             subscription=self._subscription, topic=self._topic, with_attributes=True)
-        rows = messages | "ToRows" >> beam.Map(lambda m: (source, m.message_id, m.data))
+        rows = messages | "ToRows" >> beam.Map(lambda m: [(source, m.message_id, m.data)])
         return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 
 class ReadKafkaRecords(beam.PTransform):
-    """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Kafka message value,
-    `topic/partition` and offset as its position. Beam's Kafka source is Java, run through
+    """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Kafka message value (a
+    chunk of one row), `topic/partition` and offset as its position. Beam's Kafka source is Java, run through
     an expansion service (Java on the launcher): Beam's own, or `expansion_jar` from
     scripts/kafka_expansion_service.sh, whose Java runs as local processes (see
     pipeline/java_harness.py and docs/streaming.md)."""
@@ -315,7 +327,7 @@ class ReadKafkaRecords(beam.PTransform):
                              "auto.offset.reset": "earliest"},
             topics=self._topics, with_metadata=True, **expansion)
         rows = messages | "ToRows" >> beam.Map(
-            lambda m: (f"kafka:{m.topic}/{m.partition}", m.offset, m.value))
+            lambda m: [(f"kafka:{m.topic}/{m.partition}", m.offset, m.value)])
         return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 
@@ -330,8 +342,9 @@ def output_row(record: Record, labels: Sequence[str], tier_names: Sequence[str],
     row = prediction_row(record, labels)
     for name in tier_names:
         row[f"confidence_{name}"] = confidences.get(name)
-    for name, column in passthrough_columns(passthrough, tier_names):
-        row[column] = record.passthrough.get(name)
+    if passthrough:
+        for name, column in passthrough_columns(passthrough, tier_names):
+            row[column] = record.passthrough.get(name)
     return row
 
 
@@ -353,18 +366,21 @@ def prediction_schema(tier_names: Sequence[str], passthrough: Sequence[str]) -> 
 
 
 def as_parquet_row(row: dict[str, Any], passthrough_columns: Sequence[str]) -> dict[str, Any]:
-    """An output row in the Parquet schema's string columns: a string id or pass-through
-    value unchanged, any other (a number, a boolean, an object) as its JSON text."""
-    out = dict(row)
+    """An output row (changed in place) in the Parquet schema's string columns: a string
+    id or pass-through value unchanged, any other (a number, a boolean, an object) as its
+    JSON text."""
     for column in ("id", *passthrough_columns):
-        value = out[column]
+        value = row[column]
         if value is not None and not isinstance(value, str):
-            out[column] = json.dumps(value, default=str, ensure_ascii=False)
-    return out
+            row[column] = json.dumps(value, default=str, ensure_ascii=False)
+    return row
+
+
+JSON_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)  # one, not one per json.dumps
 
 
 def to_json_line(row: dict[str, Any]) -> str:
-    return json.dumps(row, default=str, ensure_ascii=False)
+    return JSON_ENCODER.encode(row)
 
 
 def shard_name_template(rows: PCollection) -> str | None:
@@ -374,28 +390,49 @@ def shard_name_template(rows: PCollection) -> str | None:
 
 
 class WritePredictions(beam.PTransform):
-    """Writes output rows as sharded `predictions-*.parquet` or `predictions-*.jsonl` (in
-    streaming: each window's files once the window closes)."""
+    """Each tier's decided records (TierCascade's branches, {tier name: PCollection}) in;
+    sharded `predictions-*.parquet` or `predictions-*.jsonl` out (in streaming: each
+    window's files once the window closes).
 
-    def __init__(self, output: str, output_format: str, schema: pa.Schema,
-                 passthrough_columns: Sequence[str]):
+    Each branch is turned into what the files hold (JSON lines, or Arrow tables of up to
+    PARQUET_WRITE_BATCH rows) before the branches are merged: a runner that materialises
+    the merge (the FnApiRunner does) then moves compact rows, not records, and Parquet is
+    written a table at a time rather than a row at a time."""
+
+    def __init__(self, output: str, output_format: str, labels: Sequence[str],
+                 tier_names: Sequence[str], passthrough: Sequence[str]):
         super().__init__()
         self._prefix = FileSystems.join(output, "predictions")
         self._format = output_format
-        self._schema = schema
-        self._passthrough_columns = list(passthrough_columns)
+        self._row = (labels, tier_names, passthrough)
+        self._schema = prediction_schema(tier_names, passthrough)
+        self._passthrough_columns = [c for _, c in passthrough_columns(passthrough, tier_names)]
 
-    def expand(self, rows: PCollection):
-        template = shard_name_template(rows)
+    def expand(self, branches: dict[str, PCollection]):
+        template = shard_name_template(next(iter(branches.values())))
         if self._format == "parquet":
-            return (rows
-                    | "TextColumns" >> beam.Map(as_parquet_row, self._passthrough_columns)
-                    | "WriteParquet" >> beam.io.WriteToParquet(
+            tables = [branch
+                      | f"Batch[{tier}]" >> beam.BatchElements(
+                          min_batch_size=PARQUET_WRITE_BATCH, max_batch_size=PARQUET_WRITE_BATCH)
+                      | f"ToArrow[{tier}]" >> beam.Map(self._table)
+                      for tier, branch in branches.items()]
+            return (tables | "Merge" >> beam.Flatten()
+                    | "WriteParquet" >> beam.io.WriteToParquetBatched(
                         self._prefix, self._schema, file_name_suffix=".parquet",
                         shard_name_template=template))
-        return (rows | "ToJson" >> beam.Map(to_json_line)
+        lines = [branch | f"ToJson[{tier}]" >> beam.Map(self._json_line)
+                 for tier, branch in branches.items()]
+        return (lines | "Merge" >> beam.Flatten()
                 | "WriteJsonl" >> beam.io.WriteToText(
                     self._prefix, file_name_suffix=".jsonl", shard_name_template=template))
+
+    def _json_line(self, record: Record) -> str:
+        return to_json_line(output_row(record, *self._row))
+
+    def _table(self, records: Sequence[Record]) -> pa.Table:
+        return pa.Table.from_pylist(
+            [as_parquet_row(output_row(record, *self._row), self._passthrough_columns)
+             for record in records], schema=self._schema)
 
 
 class WriteErrors(beam.PTransform):

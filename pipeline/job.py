@@ -25,16 +25,15 @@ from models.loading import TorchThreads
 from pipeline.config import cascade_config
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
                          ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
-                         WritePredictions, WriteRoutingStats, list_input_files, output_row,
-                         passthrough_columns, prediction_schema, read_routing_stats,
-                         rewrite_routing_stats)
+                         WritePredictions, WriteRoutingStats, list_input_files,
+                         read_routing_stats, rewrite_routing_stats)
 from pipeline.options import CascadeOptions, torch_threads, unknown_flags
 from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
                                     new_staging_folder, publish)
-from transforms.cascade import TierCascade
+from transforms.cascade import TierCascade, decided_branches
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import ParseRecords, RecordFields
+from transforms.parsing import PARSED, ParseRecords, RecordFields
 from transforms.statistics import ComputeRoutingStats
 from transforms.windowing import fixed_windows
 
@@ -148,22 +147,16 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
         rows = rows | "Windows" >> fixed_windows(job.window_secs)
         read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
     parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
-        DEAD_LETTERS, main="records")
+        DEAD_LETTERS, PARSED, main="records")
     cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
-    predictions = cascade["predictions"]
     dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()
-
-    passthrough = passthrough_columns(config.passthrough_fields, tier_names)
-    _ = (predictions
-         | "OutputRows" >> beam.Map(output_row, job.labels, tier_names,
-                                    config.passthrough_fields)
-         | "WritePredictions" >> WritePredictions(
-             job.output, job.output_format,
-             prediction_schema(tier_names, config.passthrough_fields),
-             [column for _, column in passthrough]))
+    _ = (decided_branches(cascade) | "WritePredictions" >> WritePredictions(
+        job.output, job.output_format, job.labels, tier_names, config.passthrough_fields))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
-    events = {"parsed": parsed.records, "prediction": predictions, "error": dead_letters}
+    events = {"parsed": parsed[PARSED], "error": dead_letters,
+              **{f"prediction[{name}]": branch
+                 for name, branch in decided_branches(cascade).items()}}
     if "audits" in cascade:
         events.update(audit=cascade["audits"], audit_failed=cascade["audit_failures"])
     _ = (events

@@ -18,7 +18,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from models.datasets import UnlabelledTexts
 from pipeline.io import InputError, ReadInputFile, list_input_files
-from transforms.parsing import ParseRecords, RecordFields
+from transforms.parsing import PARSED, ParseRecords, RecordFields
 from transforms.records import Record
 
 
@@ -58,11 +58,12 @@ def sample_unlabelled(patterns: Sequence[str], fields: RecordFields, size: int, 
 def parsed_rows(patterns: Sequence[str], fields: RecordFields,
                 input_format: str | None) -> Iterator[Record | TaggedOutput]:
     """Every row of the inputs as the job parses it: a Record, or a tagged dead letter (a
-    row that is not valid, or a file that cannot be read, which is an error here)."""
+    row that is not valid; a file that cannot be read is an error here)."""
     read, parse = ReadInputFile(input_format, fields.columns), ParseRecords(fields)
     for path, _ in list_input_files(patterns, input_format):
         metadata, = FileSystems.match([path])[0].metadata_list
-        for row in read.process(fileio.ReadableFile(metadata)):
-            if isinstance(row, TaggedOutput):
-                raise InputError(f"--unlabelled: {row.value.reason}")
-            yield from parse.process(row)
+        for chunk in read.process(fileio.ReadableFile(metadata)):
+            if isinstance(chunk, TaggedOutput):
+                raise InputError(f"--unlabelled: {chunk.value.reason}")
+            yield from (out for out in parse.process(chunk)
+                        if not (isinstance(out, TaggedOutput) and out.tag == PARSED))

@@ -19,7 +19,7 @@ from strategies import file_lines
 from pipeline.io import list_input_files, read_json_lines, read_parquet_rows
 from pipeline.run import main
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import ParseRecords, RecordFields
+from transforms.parsing import PARSED, ParseRecords, RecordFields
 
 BAD_LINES = {  # JSON Lines input -> the start of its dead-letter reason
     b"{not json": "invalid JSON",
@@ -89,10 +89,11 @@ def test_a_glob_that_matches_nothing_is_an_error_naming_it(tmp_path, models, cap
 FIELDS = RecordFields(text_field="text", id_field="id", labels=("neg", "pos"))
 def _parse_all(raw_rows):
     """Runs the job's parse DoFn over raw rows; returns (records, dead letters)."""
-    parse = ParseRecords(FIELDS)
-    outputs = [out for row in raw_rows for out in parse.process(row)]
-    dead = [o.value for o in outputs if getattr(o, "tag", None) == DEAD_LETTERS]
-    return [o for o in outputs if getattr(o, "tag", None) != DEAD_LETTERS], dead
+    outputs = list(ParseRecords(FIELDS).process(list(raw_rows)))
+    tags = [getattr(o, "tag", None) for o in outputs]
+    records = [o for o, tag in zip(outputs, tags) if tag is None]
+    assert sum(o.value for o, tag in zip(outputs, tags) if tag == PARSED) == len(records)
+    return records, [o.value for o, tag in zip(outputs, tags) if tag == DEAD_LETTERS]
 
 
 def _is_blank(line: bytes) -> bool:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from strategies import lines
 
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import (InvalidRecord, ParseRecords, RecordFields, decode_json_line,
-                                label_id, to_record)
+from transforms.parsing import (PARSED, InvalidRecord, ParseRecords, RecordFields,
+                                decode_json_line, label_id, to_record)
 from transforms.records import Record
 
 FIELDS = RecordFields(text_field="text", id_field="id", label_field="label",
@@ -32,7 +32,7 @@ def test_undecodable_lines_are_invalid(line, reason):
 def test_unpaired_surrogates_in_fields_the_job_reads_make_dead_letters():
     lines = [b'{"text": "a\\ud800"}', b'{"text": "ok", "extra": ["\\udfff"]}',
              b'{"text": "ok", "unread": "\\udfff"}', b'{"text": "\\ud83d\\ude00 good"}']
-    outputs = [list(ParseRecords(FIELDS).process(("f.jsonl", n, line)))[0]
+    outputs = [list(ParseRecords(FIELDS).process([("f.jsonl", n, line)]))[0]
                for n, line in enumerate(lines, start=1)]
     assert [o.value.reason for o in outputs[:2]] == [
         "JSON holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff), which is not "
@@ -122,10 +122,12 @@ def test_parse_dofn_splits_records_and_dead_letters():
     rows = [("f.jsonl", 1, b'{"text": "good"}\n'), ("f.jsonl", 2, b"oops\n"),
             ("f.jsonl", 3, b"\n"), ("f.parquet", 0, {"text": 3})]
     with TestPipeline(runner="FnApiRunner") as p:
-        out = (p | beam.Create(rows)
-               | beam.ParDo(ParseRecords(FIELDS)).with_outputs(DEAD_LETTERS, main="records"))
+        out = (p | beam.Create([rows[:2], rows[2:]])
+               | beam.ParDo(ParseRecords(FIELDS)).with_outputs(DEAD_LETTERS, PARSED,
+                                                                main="records"))
         assert_that(out.records | beam.Map(lambda r: r.id), equal_to(["f.jsonl:1"]),
                     label="records")
+        assert_that(out[PARSED], equal_to([1]), label="parsed per chunk")
         assert_that(out[DEAD_LETTERS] | beam.Map(lambda d: (d.source, d.position, d.stage, d.raw)),
                     equal_to([("f.jsonl", 2, "parse", "oops"),
                               ("f.parquet", 0, "parse", '{"text": 3}')]),
@@ -136,7 +138,8 @@ def test_parse_dofn_splits_records_and_dead_letters():
 @given(lines)
 def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
     """Parsing never raises: no line can crash the job, and Beam can encode what it emits."""
-    outputs = list(ParseRecords(FIELDS).process(("f.jsonl", 1, line)))
+    outputs = [o for o in ParseRecords(FIELDS).process([("f.jsonl", 1, line)])
+               if not (isinstance(o, TaggedOutput) and o.tag == PARSED)]
     assert len(outputs) <= 1
     for output in outputs:
         if isinstance(output, TaggedOutput):

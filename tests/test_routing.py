@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from models.confidence import score
 from models.config import TierConfig
 from models.loading import TierModel
-from transforms.cascade import TierCascade
+from transforms.cascade import TierCascade, decided_branches
 from transforms.parsing import RecordFields, to_record
 
 WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
@@ -33,7 +33,7 @@ def assert_routes(tiers, expected: dict[str, tuple[str, ...]]) -> None:
     """Runs the cascade and checks each record's path through the tiers; no dead letters."""
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(RECORDS) | TierCascade(tiers)
-        paths = out["predictions"] | beam.Map(
+        paths = list(decided_branches(out).values()) | beam.Flatten() | beam.Map(
             lambda r: (r.id, tuple(v.tier for v in r.tiers)))
         assert_that(paths, equal_to(list(expected.items())), label="paths")
         assert_that(out["dead_letters"], equal_to([]), label="no dead letters")
@@ -102,6 +102,6 @@ def test_decided_records_leave_their_model_inputs_behind(models, confidences):
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(RECORDS) | TierCascade(
             [tier("small", models["small"], t1), tier("large", models["large"])])
-        shapes = out["predictions"] | beam.Map(
+        shapes = list(decided_branches(out).values()) | beam.Flatten() | beam.Map(
             lambda r: (len(r.tiers), (r.text, r.text_pair, r.source, r.position)))
         assert_that(shapes | beam.Distinct(), equal_to([(1, dropped), (2, dropped)]))

@@ -146,11 +146,11 @@ def test_combiner_matches_direct_computation_across_merged_accumulators():
     for chunk in (records[:123], records[123:400], records[400:]):
         acc = fn.create_accumulator()
         for r in chunk:
-            acc = fn.add_input(acc, ("parsed", None))
+            acc = fn.add_input(acc, ("parsed", 1))
             acc = fn.add_input(acc, ("prediction", typed_record(r)))
         parts.append(acc)
     acc = fn.create_accumulator()
-    acc = fn.add_input(acc, ("parsed", None))  # the record that tier medium failed on
+    acc = fn.add_input(acc, ("parsed", 1))  # the record that tier medium failed on
     parts.append(acc)
     acc = fn.create_accumulator()
     for e in errors:
@@ -168,10 +168,12 @@ def test_statistics_transform_in_a_pipeline():
         assert len(results) == 1
         check(results[0], expected)
 
-    parsed = [r for r in records] + [{"failed at": "medium"}]
+    parsed_per_chunk = [150, len(records) + 1 - 150]  # and the record tier medium failed on
+    halves = [records[:100], records[100:]]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = ({"parsed": p | "Parsed" >> beam.Create(parsed),
-                  "prediction": p | "P" >> beam.Create(list(map(typed_record, records))),
+        stats = ({"parsed": p | "Parsed" >> beam.Create(parsed_per_chunk),
+                  **{f"prediction[{i}]": p | f"P{i}" >> beam.Create(list(map(typed_record, half)))
+                     for i, half in enumerate(halves)},
                   "error": p | "E" >> beam.Create(list(map(typed_error, errors)))}
                  | ComputeRoutingStats(TIERS))["windows"]
         assert_that(stats, matches)
@@ -186,5 +188,5 @@ def test_empty_input_gives_zero_counts_and_no_ratios():
 
 def test_a_record_lost_inside_the_cascade_shows_as_unaccounted():
     fn = RoutingStatsFn(TIERS)
-    acc = fn.add_input(fn.create_accumulator(), ("parsed", None))
+    acc = fn.add_input(fn.create_accumulator(), ("parsed", 1))
     assert fn.extract_output(acc)["unaccounted"] == 1

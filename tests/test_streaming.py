@@ -40,14 +40,15 @@ LABELS = ("neg", "pos")
 
 
 class RowsFromTestStream(beam.PTransform):
-    """A job source from a TestStream of raw rows, with no read errors."""
+    """A job source from a TestStream of raw rows (chunks of one, as a message source
+    gives them), with no read errors."""
 
     def __init__(self, stream: TestStream):
         super().__init__()
         self._stream = stream
 
     def expand(self, pbegin):
-        return {"rows": pbegin | "Stream" >> self._stream,
+        return {"rows": pbegin | "Stream" >> self._stream | "Chunks" >> beam.Map(lambda r: [r]),
                 "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 

@@ -22,14 +22,14 @@ def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
     of the steering sample (None without max_disagreement)."""
     sampled, steering_failures = None, None
     if tier.max_escalation_rate is None and tier.max_disagreement is None:
-        with_budget = scored | f"FixedBudget[{tier.name}]" >> beam.Map(
-            lambda record, budget: (record, budget), Budget(tier.threshold))
+        with_budget, fixed = scored, Budget(tier.threshold)
     else:
         if tier.max_disagreement is not None:
             sampled, steering_failures = steering_sample(tier, scored, threads, last)
         with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier, sampled)
+        fixed = None
     routed = with_budget | f"Route[{tier.name}]" >> beam.ParDo(
-        RouteByConfidence(tier)).with_outputs(ESCALATED, AUDIT, main="decided")
+        RouteByConfidence(tier, fixed)).with_outputs(ESCALATED, AUDIT, main="decided")
     return routed, steering_failures
 
 
@@ -42,9 +42,24 @@ def steering_sample(tier: TierConfig, scored: PCollection, threads: TorchThreads
             | f"Steer[{tier.name}]" >> ScoreTier(last, threads))
 
 
+def decided_key(tier: str) -> str:
+    """TierCascade's output of the records `tier` decided."""
+    return f"decided[{tier}]"
+
+
+def decided_branches(outputs: dict[str, PCollection]) -> dict[str, PCollection]:
+    """The decided records of each tier by its name, from TierCascade's outputs."""
+    return {key[len("decided["):-1]: pcoll for key, pcoll in outputs.items()
+            if key.startswith("decided[")}
+
+
 class TierCascade(beam.PTransform):
-    """Records in; {'predictions', 'dead_letters'} out, and with audits configured
-    {'audits', 'audit_failures'}.
+    """Records in; {decided_key(tier): the records each tier decided, 'dead_letters'} out,
+    and with audits configured {'audits', 'audit_failures'}.
+
+    The decided branches are given apart, not flattened: a runner may materialise a
+    multi-input Flatten (the FnApiRunner does), and records cost far more to encode than
+    the output rows or statistics made from them on each branch.
 
     Tier k runs only on the records tier k-1 escalated, so an expensive tier's cost scales
     with the uncertain fraction, not the input. Every prediction carries the visits of all the
@@ -64,23 +79,20 @@ class TierCascade(beam.PTransform):
         self._threads = threads
 
     def expand(self, records: PCollection) -> dict[str, PCollection]:
-        decided, dead, audits, audit_failures = [], [], [], []
+        decided, dead, audits, audit_failures = {}, [], [], []
         pending = records
         last = self._tiers[-1]
         for tier in self._tiers:
             scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
             routed, steering_failures = route(tier, scored, self._threads, last)
-            decided.append(routed.decided)
+            decided[decided_key(tier.name)] = routed.decided
             dead.append(failed)
             pending = routed[ESCALATED]
             if tier.audit_rate:
                 audits.append(routed[AUDIT])
             if steering_failures is not None:
                 audit_failures.append(steering_failures)
-        outputs = {
-            "predictions": decided | "MergeDecided" >> beam.Flatten(),
-            "dead_letters": dead | "MergeTierFailures" >> beam.Flatten(),
-        }
+        outputs = {**decided, "dead_letters": dead | "MergeTierFailures" >> beam.Flatten()}
         if audits:  # else no audit branch, whose RunInference would load the model again
             outputs["audits"], failed_audits = (
                 audits | "MergeAudits" >> beam.Flatten()

@@ -1,8 +1,10 @@
 """Turns raw input rows into cascade records, or into dead letters saying what is wrong.
 
 A raw row is `(source, position, payload)`: `payload` is the undecoded bytes of one JSON Lines
-line, or a dict read from a Parquet row. Parsing is kept apart from file reading so that it is
-the one place that decides what a valid record is, whatever the file format.
+line, or a dict read from a Parquet, TSV or CSV row. Rows travel in chunks (lists) from the
+reader to the parser, so that the steps between them (the shuffle that spreads the rows over
+the workers above all) cost per chunk, not per row. Parsing is kept apart from file reading
+so that it is the one place that decides what a valid record is, whatever the file format.
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from models.config import CascadeConfig
+from transforms.coders import register_coders
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.records import Record
 
 RawRow = tuple[str, int, Union[bytes, dict]]
+PARSED = "parsed"  # ParseRecords' output of the number of valid records in each chunk
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
 
 
@@ -145,31 +149,40 @@ def _required_text(row: dict[str, Any], field: str) -> str:
     return value
 
 
+@beam.typehints.with_output_types(Record)
 class ParseRecords(beam.DoFn):
-    """Raw rows in; valid records on the main output, dead letters (stage 'parse') tagged."""
+    """Chunks of raw rows in; valid records on the main output, dead letters (stage 'parse')
+    on DEAD_LETTERS, and each chunk's number of valid records on PARSED (what the
+    statistics count, one element per chunk rather than a copy of every record)."""
 
     def __init__(self, fields: RecordFields):
+        register_coders()
         self._fields = fields
         self._read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
         self._blank = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
 
-    def process(self, raw_row: RawRow) -> Iterator[Any]:
-        source, position, payload = raw_row
-        try:
-            row = decode_json_line(payload) if isinstance(payload, bytes) else payload
-            if row is None:
-                self._blank.inc()
-                return
-            record = to_record(row, self._fields, source, position)
-            if isinstance(payload, bytes) and SURROGATE_ESCAPE.search(payload):
-                reject_lone_surrogates(record)
-        except InvalidRecord as e:
-            record = dead_letter("parse", str(e), _as_text(payload), source, position)
-            self._read.inc()
-            yield TaggedOutput(DEAD_LETTERS, record)
-            return
-        self._read.inc()
-        yield record
+    def process(self, raw_rows: list[RawRow]) -> Iterator[Any]:
+        parsed = blank = 0
+        for source, position, payload in raw_rows:
+            try:
+                row = decode_json_line(payload) if isinstance(payload, bytes) else payload
+                if row is None:
+                    blank += 1
+                    continue
+                record = to_record(row, self._fields, source, position)
+                if isinstance(payload, bytes) and SURROGATE_ESCAPE.search(payload):
+                    reject_lone_surrogates(record)
+            except InvalidRecord as e:
+                yield TaggedOutput(DEAD_LETTERS, dead_letter(
+                    "parse", str(e), _as_text(payload), source, position))
+                continue
+            parsed += 1
+            yield record
+        self._read.inc(len(raw_rows) - blank)
+        if blank:
+            self._blank.inc(blank)
+        if parsed:
+            yield TaggedOutput(PARSED, parsed)
 
 
 def _as_text(payload: bytes | dict) -> str | dict:

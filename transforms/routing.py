@@ -20,31 +20,46 @@ ESCALATED = "escalated"
 AUDIT = "audit"
 
 
+@beam.typehints.with_output_types(Record, **{ESCALATED: Record, AUDIT: Record})
 class RouteByConfidence(beam.DoFn):
-    """(record, Budget) in; decided records (without their model inputs) on the main
-    output, uncertain ones on ESCALATED; counts both. A window's budget (a tier with
-    max_escalation_rate or max_disagreement) also records in the visit the effective
-    threshold it routed by.
-    A decided record in the tier's audit sample also goes, whole, on AUDIT."""
+    """Scored records in, routed by `fixed` (a tier's fixed Budget), or (record, Budget)
+    pairs without one (a window's budget: a tier with max_escalation_rate or
+    max_disagreement, whose visits also record the effective threshold they were routed by).
+    Decided records (without their model inputs) on the main output, uncertain ones on
+    ESCALATED; a decided record in the tier's audit sample also goes, whole, on AUDIT.
 
-    def __init__(self, tier: TierConfig):
+    Counts both in Beam metrics, added once per bundle: a counter's increment per record
+    cost as much as the routing itself."""
+
+    def __init__(self, tier: TierConfig, fixed: Budget | None = None):
         self._name = tier.name
         self._audit_rate = tier.audit_rate
+        self._fixed = fixed
         counter = beam.metrics.Metrics.counter
         self._seen = counter(METRICS_NAMESPACE, f"{tier.name}_seen")
         self._decided = counter(METRICS_NAMESPACE, f"{tier.name}_decided")
         self._escalated = counter(METRICS_NAMESPACE, f"{tier.name}_escalated")
+        self._counts = [0, 0]  # decided, escalated in this bundle
 
-    def process(self, routed: tuple[Record, Budget]) -> Iterator[Any]:
-        record, budget = routed
-        self._seen.inc()
+    def start_bundle(self) -> None:
+        self._counts = [0, 0]
+
+    def process(self, element: Record | tuple[Record, Budget]) -> Iterator[Any]:
+        record, budget = (element, self._fixed) if self._fixed is not None else element
         if budget.per_window:
             record = record.with_last_visit(threshold=budget.effective_threshold)
         if budget.escalates(record.last_visit.confidence):
-            self._escalated.inc()
+            self._counts[1] += 1
             yield TaggedOutput(ESCALATED, record)
         else:
-            self._decided.inc()
+            self._counts[0] += 1
             if audited(self._name, record.id, self._audit_rate):
                 yield TaggedOutput(AUDIT, record)
             yield record.without_model_inputs()
+
+    def finish_bundle(self) -> None:
+        decided, escalated = self._counts
+        if decided or escalated:
+            self._seen.inc(decided + escalated)
+            self._decided.inc(decided)
+            self._escalated.inc(escalated)

@@ -126,9 +126,9 @@ def merge_into(total: Any, part: Any) -> None:
 
 
 class RoutingStatsFn(beam.CombineFn):
-    """Combines ('parsed', _), ('prediction', Record), ('error', DeadLetter), ('audit',
-    Record: the deciding tier's visit, then the last tier's) and ('audit_failed',
-    DeadLetter) events.
+    """Combines ('parsed', number of records parsed), ('prediction', Record), ('error',
+    DeadLetter), ('audit', Record: the deciding tier's visit, then the last tier's) and
+    ('audit_failed', DeadLetter) events.
 
     A tier's `seen` counts every record it received: decided + escalated + failed. Records
     that a later tier failed on still count at the tiers that escalated them.
@@ -146,7 +146,7 @@ class RoutingStatsFn(beam.CombineFn):
     def add_input(self, acc: RoutingTally, event: tuple[str, Any]) -> RoutingTally:
         kind, row = event
         if kind == "parsed":
-            acc.parsed += 1
+            acc.parsed += row
         elif kind == "audit":
             *_, decided, last = row.tiers
             acc.tiers[decided.tier].audit.count(decided, last, row.gold)
@@ -312,37 +312,50 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-class AccumulateOnly(beam.CombineFn):
-    """A CombineFn's accumulation without its final extraction: one PCollection's partial
-    result, for MergeAccumulators to merge with others'."""
+class AccumulateEvents(beam.CombineFn):
+    """One kind of RoutingStatsFn's events in; their accumulator out, without the final
+    extraction: one PCollection's partial result, for MergeAccumulators to merge with
+    others'. The kind is bound here rather than tagged on every event by a step of its
+    own."""
 
-    def __init__(self, fn: beam.CombineFn):
+    def __init__(self, fn: RoutingStatsFn, kind: str):
         self._fn = fn
+        self._kind = kind
 
-    def create_accumulator(self) -> Any:
+    def create_accumulator(self) -> RoutingTally:
         return self._fn.create_accumulator()
 
-    def add_input(self, accumulator: Any, element: Any) -> Any:
-        return self._fn.add_input(accumulator, element)
+    def add_input(self, accumulator: RoutingTally, event: Any) -> RoutingTally:
+        return self._fn.add_input(accumulator, (self._kind, event))
 
-    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
+    def merge_accumulators(self, accumulators: Iterable[RoutingTally]) -> RoutingTally:
         return self._fn.merge_accumulators(accumulators)
 
-    def extract_output(self, accumulator: Any) -> Any:
+    def extract_output(self, accumulator: RoutingTally) -> RoutingTally:
         return accumulator
 
 
-class MergeAccumulators(AccumulateOnly):
+class MergeAccumulators(AccumulateEvents):
     """Partial results (accumulators) in; their merged accumulator out."""
 
-    def add_input(self, accumulator: Any, partial: Any) -> Any:
+    def __init__(self, fn: RoutingStatsFn):
+        super().__init__(fn, "")
+
+    def add_input(self, accumulator: RoutingTally, partial: RoutingTally) -> RoutingTally:
         return self._fn.merge_accumulators([accumulator, partial])
 
 
+def event_kind(key: str) -> str:
+    """The RoutingStatsFn kind of an events input: its key up to any `[`, so that
+    'prediction[ngram]' and 'prediction[minilm]' are both predictions."""
+    return key.partition("[")[0]
+
+
 class AccumulateRoutingStats(beam.PTransform):
-    """{kind: PCollection} of events (RoutingStatsFn's kinds: parsed records, predictions,
-    dead letters, and audits when there are) in; one RoutingStatsFn accumulator per window
-    out (one in all in batch mode).
+    """{key: PCollection} of events in, keyed by their RoutingStatsFn kind or the kind with
+    a `[name]` (several inputs of one kind: each tier's decided records as 'prediction[...]')
+    (the parsed counts, predictions, dead letters, and audits when there are); one
+    RoutingStatsFn accumulator per window out (one in all in batch mode).
 
     Each input is combined on its own and only the partial results are flattened: a
     Flatten of the records themselves is held whole in memory by the FnApiRunner (it
@@ -356,10 +369,9 @@ class AccumulateRoutingStats(beam.PTransform):
     def expand(self, events: dict[str, PCollection]) -> PCollection:
         parsed = events["parsed"]
         partials = [
-            pcoll
-            | f"Tag[{kind}]" >> beam.Map(lambda row, kind=kind: (kind, row))
-            | f"Accumulate[{kind}]" >> combine_per_window(AccumulateOnly(self._stats), pcoll)
-            for kind, pcoll in events.items()]
+            pcoll | f"Accumulate[{key}]" >> combine_per_window(
+                AccumulateEvents(self._stats, event_kind(key)), pcoll)
+            for key, pcoll in events.items()]
         return (partials | "AllPartials" >> beam.Flatten()
                 | "Merge" >> combine_per_window(MergeAccumulators(self._stats), parsed))
 
@@ -380,7 +392,7 @@ class ExtractStats(beam.DoFn):
 
 
 class ComputeRoutingStats(beam.PTransform):
-    """{kind: events} (see AccumulateRoutingStats) in; {'windows': a statistics dict per
+    """{key: events} (see AccumulateRoutingStats) in; {'windows': a statistics dict per
     window (one in all in batch), 'running': in streaming, after each closed window the
     statistics of every window closed so far (absent in batch)}."""
 
