@@ -16,6 +16,9 @@ import torch
 ECE_BINS = 15
 # log T is searched in this range (T from about 0.02 to 50): wider gains nothing but overflow.
 LOG_T_RANGE = (-4.0, 4.0)
+# A fitted temperature keeps this many significant digits: what a tuned config shows is
+# then exactly what calibrate used, and the NLL moves by far less than it could measure.
+TEMPERATURE_DIGITS = 4
 
 
 def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor,
@@ -30,6 +33,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     L-BFGS on log T (so T stays positive) from several starting points, keeping the best:
     the NLL is convex in 1/T but not in T, and a single start far from the optimum (very
     over-confident logits) can stall. Falls back to the best start if every run diverges.
+    Rounded to TEMPERATURE_DIGITS significant digits before anything uses it, so the
+    thresholds chosen with it hold for the temperature a tuned config writes.
     """
     logits, labels = logits.double(), labels.long()
     starts = torch.linspace(*LOG_T_RANGE, 9, dtype=torch.float64)
@@ -50,7 +55,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         if math.isfinite(candidate) and (_nll_at(logits, labels, candidate)
                                          < _nll_at(logits, labels, best_log_t)):
             best_log_t = candidate
-    return math.exp(best_log_t)
+    return float(f"{math.exp(best_log_t):.{TEMPERATURE_DIGITS}g}")
 
 
 def _nll_at(logits: torch.Tensor, labels: torch.Tensor, log_t: float) -> float:

@@ -1,10 +1,18 @@
-"""Keeping a long job's memory flat: glibc's allocator settings for a process that runs
-forward passes of ever-changing shapes from several threads.
+"""Keeping a long job's memory flat, and its forward passes fast: glibc's allocator
+settings for a process that runs forward passes of ever-changing shapes from several threads.
 
 glibc gives each thread that allocates its own arena (up to 8 per core) and returns freed
 memory to the system only from the top of the heap, so tensors of varying sizes freed in
 many arenas leave holes that add up: a 200,000-record SST-2 job peaked 1 GB (+63%) above a
 10,000-record one; with two arenas and an eager trim, +20% (bench/results/runners.md).
+
+Setting the trim threshold also freezes glibc's mmap threshold at 128 KiB, so every
+activation tensor of a forward pass (megabytes each) was mapped and unmapped, its pages
+faulted in and zeroed again every time: a transformer tier ran 20-30% slower in the job than
+in a bare loop, more so with two threads (docs/benchmarks.md, the pipeline's cost per
+record). Tensors below MMAP_THRESHOLD_BYTES now come from the arenas, and a tier hands the
+free memory back after each model call (`release_free_memory`), which keeps the job's
+memory as flat as before.
 
 `pipeline/__init__.py` calls it, so every process that runs the job (launcher, DirectRunner
 and LOOPBACK workers, Dataflow and Flink worker processes, which import `pipeline` to
@@ -17,9 +25,11 @@ import ctypes.util
 import logging
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 ARENAS = 2
 TRIM_THRESHOLD_BYTES = 64 * 1024
+MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
 
 _LOG = logging.getLogger(__name__)
 
@@ -33,8 +43,19 @@ def limit_allocator_arenas() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError, TypeError):
         return False
-    done = mallopt(M_ARENA_MAX, ARENAS) == 1 and mallopt(M_TRIM_THRESHOLD,
-                                                         TRIM_THRESHOLD_BYTES) == 1
+    done = all(mallopt(parameter, value) == 1 for parameter, value in (
+        (M_ARENA_MAX, ARENAS), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)))
     if not done:
         _LOG.warning("could not set malloc's arenas; memory may grow with long inputs")
     return done
+
+
+def release_free_memory() -> None:
+    """Hands the allocator's free memory back to the system (glibc's malloc_trim); nothing
+    where libc is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass

@@ -76,6 +76,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag}", type=float, default=None,
                             help=f"{help_text}; applies to every tier that does not set it")
     parser.add_argument(
+        "--progress_secs", type=float, default=10.0,
+        help="print a progress line (records read and per second, each tier's records "
+             "seen and escalated) every this many seconds of a batch job; 0: none")
+    parser.add_argument(
         "--window_secs", type=float, default=60.0,
         help="streaming: event-time window of the predictions files and routing "
              "statistics, in seconds (default 60)")

@@ -31,6 +31,7 @@ from pipeline.options import CascadeOptions, torch_threads, unknown_flags
 from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
                                     new_staging_folder, publish)
+from pipeline.progress import ProgressReporter
 from transforms.cascade import TierCascade, decided_branches
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import PARSED, ParseRecords, RecordFields
@@ -54,6 +55,7 @@ class CascadeJob:
     output: str
     output_format: str
     threads: TorchThreads = TorchThreads()
+    progress_secs: float = 0.0  # a progress line every so often (0: none)
     window_secs: float | None = None
     input_files: tuple[str, ...] = ()  # listed on the launcher (batch)
     watched_patterns: tuple[str, ...] = ()  # streaming
@@ -94,7 +96,8 @@ def job_from_options(pipeline_options: PipelineOptions,
         raise ConfigError(f"--window_secs {options.window_secs} must be a number of seconds > 0")
     source, input_files = record_source(options, streaming, config)
     return CascadeJob(config, labels, source, options.output, output_format(options),
-                      torch_threads(pipeline_options), options.window_secs if streaming else None,
+                      torch_threads(pipeline_options), options.progress_secs,
+                      options.window_secs if streaming else None,
                       tuple(input_files), tuple(options.input or ()) if streaming else ())
 
 
@@ -182,8 +185,12 @@ def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
         return run_streaming(options, job)
     staging = new_staging_folder(job.output)
     try:
-        with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, dataclasses.replace(job, output=staging))
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, dataclasses.replace(job, output=staging))
+        with ProgressReporter(job.config.tier_names, job.progress_secs) as reporter:
+            result = pipeline.run()  # the in-process FnApiRunner returns at the end
+            reporter.follow(result)
+            result.wait_until_finish()
         stats = read_routing_stats(staging)
     except BaseException:
         discard_stale_staging(job.output)

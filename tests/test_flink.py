@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import built, labelled_rows, read_errors, read_predictions
 from test_model_cache import upload
+from test_progress import assert_progress_matches
 
 from models import model_cache
 from pipeline.job import run
@@ -81,11 +82,13 @@ def runner_independent(stats: dict) -> dict:
 
 
 def test_flink_gives_the_direct_runners_predictions_and_statistics(
-        tmp_path, inputs, config, job_server_jar):
+        tmp_path, inputs, config, job_server_jar, capsys):
     direct = run(inputs + ["--config", config, "--output", str(tmp_path / "direct"),
                            "--runner", "FnApiRunner"])
-    flink = run(inputs + ["--config", config, "--output", str(tmp_path / "flink")]
-                + flink_args(job_server_jar))
+    capsys.readouterr()
+    flink = run(inputs + ["--config", config, "--output", str(tmp_path / "flink"),
+                          "--progress_secs", "0.5"] + flink_args(job_server_jar))
+    assert_progress_matches(capsys.readouterr().err, flink)  # from Flink's metrics
 
     expected, got = decisions(tmp_path / "direct"), decisions(tmp_path / "flink")
     assert len(got) == RECORDS and got.keys() == expected.keys()

@@ -18,6 +18,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from models.config import CascadeConfig
+from transforms import progress
 from transforms.coders import register_coders
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
 from transforms.records import Record
@@ -158,7 +159,6 @@ class ParseRecords(beam.DoFn):
     def __init__(self, fields: RecordFields):
         register_coders()
         self._fields = fields
-        self._read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
         self._blank = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
 
     def process(self, raw_rows: list[RawRow]) -> Iterator[Any]:
@@ -178,7 +178,7 @@ class ParseRecords(beam.DoFn):
                 continue
             parsed += 1
             yield record
-        self._read.inc(len(raw_rows) - blank)
+        progress.count(progress.RECORDS_READ, len(raw_rows) - blank)
         if blank:
             self._blank.inc(blank)
         if parsed:

@@ -12,8 +12,8 @@ from apache_beam.pvalue import TaggedOutput
 
 from models.config import TierConfig
 from models.routing_rule import audited
+from transforms import progress
 from transforms.budget import Budget
-from transforms.dead_letters import METRICS_NAMESPACE
 from transforms.records import Record
 
 ESCALATED = "escalated"
@@ -28,17 +28,12 @@ class RouteByConfidence(beam.DoFn):
     Decided records (without their model inputs) on the main output, uncertain ones on
     ESCALATED; a decided record in the tier's audit sample also goes, whole, on AUDIT.
 
-    Counts both in Beam metrics, added once per bundle: a counter's increment per record
-    cost as much as the routing itself."""
+    Counts both for the progress line (transforms/progress.py), once per bundle."""
 
     def __init__(self, tier: TierConfig, fixed: Budget | None = None):
         self._name = tier.name
         self._audit_rate = tier.audit_rate
         self._fixed = fixed
-        counter = beam.metrics.Metrics.counter
-        self._seen = counter(METRICS_NAMESPACE, f"{tier.name}_seen")
-        self._decided = counter(METRICS_NAMESPACE, f"{tier.name}_decided")
-        self._escalated = counter(METRICS_NAMESPACE, f"{tier.name}_escalated")
         self._counts = [0, 0]  # decided, escalated in this bundle
 
     def start_bundle(self) -> None:
@@ -59,7 +54,6 @@ class RouteByConfidence(beam.DoFn):
 
     def finish_bundle(self) -> None:
         decided, escalated = self._counts
-        if decided or escalated:
-            self._seen.inc(decided + escalated)
-            self._decided.inc(decided)
-            self._escalated.inc(escalated)
+        progress.count(progress.seen(self._name), decided + escalated)
+        progress.count(progress.decided(self._name), decided)
+        progress.count(progress.escalated(self._name), escalated)

@@ -20,6 +20,7 @@ from apache_beam.pvalue import PCollection
 from models.confidence import score
 from models.config import TierConfig
 from models.loading import TorchThreads, set_torch_threads
+from models.memory import release_free_memory
 from models.tier import Tier
 from transforms.coders import register_coders
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
@@ -74,8 +75,10 @@ class TierModelHandler(ModelHandler[Record, Visit, Tier]):
                ) -> list[PredictionResult]:
         texts = [record.text for record in batch]
         pairs = [record.text_pair for record in batch] if batch[0].text_pair else None
+        visits = tier_visits(self._tier, model, texts, pairs)
+        release_free_memory()
         return [PredictionResult(record, visit, model_id=self._tier.name)
-                for record, visit in zip(batch, tier_visits(self._tier, model, texts, pairs))]
+                for record, visit in zip(batch, visits)]
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
         return sum(len(r.text) + len(r.text_pair or "") for r in batch)
