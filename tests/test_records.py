@@ -1,0 +1,51 @@
+"""The records that flow between the job's steps, and Beam's coder for them."""
+import pickle
+
+import pytest
+from apache_beam.coders import registry
+
+from transforms.coders import RecordCoder, register_coders
+from transforms.records import PREDICTION_COLUMNS, Record, Visit, prediction_row
+
+VISIT = Visit("small", 1, (0.25, 0.75), 0.75, 0.5, 64, exit_layer=2, threshold=0.8, passes=2)
+RECORDS = [
+    Record("r1", "a text", gold=1, passthrough={"lang": "en", "n": [1, 2]}, source="f.jsonl",
+           position=3),
+    Record(7, None, text_pair=None, gold_unrecognized="maybe", tiers=(VISIT, VISIT)),
+    Record(2.5, "t", "pair", tiers=(VISIT,)),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS)
+def test_the_record_coder_gives_back_the_same_record(record):
+    coder = RecordCoder()
+    assert coder.decode(coder.encode(record)) == record
+
+
+def test_the_record_coder_encodes_without_pickling_and_estimates_without_encoding(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickled")
+
+    monkeypatch.setattr(pickle, "dumps", refuse)
+    coder = RecordCoder()
+    coder.encode(RECORDS[0])
+    assert coder.estimate_size(RECORDS[2]) < 1000
+
+
+def test_beam_uses_the_record_coder_for_records():
+    register_coders()
+    assert isinstance(registry.get_coder(Record), RecordCoder)
+
+
+def test_replaced_is_dataclasses_replace():
+    record = RECORDS[0]
+    assert record.visited(VISIT).tiers == (VISIT,)
+    assert record.visited(VISIT).with_last_visit(threshold=0.5).last_visit.threshold == 0.5
+    assert record.without_model_inputs() == Record("r1", None, gold=1,
+                                                   passthrough=record.passthrough)
+
+
+def test_a_prediction_row_has_the_prediction_columns_in_order():
+    row = prediction_row(RECORDS[1], ["negative", "positive"])
+    assert tuple(row) == PREDICTION_COLUMNS
+    assert row["label"] == "positive" and row["decided_by"] == "small"
