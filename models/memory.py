@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
@@ -34,14 +35,21 @@ MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
 _LOG = logging.getLogger(__name__)
 
 
-def limit_allocator_arenas() -> bool:
-    """Sets glibc's malloc to ARENAS arenas and an eager trim; False where libc is not glibc
-    (nothing to do there). Takes effect for arenas created from now on, so call it early."""
-    name = ctypes.util.find_library("c")
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (find_library runs ldconfig); None if not loadable."""
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def limit_allocator_arenas() -> bool:
+    """Sets glibc's malloc to ARENAS arenas, an eager trim and MMAP_THRESHOLD_BYTES; False
+    where libc is not glibc (nothing to do there). Takes effect for arenas created from now
+    on, so call it early."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     done = all(mallopt(parameter, value) == 1 for parameter, value in (
         (M_ARENA_MAX, ARENAS), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
@@ -54,8 +62,6 @@ def limit_allocator_arenas() -> bool:
 def release_free_memory() -> None:
     """Hands the allocator's free memory back to the system (glibc's malloc_trim); nothing
     where libc is not glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
+    malloc_trim = getattr(_libc(), "malloc_trim", None)
+    if malloc_trim is not None:
+        malloc_trim(0)

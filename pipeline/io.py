@@ -304,10 +304,10 @@ class ReadPubSubRecords(beam.PTransform):
 
 class ReadKafkaRecords(beam.PTransform):
     """PBegin in; {'rows', 'dead_letters'} out: one JSON record per Kafka message value (a
-    chunk of one row), `topic/partition` and offset as its position. Beam's Kafka source is Java, run through
-    an expansion service (Java on the launcher): Beam's own, or `expansion_jar` from
-    scripts/kafka_expansion_service.sh, whose Java runs as local processes (see
-    pipeline/java_harness.py and docs/streaming.md)."""
+    chunk of one row), `topic/partition` and offset as its position. Beam's Kafka source is
+    Java, run through an expansion service (Java on the launcher): Beam's own, or
+    `expansion_jar` from scripts/kafka_expansion_service.sh, whose Java runs as local
+    processes (see pipeline/java_harness.py and docs/streaming.md)."""
 
     def __init__(self, bootstrap_servers: str, topics: Sequence[str],
                  expansion_jar: str | None = None):
