@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as transformers_logging
 
 from models.batching import batches, length_order
+from models.cpus import available_cpus
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
 from models.layerwise import bert_parts
@@ -236,11 +237,12 @@ def set_torch_threads(threads: int | None, workers_per_machine: int) -> int:
     """Sets torch's intra-op threads for this process and returns the number.
 
     Every worker on a machine runs its own forward passes at once, so `threads` defaults to
-    the machine's cores shared out over its workers: more threads than cores in all makes
-    the workers wait on each other (docs/deployment.md, sizing threads).
+    the CPUs this process may use (affinity and cgroup quota, models/cpus.py) shared out
+    over its workers: more threads than cores in all makes the workers wait on each other
+    (docs/deployment.md, sizing threads).
     """
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers_per_machine))
+        threads = max(1, available_cpus() // max(1, workers_per_machine))
     torch.set_num_threads(threads)
     return threads
 

@@ -70,8 +70,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
              "an input file that cannot be read fails it always")
     parser.add_argument(
         "--torch_threads", type=int, default=None,
-        help="torch threads per worker process; default: the machine's cores divided by "
-             "the workers that share it (docs/deployment.md, sizing threads)")
+        help="torch threads per worker process; default: the CPUs the process may use "
+             "(affinity, cgroup quota) divided by the workers that share them "
+             "(docs/deployment.md, sizing threads)")
     for flag, help_text in TIER_FLAGS.items():
         parser.add_argument(f"--{flag}", type=float, default=None,
                             help=f"{help_text}; applies to every tier that does not set it")

@@ -10,6 +10,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import labelled_rows, read_predictions, write_jsonl
 
+from models import cpus
 from models.loading import TorchThreads, set_torch_threads
 from pipeline.job import build_pipeline, job_from_options
 from pipeline.options import torch_threads
@@ -57,7 +58,9 @@ def test_torch_threads_follow_the_workers_per_machine(args, expected):
 
 def test_threads_are_the_cores_shared_out_over_the_workers(monkeypatch):
     before = torch.get_num_threads()
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's count is not what counts
+    monkeypatch.setattr(cpus, "cgroup_cpu_quota", lambda root: None)
     try:
         assert set_torch_threads(None, 2) == 4 == torch.get_num_threads()
         assert set_torch_threads(None, 16) == 1
