@@ -20,9 +20,11 @@ unpickle the transforms) sets it before torch and gRPC start their threads.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import functools
+import gc
 import logging
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
@@ -57,6 +59,22 @@ def limit_allocator_arenas() -> bool:
     if not done:
         _LOG.warning("could not set malloc's arenas; memory may grow with long inputs")
     return done
+
+
+def freeze_long_lived_objects() -> None:
+    """Moves every object alive now (a loaded model, its tokenizer, the modules loaded for
+    them) out of reach of Python's collector, which otherwise scans them again and again
+    while records stream through (measured: a few percent of a job). Call it once they are
+    loaded; they are unfrozen at exit, so that extension modules that check for leaks at
+    shutdown find none."""
+    gc.collect()
+    gc.freeze()
+    _unfreeze_at_exit()
+
+
+@functools.lru_cache(maxsize=1)
+def _unfreeze_at_exit() -> None:
+    atexit.register(gc.unfreeze)
 
 
 def release_free_memory() -> None:
