@@ -84,6 +84,11 @@ class TierConfig:
     reference_records: int | None = None
 
     @property
+    def records_per_call(self) -> int:
+        """The most records the pipeline hands the tier's model in one call."""
+        return self.batch_size * self.sort_window
+
+    @property
     def model_spec(self) -> "ModelSpec":
         """What loads the tier's model; the other fields say how the tier routes."""
         return ModelSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)})

@@ -21,10 +21,10 @@ from apache_beam.pvalue import PCollection
 from models.config import CascadeConfig, validate_models
 from models.loading import TorchThreads
 from pipeline.config import load_config
-from pipeline.io import output_row
+from pipeline.io import output_rows
 from transforms.cascade import TierCascade, decided_branches
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import PARSED, ParseRecords, RecordFields
+from transforms.parsing import ParseRecords, RecordFields
 
 SOURCE = "input"  # the source of a row in generated ids and dead letters
 
@@ -51,11 +51,11 @@ class Cascade(beam.PTransform):
         parsed = (rows
                   | "Positions" >> beam.Map(lambda row: [with_position(row)])
                   | "Parse" >> beam.ParDo(ParseRecords(RecordFields.of(config, self._labels)))
-                  .with_outputs(DEAD_LETTERS, PARSED, main="records"))
+                  .with_outputs(DEAD_LETTERS, main="records"))
         cascade = parsed.records | "Tiers" >> TierCascade(config.tiers, self._threads)
         predictions = [
-            branch | f"Rows[{tier}]" >> beam.Map(
-                output_row, self._labels, config.tier_names, config.passthrough_fields)
+            branch | f"Rows[{tier}]" >> beam.FlatMap(
+                output_rows, self._labels, config.tier_names, config.passthrough_fields)
             for tier, branch in decided_branches(cascade).items()] | "Merge" >> beam.Flatten()
         dead_letters = ((parsed[DEAD_LETTERS], cascade["dead_letters"])
                         | "DeadLetters" >> beam.Flatten()

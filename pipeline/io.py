@@ -38,7 +38,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.java_harness import process_environment_args
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
-from transforms.records import PREDICTION_COLUMNS, Prediction, Record, prediction_row
+from transforms.records import PREDICTION_COLUMNS, Chunk, Prediction, Record, prediction_row
 from transforms.spreading import SpreadEvenly
 
 # Python's own decompressors: unlike a plain stream, they raise on a truncated file.
@@ -348,6 +348,12 @@ def output_row(record: Record, labels: Sequence[str], tier_names: Sequence[str],
     return row
 
 
+def output_rows(chunk: Chunk, labels: Sequence[str], tier_names: Sequence[str],
+                passthrough: Sequence[str]) -> list[dict[str, Any]]:
+    """The output rows of a chunk of decided records (see `output_row`)."""
+    return [output_row(record, labels, tier_names, passthrough) for record in chunk]
+
+
 def passthrough_columns(passthrough: Sequence[str], tier_names: Sequence[str]
                         ) -> list[tuple[str, str]]:
     """(input field, output column) for each pass-through field, renaming clashes."""
@@ -390,14 +396,14 @@ def shard_name_template(rows: PCollection) -> str | None:
 
 
 class WritePredictions(beam.PTransform):
-    """Each tier's decided records (TierCascade's branches, {tier name: PCollection}) in;
-    sharded `predictions-*.parquet` or `predictions-*.jsonl` out (in streaming: each
+    """Each tier's decided records (TierCascade's branches of chunks, {tier name: PCollection})
+    in; sharded `predictions-*.parquet` or `predictions-*.jsonl` out (in streaming: each
     window's files once the window closes).
 
-    Each branch is turned into what the files hold (JSON lines, or Arrow tables of up to
-    PARQUET_WRITE_BATCH rows) before the branches are merged: a runner that materialises
-    the merge (the FnApiRunner does) then moves compact rows, not records, and Parquet is
-    written a table at a time rather than a row at a time."""
+    Each branch is turned into what the files hold (each chunk's JSON lines as one text, or
+    Arrow tables of about PARQUET_WRITE_BATCH rows) before the branches are merged: a runner
+    that materialises the merge (the FnApiRunner does) then moves a few compact elements, not
+    records, and Parquet is written a table at a time rather than a row at a time."""
 
     def __init__(self, output: str, output_format: str, labels: Sequence[str],
                  tier_names: Sequence[str], passthrough: Sequence[str]):
@@ -413,26 +419,29 @@ class WritePredictions(beam.PTransform):
         if self._format == "parquet":
             tables = [branch
                       | f"Batch[{tier}]" >> beam.BatchElements(
-                          min_batch_size=PARQUET_WRITE_BATCH, max_batch_size=PARQUET_WRITE_BATCH)
+                          min_batch_size=PARQUET_WRITE_BATCH, max_batch_size=PARQUET_WRITE_BATCH,
+                          element_size_fn=len)
                       | f"ToArrow[{tier}]" >> beam.Map(self._table)
                       for tier, branch in branches.items()]
             return (tables | "Merge" >> beam.Flatten()
                     | "WriteParquet" >> beam.io.WriteToParquetBatched(
                         self._prefix, self._schema, file_name_suffix=".parquet",
                         shard_name_template=template))
-        lines = [branch | f"ToJson[{tier}]" >> beam.Map(self._json_line)
+        lines = [branch | f"ToJson[{tier}]" >> beam.Map(self._json_lines)
                  for tier, branch in branches.items()]
         return (lines | "Merge" >> beam.Flatten()
                 | "WriteJsonl" >> beam.io.WriteToText(
                     self._prefix, file_name_suffix=".jsonl", shard_name_template=template))
 
-    def _json_line(self, record: Record) -> str:
-        return to_json_line(output_row(record, *self._row))
+    def _json_lines(self, chunk: Chunk) -> str:
+        """The chunk's rows as JSON lines in one text: WriteToText ends it with the last
+        line's newline. (Chunks are never empty.)"""
+        return "\n".join(to_json_line(row) for row in output_rows(chunk, *self._row))
 
-    def _table(self, records: Sequence[Record]) -> pa.Table:
+    def _table(self, chunks: Sequence[Chunk]) -> pa.Table:
         return pa.Table.from_pylist(
-            [as_parquet_row(output_row(record, *self._row), self._passthrough_columns)
-             for record in records], schema=self._schema)
+            [as_parquet_row(row, self._passthrough_columns)
+             for chunk in chunks for row in output_rows(chunk, *self._row)], schema=self._schema)
 
 
 class WriteErrors(beam.PTransform):

@@ -34,7 +34,7 @@ from pipeline.output_folder import (OutputFolderError, check_output_folder,
 from pipeline.progress import ProgressReporter
 from transforms.cascade import TierCascade, decided_branches
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import PARSED, ParseRecords, RecordFields
+from transforms.parsing import ParseRecords, RecordFields
 from transforms.statistics import ComputeRoutingStats
 from transforms.windowing import fixed_windows
 
@@ -150,14 +150,14 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
         rows = rows | "Windows" >> fixed_windows(job.window_secs)
         read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
     parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
-        DEAD_LETTERS, PARSED, main="records")
+        DEAD_LETTERS, main="records")
     cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
     dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()
     _ = (decided_branches(cascade) | "WritePredictions" >> WritePredictions(
         job.output, job.output_format, job.labels, tier_names, config.passthrough_fields))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
-    events = {"parsed": parsed[PARSED], "error": dead_letters,
+    events = {"parsed": parsed.records, "error": dead_letters,
               **{f"prediction[{name}]": branch
                  for name, branch in decided_branches(cascade).items()}}
     if "audits" in cascade:

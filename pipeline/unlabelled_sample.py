@@ -18,7 +18,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from models.datasets import UnlabelledTexts
 from pipeline.io import InputError, ReadInputFile, list_input_files
-from transforms.parsing import PARSED, ParseRecords, RecordFields
+from transforms.parsing import ParseRecords, RecordFields
 from transforms.records import Record
 
 
@@ -65,5 +65,5 @@ def parsed_rows(patterns: Sequence[str], fields: RecordFields,
         for chunk in read.process(fileio.ReadableFile(metadata)):
             if isinstance(chunk, TaggedOutput):
                 raise InputError(f"--unlabelled: {chunk.value.reason}")
-            yield from (out for out in parse.process(chunk)
-                        if not (isinstance(out, TaggedOutput) and out.tag == PARSED))
+            for out in parse.process(chunk):
+                yield from ([out] if isinstance(out, TaggedOutput) else out)

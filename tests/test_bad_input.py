@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
+from apache_beam.pvalue import TaggedOutput
 from conftest import read_errors, read_predictions, run_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from strategies import file_lines
 from pipeline.io import list_input_files, read_json_lines, read_parquet_rows
 from pipeline.run import main
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import PARSED, ParseRecords, RecordFields
+from transforms.parsing import ParseRecords, RecordFields
 
 BAD_LINES = {  # JSON Lines input -> the start of its dead-letter reason
     b"{not json": "invalid JSON",
@@ -90,10 +91,10 @@ FIELDS = RecordFields(text_field="text", id_field="id", labels=("neg", "pos"))
 def _parse_all(raw_rows):
     """Runs the job's parse DoFn over raw rows; returns (records, dead letters)."""
     outputs = list(ParseRecords(FIELDS).process(list(raw_rows)))
-    tags = [getattr(o, "tag", None) for o in outputs]
-    records = [o for o, tag in zip(outputs, tags) if tag is None]
-    assert sum(o.value for o, tag in zip(outputs, tags) if tag == PARSED) == len(records)
-    return records, [o.value for o, tag in zip(outputs, tags) if tag == DEAD_LETTERS]
+    chunks = [o for o in outputs if not isinstance(o, TaggedOutput)]
+    assert len(chunks) <= 1 and all(chunks)  # one chunk of records, never an empty one
+    return ([r for chunk in chunks for r in chunk],
+            [o.value for o in outputs if isinstance(o, TaggedOutput) and o.tag == DEAD_LETTERS])
 
 
 def _is_blank(line: bytes) -> bool:

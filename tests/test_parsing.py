@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from strategies import lines
 
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import (PARSED, InvalidRecord, ParseRecords, RecordFields,
+from transforms.parsing import (InvalidRecord, ParseRecords, RecordFields,
                                 decode_json_line, label_id, to_record)
 from transforms.records import Record
 
@@ -37,7 +37,7 @@ def test_unpaired_surrogates_in_fields_the_job_reads_make_dead_letters():
     assert [o.value.reason for o in outputs[:2]] == [
         "JSON holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff), which is not "
         "valid Unicode"] * 2
-    assert [o.text for o in outputs[2:]] == ["ok", "\U0001f600 good"]
+    assert [chunk[0].text for chunk in outputs[2:]] == ["ok", "\U0001f600 good"]
 
 
 def test_blank_lines_are_not_records():
@@ -119,15 +119,15 @@ def test_unrecognized_gold_label_is_kept_for_the_statistics():
 
 
 def test_parse_dofn_splits_records_and_dead_letters():
+    """Each chunk of rows gives a chunk of its valid records (none when it has none)."""
     rows = [("f.jsonl", 1, b'{"text": "good"}\n'), ("f.jsonl", 2, b"oops\n"),
-            ("f.jsonl", 3, b"\n"), ("f.parquet", 0, {"text": 3})]
+            ("f.jsonl", 3, b"\n"), ("f.parquet", 0, {"text": 3}),
+            ("f.jsonl", 4, b'{"text": "fine"}\n'), ("f.jsonl", 5, b'{"text": "well"}\n')]
     with TestPipeline(runner="FnApiRunner") as p:
-        out = (p | beam.Create([rows[:2], rows[2:]])
-               | beam.ParDo(ParseRecords(FIELDS)).with_outputs(DEAD_LETTERS, PARSED,
-                                                                main="records"))
-        assert_that(out.records | beam.Map(lambda r: r.id), equal_to(["f.jsonl:1"]),
-                    label="records")
-        assert_that(out[PARSED], equal_to([1]), label="parsed per chunk")
+        out = (p | beam.Create([rows[:2], rows[2:4], rows[4:]])
+               | beam.ParDo(ParseRecords(FIELDS)).with_outputs(DEAD_LETTERS, main="records"))
+        assert_that(out.records | beam.Map(lambda chunk: [r.id for r in chunk]),
+                    equal_to([["f.jsonl:1"], ["f.jsonl:4", "f.jsonl:5"]]), label="records")
         assert_that(out[DEAD_LETTERS] | beam.Map(lambda d: (d.source, d.position, d.stage, d.raw)),
                     equal_to([("f.jsonl", 2, "parse", "oops"),
                               ("f.parquet", 0, "parse", '{"text": 3}')]),
@@ -138,13 +138,13 @@ def test_parse_dofn_splits_records_and_dead_letters():
 @given(lines)
 def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
     """Parsing never raises: no line can crash the job, and Beam can encode what it emits."""
-    outputs = [o for o in ParseRecords(FIELDS).process([("f.jsonl", 1, line)])
-               if not (isinstance(o, TaggedOutput) and o.tag == PARSED)]
+    outputs = list(ParseRecords(FIELDS).process([("f.jsonl", 1, line)]))
     assert len(outputs) <= 1
     for output in outputs:
         if isinstance(output, TaggedOutput):
             assert output.tag == DEAD_LETTERS and output.value.reason
+            emitted = output.value
         else:
-            assert isinstance(output.text, str) and output.text.strip()
-        json.dumps(dataclasses.asdict(getattr(output, "value", output)),
-                   ensure_ascii=False).encode("utf-8")
+            emitted, = output
+            assert isinstance(emitted.text, str) and emitted.text.strip()
+        json.dumps(dataclasses.asdict(emitted), ensure_ascii=False).encode("utf-8")

@@ -14,6 +14,7 @@ WORDS = "the a movie film good bad great awful not very plot actor story fun dul
 TEXTS = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(1 + i % 6))
          for i in range(60)]
 RECORDS = [to_record({"text": t}, RecordFields(), "mem", i) for i, t in enumerate(TEXTS)]
+CHUNKS = [RECORDS[i:i + size] for i, size in ((0, 1), (1, 7), (8, 25), (33, 27))]  # uneven
 
 
 def direct_confidences(model_path: str) -> dict[str, float]:
@@ -32,9 +33,9 @@ def threshold_between(confidences, quantile: float) -> float:
 def assert_routes(tiers, expected: dict[str, tuple[str, ...]]) -> None:
     """Runs the cascade and checks each record's path through the tiers; no dead letters."""
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | beam.Create(RECORDS) | TierCascade(tiers)
-        paths = list(decided_branches(out).values()) | beam.Flatten() | beam.Map(
-            lambda r: (r.id, tuple(v.tier for v in r.tiers)))
+        out = p | beam.Create(CHUNKS) | TierCascade(tiers)
+        paths = list(decided_branches(out).values()) | beam.Flatten() | beam.FlatMap(
+            lambda chunk: [(r.id, tuple(v.tier for v in r.tiers)) for r in chunk])
         assert_that(paths, equal_to(list(expected.items())), label="paths")
         assert_that(out["dead_letters"], equal_to([]), label="no dead letters")
 
@@ -100,8 +101,9 @@ def test_decided_records_leave_their_model_inputs_behind(models, confidences):
     t1 = threshold_between(confidences["small"].values(), 0.5)
     dropped = (None, None, None, None)
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | beam.Create(RECORDS) | TierCascade(
+        out = p | beam.Create(CHUNKS) | TierCascade(
             [tier("small", models["small"], t1), tier("large", models["large"])])
-        shapes = list(decided_branches(out).values()) | beam.Flatten() | beam.Map(
-            lambda r: (len(r.tiers), (r.text, r.text_pair, r.source, r.position)))
+        shapes = list(decided_branches(out).values()) | beam.Flatten() | beam.FlatMap(
+            lambda chunk: [(len(r.tiers), (r.text, r.text_pair, r.source, r.position))
+                           for r in chunk])
         assert_that(shapes | beam.Distinct(), equal_to([(1, dropped), (2, dropped)]))

@@ -42,8 +42,8 @@ def test_the_statistics_and_summary_say_when_the_input_shifted():
     acc = fn.create_accumulator()
     for i in range(3000):
         c = rng.betavariate(2, 2)
-        acc = fn.add_input(acc, ("prediction", Record(i, None, tiers=(
-            Visit("small", 1, (1 - c, c), c, 0.1, 1),))))
+        acc = fn.add_input(acc, ("prediction", [Record(i, None, tiers=(
+            Visit("small", 1, (1 - c, c), c, 0.1, 1),))]))
     stats = fn.extract_output(acc)
     assert stats["shifted_tiers"] == ["small"] and stats["tiers"][0]["shift"]["shifted"]
     assert stats["tiers"][1]["shift"] is None  # no reference: no test

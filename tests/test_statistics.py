@@ -12,6 +12,7 @@ from models.config import TierConfig
 from transforms.records import DeadLetter, Record, Visit
 from transforms.statistics import ComputeRoutingStats, RoutingStatsFn
 
+FAILED = Record("failed", "a record parsed, then failed on")
 TIERS = [TierConfig("small", "m1", threshold=0.8), TierConfig("medium", "m2", threshold=0.7),
          TierConfig("large", "m3")]
 
@@ -143,14 +144,15 @@ def test_combiner_matches_direct_computation_across_merged_accumulators():
     records, errors, sizes = with_batches(synthetic_predictions(500), ERRORS)
     fn = RoutingStatsFn(TIERS)
     parts = []
-    for chunk in (records[:123], records[123:400], records[400:]):
+    for part in (records[:123], records[123:400], records[400:]):
         acc = fn.create_accumulator()
-        for r in chunk:
-            acc = fn.add_input(acc, ("parsed", 1))
-            acc = fn.add_input(acc, ("prediction", typed_record(r)))
+        for start in range(0, len(part), 50):  # chunks of records, as they travel
+            chunk = list(map(typed_record, part[start:start + 50]))
+            acc = fn.add_input(acc, ("parsed", chunk))
+            acc = fn.add_input(acc, ("prediction", chunk))
         parts.append(acc)
     acc = fn.create_accumulator()
-    acc = fn.add_input(acc, ("parsed", 1))  # the record that tier medium failed on
+    acc = fn.add_input(acc, ("parsed", [FAILED]))  # the record that tier medium failed on
     parts.append(acc)
     acc = fn.create_accumulator()
     for e in errors:
@@ -168,12 +170,13 @@ def test_statistics_transform_in_a_pipeline():
         assert len(results) == 1
         check(results[0], expected)
 
-    parsed_per_chunk = [150, len(records) + 1 - 150]  # and the record tier medium failed on
-    halves = [records[:100], records[100:]]
+    typed = list(map(typed_record, records))
+    parsed = [typed[:150], typed[150:] + [FAILED]]  # and the record tier medium failed on
+    branches = [[typed[:60], typed[60:100]], [typed[100:]]]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = ({"parsed": p | "Parsed" >> beam.Create(parsed_per_chunk),
-                  **{f"prediction[{i}]": p | f"P{i}" >> beam.Create(list(map(typed_record, half)))
-                     for i, half in enumerate(halves)},
+        stats = ({"parsed": p | "Parsed" >> beam.Create(parsed),
+                  **{f"prediction[{i}]": p | f"P{i}" >> beam.Create(chunks)
+                     for i, chunks in enumerate(branches)},
                   "error": p | "E" >> beam.Create(list(map(typed_error, errors)))}
                  | ComputeRoutingStats(TIERS))["windows"]
         assert_that(stats, matches)
@@ -188,5 +191,5 @@ def test_empty_input_gives_zero_counts_and_no_ratios():
 
 def test_a_record_lost_inside_the_cascade_shows_as_unaccounted():
     fn = RoutingStatsFn(TIERS)
-    acc = fn.add_input(fn.create_accumulator(), ("parsed", 1))
+    acc = fn.add_input(fn.create_accumulator(), ("parsed", [FAILED]))
     assert fn.extract_output(acc)["unaccounted"] == 1

@@ -27,8 +27,8 @@ Confidences are counted in bins of width 1/BINS, which keeps the combiners' memo
 (at most BINS counts per window, however many records) and the cap exact: a record
 escalates only if its bin is below the cap bin, and at most F of the records are.
 
-The window's Budget reaches its records by a join (CoGroupByKey on SHARDS record keys, the
-Budget copied to each), not by a side input: a join waits for the window to close on every
+The window's Budget reaches its records by a join (CoGroupByKey on SHARDS keys, each chunk of
+records keyed by its first record's id, the Budget copied to each key), not by a side input: a join waits for the window to close on every
 runner, while windowed side inputs came out empty on Prism for windows whose main input ran
 first (Beam issue 36563). The shards keep the routing parallel on distributed runners.
 """
@@ -47,7 +47,7 @@ from apache_beam.pvalue import PCollection
 from models.config import TierConfig
 from models.guarantee import THRESHOLD_SEQUENCE, binomial_upper_bound
 from models.routing_rule import confidence_bin, decides
-from transforms.records import Record
+from transforms.records import Chunk
 from transforms.windowing import combine_per_window
 
 BINS = 10_000
@@ -130,9 +130,10 @@ def steered_threshold(counts: WindowCounts, floor: float, target: float) -> floa
 
 
 class WindowBudgetFn(beam.CombineFn):
-    """A tier's ('scored', confidence) and, with max_disagreement, ('sampled', confidence,
-    agreed) items in; the Budget for their window out: the threshold steered by the sample
-    (else the configured one), capped by max_escalation_rate (else uncapped)."""
+    """A tier's ('scored', confidences of a chunk) and, with max_disagreement, ('sampled',
+    (confidence, agreed) of a chunk) items in; the Budget for their window out: the threshold
+    steered by the sample (else the configured one), capped by max_escalation_rate (else
+    uncapped)."""
 
     def __init__(self, tier: TierConfig):
         self._tier = tier
@@ -140,13 +141,14 @@ class WindowBudgetFn(beam.CombineFn):
     def create_accumulator(self) -> WindowCounts:
         return WindowCounts()
 
-    def add_input(self, counts: WindowCounts, item: tuple) -> WindowCounts:
-        b = confidence_bin(item[1], BINS)
-        if item[0] == "scored":
-            counts.confidences[b] += 1
+    def add_input(self, counts: WindowCounts, item: tuple[str, list]) -> WindowCounts:
+        kind, values = item
+        if kind == "scored":
+            counts.confidences.update(confidence_bin(c, BINS) for c in values)
         else:
-            counts.sampled += 1
-            counts.disagreed[b] += not item[2]
+            counts.sampled += len(values)
+            counts.disagreed.update(confidence_bin(c, BINS) for c, agreed in values
+                                    if not agreed)
         return counts
 
     def merge_accumulators(self, accumulators: Iterable[WindowCounts]) -> WindowCounts:
@@ -165,15 +167,15 @@ class WindowBudgetFn(beam.CombineFn):
         return Budget(threshold, cap, per_window=True)
 
 
-def shard_of(record: Record) -> int:
-    """A record's shard, stable across retries (from its id)."""
-    return zlib.crc32(json.dumps(record.id).encode()) % SHARDS
+def shard_of(chunk: Chunk) -> int:
+    """A chunk's shard, stable across retries (from its first record's id)."""
+    return zlib.crc32(json.dumps(chunk[0].id).encode()) % SHARDS
 
 
 class JoinWindowBudget(beam.PTransform):
-    """A tier's scored records in; `(record, Budget)` out, the Budget computed from all of
-    the record's window's confidences and, with max_disagreement, from its steering sample
-    (`sampled`: sampled records after the last tier's visit)."""
+    """A tier's chunks of scored records in; `(chunk, Budget)` out, the Budget computed from
+    all of the chunk's window's confidences and, with max_disagreement, from its steering
+    sample (`sampled`: chunks of sampled records after the last tier's visit)."""
 
     def __init__(self, tier: TierConfig, sampled: PCollection | None = None):
         super().__init__()
@@ -182,11 +184,12 @@ class JoinWindowBudget(beam.PTransform):
 
     def expand(self, scored: PCollection) -> PCollection:
         items = [scored | "Confidences" >> beam.Map(
-            lambda r: ("scored", r.last_visit.confidence))]
+            lambda chunk: ("scored", [r.last_visit.confidence for r in chunk]))]
         if self._sampled is not None:
             items.append(self._sampled | "Agreement" >> beam.Map(
-                lambda r: ("sampled", r.tiers[-2].confidence,
-                           r.tiers[-2].label_id == r.tiers[-1].label_id)))
+                lambda chunk: ("sampled", [(r.tiers[-2].confidence,
+                                            r.tiers[-2].label_id == r.tiers[-1].label_id)
+                                           for r in chunk])))
         budgets = (items | "BudgetInputs" >> beam.Flatten()
                    | "Budget" >> combine_per_window(WindowBudgetFn(self._tier), scored)
                    | "ToEveryShard" >> beam.FlatMap(lambda b: [(s, b) for s in range(SHARDS)]))
@@ -195,9 +198,9 @@ class JoinWindowBudget(beam.PTransform):
                 | "WithBudget" >> beam.FlatMap(records_with_budget))
 
 
-def records_with_budget(shard: tuple[int, dict[str, list]]) -> Iterator[tuple[Record, Budget]]:
-    """One shard of a window's records, each paired with that window's Budget."""
+def records_with_budget(shard: tuple[int, dict[str, list]]) -> Iterator[tuple[Chunk, Budget]]:
+    """One shard of a window's chunks, each paired with that window's Budget."""
     _, joined = shard
     budget, = joined["budget"]
-    for record in joined["records"]:
-        yield record, budget
+    for chunk in joined["records"]:
+        yield chunk, budget

@@ -1,7 +1,7 @@
 """The cascade: tiers chained by confidence routing, decided branches merged back into one."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
@@ -10,6 +10,7 @@ from models.config import TierConfig
 from models.loading import TorchThreads
 from models.routing_rule import audited
 from transforms.budget import Budget, JoinWindowBudget
+from transforms.records import Chunk
 from transforms.routing import AUDIT, ESCALATED, RouteByConfidence
 from transforms.scoring import ScoreTier
 
@@ -37,9 +38,16 @@ def steering_sample(tier: TierConfig, scored: PCollection, threads: TorchThreads
                     last: TierConfig) -> tuple[PCollection, PCollection]:
     """A max_disagreement tier's steering sample: its audit sample drawn from every record it
     scored (decided or not), scored by the last tier before routing. (scored, failures)."""
-    return (scored | f"SteeringSample[{tier.name}]" >> beam.Filter(
-                lambda r, name, rate: audited(name, r.id, rate), tier.name, tier.audit_rate)
+    return (scored | f"SteeringSample[{tier.name}]" >> beam.FlatMap(
+                audit_sample, tier.name, tier.audit_rate).with_output_types(Chunk)
             | f"Steer[{tier.name}]" >> ScoreTier(last, threads))
+
+
+def audit_sample(chunk: Chunk, tier: str, rate: float) -> Iterator[Chunk]:
+    """The chunk's records in the tier's audit sample, as a chunk (none when empty)."""
+    sample = [record for record in chunk if audited(tier, record.id, rate)]
+    if sample:
+        yield sample
 
 
 def decided_key(tier: str) -> str:
@@ -54,8 +62,8 @@ def decided_branches(outputs: dict[str, PCollection]) -> dict[str, PCollection]:
 
 
 class TierCascade(beam.PTransform):
-    """Records in; {decided_key(tier): the records each tier decided, 'dead_letters'} out,
-    and with audits configured {'audits', 'audit_failures'}.
+    """Chunks of records in; {decided_key(tier): the records each tier decided (in chunks),
+    'dead_letters'} out, and with audits configured {'audits' (chunks), 'audit_failures'}.
 
     The decided branches are given apart, not flattened: a runner may materialise a
     multi-input Flatten (the FnApiRunner does), and records cost far more to encode than

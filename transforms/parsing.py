@@ -2,7 +2,8 @@
 
 A raw row is `(source, position, payload)`: `payload` is the undecoded bytes of one JSON Lines
 line, or a dict read from a Parquet, TSV or CSV row. Rows travel in chunks (lists) from the
-reader to the parser, so that the steps between them (the shuffle that spreads the rows over
+reader to the parser, and the valid records of a chunk go on as a chunk of records
+(transforms/records.py), so that the steps between (the shuffle that spreads the rows over
 the workers above all) cost per chunk, not per row. Parsing is kept apart from file reading
 so that it is the one place that decides what a valid record is, whatever the file format.
 """
@@ -21,10 +22,9 @@ from models.config import CascadeConfig
 from transforms import progress
 from transforms.coders import register_coders
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
-from transforms.records import Record
+from transforms.records import Chunk, Record
 
 RawRow = tuple[str, int, Union[bytes, dict]]
-PARSED = "parsed"  # ParseRecords' output of the number of valid records in each chunk
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
 
 
@@ -150,11 +150,10 @@ def _required_text(row: dict[str, Any], field: str) -> str:
     return value
 
 
-@beam.typehints.with_output_types(Record)
+@beam.typehints.with_output_types(Chunk)
 class ParseRecords(beam.DoFn):
-    """Chunks of raw rows in; valid records on the main output, dead letters (stage 'parse')
-    on DEAD_LETTERS, and each chunk's number of valid records on PARSED (what the
-    statistics count, one element per chunk rather than a copy of every record)."""
+    """Chunks of raw rows in; each chunk's valid records, as a chunk, on the main output (none
+    for a chunk without one) and dead letters (stage 'parse') on DEAD_LETTERS."""
 
     def __init__(self, fields: RecordFields):
         register_coders()
@@ -162,7 +161,7 @@ class ParseRecords(beam.DoFn):
         self._blank = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "blank_lines_skipped")
 
     def process(self, raw_rows: list[RawRow]) -> Iterator[Any]:
-        parsed = blank = 0
+        records, blank = [], 0
         for source, position, payload in raw_rows:
             try:
                 row = decode_json_line(payload) if isinstance(payload, bytes) else payload
@@ -176,13 +175,12 @@ class ParseRecords(beam.DoFn):
                 yield TaggedOutput(DEAD_LETTERS, dead_letter(
                     "parse", str(e), _as_text(payload), source, position))
                 continue
-            parsed += 1
-            yield record
+            records.append(record)
         progress.count(progress.RECORDS_READ, len(raw_rows) - blank)
         if blank:
             self._blank.inc(blank)
-        if parsed:
-            yield TaggedOutput(PARSED, parsed)
+        if records:
+            yield records
 
 
 def _as_text(payload: bytes | dict) -> str | dict:

@@ -4,6 +4,11 @@ Frozen dataclasses, like Beam's own PredictionResult a plain typed value: Beam p
 between fused steps as they are, pickles them across a shuffle, and where a step needs a
 deterministic encoding its FastPrimitivesCoder encodes frozen dataclasses field by field.
 No Beam here, so the types can be built and read anywhere (tests, tools).
+
+Records travel between the job's steps in chunks (`Chunk`, a list: the valid records of one
+chunk of input rows, or the part of a chunk a tier decided or escalated), so that Beam's
+cost per element (its operations, coders, counters, size sampling) is paid once per chunk,
+not once per record; what must be done per record is done in a loop over the chunk.
 """
 from __future__ import annotations
 
@@ -81,6 +86,9 @@ class Record:
         copied a few times on its way, and the general version cost more than the n-gram
         tier's model per record."""
         return Record(**{**self.__dict__, **changes})
+
+
+Chunk = list[Record]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""Routing: after a tier has scored a record, keep its answer or send the record on, by the
-routing rule (models/routing_rule.py) within the tier's Budget (transforms/budget.py): a
-fixed one for most tiers, each window's own for a tier with max_escalation_rate or
-max_disagreement.
+"""Routing: after a tier has scored a chunk of records, keep its answer for each record or
+send the record on, by the routing rule (models/routing_rule.py) within the tier's Budget
+(transforms/budget.py): a fixed one for most tiers, each window's own for a tier with
+max_escalation_rate or max_disagreement.
 """
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ from models.config import TierConfig
 from models.routing_rule import audited
 from transforms import progress
 from transforms.budget import Budget
-from transforms.records import Record
+from transforms.records import Chunk
 
 ESCALATED = "escalated"
 AUDIT = "audit"
 
 
-@beam.typehints.with_output_types(Record, **{ESCALATED: Record, AUDIT: Record})
+@beam.typehints.with_output_types(Chunk, **{ESCALATED: Chunk, AUDIT: Chunk})
 class RouteByConfidence(beam.DoFn):
-    """Scored records in, routed by `fixed` (a tier's fixed Budget), or (record, Budget)
-    pairs without one (a window's budget: a tier with max_escalation_rate or
+    """Chunks of scored records in, routed by `fixed` (a tier's fixed Budget), or (chunk,
+    Budget) pairs without one (a window's budget: a tier with max_escalation_rate or
     max_disagreement, whose visits also record the effective threshold they were routed by).
-    Decided records (without their model inputs) on the main output, uncertain ones on
-    ESCALATED; a decided record in the tier's audit sample also goes, whole, on AUDIT.
+    Each chunk's decided records (without their model inputs) on the main output, its
+    uncertain ones on ESCALATED, and the decided records in the tier's audit sample, whole,
+    on AUDIT; each as a chunk, none where it would be empty.
 
     Counts both for the progress line (transforms/progress.py), once per bundle."""
 
@@ -39,18 +40,24 @@ class RouteByConfidence(beam.DoFn):
     def start_bundle(self) -> None:
         self._counts = [0, 0]
 
-    def process(self, element: Record | tuple[Record, Budget]) -> Iterator[Any]:
-        record, budget = (element, self._fixed) if self._fixed is not None else element
+    def process(self, element: Chunk | tuple[Chunk, Budget]) -> Iterator[Any]:
+        chunk, budget = (element, self._fixed) if self._fixed is not None else element
         if budget.per_window:
-            record = record.with_last_visit(threshold=budget.effective_threshold)
-        if budget.escalates(record.last_visit.confidence):
-            self._counts[1] += 1
-            yield TaggedOutput(ESCALATED, record)
-        else:
-            self._counts[0] += 1
-            if audited(self._name, record.id, self._audit_rate):
-                yield TaggedOutput(AUDIT, record)
-            yield record.without_model_inputs()
+            chunk = [r.with_last_visit(threshold=budget.effective_threshold) for r in chunk]
+        decided, escalated = [], []
+        for record in chunk:
+            (escalated if budget.escalates(record.last_visit.confidence) else decided
+             ).append(record)
+        self._counts[0] += len(decided)
+        self._counts[1] += len(escalated)
+        if escalated:
+            yield TaggedOutput(ESCALATED, escalated)
+        if decided:
+            if self._audit_rate:
+                sample = [r for r in decided if audited(self._name, r.id, self._audit_rate)]
+                if sample:
+                    yield TaggedOutput(AUDIT, sample)
+            yield [record.without_model_inputs() for record in decided]
 
     def finish_bundle(self) -> None:
         decided, escalated = self._counts

@@ -1,7 +1,8 @@
 """One tier of the cascade as a Beam RunInference step.
 
 `TierModelHandler` gives RunInference what it needs: load the tier once per worker process
-(shared across threads), batch through Beam's BatchElements, and score each batch. A failing
+(shared across threads), batch chunks of records (transforms/records.py) through Beam's
+BatchElements, weighed by their records, and score each batch's records in one call. A failing
 batch goes to the dead letters through RunInference's exception handling instead of failing
 the job.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
@@ -22,17 +23,18 @@ from models.memory import freeze_long_lived_objects, release_free_memory
 from models.tier import Tier
 from transforms.coders import register_coders
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
-from transforms.records import DeadLetter, Record, Visit
+from transforms.records import Chunk, DeadLetter, Record, Visit
 
 T = TypeVar("T")
 
 
-class TierModelHandler(ModelHandler[Record, Visit, Tier]):
-    """Scores batches of cascade records with one tier's model.
+class TierModelHandler(ModelHandler[Chunk, list[Visit], Tier]):
+    """Scores batches of chunks of cascade records with one tier's model.
 
-    Each PredictionResult's inference is the tier's visit: predicted label id, temperature-
-    scaled probabilities, confidence, the batch's wall time shared out per record, the size
-    of the batch and, for a tier that exits early, the encoder layer the record left at.
+    Each PredictionResult is a chunk's, its inference the tier's visit of each of its records:
+    predicted label id, temperature-scaled probabilities, confidence, the call's wall time
+    shared out per record, the number of records in the call and, for a tier that exits
+    early, the encoder layer the record left at.
 
     Beam batches within a bundle, so where bundles are small (Flink, streaming) batches are
     too; a tier's `max_batch_duration_secs` switches to Beam's stateful batching, which
@@ -40,11 +42,13 @@ class TierModelHandler(ModelHandler[Record, Visit, Tier]):
     """
 
     def __init__(self, tier: TierConfig, threads: TorchThreads = TorchThreads()):
-        records_per_call = tier.batch_size * tier.sort_window
-        # A fixed size (min == max): BatchElements' adaptive sizing would start at one record
-        # and ramp up, and for a model a bigger batch is always at least as fast per record.
+        records_per_call = tier.records_per_call
+        # A fixed size (min == max) in records (chunks weigh their length, and ScoreTier cuts
+        # larger ones): BatchElements' adaptive sizing would start small and ramp up, and for
+        # a model a bigger batch is always at least as fast per record.
         super().__init__(min_batch_size=records_per_call, max_batch_size=records_per_call,
-                         max_batch_duration_secs=tier.max_batch_duration_secs)
+                         max_batch_duration_secs=tier.max_batch_duration_secs,
+                         element_size_fn=len)
         self._tier = tier
         self._threads = threads
 
@@ -54,26 +58,33 @@ class TierModelHandler(ModelHandler[Record, Visit, Tier]):
         freeze_long_lived_objects()  # the model lives as long as the worker
         return model
 
-    def run_inference(self, batch: Sequence[Record], model: Tier,
+    def run_inference(self, batch: Sequence[Chunk], model: Tier,
                       inference_args: Optional[dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
+        records = [record for chunk in batch for record in chunk]
         timeout = self._tier.inference_timeout_secs
         if timeout is None:
-            return self._score(batch, model)
-        return call_with_timeout(lambda: self._score(batch, model), timeout,
-                                 f"tier {self._tier.name!r} on a batch of {len(batch)} records")
+            visits = self._score(records, model)
+        else:
+            visits = call_with_timeout(
+                lambda: self._score(records, model), timeout,
+                f"tier {self._tier.name!r} on a batch of {len(records)} records")
+        results, start = [], 0
+        for chunk in batch:
+            results.append(PredictionResult(chunk, visits[start:start + len(chunk)],
+                                            model_id=self._tier.name))
+            start += len(chunk)
+        return results
 
-    def _score(self, batch: Sequence[Record], model: Tier
-               ) -> list[PredictionResult]:
-        texts = [record.text for record in batch]
-        pairs = [record.text_pair for record in batch] if batch[0].text_pair else None
+    def _score(self, records: list[Record], model: Tier) -> list[Visit]:
+        texts = [record.text for record in records]
+        pairs = [record.text_pair for record in records] if records[0].text_pair else None
         visits = tier_visits(self._tier, model, texts, pairs)
         release_free_memory()
-        return [PredictionResult(record, visit, model_id=self._tier.name)
-                for record, visit in zip(batch, visits)]
+        return visits
 
-    def get_num_bytes(self, batch: Sequence[Record]) -> int:
-        return sum(len(r.text) + len(r.text_pair or "") for r in batch)
+    def get_num_bytes(self, batch: Sequence[Chunk]) -> int:
+        return sum(len(r.text) + len(r.text_pair or "") for chunk in batch for r in chunk)
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_{self._tier.name}"
@@ -125,17 +136,27 @@ def call_with_timeout(call: Callable[[], T], seconds: float, what: str) -> T:
     return outcome["value"]
 
 
-def add_visit(result: PredictionResult) -> Record:
-    """The record with this tier's visit appended."""
-    return result.example.visited(result.inference)
+def pieces_of(chunk: Chunk, size: int) -> Iterator[Chunk]:
+    """The chunk, or if longer than `size` records its consecutive pieces of `size`: a call
+    never holds more than batch_size x sort_window records, so that a failing call
+    dead-letters no more than that."""
+    if len(chunk) <= size:
+        yield chunk
+    else:
+        yield from (chunk[start:start + size] for start in range(0, len(chunk), size))
 
 
-def failed_batch_to_dead_letters(failure: tuple[Sequence[Record], Any],
+def add_visits(result: PredictionResult) -> Chunk:
+    """The chunk's records, each with this tier's visit appended."""
+    return [record.visited(visit) for record, visit in zip(result.example, result.inference)]
+
+
+def failed_batch_to_dead_letters(failure: tuple[Sequence[Chunk], Any],
                                  tier_name: str) -> Iterable[DeadLetter]:
     """One dead letter per record of a batch whose inference raised."""
     batch, error = failure
     reason = f"tier {tier_name!r} failed on the batch: {_describe(error)}"
-    for record in batch:
+    for record in (record for chunk in batch for record in chunk):
         raw = {"id": record.id, "text": record.text, "text_pair": record.text_pair,
                **record.passthrough}
         yield dead_letter(f"tier:{tier_name}", reason, raw, record.source, record.position,
@@ -150,7 +171,8 @@ def _describe(error: Any) -> str:
 
 
 class ScoreTier(beam.PTransform):
-    """Records in; (scored records, dead letters of batches that failed) out."""
+    """Chunks of records in; (the chunks' records with this tier's visit, as chunks; dead
+    letters of batches that failed) out."""
 
     def __init__(self, tier: TierConfig, threads: TorchThreads = TorchThreads()):
         super().__init__()
@@ -161,9 +183,11 @@ class ScoreTier(beam.PTransform):
     def expand(self, records: PCollection) -> tuple[PCollection, PCollection]:
         name = self._tier.name
         results, failures = (
-            records | "RunInference" >> RunInference(TierModelHandler(self._tier, self._threads))
+            records
+            | "FitCalls" >> beam.FlatMap(pieces_of, self._tier.records_per_call).with_output_types(Chunk)
+            | "RunInference" >> RunInference(TierModelHandler(self._tier, self._threads))
             .with_exception_handling())
-        scored = results | "AddVisit" >> beam.Map(add_visit).with_output_types(Record)
+        scored = results | "AddVisit" >> beam.Map(add_visits).with_output_types(Chunk)
         dead = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
             failed_batch_to_dead_letters, name)
         return scored, dead

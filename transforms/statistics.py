@@ -24,7 +24,7 @@ from models.guarantee import binomial_interval, binomial_upper_bound
 from models.routing_rule import confidence_bin
 from models.shift import BINS as SHIFT_BINS
 from models.shift import shift_test
-from transforms.records import Visit
+from transforms.records import DeadLetter, Record, Visit
 from transforms.windowing import combine_per_window
 
 @dataclass
@@ -110,6 +110,24 @@ class RoutingTally:
     tiers: dict[str, TierTally] = field(default_factory=dict)  # (labelled predictions too)
 
 
+def count_prediction(acc: RoutingTally, record: Record) -> None:
+    """A decided record at every tier it visited (the last one decided it)."""
+    acc.predictions += 1
+    acc.labels_unrecognized += record.gold_unrecognized is not None
+    last = len(record.tiers) - 1
+    for i, visit in enumerate(record.tiers):
+        acc.tiers[visit.tier].count(visit, i == last, record.gold)
+
+
+def count_error(acc: RoutingTally, letter: DeadLetter) -> None:
+    """A dead letter by its stage, and as escalated at the tiers that scored it before."""
+    acc.errors[letter.stage] += 1
+    for visit in letter.tiers:
+        acc.tiers[visit.tier].count(visit, final=False, gold=None)
+    if letter.stage.startswith("tier:"):
+        acc.tiers[letter.stage[len("tier:"):]].seen += 1
+
+
 def merge_into(total: Any, part: Any) -> None:
     """Adds a tally's counts, sums and counters (and its tiers' tallies) into `total`."""
     for f in dataclasses.fields(total):
@@ -126,9 +144,9 @@ def merge_into(total: Any, part: Any) -> None:
 
 
 class RoutingStatsFn(beam.CombineFn):
-    """Combines ('parsed', number of records parsed), ('prediction', Record), ('error',
-    DeadLetter), ('audit', Record: the deciding tier's visit, then the last tier's) and
-    ('audit_failed', DeadLetter) events.
+    """Combines ('parsed', a chunk of parsed records), ('prediction', a chunk of decided
+    records), ('error', DeadLetter), ('audit', a chunk of audited records: each with the
+    deciding tier's visit, then the last tier's) and ('audit_failed', DeadLetter) events.
 
     A tier's `seen` counts every record it received: decided + escalated + failed. Records
     that a later tier failed on still count at the tiers that escalated them.
@@ -144,25 +162,20 @@ class RoutingStatsFn(beam.CombineFn):
         return RoutingTally(tiers={name: TierTally() for name in self._names})
 
     def add_input(self, acc: RoutingTally, event: tuple[str, Any]) -> RoutingTally:
-        kind, row = event
+        kind, value = event
         if kind == "parsed":
-            acc.parsed += row
+            acc.parsed += len(value)
+        elif kind == "prediction":
+            for record in value:
+                count_prediction(acc, record)
         elif kind == "audit":
-            *_, decided, last = row.tiers
-            acc.tiers[decided.tier].audit.count(decided, last, row.gold)
+            for record in value:
+                *_, decided, last = record.tiers
+                acc.tiers[decided.tier].audit.count(decided, last, record.gold)
         elif kind == "audit_failed":
-            acc.tiers[row.tiers[-1].tier].audit.failed += 1
-        elif kind == "error":
-            acc.errors[row.stage] += 1
-            for visit in row.tiers:
-                acc.tiers[visit.tier].count(visit, final=False, gold=None)
-            if row.stage.startswith("tier:"):
-                acc.tiers[row.stage[len("tier:"):]].seen += 1
+            acc.tiers[value.tiers[-1].tier].audit.failed += 1
         else:
-            acc.predictions += 1
-            acc.labels_unrecognized += row.gold_unrecognized is not None
-            for i, visit in enumerate(row.tiers):
-                acc.tiers[visit.tier].count(visit, i == len(row.tiers) - 1, row.gold)
+            count_error(acc, value)
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[RoutingTally]) -> RoutingTally:
@@ -354,7 +367,7 @@ def event_kind(key: str) -> str:
 class AccumulateRoutingStats(beam.PTransform):
     """{key: PCollection} of events in, keyed by their RoutingStatsFn kind or the kind with
     a `[name]` (several inputs of one kind: each tier's decided records as 'prediction[...]')
-    (the parsed counts, predictions, dead letters, and audits when there are); one
+    (the parsed records, predictions, dead letters, and audits when there are); one
     RoutingStatsFn accumulator per window out (one in all in batch mode).
 
     Each input is combined on its own and only the partial results are flattened: a
