@@ -94,10 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2
-    from pipeline.calibration_report import write_report  # matplotlib, torch
+    from pipeline.calibration_report import slower_than_last_tier, write_report  # matplotlib
     write_config(result.config, args.output)
     print(write_report(result, report_dir))
     print(f"tuned config: {args.output}; report: {report_dir}")
+    if warning := slower_than_last_tier(result):
+        print(f"beam-cascade calibrate: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -76,6 +76,21 @@ def budget_choices(search: GuaranteeSearch) -> list[tuple[float, Any]]:
                     default=None)) for b in BUDGETS]
 
 
+def slower_than_last_tier(result: TuningResult) -> str | None:
+    """What to do when the chosen cascade costs more per record than its last tier alone
+    (the earlier tiers decide too few records to pay for running on all of them); None
+    when it pays off."""
+    chosen, names = result.chosen, [t.name for t in result.tiers]
+    if chosen.speedup >= 1:
+        return None
+    decided = 1 - chosen.reach[1]
+    return (f"the tuned cascade is slower than its last tier {names[-1]!r} alone "
+            f"({chosen.speedup:.2f}x the speed): {names[0]!r} decides {decided:.1%} of the dev "
+            f"records at the policy, too few to pay for scoring them all. Run {names[-1]!r} "
+            "alone (a config with that tier only), or give the cascade a first tier that is "
+            "sure more often (docs/training-and-calibration.md)")
+
+
 def report_summary(result: TuningResult) -> str:
     chosen, reference = result.chosen, result.reference
     names = [t.name for t in result.tiers]
@@ -111,6 +126,7 @@ def report_summary(result: TuningResult) -> str:
         f"alone: {100 * (chosen.accuracy - reference.accuracy):+.2f} points",
         f"- expected speedup over the last tier alone: {chosen.speedup:.2f}x (from the costs "
         "measured here; the later tiers timed on the records that reach them)",
+        *([f"- **warning**: {warning}"] if (warning := slower_than_last_tier(result)) else []),
         f"- share of records reaching each tier: "
         f"{', '.join(f'{n} {r:.1%}' for n, r in zip(names, chosen.reach))}",
         f"- label-free estimate of the accuracy (mean calibrated confidence of the deciding "

@@ -1,5 +1,6 @@
 """Temperature scaling, calibration error, operating points and the calibrate command."""
 import json
+from types import SimpleNamespace
 
 import fsspec
 import pytest
@@ -15,6 +16,7 @@ from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, T
 from models.config import TierConfig
 from models.tuning import TierMeasurements, fit_tier, refit_on_reached
 from pipeline.calibrate import main as calibrate_main
+from pipeline.calibration_report import slower_than_last_tier
 from pipeline.config import load_config
 
 
@@ -223,6 +225,23 @@ def test_calibrate_bounds_the_drop_with_an_unlabelled_sample(tmp_path, models, c
     assert bound["bound_points"] == pytest.approx(
         100 * bound["disagreement_bound"] * max(0, 2 * bound["wrong_share_bound"] - 1))
     assert "## Guarantee" in (report / "report.md").read_text()
+
+
+def test_a_cascade_slower_than_its_last_tier_alone_is_said_so():
+    """A first tier that decides too few records to pay for itself: the report and calibrate's
+    stderr say so and what to do instead; a cascade that pays off gets no warning."""
+    tiers = [SimpleNamespace(name="pairs2"), SimpleNamespace(name="pairs6")]
+
+    def result(speedup: float, reach: float) -> SimpleNamespace:
+        return SimpleNamespace(tiers=tiers, chosen=OperatingPoint(
+            thresholds=(0.8,), accuracy=0.8, reach=(1.0, reach), cost=1.0, speedup=speedup,
+            estimated_accuracy=0.8))
+
+    warning = slower_than_last_tier(result(0.77, 0.945))
+    assert warning.startswith("the tuned cascade is slower than its last tier 'pairs6' alone "
+                              "(0.77x the speed): 'pairs2' decides 5.5% of the dev records")
+    assert "Run 'pairs6' alone" in warning
+    assert slower_than_last_tier(result(2.5, 0.3)) is None
 
 
 def test_a_budget_the_data_cannot_support_is_refused_with_the_smallest_it_can(
