@@ -1,5 +1,7 @@
 """torch's threads are sized from the CPUs a process may use, not the machine's count."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -34,3 +36,37 @@ def test_the_affinity_mask_and_the_quota_cap_the_cpus(tmp_path, monkeypatch):
 
 def test_this_process_has_at_least_one_cpu():
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+
+
+TORCH_LOADS_AFTER_THE_SETTING = """
+import os, sys
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("policy when torch loads:", os.environ.get("OMP_WAIT_POLICY"))
+            sys.meta_path.remove(self)
+sys.meta_path.insert(0, Watch())
+import {module}
+"""
+
+
+@pytest.mark.parametrize("module", ["pipeline.job", "pipeline.calibrate", "models.loading"])
+def test_openmp_threads_wait_passively_from_before_torch_loads(module):
+    """The job, calibrate and the models set OMP_WAIT_POLICY before torch reads it (spinning
+    threads lost 1.7x beside a busy neighbour, bench/results/threads.md); the job's and
+    calibrate's torch loads later, when they run, and sees it too."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = TORCH_LOADS_AFTER_THE_SETTING.format(module=module) + (
+        "import torch\nprint('policy after:', os.environ['OMP_WAIT_POLICY'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+    assert done.stdout.splitlines() == ["policy when torch loads: PASSIVE",
+                                        "policy after: PASSIVE"]
+
+
+def test_a_wait_policy_the_user_set_is_kept():
+    env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
+    done = subprocess.run([sys.executable, "-c", "import os, models; "
+                           "print(os.environ['OMP_WAIT_POLICY'])"],
+                          capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "ACTIVE"
