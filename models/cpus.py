@@ -63,7 +63,7 @@ def prefer_passive_openmp_waits() -> None:
     when the models package is imported, before any of its modules imports torch.
 
     Spinning threads fight any other busy process for the cores: beside one CPU-bound
-    neighbour on 2 cores, the reference tier 2 with 2 threads took 31.7 s spinning and 18.2 s
-    passive (as fast as 1 thread), and on an idle machine 11.1 s against 11.3 s
-    (bench/results/threads.md)."""
+    neighbour on 2 cores, the reference tier 2 with 2 threads took 31.7 s with OpenMP's
+    default, 23.8 s spinning always and 17.8 s passive (1 thread: 17.3 s), and on an idle
+    machine 10.4 s passive against 10.2 s spinning (bench/results/threads.md)."""
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
