@@ -8,10 +8,9 @@ from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
 from models.loading import TorchThreads
-from models.routing_rule import audited
 from transforms.budget import Budget, JoinWindowBudget
 from transforms.records import Chunk
-from transforms.routing import AUDIT, ESCALATED, RouteByConfidence
+from transforms.routing import AUDIT, ESCALATED, RouteByConfidence, audit_sample
 from transforms.scoring import ScoreTier
 
 
@@ -39,13 +38,13 @@ def steering_sample(tier: TierConfig, scored: PCollection, threads: TorchThreads
     """A max_disagreement tier's steering sample: its audit sample drawn from every record it
     scored (decided or not), scored by the last tier before routing. (scored, failures)."""
     return (scored | f"SteeringSample[{tier.name}]" >> beam.FlatMap(
-                audit_sample, tier.name, tier.audit_rate).with_output_types(Chunk)
+                steering_chunks, tier.name, tier.audit_rate).with_output_types(Chunk)
             | f"Steer[{tier.name}]" >> ScoreTier(last, threads))
 
 
-def audit_sample(chunk: Chunk, tier: str, rate: float) -> Iterator[Chunk]:
-    """The chunk's records in the tier's audit sample, as a chunk (none when empty)."""
-    sample = [record for record in chunk if audited(tier, record.id, rate)]
+def steering_chunks(chunk: Chunk, tier: str, rate: float) -> Iterator[Chunk]:
+    """The chunk's audit sample as a chunk of its own, none when it is empty."""
+    sample = audit_sample(chunk, tier, rate)
     if sample:
         yield sample
 

@@ -20,6 +20,11 @@ ESCALATED = "escalated"
 AUDIT = "audit"
 
 
+def audit_sample(chunk: Chunk, tier: str, rate: float | None) -> Chunk:
+    """The chunk's records in the tier's audit sample (models/routing_rule.audited)."""
+    return [record for record in chunk if audited(tier, record.id, rate)] if rate else []
+
+
 @beam.typehints.with_output_types(Chunk, **{ESCALATED: Chunk, AUDIT: Chunk})
 class RouteByConfidence(beam.DoFn):
     """Chunks of scored records in, routed by `fixed` (a tier's fixed Budget), or (chunk,
@@ -53,10 +58,9 @@ class RouteByConfidence(beam.DoFn):
         if escalated:
             yield TaggedOutput(ESCALATED, escalated)
         if decided:
-            if self._audit_rate:
-                sample = [r for r in decided if audited(self._name, r.id, self._audit_rate)]
-                if sample:
-                    yield TaggedOutput(AUDIT, sample)
+            sample = audit_sample(decided, self._name, self._audit_rate)
+            if sample:
+                yield TaggedOutput(AUDIT, sample)
             yield [record.without_model_inputs() for record in decided]
 
     def finish_bundle(self) -> None:
