@@ -144,7 +144,8 @@ def split_result(data: str, folders: dict[str, str], unlabelled: str, seed: int)
 
 
 def write_results(args: argparse.Namespace, folders: dict[str, str], results: list[dict]) -> None:
-    command = f"python -m bench.pair_cascade --train_pairs {args.train_pairs} --splits {args.splits}"
+    command = (f"python -m bench.pair_cascade --train_pairs {args.train_pairs} "
+               f"--splits {args.splits}")
     refused = [r["seed"] for r in results if r.get("refused")]
     results = [r for r in results if not r.get("refused")]
     drops = [100 * (r["held_accuracy"]["minilm6"] - r["held_accuracy"]["cascade"])

@@ -184,7 +184,8 @@ class ScoreTier(beam.PTransform):
         name = self._tier.name
         results, failures = (
             records
-            | "FitCalls" >> beam.FlatMap(pieces_of, self._tier.records_per_call).with_output_types(Chunk)
+            | "FitCalls" >> beam.FlatMap(pieces_of, self._tier.records_per_call)
+            .with_output_types(Chunk)
             | "RunInference" >> RunInference(TierModelHandler(self._tier, self._threads))
             .with_exception_handling())
         scored = results | "AddVisit" >> beam.Map(add_visits).with_output_types(Chunk)
