@@ -22,6 +22,12 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "scipy>=1.10",  # exact binomial bounds (models/guarantee.py), the shift test
+        # runtime: onnxruntime (models/onnx_tier.py): the session, int8 quantisation, and
+        # torch.export's ONNX exporter; apache-beam needs protobuf below 7, onnx pulls 7
+        "onnxruntime>=1.20",
+        "onnx>=1.17",
+        "onnxscript>=0.5",
+        "protobuf<7",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
     entry_points={"console_scripts": [

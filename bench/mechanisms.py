@@ -5,8 +5,8 @@
 1. Early exit: a multi-exit tier (`beam-cascade train --exits ... --exits_only` on the
    reference tier 2, so its last exit is that model) at several exit thresholds, with exit
    temperatures fitted on dev, against the plain model, at batch sizes 1 and 32.
-2. int8 dynamic quantisation of each transformer tier (all Linear layers, or the attention
-   projections only) against fp32.
+2. Runtimes: each transformer tier on PyTorch and on ONNX Runtime, in fp32 and in int8 (all
+   matrix multiplications, or the attention's only; models/onnx_export.py).
 3. Length-aware batching on a mixed-length input (the dev sentences plus long texts made of
    five test sentences each): passes in input order against the records sorted by length
    within windows of `sort_window` passes, as the pipeline's tiers do.
@@ -19,6 +19,7 @@ mechanism to --results and prints it.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shlex
 import statistics
@@ -39,7 +40,7 @@ from models.token_dropping import best_within_budget, length_family, length_swee
 EXIT_THRESHOLDS = (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)
 SORT_WINDOWS = (1, 8, 32)
 LENGTH_BUDGETS = (0.8, 0.65, 0.5, 0.35)
-SECTIONS = ("early_exit", "quantisation", "sorting", "token_dropping")
+SECTIONS = ("early_exit", "runtimes", "sorting", "token_dropping")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,19 +96,33 @@ def early_exit_table(plain: TierModel, exits: TierModel, dev: LabelledTexts,
     return "\n".join(lines)
 
 
-def quantisation_table(paths: dict[str, str], dev: LabelledTexts, repeats: int) -> str:
-    """Accuracy and records/s (batch 32) of each tier in fp32 and both int8 schemes."""
-    lines = ["| tier | precision | dev accuracy | rec/s batch 32 | speedup |",
-             "|---|---|---|---|---|"]
+RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8"),
+            ("onnxruntime", "int8_attention"))
+
+
+def runtimes_table(paths: dict[str, str], dev: LabelledTexts, test_texts: list[str],
+                   repeats: int) -> str:
+    """Each tier on PyTorch and ONNX Runtime, fp32 and int8: dev accuracy, agreement with
+    PyTorch fp32 on the unlabelled test sentences (data no choice was made on), records/s in
+    sorted passes of 32 over dev + test."""
+    texts = dev.texts + test_texts
+    lines = [f"Bare loops over {len(texts)} sentences (dev + test), passes of 32 sorted by "
+             "length, 2 threads.", "",
+             "| tier | runtime | precision | dev accuracy | agreement with torch fp32 (test) "
+             "| rec/s | speedup |", "|---|---|---|---|---|---|---|"]
     for tier, path in paths.items():
-        models = {scheme or "fp32": load_for_timing(path, quantize=scheme, device="cpu")
-                  for scheme in (None, "int8", "int8_attention")}
-        seconds = interleaved_medians({name: (lambda m=m: scoring_seconds(m, dev.texts, 32))
-                                  for name, m in models.items()}, repeats)
-        for name, model in models.items():
-            lines.append(f"| {tier} | {name} | {accuracy(model, dev):.2%} | "
-                         f"{len(dev.texts) / seconds[name]:.0f} | "
-                         f"{seconds['fp32'] / seconds[name]:.2f}x |")
+        models = {(runtime, scheme): load_for_timing(path, device="cpu", runtime=runtime,
+                                                     quantize=scheme)
+                  for runtime, scheme in RUNTIMES}
+        seconds = interleaved_medians({name: (lambda m=m: scoring_seconds(m, texts, 32))
+                                       for name, m in models.items()}, repeats)
+        reference = models[RUNTIMES[0]].logits(test_texts).argmax(-1)
+        for (runtime, scheme), model in models.items():
+            agreement = (model.logits(test_texts).argmax(-1) == reference).double().mean()
+            lines.append(f"| {tier} | {runtime} | {scheme or 'fp32'} | "
+                         f"{accuracy(model, dev):.2%} | {agreement:.2%} | "
+                         f"{len(texts) / seconds[(runtime, scheme)]:.0f} | "
+                         f"{seconds[RUNTIMES[0]] / seconds[(runtime, scheme)]:.2f}x |")
     return "\n".join(lines)
 
 
@@ -172,8 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         "early_exit": ("Early exit (batched, inside one tier)", lambda: early_exit_table(
             load_for_timing(args.plain, device="cpu"), load_for_timing(args.exits, device="cpu"),
             dev, args.repeats)),
-        "quantisation": ("int8 dynamic quantisation", lambda: quantisation_table(
-            {"minilm3": args.small, "minilm6": args.plain}, dev, args.repeats)),
+        "runtimes": ("Runtimes and int8", lambda: runtimes_table(
+            {name: path for name, path in (("minilm3", args.small), ("minilm6", args.plain))
+             if os.path.isdir(path)}, dev, test_texts, args.repeats)),
         "sorting": ("Length-aware batching on mixed-length input", lambda: sorting_table(
             args.plain, mixed_length_texts(dev, test_texts), args.repeats)),
         "token_dropping": ("Token dropping (Length-Adaptive Transformer)",

@@ -5,7 +5,9 @@ chunks indices here, so "sorted by length, then in passes of batch_size" means o
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+import torch
 
 
 def length_order(texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[int]:
@@ -24,3 +26,29 @@ def batches(count: int, batch_size: int, order: Sequence[int] | None = None
     indices = list(order) if order is not None else list(range(count))
     for start in range(0, count, batch_size):
         yield indices[start:start + batch_size]
+
+
+def sorted_passes(tokenizer, texts: list[str], text_pairs: list[str] | None, batch_size: int,
+                  max_length: int, forward: Callable[[dict], tuple[torch.Tensor, ...]],
+                  tensors: str = "pt") -> tuple[torch.Tensor, ...]:
+    """Runs `forward` over `texts` (in their order) in passes of at most `batch_size` and
+    puts its outputs (batch dimension first) back in input order.
+
+    The texts are sorted by length first and each pass is padded only to its own longest
+    text, so little compute goes to padding. Every runtime of a transformer tier
+    (models/loading.py, models/onnx_tier.py) tokenizes here, with `tensors` its array kind
+    ("pt" for torch, "np" for ONNX Runtime), so all of them see the same token ids.
+    """
+    outputs: list[torch.Tensor] = []
+    for chunk in batches(len(texts), batch_size, length_order(texts, text_pairs)):
+        encoded = tokenizer(
+            [texts[i] for i in chunk], [text_pairs[i] for i in chunk] if text_pairs else None,
+            truncation=True, max_length=max_length, padding="longest", return_tensors=tensors)
+        results = forward(encoded)
+        outputs = outputs or [
+            torch.empty(len(texts), *r.shape[1:],
+                        dtype=torch.float32 if r.is_floating_point() else r.dtype)
+            for r in results]
+        for output, result in zip(outputs, results):
+            output[chunk] = result.cpu().to(output.dtype)
+    return tuple(outputs)

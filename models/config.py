@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from models.names import CONFIDENCE_MEASURE_NAMES, NGRAM_MODEL_TYPE, QUANTIZATION_SCHEMES
+from models.names import (CONFIDENCE_MEASURE_NAMES, NGRAM_MODEL_TYPE, QUANTIZATION_SCHEMES,
+                          RUNTIMES)
 
 if TYPE_CHECKING:
     from models.tier import Tier
@@ -41,7 +42,9 @@ class TierConfig:
     A multi-exit model (`beam-cascade train --exits`) leaves early when `exit_threshold` is
     set: each record stops at the first exit whose confidence, divided by that exit's
     temperature (`exit_temperatures`, fitted by `beam-cascade calibrate`), reaches it.
-    `quantize` runs a transformer tier's Linear layers in int8 on the CPU (models/names.py).
+    `runtime` runs a transformer tier on PyTorch or on ONNX Runtime (the checkpoint exported
+    once per machine, models/onnx_export.py); `quantize` (onnxruntime only) runs its matrix
+    multiplications in int8 on the CPU.
     `keep_tokens` is a length configuration (models/token_dropping.py): after layer i only
     the share keep_tokens[i-1] of each text's most attended tokens go on; `beam-cascade
     calibrate` searches one for a tier with `length_budget` (the share of the full model's
@@ -74,6 +77,7 @@ class TierConfig:
     trust_remote_code: bool = False
     exit_threshold: float | None = None
     exit_temperatures: tuple[float, ...] | None = None
+    runtime: str = "torch"
     quantize: str | None = None
     keep_tokens: tuple[float, ...] | None = None
     length_budget: float | None = None
@@ -103,7 +107,7 @@ class TierConfig:
 @dataclass(frozen=True)
 class ModelSpec:
     """The part of a tier that makes its model: the checkpoint, where and how it runs, and
-    the run settings fixed when it loads (early exit, int8, token dropping). The rest of
+    the run settings fixed when it loads (runtime, early exit, int8, token dropping). The rest of
     TierConfig (name, threshold, temperature, budgets, timeouts) says how the tier routes and
     is batched by Beam. One YAML mapping per tier holds both."""
 
@@ -111,6 +115,7 @@ class ModelSpec:
     device: str
     max_length: int
     batch_size: int
+    runtime: str
     quantize: str | None
     exit_threshold: float | None
     exit_temperatures: tuple[float, ...] | None
@@ -131,7 +136,8 @@ class ModelSpec:
                          batch_size=batch_size or self.batch_size, device=self.device,
                          allow_pickle_weights=self.allow_pickle_weights,
                          trust_remote_code=self.trust_remote_code, early_exit=early_exit,
-                         quantize=self.quantize, keep_tokens=self.keep_tokens)
+                         quantize=self.quantize, keep_tokens=self.keep_tokens,
+                         runtime=self.runtime)
 
 
 LIST_KEYS = ("exit_temperatures", "keep_tokens", "reference_confidences")  # YAML lists, tuples in TierConfig
@@ -306,14 +312,7 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
             _is_number(tier.exit_threshold) and 0.0 <= tier.exit_threshold <= 1.0):
         raise ConfigError(f"{where}: exit_threshold {tier.exit_threshold!r} must be a number "
                           "in [0, 1], or null for no early exit")
-    if tier.quantize is not None:
-        if tier.quantize not in QUANTIZATION_SCHEMES:
-            raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of "
-                              f"{QUANTIZATION_SCHEMES}, "
-                              "or null for full precision")
-        if tier.device == "cuda":
-            raise ConfigError(f"{where}: int8 quantisation runs on the CPU only; set device "
-                              "to cpu or auto, or drop quantize")
+    _check_runtime(tier, where)
     _check_token_dropping(tier, where)
     temperatures = tier.exit_temperatures
     if temperatures is not None and not (
@@ -321,6 +320,29 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
             and all(_is_number(t) and t > 0 for t in temperatures)):
         raise ConfigError(f"{where}: exit_temperatures {temperatures!r} must be a list of "
                           "numbers > 0, one per exit (beam-cascade calibrate writes it)")
+
+
+def _check_runtime(tier: TierConfig, where: str) -> None:
+    """ONNX Runtime runs the plain classifier on the CPU, in fp32 or int8; early exit, token
+    dropping and GPUs stay with PyTorch."""
+    if tier.runtime not in RUNTIMES:
+        raise ConfigError(f"{where}: runtime {tier.runtime!r} must be one of {RUNTIMES}")
+    if tier.quantize is not None and tier.quantize not in QUANTIZATION_SCHEMES:
+        raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of "
+                          f"{QUANTIZATION_SCHEMES}, or null for full precision")
+    if tier.runtime == "torch":
+        if tier.quantize is not None:
+            raise ConfigError(f"{where}: int8 (quantize) runs on ONNX Runtime; add runtime: "
+                              "onnxruntime to the tier, or drop quantize")
+        return
+    if tier.device == "cuda":
+        raise ConfigError(f"{where}: runtime onnxruntime runs on the CPU here; set device to "
+                          "cpu or auto, or use runtime: torch on a GPU")
+    unsupported = [key for key in ("exit_threshold", "keep_tokens", "length_budget")
+                   if getattr(tier, key) is not None]
+    if unsupported:
+        raise ConfigError(f"{where}: {', '.join(unsupported)} run on runtime: torch only; use "
+                          "runtime: torch for this tier, or drop them")
 
 
 def _check_token_dropping(tier: TierConfig, where: str) -> None:
@@ -364,6 +386,7 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
         _check_pairs(tier, info.trained_on_pairs, config.text_pair_field)
         adaptive = [key for key in ("quantize", "keep_tokens", "length_budget")
                     if getattr(tier, key) is not None]
+        adaptive += ["runtime: onnxruntime"] if tier.runtime == "onnxruntime" else []
         if adaptive and info.model_type == NGRAM_MODEL_TYPE:
             raise ConfigError(f"tier {tier.name!r}: {', '.join(adaptive)} apply to transformer "
                               f"tiers; {tier.model!r} is an n-gram model, already cheap")

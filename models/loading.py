@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from models.batching import batches, length_order
+from models.batching import sorted_passes
 from models.cpus import available_cpus
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
@@ -24,7 +24,6 @@ from models.layerwise import bert_parts
 from models.model_cache import ModelFolderError, local_model_folder
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
-from models.quantization import quantize as quantize_model
 from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
 from models.weights import WeightsError, check_weights_fit, checkpoint_shapes
@@ -92,7 +91,7 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
     except (ValueError, OSError, KeyError) as e:
         raise CheckpointError(f"{path!r}: config.json cannot be read: {e}") from e
     if ngram:
-        _check_weights(path, allow_pickle_weights=False)
+        check_weights(path, allow_pickle_weights=False)
         _check_shapes(path, lambda: HashedNgramClassifier(ngram))
         return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None, pickle_weights=False,
                               trained_on_pairs=_trained_on_pairs(path))
@@ -102,7 +101,7 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
             f"{path!r} is not a sequence-classification checkpoint (architectures: "
             f"{architectures or 'none'}); fine-tune it with a classification head first "
             "(e.g. `beam-cascade train`)")
-    pickle_weights = _check_weights(path, allow_pickle_weights)
+    pickle_weights = check_weights(path, allow_pickle_weights)
     _check_shapes(path, lambda: AutoModelForSequenceClassification.from_config(
         config, trust_remote_code=trust_remote_code), pickle_weights)
     return CheckpointInfo(
@@ -210,7 +209,7 @@ def _check_vocabulary(path: str, tokens: int, embeddings: int | None) -> None:
             "another model. Save the tokenizer the model was trained with into the folder")
 
 
-def _check_weights(path: str, allow_pickle_weights: bool) -> bool:
+def check_weights(path: str, allow_pickle_weights: bool) -> bool:
     """Returns whether the weights are pickle-based; refuses them unless explicitly allowed."""
     files = set(os.listdir(path))
     if files & set(SAFE_WEIGHTS):
@@ -257,15 +256,25 @@ def resolve_device(device: str) -> torch.device:
 def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
               allow_pickle_weights: bool = False, trust_remote_code: bool = False,
               early_exit: EarlyExit | None = None, quantize: str | None = None,
-              keep_tokens: tuple[float, ...] | None = None) -> Tier:
+              keep_tokens: tuple[float, ...] | None = None, runtime: str = "torch") -> Tier:
     """Loads any kind of tier folder, local or a URL: a transformer checkpoint or a hashed
-    n-gram model."""
+    n-gram model; a transformer on PyTorch, or on ONNX Runtime (`runtime`, models/names.py)."""
     path = local_model_folder(path)
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier(HashedNgramClassifier.from_pretrained(path))
+    if runtime == "onnxruntime":
+        if early_exit is not None or keep_tokens is not None:
+            raise CheckpointError(f"{path!r}: early exit and token dropping run on runtime: "
+                                  "torch only; use one or the other")
+        from models.onnx_tier import OnnxTier  # onnxruntime loads only for such tiers
+        return OnnxTier.load(path, max_length, batch_size, quantize, allow_pickle_weights,
+                             trust_remote_code)
+    if quantize:
+        raise CheckpointError(f"{path!r}: int8 ({quantize}) runs on ONNX Runtime; set "
+                              "runtime: onnxruntime for this tier, or drop quantize")
     return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
-                          trust_remote_code, early_exit, quantize, keep_tokens)
+                          trust_remote_code, early_exit, keep_tokens)
 
 
 class TierModel:
@@ -319,26 +328,21 @@ class TierModel:
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64, device: str = "auto",
              allow_pickle_weights: bool = False, trust_remote_code: bool = False,
-             early_exit: EarlyExit | None = None, quantize: str | None = None,
+             early_exit: EarlyExit | None = None,
              keep_tokens: tuple[float, ...] | None = None) -> "TierModel":
         """Loads the checkpoint and tokenizer at `path`; runs code from the folder only when
-        `trust_remote_code`; `quantize` names an int8 scheme (models/quantization.py).
+        `trust_remote_code` (int8 runs on ONNX Runtime: models/onnx_tier.py).
 
         The full checks (`inspect_checkpoint`) ran on the launcher; a worker only re-checks
         the weights format, so the tokenizer is not loaded twice.
         """
-        pickle_weights = _check_weights(path, allow_pickle_weights)
+        pickle_weights = check_weights(path, allow_pickle_weights)
         transformers_logging.disable_progress_bar()  # one bar per worker load is just noise
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         torch_device = resolve_device(device)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, trust_remote_code=trust_remote_code, use_safetensors=not pickle_weights)
         model.to(torch_device).eval()
-        if quantize:
-            if torch_device.type != "cpu":
-                raise CheckpointError(f"{path!r}: int8 quantisation runs on the CPU only; set "
-                                      "device: cpu for this tier, or drop quantize")
-            model = quantize_model(model, quantize)
         exits = MultiExitClassifier.from_model(model, path) if has_exits(model.config) else None
         labels = tuple(str(model.config.id2label[i]) for i in range(model.config.num_labels))
         try:
@@ -390,24 +394,9 @@ class TierModel:
     def _sorted_passes(self, texts: list[str], text_pairs: list[str] | None,
                        forward: Callable[[dict], tuple[torch.Tensor, ...]]
                        ) -> tuple[torch.Tensor, ...]:
-        """Runs `forward` over `texts` (in their order) in passes of at most `batch_size`
-        and puts its outputs (batch dimension first) back in input order.
-
-        The texts are sorted by length first and each pass is padded only to its own longest
-        text, so little compute goes to padding (models/batching.py).
-        """
-        outputs: list[torch.Tensor] = []
-        for chunk in batches(len(texts), self.batch_size, length_order(texts, text_pairs)):
-            encoded = self.tokenizer(
-                [texts[i] for i in chunk], [text_pairs[i] for i in chunk] if text_pairs else None,
-                truncation=True, max_length=self.max_length, padding="longest",
-                return_tensors="pt").to(self.device)
+        """`forward` over the texts in sorted passes of batch_size (models/batching.py)."""
+        def on_device(encoded) -> tuple[torch.Tensor, ...]:
             with torch.inference_mode():
-                results = forward(encoded)
-            outputs = outputs or [
-                torch.empty(len(texts), *r.shape[1:],
-                            dtype=torch.float32 if r.is_floating_point() else r.dtype)
-                for r in results]
-            for output, result in zip(outputs, results):
-                output[chunk] = result.cpu().to(output.dtype)
-        return tuple(outputs)
+                return forward(encoded.to(self.device))
+        return sorted_passes(self.tokenizer, texts, text_pairs, self.batch_size,
+                             self.max_length, on_device)

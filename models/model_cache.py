@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 import fsspec
 
@@ -59,6 +59,29 @@ def local_model_folder(path: str) -> str:
     with _locked(target + ".lock"):
         if not os.path.isdir(target):  # another process may have copied it meanwhile
             _copy_atomically(fs, files, target, path)
+    return target
+
+
+def derived_file(kind: str, key: str, name: str, make: Callable[[str], None]) -> str:
+    """A file made from a model (an ONNX export), cached as cache_root()/kind/key/name.
+
+    `key` must change whenever what the file is made from does (a hash of the weights and
+    of the recipe). `make(path)` writes the file to `path` the first time; like a folder
+    copy, it is written beside its final place and renamed into place under a lock, so
+    concurrent workers of one machine make it once and never read half of it.
+    """
+    target = os.path.join(cache_root(), kind, key, name)
+    if os.path.isfile(target):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with _locked(target + ".lock"):
+        if not os.path.isfile(target):
+            staging = tempfile.mkdtemp(prefix=".making-", dir=os.path.dirname(target))
+            try:
+                make(os.path.join(staging, name))
+                os.rename(os.path.join(staging, name), target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

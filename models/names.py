@@ -1,10 +1,11 @@
 """The names a config may use for what the model modules implement: confidence measures,
-int8 schemes, the n-gram tier's model type.
+int8 schemes, tier runtimes, the n-gram tier's model type.
 
 Plain strings in a module that imports nothing, so that a config is checked (and a typo
 refused) in a fraction of a second, before torch is imported; the modules that implement
 them take their names from here.
 """
 CONFIDENCE_MEASURE_NAMES = ("max_prob", "margin", "entropy")  # models/confidence.py
-QUANTIZATION_SCHEMES = ("int8", "int8_attention")  # models/quantization.py
+QUANTIZATION_SCHEMES = ("int8", "int8_attention")  # models/onnx_export.py
+RUNTIMES = ("torch", "onnxruntime")  # models/loading.py, models/onnx_tier.py
 NGRAM_MODEL_TYPE = "hashed_ngram"  # models/ngram.py

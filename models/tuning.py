@@ -51,6 +51,7 @@ from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, T
                                      choose, deciding_tiers, last_tier_alone, pareto_frontier,
                                      replay, sweep)
 from models.routing_rule import decided_mask
+from models.runtime_choice import RuntimeVariant, choose_runtimes
 from models.shift import reference_quantiles
 from models.throughput import ONE_PASS, seconds_per_record
 from models.tier import Tier
@@ -167,6 +168,7 @@ class TierReport:
     exits: ExitReport | None = None
     lengths: LengthMeasurements | None = None
     reached: ReachedCalibration | None = None
+    runtimes: list[RuntimeVariant] | None = None  # with --compare_runtimes
 
 
 @dataclass(frozen=True)
@@ -227,10 +229,18 @@ class TuningResult:
 
 def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes: list[int],
          repeats: int, report_dir: str, seed: int,
-         unlabelled: UnlabelledTexts | None = None) -> TuningResult:
-    """Calibrates, measures and chooses; returns the tuned config and everything measured."""
+         unlabelled: UnlabelledTexts | None = None,
+         max_int8_drop: float | None = None) -> TuningResult:
+    """Calibrates, measures and chooses; returns the tuned config and everything measured.
+    With `max_int8_drop` (points), each plain transformer tier first gets its runtime and
+    precision chosen (models/runtime_choice.py)."""
     labels = torch.tensor(dev.label_ids)
     cache = os.path.join(report_dir, "logits")
+    runtimes: dict[str, list[RuntimeVariant]] = {}
+    if max_int8_drop is not None:
+        step("comparing each transformer tier on PyTorch, ONNX Runtime fp32 and int8")
+        config, policy, runtimes = choose_runtimes(config, dev, unlabelled, policy,
+                                                   max_int8_drop, repeats)
     step(f"loading {len(config.tiers)} tiers")
     models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
     tiers = [measure_tier(t, m, dev, unlabelled, batch_sizes, repeats, cache)
@@ -252,7 +262,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
                             reached_confidences(on_unlabelled or calibrated, chosen.thresholds)),
         policy=policy,
         tiers=[TierReport(c.name, c.model, b, t.calibration, t.costs,
-                          exits_report(c, t.exits) if t.exits else None, t.lengths, t.reached)
+                          exits_report(c, t.exits) if t.exits else None, t.lengths, t.reached,
+                          runtimes.get(c.name))
                for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
         reference=reference,
         chosen=chosen,
@@ -463,7 +474,7 @@ def cached_logits(tier: TierConfig, texts: list[str], text_pairs: list[str] | No
     length."""
     key = hashlib.sha256(json.dumps([
         "exits x records x labels", _folder_fingerprint(local_model_folder(tier.model)),
-        tier.max_length,
+        tier.max_length, tier.runtime,
         tier.quantize, getattr(model, "keep_tokens", None), texts, text_pairs,
     ]).encode()).hexdigest()[:20]
     path = os.path.join(cache, f"{tier.name}-{key}.pt")

@@ -24,6 +24,7 @@ DEFAULT_BATCH_SIZES = "8,16,32,64,128"
 DEFAULT_MAX_ACCURACY_DROP = 0.5
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_UNLABELLED_SAMPLE = 20_000
+DEFAULT_MAX_INT8_DROP = 0.3  # points an int8 tier may lose against its fp32 self
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,6 +69,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians are used)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split-half check and the unlabelled sample")
+    p.add_argument("--compare_runtimes", action="store_true",
+                   help="time each plain transformer tier on PyTorch, ONNX Runtime fp32 and "
+                        "ONNX Runtime int8 and keep the fastest within --max_int8_drop")
+    p.add_argument("--max_int8_drop", type=float, default=DEFAULT_MAX_INT8_DROP,
+                   help="with --compare_runtimes: the most accuracy (points, upper "
+                        "confidence bound against the tier in fp32) an int8 tier may lose; "
+                        "an int8 last tier also takes at most half of --max_accuracy_drop, "
+                        f"and the cascade the rest (default {DEFAULT_MAX_INT8_DROP})")
     return p
 
 
@@ -90,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         unlabelled = read_unlabelled(args, config, labels)
         report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
         result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
-                      args.repeats, report_dir, args.seed, unlabelled)
+                      args.repeats, report_dir, args.seed, unlabelled,
+                      args.max_int8_drop if args.compare_runtimes else None)
     except (ConfigError, ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import torch
 from models.calibration import ECE_BINS, reliability
 from models.guarantee import DropBound, GuaranteeSearch, accepted_prefix
 from models.operating_points import OperatingPoint, TierOutputs
+from models.runtime_choice import RuntimeVariant
 from models.tuning import ExitReport, LengthMeasurements, TierReport, TuningResult
 
 
@@ -56,7 +57,7 @@ def report_json(result: TuningResult) -> dict[str, Any]:
 def _tier_dict(tier: TierReport) -> dict[str, Any]:
     """A tier's report, without the exits and lengths a tier does not have."""
     return {key: value for key, value in dataclasses.asdict(tier).items()
-            if value is not None or key not in ("exits", "lengths", "reached")}
+            if value is not None or key not in ("exits", "lengths", "reached", "runtimes")}
 
 
 def _point_dict(point: OperatingPoint) -> dict[str, Any]:
@@ -119,6 +120,8 @@ def report_summary(result: TuningResult) -> str:
             lines += exit_tables(t.name, t.exits)
         if t.lengths:
             lines += length_table(t.name, t.lengths)
+        if t.runtimes:
+            lines += runtime_table(t.name, t.runtimes)
     lines += [
         "", "## Chosen operating point", "",
         f"- thresholds: {dict(zip(names, chosen.thresholds))}",
@@ -240,6 +243,22 @@ def length_table(name: str, lengths: LengthMeasurements) -> list[str]:
     for p in sorted(lengths.points, key=lambda p: p.compute_share):
         keep = ", ".join(f"{k:g}" for k in p.keep) or "all (full model)"
         lines.append(f"| {keep} | {p.accuracy:.2%} | {p.compute_share:.1%} |")
+    return lines
+
+
+def runtime_table(name: str, variants: list[RuntimeVariant]) -> list[str]:
+    """A tier's runtimes and precisions as measured on dev, and the one chosen."""
+    lines = ["", f"## Runtimes: {name}", "",
+             "Each way to run the tier, on the dev records; agreement and the bound are against "
+             "PyTorch fp32 (the bound: upper confidence bound on the accuracy lost; int8 is "
+             "kept only within --max_int8_drop).", "",
+             "| runtime | accuracy | agreement | drop bound (points) | ms/record | speed "
+             "| chosen |",
+             "|---|---|---|---|---|---|---|"]
+    base = variants[0].seconds_per_record
+    lines += [f"| {v.name} | {v.accuracy:.2%} | {v.agreement:.2%} | {v.drop_bound_points:.2f} "
+              f"| {1000 * v.seconds_per_record:.3f} | {base / v.seconds_per_record:.2f}x | "
+              f"{'yes' if v.chosen else ''} |" for v in variants]
     return lines
 
 

@@ -1,4 +1,4 @@
-"""The `beam-cascade` command: `beam-cascade run|train|calibrate|predict ...`.
+"""The `beam-cascade` command: `beam-cascade run|train|calibrate|export|predict ...`.
 
 A command's module is imported only when it is chosen, so `beam-cascade --help` and an
 unknown command answer without loading Beam or torch.
@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: (module with main(argv), what 
     "train": ("pipeline.train", "fine-tune a tier model from a labelled file"),
     "calibrate": ("pipeline.calibrate", "fit temperatures and choose thresholds on labelled "
                                         "dev data; write a tuned config"),
+    "export": ("pipeline.export", "export tiers to ONNX (and int8) for runtime: onnxruntime "
+                                  "before a job"),
     "predict": ("pipeline.predict", "classify texts given on the command line, showing each "
                                     "tier's answer"),
 }

@@ -12,17 +12,26 @@ key=$(sha256sum "$checkout/requirements.txt" | cut -c1-16)
 venv="${BEAM_CASCADE_VENV:-$HOME/.cache/beam-cascade/venv-$key}"
 # It is marked complete only once every install succeeded, so a failed or interrupted build
 # (a network failure mid-install) is rebuilt next time instead of being used half-built.
+# Two shells (or CI jobs) on one machine build it one after the other: the second waits on
+# the lock and then finds it complete, instead of deleting the first one's half-built copy.
 if [ ! -f "$venv/.complete" ]; then
-  echo "== building the virtual environment in $venv (first time: several minutes)"
-  rm -rf "$venv"
-  if python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip \
-      && "$venv/bin/pip" install -q -r "$checkout/requirements.txt"; then
-    touch "$venv/.complete"
-  else
-    echo "== building $venv failed (pip's message is above); fix the cause and run again:" \
-         "it is rebuilt from scratch" >&2
-    return 1 2>/dev/null || exit 1
+  mkdir -p "$(dirname "$venv")"
+  exec 9>"$venv.lock"
+  flock 9
+  if [ ! -f "$venv/.complete" ]; then
+    echo "== building the virtual environment in $venv (first time: several minutes)"
+    rm -rf "$venv"
+    if python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip \
+        && "$venv/bin/pip" install -q -r "$checkout/requirements.txt"; then
+      touch "$venv/.complete"
+    else
+      echo "== building $venv failed (pip's message is above); fix the cause and run again:" \
+           "it is rebuilt from scratch" >&2
+      exec 9>&-
+      return 1 2>/dev/null || exit 1
+    fi
   fi
+  exec 9>&-
 fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"

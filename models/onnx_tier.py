@@ -1,0 +1,84 @@
+"""A transformer tier run by ONNX Runtime (`runtime: onnxruntime`): same tokenizer, same
+sorted passes, same outputs as the PyTorch tier, on an exported graph.
+
+ONNX Runtime fuses the encoder's operations (attention, GELU, layer norm) into kernels
+eager PyTorch does not have, which on this project's 2-core machines runs the reference
+MiniLM-L6 tier 1.5x faster at identical predictions (docs/benchmarks.md). The session is
+made once per worker process, with the threads the process gave torch and ONNX Runtime's
+waiting threads following the same policy as OpenMP's (models/cpus.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from models.batching import sorted_passes
+from models.loading import CheckpointError, check_weights
+from models.onnx_export import exported_model
+from models.onnx_session import new_session
+
+
+class OnnxTier:
+    """A sequence classifier's ONNX graph in an ONNX Runtime session, and its tokenizer."""
+
+    early_exit = None  # exits are not exported: early exit runs on the torch runtime
+
+    def __init__(self, session, tokenizer, labels: tuple[str, ...], max_length: int,
+                 batch_size: int, depth: int):
+        self.session = session
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.depth = depth
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    @classmethod
+    def load(cls, path: str, max_length: int = 128, batch_size: int = 64,
+             quantize: str | None = None, allow_pickle_weights: bool = False,
+             trust_remote_code: bool = False) -> "OnnxTier":
+        """The tier's session over its cached export (made now if this machine has none)."""
+        from transformers import AutoTokenizer
+        check_weights(path, allow_pickle_weights)
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        onnx_path = exported_model(path, quantize, allow_pickle_weights, trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        labels = tuple(str(config["id2label"][str(i)]) for i in range(len(config["id2label"])))
+        try:
+            session = new_session(onnx_path)
+        except Exception as e:  # noqa: BLE001 - a damaged cached file, an unknown operator
+            raise CheckpointError(f"{path!r}: ONNX Runtime cannot load its export {onnx_path!r} "
+                                  f"({type(e).__name__}: {e}); delete that file to export "
+                                  "again, or run the tier with runtime: torch") from None
+        return cls(session, tokenizer, labels, max_length, batch_size,
+                   int(config.get("num_hidden_layers", 0)))
+
+    def with_settings(self, batch_size: int) -> "OnnxTier":
+        """The same session with another batch size (no other run settings apply here)."""
+        return OnnxTier(self.session, self.tokenizer, self.labels, self.max_length,
+                        batch_size, self.depth)
+
+    def forward_passes(self, texts: int) -> int:
+        return -(-texts // self.batch_size)
+
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
+        if not texts:
+            return torch.empty(0, len(self.labels))
+        return sorted_passes(self.tokenizer, texts, text_pairs, self.batch_size,
+                             self.max_length, self._forward, tensors="np")[0]
+
+    def logits_and_exits(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits, and every text through all `depth` layers."""
+        return self.logits(texts, text_pairs), torch.full((len(texts),), self.depth)
+
+    def exit_logits(self, texts: list[str], text_pairs: list[str] | None = None
+                    ) -> torch.Tensor:
+        return self.logits(texts, text_pairs).unsqueeze(0)
+
+    def _forward(self, encoded) -> tuple[torch.Tensor]:
+        feed = {name: encoded[name].astype("int64", copy=False) for name in self.input_names}
+        return (torch.from_numpy(self.session.run(None, feed)[0]),)

@@ -1,0 +1,127 @@
+"""Choosing each tier's runtime and precision on dev data: what `calibrate
+--compare_runtimes` measures before it tunes the thresholds.
+
+A transformer tier can run on PyTorch, on ONNX Runtime in fp32 (the same predictions) or on
+ONNX Runtime in int8 (faster, a little less accurate: each record's answer can flip). Each
+variant is timed on the dev texts and compared with the tier's fp32 answers; an int8 variant
+is kept only when the upper confidence bound on its accuracy drop against fp32
+(models/guarantee.py `drop_bound`: the labels' verdict on the records where the two disagree,
+and the disagreement rate, measured on the unlabelled sample when there is one) is within
+the budget. Choosing on a bound rather than on dev accuracy alone keeps a lucky dev split
+from picking an int8 variant that loses more on new data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+
+from models.config import CascadeConfig, TierConfig
+from models.datasets import LabelledTexts, UnlabelledTexts
+from models.guarantee import drop_bound
+from models.model_cache import local_model_folder
+from models.ngram import is_ngram_checkpoint
+from models.operating_points import Policy
+from models.throughput import ONE_PASS, seconds_per_record
+
+VARIANTS = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8"))
+
+
+@dataclass(frozen=True)
+class RuntimeVariant:
+    """One way to run a tier, as measured on dev."""
+
+    runtime: str
+    quantize: str | None
+    accuracy: float
+    agreement: float  # share of dev (or unlabelled) records answered as the fp32 tier does
+    drop_bound_points: float  # upper bound on the accuracy lost against the fp32 tier
+    seconds_per_record: float
+    chosen: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.runtime} {self.quantize or 'fp32'}"
+
+
+def can_compare(tier: TierConfig) -> bool:
+    """Only a plain transformer tier has runtime variants (early exit and token dropping run
+    on PyTorch; an n-gram tier has no other runtime)."""
+    if any(getattr(tier, key) is not None
+           for key in ("exit_threshold", "keep_tokens", "length_budget")):
+        return False
+    with open(os.path.join(local_model_folder(tier.model), "config.json"),
+              encoding="utf-8") as f:
+        return not is_ngram_checkpoint(json.load(f))
+
+
+def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
+                    unlabelled: UnlabelledTexts | None, policy: Policy, max_int8_drop: float,
+                    repeats: int) -> tuple[CascadeConfig, Policy, dict[str, list[RuntimeVariant]]]:
+    """Each plain transformer tier set to its fastest variant within `max_int8_drop` points;
+    the policy, with an int8 last tier, keeps the rest of its drop budget for the cascade.
+
+    The promise of an accuracy-drop budget is against the last tier as the user gave it
+    (fp32): an int8 last tier may use at most half of that budget, and the cascade is tuned
+    against it with what remains, so the two drops together stay within the budget.
+    """
+    tiers, measured = [], {}
+    for k, tier in enumerate(config.tiers):
+        if not can_compare(tier):
+            tiers.append(tier)
+            continue
+        last = k == len(config.tiers) - 1
+        allowed = max_int8_drop
+        if last and policy.max_accuracy_drop is not None:
+            allowed = min(allowed, policy.max_accuracy_drop / 2)
+        variants = choose_variant(measure_variants(tier, dev, unlabelled, tier.batch_size,
+                                                   repeats, policy.confidence), allowed)
+        best = next(v for v in variants if v.chosen)
+        measured[tier.name] = variants
+        tiers.append(dataclasses.replace(tier, runtime=best.runtime, quantize=best.quantize))
+        if last and best.quantize and policy.max_accuracy_drop is not None:
+            policy = dataclasses.replace(
+                policy, max_accuracy_drop=policy.max_accuracy_drop - best.drop_bound_points)
+    return dataclasses.replace(config, tiers=tuple(tiers)), policy, measured
+
+
+def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: UnlabelledTexts | None,
+                     batch_size: int, repeats: int, confidence: float) -> list[RuntimeVariant]:
+    """Every variant's dev accuracy, agreement with fp32, drop bound and seconds per record
+    (at `batch_size`, interleaved medians)."""
+    labels = torch.tensor(dev.label_ids)
+    models = {variant: dataclasses.replace(tier, runtime=variant[0], quantize=variant[1])
+              .load(batch_size=ONE_PASS) for variant in VARIANTS}
+    answers = {v: m.logits(dev.texts, dev.text_pairs).argmax(-1) for v, m in models.items()}
+    on_unlabelled = {v: m.logits(unlabelled.texts, unlabelled.text_pairs).argmax(-1)
+                     for v, m in models.items()} if unlabelled else None
+    costs = {v: seconds_per_record(m, dev.texts, [batch_size], repeats, dev.text_pairs,
+                                   progress=f"{tier.name}: timing {v[0]} {v[1] or 'fp32'}"
+                                   )[batch_size] for v, m in models.items()}
+    reference = VARIANTS[0]
+    variants = []
+    for v in VARIANTS:
+        compared = on_unlabelled or answers
+        bound = drop_bound(answers[v], answers[reference], labels,
+                           (on_unlabelled[v], on_unlabelled[reference]) if on_unlabelled
+                           else None, confidence)
+        variants.append(RuntimeVariant(
+            runtime=v[0], quantize=v[1],
+            accuracy=(answers[v] == labels).double().mean().item(),
+            agreement=(compared[v] == compared[reference]).double().mean().item(),
+            drop_bound_points=100 * bound.bound,
+            seconds_per_record=costs[v]))
+    return variants
+
+
+def choose_variant(variants: list[RuntimeVariant], max_drop_points: float
+                   ) -> list[RuntimeVariant]:
+    """The variants with the fastest one whose drop bound is within `max_drop_points` marked
+    chosen (fp32 variants always qualify: they give the same answers)."""
+    eligible = [v for v in variants
+                if v.quantize is None or v.drop_bound_points <= max_drop_points]
+    best = min(eligible, key=lambda v: v.seconds_per_record)
+    return [dataclasses.replace(v, chosen=v is best) for v in variants]

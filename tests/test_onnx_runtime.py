@@ -1,0 +1,187 @@
+"""Tiers on ONNX Runtime (`runtime: onnxruntime`): the same answers as PyTorch in fp32, close
+ones in int8, the export made once per machine and again for new weights, the config checks
+around it, `beam-cascade export`, and calibrate's choice between runtimes."""
+import json
+import os
+
+import pytest
+import torch
+import yaml
+from conftest import read_predictions, run_job
+from tiny_models import make_tiny_classifier
+
+from models.config import ConfigError, config_from_dict, validate_models
+from models.loading import CheckpointError, load_tier
+from models.ngram import HashedNgramClassifier, NgramConfig
+from models.onnx_export import module_scope, exported_model, int8_nodes
+from models.runtime_choice import VARIANTS, RuntimeVariant, choose_variant
+from pipeline.calibrate import main as calibrate_main
+from pipeline.config import load_config
+from pipeline.export import main as export_main
+
+TEXTS = ["good movie", "the plot was dull", "a great film and a fun story", "awful", "not bad",
+         "a long and winding story about nothing much that goes on and on"]
+FP32_TOLERANCE = 1e-4  # float rounding of fused kernels; answers and confidences agree
+INT8_TOLERANCE = 0.1  # on probabilities: int8 weights move each a little
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BEAM_CASCADE_MODEL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("model", ["small", "deep"])
+def test_onnxruntime_gives_pytorchs_logits(models, model):
+    torch_logits = load_tier(models[model], device="cpu").logits(TEXTS)
+    onnx_logits = load_tier(models[model], runtime="onnxruntime", batch_size=4).logits(TEXTS)
+    assert (onnx_logits - torch_logits).abs().max() < FP32_TOLERANCE
+
+
+def test_onnxruntime_scores_text_pairs_like_pytorch(models):
+    pairs = list(reversed(TEXTS))
+    torch_logits = load_tier(models["deep"], device="cpu").logits(TEXTS, pairs)
+    onnx_logits = load_tier(models["deep"], runtime="onnxruntime").logits(TEXTS, pairs)
+    assert (onnx_logits - torch_logits).abs().max() < FP32_TOLERANCE
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int8_attention"])
+def test_int8_stays_close_to_fp32(models, scheme):
+    fp32 = torch.softmax(load_tier(models["deep"], device="cpu").logits(TEXTS), -1)
+    int8 = torch.softmax(load_tier(models["deep"], runtime="onnxruntime", quantize=scheme)
+                         .logits(TEXTS), -1)
+    assert (int8 - fp32).abs().max() < INT8_TOLERANCE
+
+
+def test_int8_attention_quantises_only_the_attention(models):
+    import onnx
+    graph = onnx.load(exported_model(models["deep"]))
+    every, attention = int8_nodes(graph, "int8"), int8_nodes(graph, "int8_attention")
+    assert attention and set(attention) < set(every)
+    scopes = {n.name: module_scope(n) for n in graph.graph.node}
+    assert all(".attention." in scopes[n] for n in attention)
+    assert any(".intermediate." in scopes[n] for n in every)
+
+
+def test_the_export_is_made_once_and_again_for_new_weights(tmp_path):
+    folder = make_tiny_classifier(tmp_path / "tier", seed=1)
+    first = exported_model(folder)
+    made = os.path.getmtime(first)
+    assert exported_model(folder) == first and os.path.getmtime(first) == made
+    make_tiny_classifier(tmp_path / "tier", seed=2)  # retrained in the same folder
+    second = exported_model(folder)
+    assert second != first
+    new = load_tier(folder, runtime="onnxruntime").logits(TEXTS)
+    assert (new - load_tier(folder, device="cpu").logits(TEXTS)).abs().max() < FP32_TOLERANCE
+
+
+def test_an_onnxruntime_cascade_runs_and_matches_pytorch(models, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(f'{{"id": "{i}", "text": "{t}"}}\n' for i, t in enumerate(TEXTS)))
+    outputs = {}
+    for runtime in ("torch", "onnxruntime"):
+        config = tmp_path / f"{runtime}.yaml"
+        config.write_text(yaml.safe_dump({"tiers": [
+            {"name": "small", "model": models["small"], "threshold": 0.6, "runtime": runtime},
+            {"name": "large", "model": models["large"], "runtime": runtime}]}))
+        stats = run_job(["--input", str(data), "--output", str(tmp_path / runtime),
+                         "--config", str(config)])
+        assert stats["predictions"] == len(TEXTS) and stats["errors"] == 0
+        outputs[runtime] = {row["id"]: (row["label"], row["decided_by"], row["confidence"])
+                            for row in read_predictions(tmp_path / runtime)}
+    assert outputs["torch"].keys() == outputs["onnxruntime"].keys()
+    for key, (label, tier, confidence) in outputs["torch"].items():
+        assert outputs["onnxruntime"][key][:2] == (label, tier)
+        assert outputs["onnxruntime"][key][2] == pytest.approx(confidence, abs=FP32_TOLERANCE)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"runtime": "tensorrt"}, "runtime 'tensorrt' must be one of"),
+    ({"quantize": "int4", "runtime": "onnxruntime"}, "quantize 'int4' must be one of"),
+    ({"quantize": "int8"}, "int8 .quantize. runs on ONNX Runtime; add runtime: onnxruntime"),
+    ({"runtime": "onnxruntime", "device": "cuda"}, "runs on the CPU here"),
+    ({"runtime": "onnxruntime", "keep_tokens": [0.5]}, "keep_tokens run on runtime: torch"),
+    ({"runtime": "onnxruntime", "exit_threshold": 0.9}, "exit_threshold run on runtime: torch"),
+])
+def test_bad_runtime_settings_are_refused(models, change, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"tiers": [{"model": models["small"], "threshold": 0.9, **change},
+                                    {"model": models["large"]}]})
+
+
+def test_int8_on_pytorch_is_refused_when_loading_directly(models):
+    with pytest.raises(CheckpointError, match="runtime: onnxruntime"):
+        load_tier(models["small"], device="cpu", quantize="int8")
+
+
+def test_an_ngram_tier_on_onnxruntime_is_refused(models, tmp_path):
+    folder = tmp_path / "ngram"
+    HashedNgramClassifier(NgramConfig(("neg", "pos"), 64, 2)).save_pretrained(str(folder))
+    config = config_from_dict({"tiers": [
+        {"model": str(folder), "threshold": 0.9, "runtime": "onnxruntime"},
+        {"model": models["large"]}]})
+    with pytest.raises(ConfigError, match="runtime: onnxruntime apply to transformer"):
+        validate_models(config)
+
+
+def test_export_command_exports_a_configs_onnx_tiers(models, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"tiers": [
+        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "large", "model": models["large"], "runtime": "onnxruntime",
+         "quantize": "int8"}]}))
+    assert export_main(["--config", str(config)]) == 0
+    paths = capsys.readouterr().out.split()
+    assert paths == [exported_model(models["large"], "int8")] and os.path.isfile(paths[0])
+
+
+def test_export_command_says_when_a_config_has_nothing_to_export(models, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"tiers": [{"model": models["large"]}]}))
+    assert export_main(["--config", str(config)]) == 2
+    assert "no tier has runtime: onnxruntime" in capsys.readouterr().err
+
+
+def _variant(runtime, quantize, seconds, bound):
+    return RuntimeVariant(runtime, quantize, 0.9, 0.99, bound, seconds)
+
+
+def test_int8_is_chosen_only_within_its_drop_budget():
+    variants = [_variant("torch", None, 3.0, 1.0), _variant("onnxruntime", None, 2.9, 1.0),
+                _variant("onnxruntime", "int8", 1.5, 0.4)]
+    assert [v.chosen for v in choose_variant(variants, 0.3)] == [False, True, False]
+    assert [v.chosen for v in choose_variant(variants, 0.5)] == [False, False, True]
+
+
+def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path):
+    """Each tier is measured on PyTorch, ONNX Runtime fp32 and int8; the written config runs
+    the chosen variant, an int8 one only within its drop bound, and runs as tuned."""
+    words = "good bad movie plot fun dull great awful".split()
+    rows = [{"text": " ".join(words[(i * 5 + j) % 8] for j in range(1 + i % 6)),
+             "label": ["neg", "pos"][i % 2]} for i in range(200)]
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config, tuned, report = tmp_path / "c.yaml", tmp_path / "tuned.yaml", tmp_path / "report"
+    config.write_text(yaml.safe_dump({"tiers": [
+        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "large", "model": models["deep"]}]}))
+    assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
+                           "--report", str(report), "--batch_sizes", "8", "--repeats", "1",
+                           "--max_accuracy_drop", "20", "--compare_runtimes",
+                           "--max_int8_drop", "1"]) == 0
+    measured = {t["name"]: t["runtimes"] for t in
+                json.loads((report / "report.json").read_text())["tiers"]}
+    written = {t.name: t for t in load_config(str(tuned)).tiers}
+    for name, variants in measured.items():
+        assert [(v["runtime"], v["quantize"]) for v in variants] == list(VARIANTS)
+        chosen = [v for v in variants if v["chosen"]]
+        assert len(chosen) == 1
+        assert (written[name].runtime, written[name].quantize) == (
+            chosen[0]["runtime"], chosen[0]["quantize"])
+        int8 = variants[2]
+        assert 0 <= int8["drop_bound_points"] and 0 < int8["agreement"] <= 1
+        if chosen[0]["quantize"]:
+            assert int8["drop_bound_points"] <= 1
+    assert "## Runtimes: large" in (report / "report.md").read_text()
+    stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
+                     "--config", str(tuned), "--label_field", "label"])
+    assert stats["predictions"] == len(rows) and stats["errors"] == 0
