@@ -2,15 +2,17 @@
 bulk input, on each runner.
 
     python -m bench.pipeline_cost --config bench/results/configs/tuned-two-tier.yaml \
-        [--records 50000] [--repeats 3] [--runners direct,direct2,flink]
+        [--config another.yaml ...] [--records 50000] [--repeats 3] \
+        [--runners direct,direct2,flink]
 
 Jobs, each in a fresh process, interleaved over --repeats rounds (medians reported), on
 --records SST-2 sentences (dev, test and train cycled, unique ids) and on the first
 --startup_records of them (the job's fixed cost: pipeline construction, model loading,
 stage set-up):
-  - tier 1 of the config alone (its threshold dropped): the pipeline's cost per record
-    with a model that costs next to nothing;
-  - the whole cascade.
+  - tier 1 of the (first) config alone (its threshold dropped): the pipeline's cost per
+    record with a model that costs next to nothing;
+  - the whole cascade of each config (several configs are timed side by side, for example
+    the same cascade with its tiers on other runtimes).
 Bare loops (models/throughput.py: no Beam, the model loaded once, texts sorted by length,
 tokenisation included) of each tier over the records that reached it in the job give the
 ideal time. Reported per runner and job:
@@ -46,7 +48,8 @@ RUNNER_NAMES = {"direct": "FnApiRunner, 1 process", "direct2": "FnApiRunner, 2 p
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline_cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
+    p.add_argument("--config", action="append", required=True,
+                   help="cascade config (YAML/JSON); repeatable")
     p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
     p.add_argument("--records", type=int, default=50000)
     p.add_argument("--startup_records", type=int, default=256)
@@ -117,15 +120,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     work = os.path.join(CACHE, "work")
     os.makedirs(work, exist_ok=True)
-    cascade = bench_config(args.config)
-    jobs = {"tier 1 alone": tier1_alone(cascade), "cascade": cascade}
+    cascades = {path: bench_config(path) for path in args.config}
+    jobs = {"tier 1 alone": tier1_alone(cascades[args.config[0]])}
+    jobs.update({"cascade" if len(cascades) == 1 else f"cascade ({os.path.basename(path)})":
+                 cascade for path, cascade in cascades.items()})
     inputs = write_records(args.data, args.records, os.path.join(work, "bulk.jsonl"))
     startup_input = write_records(args.data, args.startup_records,
                                   os.path.join(work, "bulk-startup.jsonl"))
     with open(inputs, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     ids, texts = [r["id"] for r in rows], [r["text"] for r in rows]
-    bare = BareTimer({t.name: t.load(ONE_PASS) for t in cascade.tiers}, texts)
+    bares = {job: BareTimer({t.name: t.load(ONE_PASS) for t in config.tiers}, texts)
+             for job, config in jobs.items()}
     setups = {name: runner_args(name) for name in args.runners}
     runs: dict[tuple[str, str, bool], list[dict]] = {}
     bare_runs: dict[str, list[float]] = {job: [] for job in jobs}
@@ -143,15 +149,16 @@ def main(argv: list[str] | None = None) -> None:
             first = args.runners[0]
             reached = records_per_tier(os.path.join(work, "out", f"cost-{first}-{j}"),
                                        config, ids)
-            bare_runs[job].append(bare_seconds(bare, config, reached))
+            bare_runs[job].append(bare_seconds(bares[job], config, reached))
     results = [row(RUNNER_NAMES[runner], job, args.records, args.startup_records,
                    runs[runner, job, False], runs[runner, job, True], bare_runs[job])
                for runner in args.runners for job in jobs]
     with open(os.path.splitext(args.results)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump({"records": args.records, "config": args.config, "rows": results}, f,
+        json.dump({"records": args.records, "configs": args.config, "rows": results}, f,
                   indent=2)
     write_results(args.results, "bench.pipeline_cost", argv, (
-        f"# The pipeline's cost per record\n\nConfig `{args.config}`; {args.records} SST-2 "
+        f"# The pipeline's cost per record\n\nConfigs {', '.join(f'`{c}`' for c in args.config)}; "
+        f"{args.records} SST-2 "
         f"sentences (start-up measured on {args.startup_records}); median of {args.repeats} "
         f"rounds, each job a fresh process, runners and jobs interleaved (2 cores).\n\n"
         f"{table(results)}\n\nEfficiency = bare loops of each tier over the records that "

@@ -1,16 +1,14 @@
 """A transformer tier run by ONNX Runtime (`runtime: onnxruntime`): same tokenizer, same
 sorted passes, same outputs as the PyTorch tier, on an exported graph.
 
-ONNX Runtime fuses the encoder's operations (attention, GELU, layer norm) into kernels
-eager PyTorch does not have, which on this project's 2-core machines runs the reference
-MiniLM-L6 tier 1.5x faster at identical predictions (docs/benchmarks.md). The session is
+ONNX Runtime fuses the encoder's GELU and residual layer norms into kernels eager PyTorch
+does not have, and runs int8 matrix multiplications: on this project's 2-core machines the
+reference MiniLM-L6 tier ran 1.15x faster in fp32 at identical predictions, 1.44x with int8
+attention and 2.39x with int8 everywhere (bench/results/runtimes.md). The session is
 made once per worker process, with the threads the process gave torch and ONNX Runtime's
 waiting threads following the same policy as OpenMP's (models/cpus.py).
 """
 from __future__ import annotations
-
-import json
-import os
 
 import torch
 
@@ -40,13 +38,12 @@ class OnnxTier:
              quantize: str | None = None, allow_pickle_weights: bool = False,
              trust_remote_code: bool = False) -> "OnnxTier":
         """The tier's session over its cached export (made now if this machine has none)."""
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         check_weights(path, allow_pickle_weights)
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         onnx_path = exported_model(path, quantize, allow_pickle_weights, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        labels = tuple(str(config["id2label"][str(i)]) for i in range(len(config["id2label"])))
+        labels = tuple(str(config.id2label[i]) for i in range(config.num_labels))
         try:
             session = new_session(onnx_path)
         except Exception as e:  # noqa: BLE001 - a damaged cached file, an unknown operator
@@ -54,7 +51,7 @@ class OnnxTier:
                                   f"({type(e).__name__}: {e}); delete that file to export "
                                   "again, or run the tier with runtime: torch") from None
         return cls(session, tokenizer, labels, max_length, batch_size,
-                   int(config.get("num_hidden_layers", 0)))
+                   getattr(config, "num_hidden_layers", 0))
 
     def with_settings(self, batch_size: int) -> "OnnxTier":
         """The same session with another batch size (no other run settings apply here)."""

@@ -2,7 +2,8 @@
 --compare_runtimes` measures before it tunes the thresholds.
 
 A transformer tier can run on PyTorch, on ONNX Runtime in fp32 (the same predictions) or on
-ONNX Runtime in int8 (faster, a little less accurate: each record's answer can flip). Each
+ONNX Runtime in int8, of the attention only or everywhere (faster, a little less accurate:
+a record's answer can flip). Each
 variant is timed on the dev texts and compared with the tier's fp32 answers; an int8 variant
 is kept only when the upper confidence bound on its accuracy drop against fp32
 (models/guarantee.py `drop_bound`: the labels' verdict on the records where the two disagree,
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -27,7 +29,8 @@ from models.ngram import is_ngram_checkpoint
 from models.operating_points import Policy
 from models.throughput import ONE_PASS, seconds_per_record
 
-VARIANTS = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8"))
+VARIANTS = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
+            ("onnxruntime", "int8"))
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ def can_compare(tier: TierConfig) -> bool:
 
 def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
                     unlabelled: UnlabelledTexts | None, policy: Policy, max_int8_drop: float,
-                    repeats: int) -> tuple[CascadeConfig, Policy, dict[str, list[RuntimeVariant]]]:
+                    repeats: int, say: Callable[[str], None] = print
+                    ) -> tuple[CascadeConfig, Policy, dict[str, list[RuntimeVariant]]]:
     """Each plain transformer tier set to its fastest variant within `max_int8_drop` points;
     the policy, with an int8 last tier, keeps the rest of its drop budget for the cascade.
 
@@ -77,9 +81,15 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
         allowed = max_int8_drop
         if last and policy.max_accuracy_drop is not None:
             allowed = min(allowed, policy.max_accuracy_drop / 2)
+        say(f"tier {tier.name}: answers and timing on PyTorch and ONNX Runtime, fp32 and int8 "
+            f"(exported on first use), {repeats} rounds")
         variants = choose_variant(measure_variants(tier, dev, unlabelled, tier.batch_size,
                                                    repeats, policy.confidence), allowed)
         best = next(v for v in variants if v.chosen)
+        say(f"tier {tier.name}: " + "; ".join(
+            f"{v.name} {v.accuracy:.2%}, drop bound {v.drop_bound_points:.2f} points, "
+            f"{1000 * v.seconds_per_record:.2f} ms/record" for v in variants)
+            + f": {best.name} chosen")
         measured[tier.name] = variants
         tiers.append(dataclasses.replace(tier, runtime=best.runtime, quantize=best.quantize))
         if last and best.quantize and policy.max_accuracy_drop is not None:

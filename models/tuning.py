@@ -238,9 +238,9 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     cache = os.path.join(report_dir, "logits")
     runtimes: dict[str, list[RuntimeVariant]] = {}
     if max_int8_drop is not None:
-        step("comparing each transformer tier on PyTorch, ONNX Runtime fp32 and int8")
+        step("comparing each transformer tier on PyTorch and on ONNX Runtime in fp32 and int8")
         config, policy, runtimes = choose_runtimes(config, dev, unlabelled, policy,
-                                                   max_int8_drop, repeats)
+                                                   max_int8_drop, repeats, step)
     step(f"loading {len(config.tiers)} tiers")
     models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
     tiers = [measure_tier(t, m, dev, unlabelled, batch_sizes, repeats, cache)
