@@ -26,18 +26,13 @@ from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramT
                           is_ngram_checkpoint)
 from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
-from models.weights import WeightsError, check_weights_fit, checkpoint_shapes
+from models.weights import (PICKLE_WEIGHTS, CheckpointError, WeightsError,
+                            check_weights, check_weights_fit, checkpoint_shapes)
 
-SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model")
 MIN_VOCABULARY = 20  # fewer tokens than this is no tokenizer at all
 MIN_VOCABULARY_SHARE = 0.5  # a tokenizer covering less of the embedding table is another's
-
-
-class CheckpointError(ValueError):
-    """A tier folder that cannot be used as a sequence-classification checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -207,21 +202,6 @@ def _check_vocabulary(path: str, tokens: int, embeddings: int | None) -> None:
             f"{path!r}: the tokenizer has {tokens} tokens but the model's embedding table "
             f"has {embeddings} rows (config.json vocab_size); the tokenizer belongs to "
             "another model. Save the tokenizer the model was trained with into the folder")
-
-
-def check_weights(path: str, allow_pickle_weights: bool) -> bool:
-    """Returns whether the weights are pickle-based; refuses them unless explicitly allowed."""
-    files = set(os.listdir(path))
-    if files & set(SAFE_WEIGHTS):
-        return False
-    if files & set(PICKLE_WEIGHTS):
-        if allow_pickle_weights:
-            return True
-        raise CheckpointError(
-            f"{path!r} holds only pickle weights (pytorch_model.bin), which can run arbitrary "
-            "code when loaded; convert them to safetensors, or set allow_pickle_weights: true "
-            "for this tier if you trust the folder")
-    raise CheckpointError(f"{path!r} has no model weights (expected {SAFE_WEIGHTS[0]})")
 
 
 @dataclass(frozen=True)

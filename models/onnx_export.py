@@ -18,15 +18,16 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from models.loading import PICKLE_WEIGHTS, SAFE_WEIGHTS, TierModel
 from models.model_cache import derived_file
 from models.names import QUANTIZATION_SCHEMES
 from models.onnx_session import new_session
+from models.weights import check_weights
 
 RECIPE = "dynamo-opset18-logits-v1"  # change it when the export or quantisation steps change
 OPSET = 18
 KIND = "onnx"
 FP32_FILE = "model.onnx"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")  # weights, sharded or not
 TOLERANCE = 1e-3  # largest difference of an exported graph's logits from PyTorch's
 CHECK_TEXTS = ("an example", "a somewhat longer example text to check the export with",
                "short")
@@ -72,8 +73,7 @@ def weights_key(folder: str) -> str:
     """A hash of the recipe, config.json and the weights' bytes: what the export depends on."""
     digest = hashlib.sha256(RECIPE.encode())
     names = sorted(n for n in os.listdir(folder)
-                   if n == "config.json" or n.startswith(SAFE_WEIGHTS[0].split(".")[0])
-                   or n in PICKLE_WEIGHTS)
+                   if n == "config.json" or n.endswith(WEIGHT_SUFFIXES))
     for name in names:
         digest.update(name.encode())
         with open(os.path.join(folder, name), "rb") as f:
@@ -104,17 +104,20 @@ def export_onnx(folder: str, path: str, allow_pickle_weights: bool = False,
     example texts, else the plain export is (checked too), and a graph that matches neither
     is refused.
     """
-    tier = TierModel.load(folder, device="cpu", allow_pickle_weights=allow_pickle_weights,
-                          trust_remote_code=trust_remote_code)
-    tier.model.set_attn_implementation("eager")  # plain operators, what every opset has
-    names = list(tier.tokenizer.model_input_names)
-    example = tier.tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    pickle_weights = check_weights(folder, allow_pickle_weights)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, trust_remote_code=trust_remote_code, use_safetensors=not pickle_weights,
+        attn_implementation="eager").eval()  # plain operators, what every opset has
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    names = list(tokenizer.model_input_names)
+    example = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
     with torch.inference_mode():
-        expected = tier.model(**{name: example[name] for name in names}).logits.numpy()
+        expected = model(**{name: example[name] for name in names}).logits.numpy()
     plain = path + ".plain"
-    _trace(tier.model, names, example, plain, folder)
+    _trace(model, names, example, plain, folder)
     feed = {name: example[name].numpy() for name in names}
-    for candidate in (_fused(plain, tier.model.config), plain):
+    for candidate in (_fused(plain, model.config), plain):
         if candidate and _max_difference(candidate, feed, expected) <= TOLERANCE:
             os.replace(candidate, path)
             return

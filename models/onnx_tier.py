@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from models.batching import sorted_passes
-from models.loading import CheckpointError, check_weights
 from models.onnx_export import exported_model
 from models.onnx_session import new_session
+from models.weights import CheckpointError, check_weights
 
 
 class OnnxTier:

@@ -15,11 +15,17 @@ from typing import Mapping
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFE_WEIGHTS = (SAFETENSORS, SAFETENSORS_INDEX)
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 HEADER_LIMIT = 100 * 2 ** 20  # safetensors' own limit on the header's JSON
 # Names older checkpoints use for LayerNorm parameters, which transformers renames on load.
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
 Shapes = dict[str, tuple[int, ...]]
+
+
+class CheckpointError(ValueError):
+    """A tier folder that cannot be used as a sequence-classification checkpoint."""
 
 
 class WeightsError(ValueError):
@@ -116,3 +122,18 @@ def _as_loaded(name: str, base_prefix: str, expected: Mapping[str, object]) -> s
 def _some(names: list[str], shown: int = 5) -> str:
     more = f", and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def check_weights(path: str, allow_pickle_weights: bool) -> bool:
+    """Returns whether the weights are pickle-based; refuses them unless explicitly allowed."""
+    files = set(os.listdir(path))
+    if files & set(SAFE_WEIGHTS):
+        return False
+    if files & set(PICKLE_WEIGHTS):
+        if allow_pickle_weights:
+            return True
+        raise CheckpointError(
+            f"{path!r} holds only pickle weights (pytorch_model.bin), which can run arbitrary "
+            "code when loaded; convert them to safetensors, or set allow_pickle_weights: true "
+            "for this tier if you trust the folder")
+    raise CheckpointError(f"{path!r} has no model weights (expected {SAFE_WEIGHTS[0]})")
