@@ -185,3 +185,26 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
     assert stats["predictions"] == len(rows) and stats["errors"] == 0
+
+
+@pytest.mark.parametrize("int8_bound, first, last, budget", [
+    (0.2, "int8", "int8", 0.3),  # within both: the last tier's 0.2 comes off the budget
+    (0.28, "int8", None, 0.5),  # within --max_int8_drop, not within half the budget
+])
+def test_an_int8_last_tier_takes_its_bound_from_the_cascades_budget(
+        models, monkeypatch, int8_bound, first, last, budget):
+    from models import runtime_choice
+    from models.config import CascadeConfig, TierConfig
+    from models.operating_points import Policy
+    monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
+        _variant("torch", None, 3.0, 0.1), _variant("onnxruntime", None, 2.9, 0.1),
+        _variant("onnxruntime", "int8", 1.5, int8_bound)])
+    config = CascadeConfig(tiers=(TierConfig("a", models["small"], threshold=0.9),
+                                  TierConfig("b", models["large"])))
+    tuned, policy, measured = runtime_choice.choose_runtimes(
+        config, None, None, Policy(max_accuracy_drop=0.5), max_int8_drop=0.3, repeats=1,
+        say=lambda message: None)
+    assert [t.quantize for t in tuned.tiers] == [first, last]
+    assert [t.runtime for t in tuned.tiers] == ["onnxruntime", "onnxruntime"]
+    assert policy.max_accuracy_drop == pytest.approx(budget)
+    assert set(measured) == {"a", "b"}
