@@ -1,7 +1,8 @@
 """What every kind of loaded tier offers, so that no caller needs to know which kind it has.
 
-A transformer tier (models/loading.py `TierModel`) and an n-gram tier (models/ngram.py
-`NgramTier`) both satisfy `Tier`; the pipeline's ModelHandler, calibrate and the benchmarks
+A transformer tier on PyTorch (models/loading.py `TierModel`) or on ONNX Runtime
+(models/onnx_tier.py `OnnxTier`) and an n-gram tier (models/ngram.py `NgramTier`) all
+satisfy `Tier`; the pipeline's ModelHandler, calibrate and the benchmarks
 use only this.
 """
 from __future__ import annotations
