@@ -27,7 +27,7 @@ from models.guarantee import drop_bound
 from models.model_cache import local_model_folder
 from models.ngram import is_ngram_checkpoint
 from models.operating_points import Policy
-from models.throughput import ONE_PASS, seconds_per_record
+from models.throughput import seconds_per_record
 
 VARIANTS = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
             ("onnxruntime", "int8"))
@@ -101,10 +101,11 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
 def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: UnlabelledTexts | None,
                      batch_size: int, repeats: int, confidence: float) -> list[RuntimeVariant]:
     """Every variant's dev accuracy, agreement with fp32, drop bound and seconds per record
-    (at `batch_size`, interleaved medians)."""
+    (interleaved medians), all in sorted passes of `batch_size` as the job runs them: int8
+    quantises activations with each pass's own scale, so its answers depend on the passes."""
     labels = torch.tensor(dev.label_ids)
     models = {variant: dataclasses.replace(tier, runtime=variant[0], quantize=variant[1])
-              .load(batch_size=ONE_PASS) for variant in VARIANTS}
+              .load(batch_size=batch_size) for variant in VARIANTS}
     answers = {v: m.logits(dev.texts, dev.text_pairs).argmax(-1) for v, m in models.items()}
     on_unlabelled = {v: m.logits(unlabelled.texts, unlabelled.text_pairs).argmax(-1)
                      for v, m in models.items()} if unlabelled else None
