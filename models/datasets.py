@@ -14,19 +14,22 @@ import pyarrow.parquet as pq
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    """Texts with label ids, and the label names those ids stand for."""
+    """Texts with label ids, and the label names those ids stand for. With `soft_targets`
+    (one probability per label and text: a teacher's answers, models/distillation.py)
+    training fits those instead, and `label_ids` are their most probable labels."""
 
     texts: list[str]
     label_ids: list[int]
     label_names: tuple[str, ...]
     text_pairs: list[str] | None = None
+    soft_targets: list[list[float]] | None = None
 
     def subset(self, indices: list[int]) -> "LabelledTexts":
         """The examples at `indices`, in that order."""
-        return LabelledTexts([self.texts[i] for i in indices],
-                             [self.label_ids[i] for i in indices], self.label_names,
-                             None if self.text_pairs is None
-                             else [self.text_pairs[i] for i in indices])
+        def pick(values: list | None) -> list | None:
+            return None if values is None else [values[i] for i in indices]
+        return LabelledTexts(pick(self.texts), pick(self.label_ids), self.label_names,
+                             pick(self.text_pairs), pick(self.soft_targets))
 
 
 def read_rows(path: str) -> list[dict]:
@@ -85,3 +88,31 @@ class UnlabelledTexts:
 
     texts: list[str]
     text_pairs: list[str] | None = None
+
+
+def read_unlabelled(patterns: list[str], text_field: str = "text",
+                    text_pair_field: str | None = None) -> UnlabelledTexts:
+    """The texts of every file matching the patterns (.tsv, .jsonl or .parquet; local or any
+    fsspec URL); a row without its text is an error, as in a labelled file."""
+    paths = [path for pattern in patterns for path in _matching(pattern)]
+    texts, pairs = [], [] if text_pair_field else None
+    for path in paths:
+        rows = read_rows(path)
+        needed = [f for f in (text_field, text_pair_field) if f]
+        missing = [i for i, r in enumerate(rows) if any(not r.get(f) for f in needed)]
+        if missing:
+            raise ValueError(f"{path!r}: {len(missing)} rows lack "
+                             f"{' or '.join(map(repr, needed))} (first at row {missing[0]}); "
+                             "name the field with --text_field")
+        texts += [str(r[text_field]) for r in rows]
+        if pairs is not None:
+            pairs += [str(r[text_pair_field]) for r in rows]
+    return UnlabelledTexts(texts, pairs)
+
+
+def _matching(pattern: str) -> list[str]:
+    """The files a path or glob pattern names, as URLs fsspec opens; refused when none."""
+    files = fsspec.open_files(pattern)
+    if not files:
+        raise ValueError(f"no file matches {pattern!r}; check the path or pattern")
+    return [f.full_name for f in files]

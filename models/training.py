@@ -172,10 +172,12 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, idx: list[int],
 
 def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
                 dev: LabelledTexts | None = None,
-                difficulty_aware: DifficultyAware | None = None) -> dict:
+                difficulty_aware: DifficultyAware | None = None,
+                notes: dict | None = None) -> dict:
     """Trains the hashed n-gram classifier (a cheap tier 1) and saves it to `output`; with
     `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT). Pairs are
-    trained on joined as the tier joins them when it scores (models/ngram.py)."""
+    trained on joined as the tier joins them when it scores (models/ngram.py). `notes` go
+    into TRAINING.json as they are (where soft targets came from)."""
     start = time.perf_counter()
     hard = None
     if difficulty_aware:
@@ -184,7 +186,8 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
                                      fit_ngram(part, config), held_out))
     model = fit_ngram(train, config, hard, difficulty_aware)
     report = {"kind": "ngram", **_report(train, config, start, difficulty_aware, hard, dev,
-                                         lambda data: [_ngram_predictions(model, data)])}
+                                         lambda data: [_ngram_predictions(model, data)]),
+              **(notes or {})}
     model.save_pretrained(output)
     _write_report(output, report)
     return report
@@ -192,8 +195,8 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
 
 def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool] | None = None,
               difficulty_aware: DifficultyAware | None = None) -> HashedNgramClassifier:
-    """The n-gram training loop: cross-entropy, the L2 penalty and, given difficulty labels
-    `hard`, CascadeBERT's ranking loss."""
+    """The n-gram training loop: cross-entropy (against soft targets when `train` has them),
+    the L2 penalty and, given difficulty labels `hard`, CascadeBERT's ranking loss."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     model = HashedNgramClassifier(NgramConfig(train.label_names, config.num_buckets,
@@ -210,9 +213,8 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
         for idx in _shuffled_batches(len(features), config.batch_size, rng):
             ids = torch.tensor([i for j in idx for i in features[j]])
             offsets = torch.tensor([0] + [len(features[j]) for j in idx[:-1]]).cumsum(0)
-            labels = torch.tensor([train.label_ids[j] for j in idx])
             logits = model(ids, offsets)
-            loss = (torch.nn.functional.cross_entropy(logits, labels)
+            loss = (_fit_loss(logits, train, idx)
                     + config.weight_decay * model.weights.weight.pow(2).sum())
             if hard is not None:
                 loss = loss + difficulty_aware.weight * ranking_loss(
@@ -223,6 +225,16 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
             progress.update()
     progress.close()
     return model.eval()
+
+
+def _fit_loss(logits: torch.Tensor, train: LabelledTexts, idx: list[int]) -> torch.Tensor:
+    """Cross-entropy against the examples' labels, or against their soft targets (a
+    teacher's probabilities: models/distillation.py) when the set has them."""
+    if train.soft_targets is None:
+        return torch.nn.functional.cross_entropy(
+            logits, torch.tensor([train.label_ids[j] for j in idx]))
+    targets = torch.tensor([train.soft_targets[j] for j in idx])
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
 def _ngram_predictions(model: HashedNgramClassifier, data: LabelledTexts) -> list[int]:

@@ -76,6 +76,15 @@ def parser() -> argparse.ArgumentParser:
                    help="confidence margin between easy and hard examples")
     p.add_argument("--difficulty_folds", type=int, default=aware.folds,
                    help="folds that label difficulty")
+    p.add_argument("--teacher",
+                   help="a tier folder whose probabilities over --unlabelled become training "
+                        "targets (distillation; --kind ngram), besides --train's labels")
+    p.add_argument("--unlabelled", action="append", default=[], metavar="PATTERN",
+                   help="with --teacher: unlabelled .tsv/.jsonl/.parquet files (repeatable; "
+                        "globs and URLs allowed) with the same --text_field")
+    p.add_argument("--teacher_temperature", type=float, default=1.0,
+                   help="the teacher's logits are divided by it before the softmax (above 1: "
+                        "softer targets)")
     return p
 
 
@@ -97,6 +106,49 @@ def check_output(output: str, overwrite: bool) -> None:
                          "a new folder, or --overwrite to replace what is there")
 
 
+def check_distillation(args: argparse.Namespace, aware: DifficultyAware | None) -> None:
+    """--teacher and --unlabelled go together, for an n-gram tier, without the difficulty
+    objective (which labels difficulty from gold labels)."""
+    if bool(args.teacher) != bool(args.unlabelled):
+        raise ValueError("--teacher and --unlabelled go together: the teacher labels the "
+                         "unlabelled texts")
+    if args.teacher and args.kind != "ngram":
+        raise ValueError("distillation (--teacher) trains --kind ngram tiers; into "
+                         "transformer tiers it is not built yet")
+    if args.teacher and aware:
+        raise ValueError("--teacher and --difficulty_aware do not combine: the difficulty "
+                         "labels need gold labels on every example")
+    if args.teacher_temperature <= 0:
+        raise ValueError(f"--teacher_temperature {args.teacher_temperature} must be > 0")
+
+
+def distillation_notes(args: argparse.Namespace, labelled: int, train) -> dict | None:
+    """What TRAINING.json records of a distillation: the teacher and its texts."""
+    if not args.teacher:
+        return None
+    return {"distillation": {"teacher": args.teacher, "unlabelled": args.unlabelled,
+                             "teacher_temperature": args.teacher_temperature,
+                             "unlabelled_texts": len(train.texts) - labelled,
+                             "labelled_examples": labelled}}
+
+
+def distilled(args: argparse.Namespace, train):
+    """--train's examples and the --unlabelled texts with the teacher's probabilities."""
+    from models.datasets import read_unlabelled
+    from models.distillation import distillation_set, teacher_probabilities
+    from models.loading import load_tier
+    unlabelled = read_unlabelled(args.unlabelled, args.text_field, args.text_pair_field)
+    teacher = load_tier(args.teacher, device=args.device)
+    if tuple(teacher.labels) != tuple(train.label_names):
+        raise ValueError(f"the teacher {args.teacher!r} predicts {list(teacher.labels)} but "
+                         f"--train has labels {list(train.label_names)}; give --label_names "
+                         "in the teacher's order")
+    print(f"train: the teacher labels {len(unlabelled.texts)} unlabelled texts",
+          file=sys.stderr)
+    probabilities = teacher_probabilities(teacher, unlabelled, args.teacher_temperature)
+    return distillation_set(unlabelled, probabilities, train.label_names, train)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     names = tuple(args.label_names.split(",")) if args.label_names else None
@@ -111,11 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     ("seed", args.seed)) if v is not None}
         aware = DifficultyAware(args.difficulty_weight, args.difficulty_margin,
                                 args.difficulty_folds) if args.difficulty_aware else None
+        check_distillation(args, aware)
         # torch and transformers load here, once the arguments and data are known right
         from models.training import default_base_model, fine_tune, train_ngram
+        labelled = len(train.texts)
+        if args.teacher:
+            train = distilled(args, train)
         if args.kind == "ngram":
             report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev,
-                                 aware)
+                                 aware, distillation_notes(args, labelled, train))
         else:
             config = TrainingConfig(max_length=args.max_length,
                                     eval_max_length=args.eval_max_length,
