@@ -1,12 +1,13 @@
 """Distilled n-gram tier 1 against the plain one, in the n-gram -> MiniLM-L6 cascade on SST-2.
 
     python -m bench.distillation [--data ../shared/data/sst2] [--splits 50]
+        [--teacher_temperatures 1,2]
 
 Tier 1, plain: `beam-cascade train --kind ngram` on SST-2's 67,349 labelled train phrases
 (bench/cache/sst2-ngram). Distilled: the same labelled phrases plus the same phrases again as
 unlabelled text, labelled by the reference MiniLM-L6 tier 2 (`--teacher ... --unlabelled
-...`; bench/cache/sst2-ngram-distilled): gold labels where they exist, the teacher's
-probabilities besides. Both with the default n-gram settings.
+...`, at each of --teacher_temperatures; bench/cache/sst2-ngram-distilled-t<T>): gold labels
+where they exist, the teacher's probabilities besides. All with the default n-gram settings.
 
 For each tier 1, on the 872 dev sentences with the reference tier 2's answers:
   - accuracy alone, and the oracle escalation (the share of records tier 1 gets wrong: an
@@ -36,19 +37,19 @@ from models.throughput import load_for_timing, scoring_seconds
 from pipeline.train import main as train_main
 
 BUDGET = 0.005  # half a point
-DISTILLED = os.path.join(CACHE, "sst2-ngram-distilled")
 
 
-def distilled_tier(data: str) -> str:
-    """The distilled n-gram tier, trained into the cache when absent."""
-    if not os.path.isfile(os.path.join(DISTILLED, "TRAINING.json")):
+def distilled_tier(data: str, temperature: float) -> str:
+    """The n-gram tier distilled at `temperature`, trained into the cache when absent."""
+    folder = os.path.join(CACHE, f"sst2-ngram-distilled-t{temperature:g}")
+    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
         train = sst2_file(data, "train.tsv")
         assert train_main(["--kind", "ngram", "--train", train, "--text_field", "sentence",
                            "--label_names", ",".join(LABELS), "--dev",
                            sst2_file(data, "dev.tsv"), "--teacher", REFERENCE_TIER2,
-                           "--unlabelled", train, "--output", DISTILLED,
-                           "--overwrite"]) == 0
-    return DISTILLED
+                           "--unlabelled", train, "--teacher_temperature", f"{temperature:g}",
+                           "--output", folder, "--overwrite"]) == 0
+    return folder
 
 
 def split_half(confidence: torch.Tensor, tier1_right: torch.Tensor, tier2_right: torch.Tensor,
@@ -85,13 +86,17 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
     p.add_argument("--splits", type=int, default=50)
+    p.add_argument("--teacher_temperatures", default="1,2",
+                   help="comma list: one distilled tier per teacher temperature")
     args = p.parse_args(argv)
     dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
     labels = torch.tensor(dev.label_ids)
     tier2 = load_tier(REFERENCE_TIER2, device="cpu")
     tier2_right = tier2.logits(dev.texts).argmax(-1) == labels
     tier2_seconds = scoring_seconds(load_for_timing(REFERENCE_TIER2, device="cpu"), dev.texts, 32)
-    tiers = {"plain": tier1_model(None, args.data), "distilled": distilled_tier(args.data)}
+    tiers = {"plain": tier1_model(None, args.data)}
+    tiers.update({f"distilled, teacher at T={t:g}": distilled_tier(args.data, t)
+                  for t in map(float, args.teacher_temperatures.split(","))})
     rows, record = [], {}
     for name, folder in tiers.items():
         tier1 = load_tier(folder)
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"{r['speedup_bound']:.2f}x", f"{r['cost_ratio']:.0f}x"])
     text = "\n".join([
         "# Distilled n-gram tier 1", "",
-        f"`python -m bench.distillation --splits {args.splits}`: SST-2 dev (872 sentences), "
+        f"`python -m bench.distillation --splits {args.splits} --teacher_temperatures "
+        f"{args.teacher_temperatures}`: SST-2 dev (872 sentences), "
         f"tier 2 the reference MiniLM-L6 ({tier2_right.double().mean().item():.2%}). "
         f"Escalation and drop: medians over {args.splits} halvings of dev, thresholds chosen "
         "on one half within 0.5 points of tier 2 (dev accuracy, no bound), replayed on the "
