@@ -2,6 +2,8 @@
 machine and beside a busy neighbour.
 
     python -m bench.runtime_jobs [--data ../shared/data/sst2] [--repeats 3]
+        [--records 50000] [--machines idle] [--runtimes torch/,onnxruntime/int8]
+        [--cascade bench/results/configs/tuned-two-tier.yaml]
 
 The reference MiniLM-L6 tier alone, as a job (FnApiRunner, one process, each job a fresh
 process, start-up and model loading included) over the 2,693 SST-2 dev + test sentences, on
@@ -12,31 +14,40 @@ HuggingFacePipelineModelHandler job (bench/peer.py, its own environment, torch's
 idle and beside one CPU-bound process (bench/threads.py `neighbour`). All settings
 interleaved in each of --repeats rounds; medians of seconds and of peak memory (the job's
 process plus its largest child: getrusage gives no sum over children). Accuracy: the 872
-labelled dev sentences, as each job scored them. Writes bench/results/runtime_jobs.{md,json}.
+labelled dev sentences, as each job scored them. With --records N the input is N sentences:
+dev and test first, then SST-2's train phrases cycled (unique ids; accuracy still on the dev
+records). --machines and --runtimes choose settings; --cascade adds a cascade config (its own
+fields replaced by the input's) as one more setting. Writes --results (default
+bench/results/runtime_jobs.md) and its .json.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import statistics
 import sys
 import time
 
-from bench.sst2 import (CACHE, DEFAULT_DATA, REFERENCE_TIER2, peer_python, run_job, run_peer,
-                        write_inputs)
+from bench.sst2 import (CACHE, DEFAULT_DATA, REFERENCE_TIER2, Inputs, bench_config,
+                        peer_python, run_job, run_peer, sst2_file, write_inputs)
 from bench.threads import NEIGHBOURS, PEER, PEER_BATCH_SIZE, neighbour
+from models.config import config_to_dict
+from models.datasets import read_rows
 from models.onnx_export import exported_model
 
-RESULTS = "bench/results"
+RESULTS = "bench/results/runtime_jobs.md"
+CASCADE = "cascade"
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
             ("onnxruntime", "int8"))
 
 
-def export_seconds() -> dict[str, float]:
-    """Exports the tier in every precision into this machine's cache (timed)."""
+def export_seconds(runtimes) -> dict[str, float]:
+    """Exports the tier in each ONNX precision into this machine's cache (timed)."""
     seconds = {}
-    for _, quantize in RUNTIMES[1:]:
+    for _, quantize in (r for r in runtimes if r[0] == "onnxruntime"):
         start = time.perf_counter()
         exported_model(os.path.abspath(REFERENCE_TIER2), quantize)
         seconds[quantize or "fp32"] = time.perf_counter() - start
@@ -49,18 +60,53 @@ def tier_config(runtime: str, quantize: str | None) -> dict:
         "quantize": quantize}]}
 
 
+def bulk_inputs(inputs: Inputs, data: str, records: int, work: str) -> Inputs:
+    """`records` sentences: the dev (labelled) and test ones, then train phrases, cycled."""
+    train = [row["sentence"] for row in read_rows(sst2_file(data, "train.tsv"))]
+    labels = dict(zip(inputs.all_ids, inputs.dev_labels))
+    path = os.path.join(work, f"bulk-{records}.jsonl")
+    texts = itertools.cycle(inputs.all_texts + train)
+    with open(path, "w", encoding="utf-8") as f:
+        for i, text in zip(range(records), texts):
+            key = inputs.all_ids[i] if i < len(inputs.all_ids) else f"r{i}"
+            row = {"id": key, "text": text, **({"label": labels[key]} if key in labels else {})}
+            f.write(json.dumps(row) + "\n")
+    return dataclasses.replace(inputs, all_path=path)
+
+
+def parse_runtimes(text: str) -> list[tuple[str, str | None]]:
+    """"torch/,onnxruntime/int8" -> [("torch", None), ("onnxruntime", "int8")]."""
+    pairs = [item.split("/") for item in text.split(",")]
+    return [(runtime, quantize or None) for runtime, quantize in pairs]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.runtime_jobs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--records", type=int, help="a bulk input of this many sentences")
+    p.add_argument("--machines", default=",".join(NEIGHBOURS),
+                   help=f"comma list of {', '.join(NEIGHBOURS)}")
+    p.add_argument("--runtimes", default=",".join(f"{r}/{q or ''}" for r, q in RUNTIMES),
+                   help="comma list of runtime/precision (empty: fp32)")
+    p.add_argument("--cascade", help="a cascade config to time beside tier 2 alone")
+    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     peer = peer_python()
     work = os.path.join(CACHE, "runtime_jobs")
     os.makedirs(work, exist_ok=True)
     inputs = write_inputs(args.data, work)
-    exports = export_seconds()
-    settings = [(kind, setting) for kind in NEIGHBOURS for setting in (*RUNTIMES, PEER)]
+    if args.records:
+        inputs = bulk_inputs(inputs, args.data, args.records, work)
+    runtimes = parse_runtimes(args.runtimes)
+    exports = export_seconds(runtimes)
+    jobs = {setting: tier_config(*setting) for setting in runtimes}
+    if args.cascade:
+        jobs[CASCADE] = {**config_to_dict(bench_config(args.cascade)), "id_field": "id",
+                         "label_field": "label"}
+    settings = [(kind, setting) for kind in args.machines.split(",")
+                for setting in (*jobs, PEER)]
     runs: dict[tuple, list[dict]] = {s: [] for s in settings}
     for round_ in range(args.repeats):
         for kind, setting in settings:
@@ -70,25 +116,29 @@ def main(argv: list[str] | None = None) -> None:
                 if setting == PEER:
                     result = run_peer(peer, REFERENCE_TIER2, inputs, work, PEER_BATCH_SIZE)
                 else:
-                    result = run_job(tier_config(*setting), inputs.all_path, work, "job",
+                    result = run_job(jobs[setting], inputs.all_path, work, "job",
                                      ["--runner", "FnApiRunner", "--progress_secs", "0"])
                     result["accuracy"] = result["stats"]["accuracy"]
             runs[kind, setting].append(result)
-    write_results(f"python -m bench.runtime_jobs --repeats {args.repeats}",
-                  len(inputs.all_texts), exports, runs)
+    command = "python -m bench.runtime_jobs " + " ".join(argv if argv is not None
+                                                         else sys.argv[1:])
+    records = args.records or len(inputs.all_texts)
+    write_results(command, records, exports, runs, args.results)
 
 
 def _name(setting) -> str:
-    return setting if setting == PEER else f"{setting[0]} {setting[1] or 'fp32'}"
+    if setting in (PEER, CASCADE):
+        return setting if setting == PEER else "the --cascade config"
+    return f"tier 2 alone, {setting[0]} {setting[1] or 'fp32'}"
 
 
 def write_results(command: str, records: int, exports: dict[str, float],
-                  runs: dict[tuple, list[dict]]) -> None:
+                  runs: dict[tuple, list[dict]], path: str) -> None:
     seconds = {s: statistics.median(r["seconds"] for r in v) for s, v in runs.items()}
     lines = ["# Tier 2 alone on each runtime against Beam's stock handler", "",
-             f"`{command}`: the reference MiniLM-L6 tier alone as a Beam job (FnApiRunner, one "
-             f"process, a fresh process per job, start-up included) over {records:,} SST-2 "
-             "sentences, medians; 2 cores. Export before the first round (once per machine): "
+             f"`{command}`: Beam jobs (FnApiRunner, one process, a fresh process per job, "
+             f"start-up included) over {records:,} SST-2 sentences, medians; 2 cores; tier 2 "
+             "is the reference MiniLM-L6. Export before the first round (once per machine): "
              + ", ".join(f"{k} {v:.1f} s" for k, v in exports.items()) + ".", "",
              "| machine | setting | dev accuracy | seconds | records/s | vs stock handler | "
              "peak memory (MiB) |", "|---|---|---|---|---|---|---|"]
@@ -101,10 +151,10 @@ def write_results(command: str, records: int, exports: dict[str, float],
             f"{seconds[kind, PEER] / seconds[kind, setting]:.2f}x | "
             f"{'' if peak is None else f'{peak:.0f}'} |")
     text = "\n".join(lines) + "\n"
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "runtime_jobs.md"), "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
         f.write(text)
-    with open(os.path.join(RESULTS, "runtime_jobs.json"), "w", encoding="utf-8") as f:
+    with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump({"command": command, "records": records, "export_seconds": exports,
                    "runs": [{"machine": k, "setting": _name(s), "results": v}
                             for (k, s), v in runs.items()]}, f, indent=1)
