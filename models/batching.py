@@ -28,6 +28,11 @@ def batches(count: int, batch_size: int, order: Sequence[int] | None = None
         yield indices[start:start + batch_size]
 
 
+def pass_count(count: int, batch_size: int) -> int:
+    """How many passes `batches` makes over `count` texts."""
+    return -(-count // batch_size)
+
+
 def sorted_passes(tokenizer, texts: list[str], text_pairs: list[str] | None, batch_size: int,
                   max_length: int, forward: Callable[[dict], tuple[torch.Tensor, ...]],
                   tensors: str = "pt") -> tuple[torch.Tensor, ...]:

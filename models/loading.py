@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from models.batching import sorted_passes
+from models.batching import pass_count, sorted_passes
 from models.cpus import available_cpus
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
@@ -333,7 +333,7 @@ class TierModel:
 
     def forward_passes(self, texts: int) -> int:
         """Passes of at most batch_size texts (models/batching.py)."""
-        return -(-texts // self.batch_size)
+        return pass_count(texts, self.batch_size)
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         """Classifies `texts` (in their order); see `logits_and_exits`."""

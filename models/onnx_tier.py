@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from models.batching import sorted_passes
+from models.batching import pass_count, sorted_passes
 from models.onnx_export import exported_model
 from models.onnx_session import new_session
 from models.weights import CheckpointError, check_weights
@@ -53,13 +53,9 @@ class OnnxTier:
         return cls(session, tokenizer, labels, max_length, batch_size,
                    getattr(config, "num_hidden_layers", 0))
 
-    def with_settings(self, batch_size: int) -> "OnnxTier":
-        """The same session with another batch size (no other run settings apply here)."""
-        return OnnxTier(self.session, self.tokenizer, self.labels, self.max_length,
-                        batch_size, self.depth)
-
     def forward_passes(self, texts: int) -> int:
-        return -(-texts // self.batch_size)
+        """Passes of at most batch_size texts (models/batching.py)."""
+        return pass_count(texts, self.batch_size)
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         if not texts:
