@@ -87,9 +87,10 @@ def _predictions(model, tokenizer, data: LabelledTexts, max_length: int,
 
 def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConfig,
               dev: LabelledTexts | None = None,
-              difficulty_aware: DifficultyAware | None = None) -> dict:
+              difficulty_aware: DifficultyAware | None = None, notes: dict | None = None) -> dict:
     """Fine-tunes `base` on `train`, saves the checkpoint to `output`, returns its report;
-    with `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT)."""
+    with `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT).
+    `notes` go into TRAINING.json as they are (where soft targets came from)."""
     start = time.perf_counter()
     hard = None
     if difficulty_aware:
@@ -101,7 +102,7 @@ def fine_tune(base: str, train: LabelledTexts, output: str, config: TrainingConf
     report = {"kind": "transformer", "base": str(base), **_report(
         train, config, start, difficulty_aware, hard, dev,
         lambda data: _predictions(model, tokenizer, data, config.eval_max_length),
-        model.exit_layers if isinstance(model, MultiExitClassifier) else None)}
+        model.exit_layers if isinstance(model, MultiExitClassifier) else None), **(notes or {})}
     os.makedirs(output, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
@@ -145,8 +146,7 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
         model.train()
         for idx in _shuffled_batches(len(train.texts), config.batch_size, rng):
             enc = _encoded(tokenizer, train, idx, config.max_length, device)
-            labels = torch.tensor([train.label_ids[i] for i in idx], device=device)
-            loss = sum(_loss(logits, labels, idx, hard, difficulty_aware)
+            loss = sum(_loss(logits, train, idx, hard, difficulty_aware)
                        for logits in _exit_logits(model, enc))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
@@ -159,10 +159,11 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
     return model.eval(), tokenizer
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, idx: list[int],
+def _loss(logits: torch.Tensor, train: LabelledTexts, idx: list[int],
           hard: list[bool] | None, difficulty_aware: DifficultyAware | None) -> torch.Tensor:
-    """Cross-entropy, plus the ranking loss when difficulty labels are given."""
-    loss = torch.nn.functional.cross_entropy(logits, labels)
+    """Cross-entropy (against soft targets when `train` has them), plus the ranking loss
+    when difficulty labels are given."""
+    loss = _fit_loss(logits, train, idx)
     if hard is not None:
         loss = loss + difficulty_aware.weight * ranking_loss(
             logits, torch.tensor([hard[i] for i in idx], device=logits.device),
@@ -232,8 +233,8 @@ def _fit_loss(logits: torch.Tensor, train: LabelledTexts, idx: list[int]) -> tor
     teacher's probabilities: models/distillation.py) when the set has them."""
     if train.soft_targets is None:
         return torch.nn.functional.cross_entropy(
-            logits, torch.tensor([train.label_ids[j] for j in idx]))
-    targets = torch.tensor([train.soft_targets[j] for j in idx])
+            logits, torch.tensor([train.label_ids[j] for j in idx], device=logits.device))
+    targets = torch.tensor([train.soft_targets[j] for j in idx], device=logits.device)
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 

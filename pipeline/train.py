@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
                    help="folds that label difficulty")
     p.add_argument("--teacher",
                    help="a tier folder whose probabilities over --unlabelled become training "
-                        "targets (distillation; --kind ngram), besides --train's labels")
+                        "targets (distillation, any --kind), besides --train's labels")
     p.add_argument("--unlabelled", action="append", default=[], metavar="PATTERN",
                    help="with --teacher: unlabelled .tsv/.jsonl/.parquet files (repeatable; "
                         "globs and URLs allowed) with the same --text_field")
@@ -107,14 +107,11 @@ def check_output(output: str, overwrite: bool) -> None:
 
 
 def check_distillation(args: argparse.Namespace, aware: DifficultyAware | None) -> None:
-    """--teacher and --unlabelled go together, for an n-gram tier, without the difficulty
-    objective (which labels difficulty from gold labels)."""
+    """--teacher and --unlabelled go together, without the difficulty objective (which labels
+    difficulty from gold labels)."""
     if bool(args.teacher) != bool(args.unlabelled):
         raise ValueError("--teacher and --unlabelled go together: the teacher labels the "
                          "unlabelled texts")
-    if args.teacher and args.kind != "ngram":
-        raise ValueError("distillation (--teacher) trains --kind ngram tiers; into "
-                         "transformer tiers it is not built yet")
     if args.teacher and aware:
         raise ValueError("--teacher and --difficulty_aware do not combine: the difficulty "
                          "labels need gold labels on every example")
@@ -179,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     exits_only=args.exits_only, device=args.device,
                                     **common)
             report = fine_tune(args.base or default_base_model(), train, args.output, config,
-                               dev, aware)
+                               dev, aware, distillation_notes(args, labelled, train))
     except (ValueError, OSError) as e:
         print(f"beam-cascade train: error: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
-"""Distillation into the n-gram tier: the teacher's probabilities over unlabelled texts as
-training targets (`beam-cascade train --teacher --unlabelled`)."""
+"""Distillation into the n-gram and transformer tiers: the teacher's probabilities over
+unlabelled texts as training targets (`beam-cascade train --teacher --unlabelled`)."""
 import json
 import random
 
@@ -67,11 +67,34 @@ def test_a_student_learns_the_teachers_answers_from_unlabelled_text(tmp_path):
     assert gap.median() < 0.2
 
 
+def test_a_transformer_student_learns_from_the_teachers_probabilities(tmp_path, models):
+    """A tiny transformer with no labelled example of the cue learns it from 300 texts an
+    n-gram teacher labels: its loss is the teacher's soft targets, not gold labels."""
+    teacher_train = write_jsonl(tmp_path / "teacher.jsonl",
+                                [{"text": t, "label": y} for t, y in _texts(400, 0)])
+    assert train_main(["--kind", "ngram", "--train", str(teacher_train), "--output",
+                       str(tmp_path / "teacher"), "--label_names", "neg,pos",
+                       "--epochs", "5", "--lr", "0.1"]) == 0
+    neutral = write_jsonl(tmp_path / "neutral.jsonl", [{"text": "the movie", "label": "neg"},
+                                                       {"text": "a plot", "label": "pos"}])
+    unlabelled = write_jsonl(tmp_path / "unlabelled.jsonl",
+                             [{"text": t} for t, _ in _texts(300, 1)])
+    assert train_main(["--train", str(neutral), "--base", models["small"], "--output",
+                       str(tmp_path / "student"), "--label_names", "neg,pos", "--epochs", "6",
+                       "--batch_size", "16", "--lr", "0.01", "--teacher",
+                       str(tmp_path / "teacher"), "--unlabelled", str(unlabelled)]) == 0
+    report = json.loads((tmp_path / "student" / "TRAINING.json").read_text())
+    assert report["kind"] == "transformer" and report["train_examples"] == 302
+    assert report["distillation"]["unlabelled_texts"] == 300
+    new = [t for t, _ in _texts(200, 2)]
+    teacher = load_tier(str(tmp_path / "teacher")).logits(new).argmax(-1)
+    student = load_tier(str(tmp_path / "student")).logits(new).argmax(-1)
+    assert (teacher == student).double().mean() >= 0.9
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--teacher", "x"], "--teacher and --unlabelled go together"),
     (["--unlabelled", "x.jsonl"], "--teacher and --unlabelled go together"),
-    (["--teacher", "x", "--unlabelled", "x.jsonl", "--kind", "transformer"],
-     "trains --kind ngram tiers"),
     (["--teacher", "x", "--unlabelled", "x.jsonl", "--kind", "ngram", "--difficulty_aware"],
      "do not combine"),
 ])
