@@ -64,11 +64,14 @@ class Scores:
     confidences: list[float]
 
 
-def score(logits: torch.Tensor, temperature: float = 1.0, measure: str = "max_prob") -> Scores:
-    """Turns a batch of logits into labels, calibrated probabilities and confidences."""
+def score(logits: torch.Tensor, temperature: float = 1.0, measure: str = "max_prob",
+          confidences: torch.Tensor | None = None) -> Scores:
+    """Turns a batch of logits into labels, calibrated probabilities and confidences: the
+    measure's, or `confidences` when given (a learned router's, models/learned_deferral.py)."""
     probs = probabilities(logits, temperature)
     return Scores(
         label_ids=probs.argmax(dim=-1).tolist(),
         probabilities=probs.tolist(),
-        confidences=confidence(probs, measure).tolist(),
+        confidences=(confidence(probs, measure) if confidences is None else confidences
+                     ).tolist(),
     )

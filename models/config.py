@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from models.names import (CONFIDENCE_MEASURE_NAMES, NGRAM_MODEL_TYPE, QUANTIZATION_SCHEMES,
-                          RUNTIMES)
+from models.names import (CONFIDENCE_MEASURE_NAMES, LEARNED_CONFIDENCE, NGRAM_MODEL_TYPE,
+                          QUANTIZATION_SCHEMES, RUNTIMES)
 
 if TYPE_CHECKING:
+    from models.learned_deferral import Router
     from models.tier import Tier
 
 TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -50,6 +51,9 @@ class TierConfig:
     calibrate` searches one for a tier with `length_budget` (the share of the full model's
     token-layers it may use). `max_batch_duration_secs` batches across bundles (see
     transforms/scoring.py), for runners that hand out small bundles such as Flink.
+    `confidence: learned` routes by a router `beam-cascade calibrate` fits and writes as
+    JSON (`router`, a path or URL, read with the model on every worker): its estimate that
+    the last tier would answer otherwise (models/learned_deferral.py).
     `max_escalation_rate` caps the share of the tier's records, per window, that go on to
     the next tier by lowering the threshold where needed (transforms/budget.py).
     `inference_timeout_secs` gives up on a model call that takes longer and sends its
@@ -88,6 +92,7 @@ class TierConfig:
     max_disagreement: float | None = None
     reference_confidences: tuple[float, ...] | None = None  # written by calibrate
     reference_records: int | None = None
+    router: str | None = None  # written by calibrate, with confidence: learned
 
     @property
     def records_per_call(self) -> int:
@@ -102,6 +107,13 @@ class TierConfig:
     def load(self, batch_size: int | None = None) -> Tier:
         """The tier's model as the pipeline runs it (see ModelSpec.load)."""
         return self.model_spec.load(batch_size)
+
+    def load_router(self) -> "Router | None":
+        """The learned router this tier routes by, or None for a probability measure."""
+        if self.router is None:
+            return None
+        from models.learned_deferral import load_router  # torch: see ModelSpec.load
+        return load_router(self.router)
 
 
 @dataclass(frozen=True)
@@ -284,10 +296,7 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
         raise ConfigError(f"{where}: reference_confidences must be a list of numbers with "
                           "reference_records, their sample's size (beam-cascade calibrate "
                           "writes both); remove both to skip the shift test")
-    if tier.confidence not in CONFIDENCE_MEASURE_NAMES:
-        raise ConfigError(
-            f"{where}: unknown confidence {tier.confidence!r}; use one of "
-            f"{sorted(CONFIDENCE_MEASURE_NAMES)}")
+    _check_confidence(tier, is_last, where)
     if not _is_number(tier.temperature) or tier.temperature <= 0:
         raise ConfigError(f"{where}: temperature {tier.temperature!r} must be a number > 0")
     for key in ("batch_size", "sort_window", "max_length"):
@@ -320,6 +329,30 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
             and all(_is_number(t) and t > 0 for t in temperatures)):
         raise ConfigError(f"{where}: exit_temperatures {temperatures!r} must be a list of "
                           "numbers > 0, one per exit (beam-cascade calibrate writes it)")
+
+
+def _check_confidence(tier: TierConfig, is_last: bool, where: str) -> None:
+    """A probability measure anywhere; a learned router on a tier that routes, with no early
+    exit (whose exits compare probabilities), and a router file only with it."""
+    measures = (*CONFIDENCE_MEASURE_NAMES, LEARNED_CONFIDENCE)
+    if tier.confidence not in measures:
+        raise ConfigError(f"{where}: unknown confidence {tier.confidence!r}; use one of "
+                          f"{sorted(measures)}")
+    if tier.router is not None and (not isinstance(tier.router, str) or not tier.router):
+        raise ConfigError(f"{where}: router {tier.router!r} must be the path or URL of the "
+                          "router JSON beam-cascade calibrate writes")
+    if tier.confidence != LEARNED_CONFIDENCE:
+        if tier.router is not None:
+            raise ConfigError(f"{where}: a router is read only with confidence: learned; set "
+                              "it, or remove router")
+        return
+    if is_last:
+        raise ConfigError(f"{where}: confidence: learned routes a tier's records onward, and "
+                          "the last tier routes none; use it on an earlier tier")
+    if tier.exit_threshold is not None:
+        raise ConfigError(f"{where}: early exit compares the exits' probabilities, so it does "
+                          "not combine with confidence: learned; drop exit_threshold or use "
+                          "max_prob")
 
 
 def _check_runtime(tier: TierConfig, where: str) -> None:
@@ -360,11 +393,13 @@ def _check_token_dropping(tier: TierConfig, where: str) -> None:
                           "supported yet; drop keep_tokens/length_budget or exit_threshold")
 
 
-def validate_models(config: CascadeConfig) -> tuple[str, ...]:
+def validate_models(config: CascadeConfig, routers_fitted: bool = True) -> tuple[str, ...]:
     """Opens every tier's config.json; returns the label names the tiers share.
 
     Refuses a folder that is not a sequence-classification checkpoint, a max_length beyond
-    the model's positions, and tiers whose labels (names or order) differ.
+    the model's positions, tiers whose labels (names or order) differ and, unless
+    `routers_fitted` is False (calibrate fits them), a learned router that is missing or
+    does not fit its tier.
     """
     from models.loading import CheckpointError, inspect_checkpoint  # torch: see ModelSpec.load
     labels: tuple[str, ...] | None = None
@@ -398,7 +433,29 @@ def validate_models(config: CascadeConfig) -> tuple[str, ...]:
                 f"{tier.name!r} ({tier.model}) has {list(info.labels)}; every tier must predict "
                 "the same labels with the same ids (config.json id2label)")
     assert labels is not None
+    if routers_fitted:
+        for tier in config.tiers:
+            _check_router(tier, labels)
     return labels
+
+
+def _check_router(tier: TierConfig, labels: tuple[str, ...]) -> None:
+    """A learned tier's router exists, reads, and was fitted for these labels."""
+    if tier.confidence != LEARNED_CONFIDENCE:
+        return
+    if tier.router is None:
+        raise ConfigError(f"tier {tier.name!r}: confidence: learned needs its router; run "
+                          "beam-cascade calibrate with --unlabelled records (it fits the "
+                          "router and writes its path into the tuned config)")
+    from models.learned_deferral import RouterError, load_router  # torch: see ModelSpec.load
+    try:
+        router = load_router(tier.router)
+    except (RouterError, OSError) as e:
+        raise ConfigError(f"tier {tier.name!r}: {e}") from None
+    if router.labels != labels:
+        raise ConfigError(f"tier {tier.name!r}: its router {tier.router!r} was fitted for "
+                          f"labels {list(router.labels)}, the tiers predict {list(labels)}; "
+                          "rerun beam-cascade calibrate")
 
 
 def _check_pairs(tier: TierConfig, trained_on_pairs: bool | None,

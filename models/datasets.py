@@ -89,6 +89,12 @@ class UnlabelledTexts:
     texts: list[str]
     text_pairs: list[str] | None = None
 
+    def subset(self, indices: list[int]) -> "UnlabelledTexts":
+        """The texts at `indices`, in that order."""
+        return UnlabelledTexts([self.texts[i] for i in indices],
+                               None if self.text_pairs is None
+                               else [self.text_pairs[i] for i in indices])
+
 
 def read_unlabelled(patterns: list[str], text_field: str = "text",
                     text_pair_field: str | None = None) -> UnlabelledTexts:

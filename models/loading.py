@@ -21,6 +21,7 @@ from models.cpus import available_cpus
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
 from models.layerwise import bert_parts
+from models.learned_deferral import unfamiliar_word_share
 from models.model_cache import ModelFolderError, local_model_folder
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
@@ -334,6 +335,11 @@ class TierModel:
     def forward_passes(self, texts: int) -> int:
         """Passes of at most batch_size texts (models/batching.py)."""
         return pass_count(texts, self.batch_size)
+
+    def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> torch.Tensor:
+        """Per text, the share of its words the tokenizer splits or does not know."""
+        return unfamiliar_word_share(self.tokenizer, texts, text_pairs)
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         """Classifies `texts` (in their order); see `logits_and_exits`."""

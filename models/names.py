@@ -6,6 +6,7 @@ refused) in a fraction of a second, before torch is imported; the modules that i
 them take their names from here.
 """
 CONFIDENCE_MEASURE_NAMES = ("max_prob", "margin", "entropy")  # models/confidence.py
+LEARNED_CONFIDENCE = "learned"  # a fitted router's score: models/learned_deferral.py
 QUANTIZATION_SCHEMES = ("int8", "int8_attention")  # models/onnx_export.py
 RUNTIMES = ("torch", "onnxruntime")  # models/loading.py, models/onnx_tier.py
 NGRAM_MODEL_TYPE = "hashed_ngram"  # models/ngram.py

@@ -142,3 +142,15 @@ class NgramTier:
     def forward_passes(self, texts: int) -> int:
         """One pass over all of a call's texts."""
         return 1 if texts else 0
+
+    def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> torch.Tensor:
+        """Per text, the share of its n-grams no training text held: their buckets have the
+        largest idf, that of a document frequency of 0 (a million buckets always leave
+        some unseen)."""
+        unseen_idf = self.model.idf.max()
+        config = self.model.config
+        return torch.tensor([
+            (self.model.idf[torch.tensor(ngram_ids(text, config.num_buckets, config.max_n))]
+             >= unseen_idf).double().mean().item()
+            for text in joined_pairs(texts, text_pairs)])

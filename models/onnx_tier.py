@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from models.batching import pass_count, sorted_passes
+from models.learned_deferral import unfamiliar_word_share
 from models.onnx_export import exported_model
 from models.onnx_session import new_session
 from models.weights import CheckpointError, check_weights
@@ -56,6 +57,11 @@ class OnnxTier:
     def forward_passes(self, texts: int) -> int:
         """Passes of at most batch_size texts (models/batching.py)."""
         return pass_count(texts, self.batch_size)
+
+    def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> torch.Tensor:
+        """Per text, the share of its words the tokenizer splits or does not know."""
+        return unfamiliar_word_share(self.tokenizer, texts, text_pairs)
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         if not texts:

@@ -33,3 +33,8 @@ class Tier(Protocol):
 
     def forward_passes(self, texts: int) -> int:
         """The model's forward passes for one call over `texts` texts."""
+
+    def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
+                         ) -> torch.Tensor:
+        """Per text, the share of it the model never learnt (a learned router's feature,
+        models/learned_deferral.py)."""

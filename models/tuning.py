@@ -4,7 +4,10 @@
    a `length_budget` first gets its token-dropping length configuration searched.
 2. Fits one temperature per tier (NLL); a multi-exit tier also gets one temperature per exit
    and the table of its early-exit knob; its `exit_threshold`, if set, is kept and the tier
-   is measured exiting early.
+   is measured exiting early. A tier with `confidence: learned` gets its router fitted on
+   half of the unlabelled sample (`with_learned_routers`); the other half is the sample
+   every later step measures on, so the guarantee's disagreement rate is counted on records
+   the router never saw.
 3. Measures each tier's seconds per record at each batch size on this machine.
 4. Replays the cascade at every threshold vector on the dev data (the frontier) and picks
    the operating point the policy asks for: for an accuracy-drop budget, the cheapest
@@ -45,8 +48,10 @@ from models.config import CascadeConfig, TierConfig
 from models.datasets import LabelledTexts, UnlabelledTexts
 from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
 from models.guarantee import DropBound, GuaranteeSearch, bounded_point, guarantee_search
+from models.learned_deferral import Router, deferral_inputs, fit_router, ranking_auc
 from models.loading import TierModel
 from models.model_cache import local_model_folder
+from models.names import LEARNED_CONFIDENCE
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      choose, deciding_tiers, last_tier_alone, pareto_frontier,
                                      replay, sweep)
@@ -66,6 +71,7 @@ EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.01)  # 1.01: nev
 MIN_REACHED = 200
 MIN_EACH_WAY = 5
 REFIT_ROUNDS = 3
+ROUTER_SHARE = 0.5  # of the unlabelled sample, to fit learned routers on
 
 
 def step(message: str) -> None:
@@ -96,6 +102,20 @@ class LengthMeasurements:
 
 
 @dataclass(frozen=True)
+class LearnedRouting:
+    """A tier's fitted router, its confidences on the dev records and on the held-out
+    unlabelled records (fixed once fitted: the router reads temperature-1 logits), and how
+    well it and max_prob rank the held-out records the last tier answers otherwise (AUC)."""
+
+    router: Router
+    dev: torch.Tensor
+    unlabelled: torch.Tensor
+    held_out: int
+    auc_learned: float
+    auc_max_prob: float
+
+
+@dataclass(frozen=True)
 class TierMeasurements:
     """What calibrate learnt about one tier."""
 
@@ -110,6 +130,7 @@ class TierMeasurements:
     exits: ExitMeasurements | None = None
     lengths: LengthMeasurements | None = None
     reached: ReachedCalibration | None = None  # tiers after the first, once refitted
+    learned: LearnedRouting | None = None  # confidence: learned, once its router is fitted
 
     @property
     def best_batch_size(self) -> int:
@@ -169,6 +190,7 @@ class TierReport:
     lengths: LengthMeasurements | None = None
     reached: ReachedCalibration | None = None
     runtimes: list[RuntimeVariant] | None = None  # with --compare_runtimes
+    learned: LearnedRouting | None = None  # confidence: learned
 
 
 @dataclass(frozen=True)
@@ -245,6 +267,7 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
     tiers = [measure_tier(t, m, dev, unlabelled, batch_sizes, repeats, cache)
              for t, m in zip(config.tiers, models)]
+    tiers, unlabelled = with_learned_routers(config.tiers, tiers, dev, unlabelled, seed)
     models = [t.model for t in tiers]  # as measured: with their exits and lengths
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
     choice, tiers = choose_with_reached_calibration(config.tiers, tiers, labels, costs, policy)
@@ -263,7 +286,7 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
         policy=policy,
         tiers=[TierReport(c.name, c.model, b, t.calibration, t.costs,
                           exits_report(c, t.exits) if t.exits else None, t.lengths, t.reached,
-                          runtimes.get(c.name))
+                          runtimes.get(c.name), t.learned)
                for c, t, b in zip(config.tiers, tiers, batch_sizes_chosen)],
         reference=reference,
         chosen=chosen,
@@ -343,25 +366,89 @@ def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts,
 
 
 def fit_tier(tier: TierConfig, model: Tier, dev_logits: torch.Tensor, labels: torch.Tensor,
-             unlabelled_logits: torch.Tensor | None, fit_on: torch.Tensor) -> TierFit:
+             unlabelled_logits: torch.Tensor | None, fit_on: torch.Tensor,
+             learned: LearnedRouting | None = None) -> TierFit:
     """The tier's temperatures fitted on the dev records `fit_on` selects, and its outputs
     with them on all records: for a multi-exit tier first one temperature per exit, with
     which it then exits early (at its exit_threshold, if set), then the temperature of the
-    logits it routes by. The unlabelled sample's outputs use the same temperatures."""
+    logits it routes by. The unlabelled sample's outputs use the same temperatures; a
+    learned tier's confidences are its router's (max_prob until it has one)."""
+    measure = "max_prob" if tier.confidence == LEARNED_CONFIDENCE else tier.confidence
     exits = None
     if len(dev_logits) > 1:
-        exits = measure_exits(tier, model, dev_logits[:, fit_on], labels[fit_on])
+        exits = measure_exits(measure, model, dev_logits[:, fit_on], labels[fit_on])
         if tier.exit_threshold is not None:
             model = model.with_settings(early_exit=EarlyExit(
-                tier.exit_threshold, exits.temperatures, tier.confidence))
+                tier.exit_threshold, exits.temperatures, measure))
     logits = routing_logits(model, dev_logits)
     fitted = calibrate(logits[fit_on], labels[fit_on])
     on_unlabelled = None if unlabelled_logits is None else tier_outputs(
-        routing_logits(model, unlabelled_logits), fitted.temperature, tier.confidence)
+        routing_logits(model, unlabelled_logits), fitted.temperature, measure,
+        learned.unlabelled if learned else None)
+    dev_confidences = learned.dev if learned else None
     return TierFit(model=model, calibration=fitted,
-                   raw=tier_outputs(logits, 1.0, tier.confidence),
-                   calibrated=tier_outputs(logits, fitted.temperature, tier.confidence),
+                   raw=tier_outputs(logits, 1.0, measure, dev_confidences),
+                   calibrated=tier_outputs(logits, fitted.temperature, measure,
+                                           dev_confidences),
                    unlabelled=on_unlabelled, exits=exits)
+
+
+def with_learned_routers(configs: tuple[TierConfig, ...], tiers: list[TierMeasurements],
+                         dev: LabelledTexts, unlabelled: UnlabelledTexts | None, seed: int
+                         ) -> tuple[list[TierMeasurements], UnlabelledTexts | None]:
+    """Fits the router of every `confidence: learned` tier on ROUTER_SHARE of the unlabelled
+    sample (the target: the last tier answers otherwise there) and returns every tier
+    measured on the rest, with that rest: the guarantee then counts disagreements on records
+    no router was fitted to. Unchanged when no tier is learned."""
+    if not any(c.confidence == LEARNED_CONFIDENCE for c in configs):
+        return tiers, unlabelled
+    if unlabelled is None:
+        raise ValueError("confidence: learned fits a router on the last tier's answers over "
+                         "unlabelled records: give calibrate --unlabelled (a sample of the "
+                         "job's input, a thousand records or more)")
+    order = torch.randperm(len(unlabelled.texts),
+                           generator=torch.Generator().manual_seed(seed)).tolist()
+    fit_part = order[: int(len(order) * ROUTER_SHARE)]
+    held = sorted(order[len(fit_part):])
+    last = tiers[-1].unlabelled.predictions
+    everyone = torch.ones(len(dev.label_ids), dtype=torch.bool)
+    labels = torch.tensor(dev.label_ids)
+    refitted = []
+    for config, measured in zip(configs, tiers):
+        learned = None if config.confidence != LEARNED_CONFIDENCE else learn_router(
+            config, measured, dev, unlabelled, last, fit_part, held)
+        held_logits = measured.unlabelled_logits[:, held]
+        fit = fit_tier(config, measured.model, measured.dev_logits, labels, held_logits,
+                       everyone, learned)
+        refitted.append(dataclasses.replace(measured, **vars(fit), learned=learned,
+                                            unlabelled_logits=held_logits))
+    return refitted, unlabelled.subset(held)
+
+
+def learn_router(config: TierConfig, measured: TierMeasurements, dev: LabelledTexts,
+                 unlabelled: UnlabelledTexts, last_predictions: torch.Tensor,
+                 fit_part: list[int], held: list[int]) -> LearnedRouting:
+    """The tier's router fitted on the `fit_part` records, scored on dev and on `held`."""
+    model = measured.model
+    logits = routing_logits(model, measured.unlabelled_logits)
+    inputs = deferral_inputs(model, logits, unlabelled.texts, unlabelled.text_pairs)
+    disagrees = logits.argmax(-1) != last_predictions
+    router = fit_router(config.name, tuple(model.labels), inputs[fit_part],
+                        disagrees[fit_part])
+    held_confidences = router.confidences(inputs[held])
+    routing = LearnedRouting(
+        router=router,
+        dev=router.confidences(deferral_inputs(model, routing_logits(model, measured.dev_logits),
+                                               dev.texts, dev.text_pairs)),
+        unlabelled=held_confidences, held_out=len(held),
+        auc_learned=ranking_auc(-held_confidences, disagrees[held]),
+        auc_max_prob=ranking_auc(-torch.softmax(logits[held], -1).max(-1).values,
+                                 disagrees[held]))
+    step(f"tier {config.name}: router fitted on {router.fitted_on} unlabelled records "
+         f"({router.disagreements} where the last tier answers otherwise); on the "
+         f"{len(held)} held out it ranks those with AUC {routing.auc_learned:.3f} (max_prob "
+         f"{routing.auc_max_prob:.3f})")
+    return routing
 
 
 def refit_on_reached(tier: TierConfig, measured: TierMeasurements, labels: torch.Tensor,
@@ -373,7 +460,7 @@ def refit_on_reached(tier: TierConfig, measured: TierMeasurements, labels: torch
     if not reaching.any():
         return measured
     fit = fit_tier(tier, measured.model, measured.dev_logits, labels,
-                   measured.unlabelled_logits, reaching)
+                   measured.unlabelled_logits, reaching, measured.learned)
     right = int((fit.calibrated.predictions[reaching] == labels[reaching]).sum())
     enough = (int(reaching.sum()) >= MIN_REACHED
               and min(right, int(reaching.sum()) - right) >= MIN_EACH_WAY)
@@ -447,23 +534,28 @@ def search_lengths(tier: TierConfig, model: TierModel, dev: LabelledTexts,
                               best_within_budget(points, tier.length_budget))
 
 
-def measure_exits(tier: TierConfig, model: TierModel, all_exits: torch.Tensor,
+def measure_exits(measure: str, model: TierModel, all_exits: torch.Tensor,
                   labels: torch.Tensor) -> ExitMeasurements:
-    """One temperature per exit, and the exit-threshold knob replayed with them."""
+    """One temperature per exit, and the exit-threshold knob replayed with them (exits
+    compared by `measure`)."""
     calibrations = [calibrate(logits, labels) for logits in all_exits]
     layers = model.exits.exit_layers
     temperatures = tuple(c.temperature for c in calibrations)
     return ExitMeasurements(layers, calibrations, exit_sweep(
-        all_exits, labels, temperatures, layers, EXIT_THRESHOLDS, tier.confidence))
+        all_exits, labels, temperatures, layers, EXIT_THRESHOLDS, measure))
 
 
 def exits_report(tier: TierConfig, exits: ExitMeasurements) -> ExitReport:
     return ExitReport(exits.layers, tier.exit_threshold, exits.calibrations, exits.sweep)
 
 
-def tier_outputs(logits: torch.Tensor, temperature: float, measure: str) -> TierOutputs:
+def tier_outputs(logits: torch.Tensor, temperature: float, measure: str,
+                 confidences: torch.Tensor | None = None) -> TierOutputs:
+    """Predictions, confidences (the measure's, or `confidences` given) and max-probs."""
     probs = probabilities(logits, temperature)
-    return TierOutputs(predictions=probs.argmax(-1), confidences=confidence(probs, measure),
+    return TierOutputs(predictions=probs.argmax(-1),
+                       confidences=confidence(probs, measure) if confidences is None
+                       else confidences,
                        max_probs=probs.max(-1).values)
 
 

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # torch and transformers load here, once the arguments and config are known right
         from models.operating_points import Policy
         from models.tuning import tune
-        labels = validate_models(config)
+        labels = validate_models(config, routers_fitted=False)
         dev = read_labelled(args.dev, args.text_field or config.text_field,
                             args.label_field or config.label_field or "label", labels,
                             text_pair_field=config.text_pair_field)
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2
     from pipeline.calibration_report import slower_than_last_tier, write_report  # matplotlib
-    write_config(result.config, args.output)
+    write_config(with_routers(result, args.output), args.output)
     print(write_report(result, report_dir))
     print(f"tuned config: {args.output}; report: {report_dir}")
     if warning := slower_than_last_tier(result):
@@ -126,6 +126,22 @@ def read_unlabelled(args: argparse.Namespace, config: CascadeConfig,
     print(f"calibrate: {len(sample.texts.texts)} unlabelled records sampled of "
           f"{sample.records_read} read ({sample.invalid} invalid rows skipped)", file=sys.stderr)
     return sample.texts
+
+
+def with_routers(result, config_path: str) -> CascadeConfig:
+    """Writes each learned tier's router beside the tuned config (`<config>.<tier>.router.json`)
+    and returns the config that names them."""
+    from models.learned_deferral import save_router
+    stem = os.path.splitext(os.path.abspath(config_path))[0]
+    paths = {}
+    for tier in result.tiers:
+        if tier.learned is not None:
+            paths[tier.name] = f"{stem}.{tier.name}.router.json"
+            os.makedirs(os.path.dirname(paths[tier.name]), exist_ok=True)
+            save_router(tier.learned.router, paths[tier.name])
+    return dataclasses.replace(result.config, tiers=tuple(
+        dataclasses.replace(tier, router=paths.get(tier.name, tier.router))
+        for tier in result.config.tiers))
 
 
 def write_config(config: CascadeConfig, path: str) -> None:

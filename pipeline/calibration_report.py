@@ -55,9 +55,16 @@ def report_json(result: TuningResult) -> dict[str, Any]:
 
 
 def _tier_dict(tier: TierReport) -> dict[str, Any]:
-    """A tier's report, without the exits and lengths a tier does not have."""
-    return {key: value for key, value in dataclasses.asdict(tier).items()
-            if value is not None or key not in ("exits", "lengths", "reached", "runtimes")}
+    """A tier's report, without the exits and lengths a tier does not have, and of a learned
+    router what it is and how it ranks, not its per-record confidences."""
+    learned = tier.learned
+    plain = dataclasses.replace(tier, learned=None)
+    return {**{key: value for key, value in dataclasses.asdict(plain).items()
+               if value is not None or key not in ("exits", "lengths", "reached", "runtimes",
+                                                   "learned")},
+            **({"learned": {"router": dataclasses.asdict(learned.router),
+                            "held_out": learned.held_out, "auc_learned": learned.auc_learned,
+                            "auc_max_prob": learned.auc_max_prob}} if learned else {})}
 
 
 def _point_dict(point: OperatingPoint) -> dict[str, Any]:
@@ -115,6 +122,7 @@ def report_summary(result: TuningResult) -> str:
             f"{c.ece_after:.4f} | {t.batch_size} | "
             f"{1000 * t.seconds_per_record[t.batch_size]:.3f} |")
     lines += reached_table(result.tiers)
+    lines += router_table(result.tiers)
     for t in result.tiers:
         if t.exits:
             lines += exit_tables(t.name, t.exits)
@@ -147,6 +155,25 @@ def report_summary(result: TuningResult) -> str:
                      f"{h.last_tier_accuracy:.2%} | {h.accuracy_drop_points:.2f} | "
                      f"{h.speedup:.2f}x | {h.estimated_accuracy:.2%} |")
     return "\n".join(lines) + "\n"
+
+
+def router_table(tiers: list[TierReport]) -> list[str]:
+    """Learned routers: what they were fitted on and how well they rank, on unlabelled
+    records they never saw, the records the last tier answers otherwise (AUC; 0.5 is
+    chance), against max_prob's ranking of the same records."""
+    learned = [t for t in tiers if t.learned]
+    if not learned:
+        return []
+    lines = ["", "Learned routers (confidence: learned), fitted on part of the unlabelled "
+             "sample; the AUC of ranking the records the last tier answers otherwise is "
+             "measured on the rest, which every figure below also uses:", "",
+             "| tier | fitted on | disagreements | held out | AUC router | AUC max_prob |",
+             "|---|---|---|---|---|---|"]
+    for t in learned:
+        r = t.learned
+        lines.append(f"| {t.name} | {r.router.fitted_on} | {r.router.disagreements} | "
+                     f"{r.held_out} | {r.auc_learned:.3f} | {r.auc_max_prob:.3f} |")
+    return lines
 
 
 def reached_table(tiers: list[TierReport]) -> list[str]:

@@ -34,16 +34,24 @@ def read_config_file(path: str) -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {e}") from None
     if isinstance(raw, dict) and isinstance(raw.get("tiers"), list):
-        raw = {**raw, "tiers": [{**tier, "model": beside(path, tier["model"])}
-                                if isinstance(tier, dict) and is_relative(tier.get("model"))
-                                else tier for tier in raw["tiers"]]}
+        raw = {**raw, "tiers": [_paths_beside(path, tier) if isinstance(tier, dict) else tier
+                                for tier in raw["tiers"]]}
     return raw
 
 
-def is_relative(model: Any) -> bool:
-    """A model path that names a folder relative to somewhere (not a URL, not absolute)."""
-    return isinstance(model, str) and bool(model) and "://" not in model \
-        and not os.path.isabs(model)
+PATH_KEYS = ("model", "router")  # a tier's files: a model folder, a learned router
+
+
+def _paths_beside(config_path: str, tier: dict) -> dict:
+    """The tier's relative model and router paths resolved against the config's folder."""
+    return {**tier, **{key: beside(config_path, tier[key]) for key in PATH_KEYS
+                       if is_relative(tier.get(key))}}
+
+
+def is_relative(path: Any) -> bool:
+    """A path relative to somewhere (not a URL, not absolute)."""
+    return isinstance(path, str) and bool(path) and "://" not in path \
+        and not os.path.isabs(path)
 
 
 def beside(config_path: str, model: str) -> str:
@@ -56,14 +64,18 @@ def beside(config_path: str, model: str) -> str:
 
 
 def relative_models(config: CascadeConfig, config_path: str) -> CascadeConfig:
-    """The config with its local model folders written relative to `config_path`'s folder, so
-    that the written file keeps working wherever the folder with it and the models moves."""
+    """The config with its local model folders and routers written relative to
+    `config_path`'s folder, so that the written file keeps working wherever the folder with
+    it and the models moves."""
     if "://" in config_path:
         return config
     folder = os.path.dirname(os.path.abspath(config_path))
     return dataclasses.replace(config, tiers=tuple(
-        dataclasses.replace(tier, model=os.path.relpath(tier.model, folder))
-        if os.path.isabs(tier.model) else tier for tier in config.tiers))
+        dataclasses.replace(tier, **{key: os.path.relpath(getattr(tier, key), folder)
+                                     for key in PATH_KEYS
+                                     if isinstance(getattr(tier, key), str)
+                                     and os.path.isabs(getattr(tier, key))})
+        for tier in config.tiers))
 
 
 def load_config(path: str) -> CascadeConfig:

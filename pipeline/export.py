@@ -41,7 +41,7 @@ def specs_to_export(args: argparse.Namespace) -> list[ModelSpec]:
         return [TierConfig(name="model", model=args.model, runtime="onnxruntime",
                            quantize=args.quantize).model_spec]
     config = load_config(args.config)
-    validate_models(config)
+    validate_models(config, routers_fitted=False)
     specs = [t.model_spec for t in config.tiers if t.runtime == "onnxruntime"]
     if not specs:
         raise ConfigError(f"{args.config}: no tier has runtime: onnxruntime, so there is "

@@ -45,6 +45,7 @@ class Predictor:
         self.config = config
         self.labels = validate_models(config)
         self.models = [tier.load() for tier in config.tiers]
+        self.routers = [tier.load_router() for tier in config.tiers]
         self._tier_visits = tier_visits
 
     @classmethod
@@ -56,11 +57,12 @@ class Predictor:
         """Each text's answer; a text goes on to the next tier while the rule says so."""
         visits: list[list[Visit]] = [[] for _ in texts]
         pending = list(range(len(texts)))
-        for tier, model in zip(self.config.tiers, self.models):
+        for tier, model, router in zip(self.config.tiers, self.models, self.routers):
             if not pending:
                 break
             scored = self._tier_visits(tier, model, [texts[i] for i in pending],
-                                 [text_pairs[i] for i in pending] if text_pairs else None)
+                                       [text_pairs[i] for i in pending] if text_pairs else None,
+                                       router)
             for i, visit in zip(pending, scored):
                 visits[i].append(visit)
             pending = [i for i, visit in zip(pending, scored)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import apache_beam as beam
@@ -18,6 +19,7 @@ from apache_beam.pvalue import PCollection
 
 from models.confidence import score
 from models.config import TierConfig
+from models.learned_deferral import Router, deferral_inputs
 from models.loading import TorchThreads, set_torch_threads
 from models.memory import freeze_long_lived_objects, release_free_memory
 from models.tier import Tier
@@ -28,7 +30,16 @@ from transforms.records import Chunk, DeadLetter, Record, Visit
 T = TypeVar("T")
 
 
-class TierModelHandler(ModelHandler[Chunk, list[Visit], Tier]):
+@dataclass(frozen=True)
+class LoadedTier:
+    """What a worker loads once per tier: the model and, for confidence: learned, its
+    router (one object, so every thread that shares the model shares the router)."""
+
+    model: Tier
+    router: Router | None = None
+
+
+class TierModelHandler(ModelHandler[Chunk, list[Visit], LoadedTier]):
     """Scores batches of chunks of cascade records with one tier's model.
 
     Each PredictionResult is a chunk's, its inference the tier's visit of each of its records:
@@ -52,13 +63,13 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], Tier]):
         self._tier = tier
         self._threads = threads
 
-    def load_model(self) -> Tier:
+    def load_model(self) -> LoadedTier:
         set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
-        model = self._tier.load()
+        loaded = LoadedTier(self._tier.load(), self._tier.load_router())
         freeze_long_lived_objects()  # the model lives as long as the worker
-        return model
+        return loaded
 
-    def run_inference(self, batch: Sequence[Chunk], model: Tier,
+    def run_inference(self, batch: Sequence[Chunk], model: LoadedTier,
                       inference_args: Optional[dict[str, Any]] = None
                       ) -> Iterable[PredictionResult]:
         records = [record for chunk in batch for record in chunk]
@@ -76,10 +87,10 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], Tier]):
             start += len(chunk)
         return results
 
-    def _score(self, records: list[Record], model: Tier) -> list[Visit]:
+    def _score(self, records: list[Record], model: LoadedTier) -> list[Visit]:
         texts = [record.text for record in records]
         pairs = [record.text_pair for record in records] if records[0].text_pair else None
-        visits = tier_visits(self._tier, model, texts, pairs)
+        visits = tier_visits(self._tier, model.model, texts, pairs, model.router)
         release_free_memory()
         return visits
 
@@ -91,13 +102,17 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], Tier]):
 
 
 def tier_visits(tier: TierConfig, model: Tier, texts: list[str],
-                text_pairs: list[str] | None = None) -> list[Visit]:
+                text_pairs: list[str] | None = None, router: Router | None = None
+                ) -> list[Visit]:
     """Scores `texts` with one tier in one call: each text's Visit (the label, the
-    probabilities after the tier's temperature, the routing confidence, the call's time
-    shared out, the call's size and, for an early-exit tier, the layer it left at)."""
+    probabilities after the tier's temperature, the routing confidence (the router's, when
+    the tier has one), the call's time shared out, the call's size and, for an early-exit
+    tier, the layer it left at)."""
     start = time.perf_counter()
     logits, layers = model.logits_and_exits(texts, text_pairs)
-    scores = score(logits, tier.temperature, tier.confidence)
+    learned = None if router is None else router.confidences(
+        deferral_inputs(model, logits, texts, text_pairs))
+    scores = score(logits, tier.temperature, tier.confidence, learned)
     ms_per_record = (time.perf_counter() - start) * 1000.0 / max(1, len(texts))
     exit_layers = layers.tolist() if model.early_exit else [None] * len(texts)
     passes = model.forward_passes(len(texts))
