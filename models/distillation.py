@@ -37,7 +37,8 @@ def distillation_set(unlabelled: UnlabelledTexts, probabilities: torch.Tensor,
                      label_names: tuple[str, ...],
                      labelled: LabelledTexts | None = None) -> LabelledTexts:
     """The training set: the unlabelled texts with the teacher's probabilities as targets,
-    then the labelled ones (if any) with one-hot targets of their gold labels."""
+    then the labelled ones (if any) with one-hot targets of their gold labels (or the soft
+    targets they already have)."""
     if probabilities.shape != (len(unlabelled.texts), len(label_names)):
         raise ValueError(f"the teacher gives {tuple(probabilities.shape)} probabilities for "
                          f"{len(unlabelled.texts)} texts and {len(label_names)} labels")
@@ -50,6 +51,7 @@ def distillation_set(unlabelled: UnlabelledTexts, probabilities: torch.Tensor,
                              "single texts")
         texts += labelled.texts
         pairs = pairs + labelled.text_pairs if pairs is not None else None
-        targets += torch.eye(len(label_names))[labelled.label_ids].tolist()
+        targets += (labelled.soft_targets if labelled.soft_targets is not None
+                    else torch.eye(len(label_names))[labelled.label_ids].tolist())
         ids += labelled.label_ids
     return LabelledTexts(texts, ids, label_names, pairs, targets)

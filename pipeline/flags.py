@@ -102,6 +102,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
              "scripts/kafka_expansion_service.sh, which runs it as a local Java process "
              "(no Docker; tested on Prism); default: Beam's own, in Docker")
     parser.add_argument(
+        "--training_examples", action="store_true",
+        help="also write training-*.jsonl: each record the last tier scored (the escalated "
+             "ones and the audit sample) with its text and the last tier's probabilities, "
+             "for `beam-cascade train --from_outputs` (docs/outputs.md)")
+    parser.add_argument(
         "--passthrough_fields", default=None,
         help="comma list of input fields copied to the output; overrides the config")
 

@@ -459,6 +459,40 @@ class WriteErrors(beam.PTransform):
                     shard_name_template=shard_name_template(dead_letters)))
 
 
+def training_example(record: Record, labels: Sequence[str], why: str) -> dict[str, Any]:
+    """A record the last tier scored, as a training example for a cheaper tier: its text
+    (and pair), the last tier's label and probabilities (after its temperature), and `why`
+    the last tier saw it ("escalated": the tiers before it were unsure; "audit": a tier
+    decided it and the audit sample checked it)."""
+    last = record.last_visit
+    example = {"id": record.id, "text": record.text, "label": labels[last.label_id],
+               "label_id": last.label_id, "probabilities": list(last.probabilities),
+               "why": why, "confidences": {v.tier: v.confidence for v in record.tiers[:-1]}}
+    if record.text_pair is not None:
+        example["text_pair"] = record.text_pair
+    return example
+
+
+class WriteTrainingExamples(beam.PTransform):
+    """The last tier's decided records (with their texts) and the audited records in;
+    `training-*.jsonl` out, one `training_example` per line (`run --training_examples`)."""
+
+    def __init__(self, output: str, labels: Sequence[str]):
+        super().__init__()
+        self._prefix = FileSystems.join(output, "training")
+        self._labels = tuple(labels)
+
+    def expand(self, branches: dict[str, PCollection]):
+        lines = [branch | f"ToJson[{why}]" >> beam.FlatMap(
+                     lambda chunk, why: [to_json_line(training_example(r, self._labels, why))
+                                         for r in chunk], why)
+                 for why, branch in branches.items()]
+        merged = lines | "Merge" >> beam.Flatten()
+        return merged | "Write" >> beam.io.WriteToText(
+            self._prefix, file_name_suffix=".jsonl",
+            shard_name_template=shard_name_template(next(iter(branches.values()))))
+
+
 class WriteJsonFile(beam.DoFn):
     """Writes each statistics dict to `folder/name`, replacing the file atomically (a
     temporary file renamed over it), so a reader never sees half a file."""

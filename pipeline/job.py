@@ -25,8 +25,8 @@ from models.loading import TorchThreads
 from pipeline.config import cascade_config
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
                          ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
-                         WritePredictions, WriteRoutingStats, list_input_files,
-                         read_routing_stats, rewrite_routing_stats)
+                         WritePredictions, WriteRoutingStats, WriteTrainingExamples,
+                         list_input_files, read_routing_stats, rewrite_routing_stats)
 from pipeline.options import CascadeOptions, torch_threads, unknown_flags
 from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
@@ -59,6 +59,7 @@ class CascadeJob:
     window_secs: float | None = None
     input_files: tuple[str, ...] = ()  # listed on the launcher (batch)
     watched_patterns: tuple[str, ...] = ()  # streaming
+    training_examples: bool = False  # also write training-*.jsonl
 
     @property
     def fields(self) -> RecordFields:
@@ -98,7 +99,8 @@ def job_from_options(pipeline_options: PipelineOptions,
     return CascadeJob(config, labels, source, options.output, output_format(options),
                       torch_threads(pipeline_options), options.progress_secs,
                       options.window_secs if streaming else None,
-                      tuple(input_files), tuple(options.input or ()) if streaming else ())
+                      tuple(input_files), tuple(options.input or ()) if streaming else (),
+                      options.training_examples)
 
 
 def record_source(options: CascadeOptions, streaming: bool, config: CascadeConfig
@@ -151,7 +153,8 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
         read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
     parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
         DEAD_LETTERS, main="records")
-    cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
+    cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads,
+                                                        job.training_examples)
     dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()
     _ = (decided_branches(cascade) | "WritePredictions" >> WritePredictions(
@@ -162,6 +165,11 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
                  for name, branch in decided_branches(cascade).items()}}
     if "audits" in cascade:
         events.update(audit=cascade["audits"], audit_failed=cascade["audit_failures"])
+    if job.training_examples:
+        scored_by_last = {"escalated": decided_branches(cascade)[tier_names[-1]],
+                          **({"audit": cascade["audits"]} if "audits" in cascade else {})}
+        _ = scored_by_last | "WriteTrainingExamples" >> WriteTrainingExamples(job.output,
+                                                                              job.labels)
     _ = (events
          | "RoutingStats" >> ComputeRoutingStats(config.tiers)
          | "WriteStats" >> WriteRoutingStats(job.output))

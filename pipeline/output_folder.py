@@ -36,9 +36,10 @@ MANIFEST_FILE = "_MANIFEST.json"
 MANIFEST_TOOL = "beam-cascade"
 STAGING_PREFIX = ".beam-cascade-staging-"
 # The names a run writes; a file with such a name that no manifest lists is not ours.
-OUTPUT_NAMES = ("predictions-*", "errors-*", "routing_stats*", SUCCESS_FILE, FAILED_FILE)
+OUTPUT_NAMES = ("predictions-*", "errors-*", "training-*", "routing_stats*", SUCCESS_FILE,
+                FAILED_FILE)
 # A streaming run's files are not known in advance: its manifest claims these names.
-STREAMING_NAMES = ("predictions-*", "errors-*", "routing_stats*")
+STREAMING_NAMES = ("predictions-*", "errors-*", "training-*", "routing_stats*")
 
 _LOG = logging.getLogger(__name__)
 

@@ -82,6 +82,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabelled", action="append", default=[], metavar="PATTERN",
                    help="with --teacher: unlabelled .tsv/.jsonl/.parquet files (repeatable; "
                         "globs and URLs allowed) with the same --text_field")
+    p.add_argument("--from_outputs", action="append", default=[], metavar="FOLDER",
+                   help="output folder of a finished `beam-cascade run --training_examples` "
+                        "(repeatable, local or URL): the records its last tier scored (the "
+                        "escalated ones and the audit sample) join --train's examples, with "
+                        "the last tier's probabilities as soft targets: a nightly job's hard "
+                        "cases retrain its cheaper tiers")
     p.add_argument("--teacher_temperature", type=float, default=1.0,
                    help="the teacher's logits are divided by it before the softmax (above 1: "
                         "softer targets)")
@@ -112,21 +118,73 @@ def check_distillation(args: argparse.Namespace, aware: DifficultyAware | None) 
     if bool(args.teacher) != bool(args.unlabelled):
         raise ValueError("--teacher and --unlabelled go together: the teacher labels the "
                          "unlabelled texts")
-    if args.teacher and aware:
-        raise ValueError("--teacher and --difficulty_aware do not combine: the difficulty "
-                         "labels need gold labels on every example")
+    if (args.teacher or args.from_outputs) and aware:
+        raise ValueError("--teacher/--from_outputs and --difficulty_aware do not combine: the "
+                         "difficulty labels need gold labels on every example")
     if args.teacher_temperature <= 0:
         raise ValueError(f"--teacher_temperature {args.teacher_temperature} must be > 0")
 
 
-def distillation_notes(args: argparse.Namespace, labelled: int, train) -> dict | None:
-    """What TRAINING.json records of a distillation: the teacher and its texts."""
-    if not args.teacher:
+def distillation_notes(args: argparse.Namespace, counts: dict[str, int]) -> dict | None:
+    """What TRAINING.json records of a distillation: the teacher, the past runs, and how
+    many examples came from each."""
+    if not (args.teacher or args.from_outputs):
         return None
     return {"distillation": {"teacher": args.teacher, "unlabelled": args.unlabelled,
                              "teacher_temperature": args.teacher_temperature,
-                             "unlabelled_texts": len(train.texts) - labelled,
-                             "labelled_examples": labelled}}
+                             "from_outputs": args.from_outputs, **counts}}
+
+
+def from_outputs(folders: list[str], train):
+    """--train's examples plus the training examples past runs wrote into `folders`, their
+    last tier's probabilities as soft targets."""
+    import torch
+
+    from models.datasets import UnlabelledTexts
+    from models.distillation import distillation_set
+    texts, pairs, probabilities = [], [] if train.text_pairs is not None else None, []
+    for folder in folders:
+        for example in read_training_examples(folder, train.label_names):
+            if pairs is not None and "text_pair" not in example:
+                raise ValueError(f"{folder!r}: its examples are single texts but --train "
+                                 "holds pairs; train pairs from a run that scored pairs")
+            texts.append(example["text"])
+            probabilities.append(example["probabilities"])
+            if pairs is not None:
+                pairs.append(example["text_pair"])
+    print(f"train: {len(texts)} examples from {len(folders)} past run(s)", file=sys.stderr)
+    if not texts:
+        return train
+    return distillation_set(UnlabelledTexts(texts, pairs), torch.tensor(probabilities),
+                            train.label_names, train)
+
+
+def read_training_examples(folder: str, label_names: tuple[str, ...]) -> list[dict]:
+    """The `training-*.jsonl` rows of a finished run's output folder (`run
+    --training_examples`), checked against the labels being trained."""
+    import fsspec
+
+    from pipeline.output_folder import SUCCESS_FILE
+    fs, root = fsspec.core.url_to_fs(folder)
+    if not fs.exists(f"{root.rstrip('/')}/{SUCCESS_FILE}"):
+        raise ValueError(f"--from_outputs {folder!r} has no {SUCCESS_FILE}: not the output of "
+                         "a finished run; give a folder `beam-cascade run` completed")
+    files = sorted(fs.glob(f"{root.rstrip('/')}/training-*.jsonl"))
+    if not files:
+        raise ValueError(f"--from_outputs {folder!r} holds no training-*.jsonl: run the job "
+                         "with --training_examples to keep its hard cases for training")
+    examples = []
+    for path in files:
+        with fs.open(path, "r", encoding="utf-8") as f:
+            examples += [json.loads(line) for line in f if line.strip()]
+    for example in examples:
+        if (len(example["probabilities"]) != len(label_names)
+                or label_names[example["label_id"]] != example["label"]):
+            raise ValueError(f"--from_outputs {folder!r}: its run predicted label "
+                             f"{example['label']!r} as id {example['label_id']} of "
+                             f"{len(example['probabilities'])}, --train has labels "
+                             f"{list(label_names)}; give --label_names in the cascade's order")
+    return examples
 
 
 def distilled(args: argparse.Namespace, train):
@@ -166,9 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         labelled = len(train.texts)
         if args.teacher:
             train = distilled(args, train)
+        from_teacher = len(train.texts) - labelled
+        if args.from_outputs:
+            train = from_outputs(args.from_outputs, train)
+        counts = {"labelled_examples": labelled, "unlabelled_texts": from_teacher,
+                  "examples_from_outputs": len(train.texts) - labelled - from_teacher}
         if args.kind == "ngram":
             report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev,
-                                 aware, distillation_notes(args, labelled, train))
+                                 aware, distillation_notes(args, counts))
         else:
             config = TrainingConfig(max_length=args.max_length,
                                     eval_max_length=args.eval_max_length,
@@ -176,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     exits_only=args.exits_only, device=args.device,
                                     **common)
             report = fine_tune(args.base or default_base_model(), train, args.output, config,
-                               dev, aware, distillation_notes(args, labelled, train))
+                               dev, aware, distillation_notes(args, counts))
     except (ValueError, OSError) as e:
         print(f"beam-cascade train: error: {e}", file=sys.stderr)
         return 2

@@ -30,16 +30,19 @@ class RouteByConfidence(beam.DoFn):
     """Chunks of scored records in, routed by `fixed` (a tier's fixed Budget), or (chunk,
     Budget) pairs without one (a window's budget: a tier with max_escalation_rate or
     max_disagreement, whose visits also record the effective threshold they were routed by).
-    Each chunk's decided records (without their model inputs) on the main output, its
+    Each chunk's decided records (without their model inputs, unless `keep_inputs`) on the
+    main output, its
     uncertain ones on ESCALATED, and the decided records in the tier's audit sample, whole,
     on AUDIT; each as a chunk, none where it would be empty.
 
     Counts both for the progress line (transforms/progress.py), once per bundle."""
 
-    def __init__(self, tier: TierConfig, fixed: Budget | None = None):
+    def __init__(self, tier: TierConfig, fixed: Budget | None = None,
+                 keep_inputs: bool = False):
         self._name = tier.name
         self._audit_rate = tier.audit_rate
         self._fixed = fixed
+        self._keep_inputs = keep_inputs  # decided records keep their texts (training examples)
         self._counts = [0, 0]  # decided, escalated in this bundle
 
     def start_bundle(self) -> None:
@@ -61,7 +64,8 @@ class RouteByConfidence(beam.DoFn):
             sample = audit_sample(decided, self._name, self._audit_rate)
             if sample:
                 yield TaggedOutput(AUDIT, sample)
-            yield [record.without_model_inputs() for record in decided]
+            yield decided if self._keep_inputs else [
+                record.without_model_inputs() for record in decided]
 
     def finish_bundle(self) -> None:
         decided, escalated = self._counts
