@@ -27,6 +27,15 @@ def _texts(count: int, seed: int) -> list[tuple[str, str]]:
     return rows
 
 
+def _train_teacher(tmp_path) -> None:
+    """An n-gram teacher at tmp_path/teacher that knows the cue."""
+    teacher_train = write_jsonl(tmp_path / "teacher.jsonl",
+                                [{"text": t, "label": y} for t, y in _texts(400, 0)])
+    assert train_main(["--kind", "ngram", "--train", str(teacher_train), "--output",
+                       str(tmp_path / "teacher"), "--label_names", "neg,pos",
+                       "--epochs", "5", "--lr", "0.1"]) == 0
+
+
 def test_the_training_set_holds_teacher_targets_then_one_hot_gold_labels():
     unlabelled = UnlabelledTexts(["u1", "u2"])
     probabilities = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
@@ -42,11 +51,7 @@ def test_the_training_set_holds_teacher_targets_then_one_hot_gold_labels():
 def test_a_student_learns_the_teachers_answers_from_unlabelled_text(tmp_path):
     """The teacher knows the cue; the student sees two labelled examples and 400 unlabelled
     texts the teacher labels, and then answers new texts as the teacher does."""
-    teacher_train = write_jsonl(tmp_path / "teacher.jsonl",
-                                [{"text": t, "label": y} for t, y in _texts(400, 0)])
-    assert train_main(["--kind", "ngram", "--train", str(teacher_train), "--output",
-                       str(tmp_path / "teacher"), "--label_names", "neg,pos",
-                       "--epochs", "5", "--lr", "0.1"]) == 0
+    _train_teacher(tmp_path)
     few = write_jsonl(tmp_path / "few.jsonl", [{"text": "the good", "label": "pos"},
                                                {"text": "the bad", "label": "neg"}])
     unlabelled = write_jsonl(tmp_path / "unlabelled.jsonl",
@@ -70,11 +75,7 @@ def test_a_student_learns_the_teachers_answers_from_unlabelled_text(tmp_path):
 def test_a_transformer_student_learns_from_the_teachers_probabilities(tmp_path, models):
     """A tiny transformer with no labelled example of the cue learns it from 300 texts an
     n-gram teacher labels: its loss is the teacher's soft targets, not gold labels."""
-    teacher_train = write_jsonl(tmp_path / "teacher.jsonl",
-                                [{"text": t, "label": y} for t, y in _texts(400, 0)])
-    assert train_main(["--kind", "ngram", "--train", str(teacher_train), "--output",
-                       str(tmp_path / "teacher"), "--label_names", "neg,pos",
-                       "--epochs", "5", "--lr", "0.1"]) == 0
+    _train_teacher(tmp_path)
     neutral = write_jsonl(tmp_path / "neutral.jsonl", [{"text": "the movie", "label": "neg"},
                                                        {"text": "a plot", "label": "pos"}])
     unlabelled = write_jsonl(tmp_path / "unlabelled.jsonl",
