@@ -418,6 +418,8 @@ def validate_models(config: CascadeConfig, routers_fitted: bool = True) -> tuple
                 f"tier {tier.name!r}: max_length {tier.max_length} exceeds the "
                 f"{info.max_length} tokens {tier.model!r} accepts; lower max_length")
         _check_exits(tier, info.exit_layers)
+        if routers_fitted:
+            _check_router(tier, info.labels, info.exit_layers[:-1])
         _check_pairs(tier, info.trained_on_pairs, config.text_pair_field)
         adaptive = [key for key in ("quantize", "keep_tokens", "length_budget")
                     if getattr(tier, key) is not None]
@@ -433,14 +435,12 @@ def validate_models(config: CascadeConfig, routers_fitted: bool = True) -> tuple
                 f"{tier.name!r} ({tier.model}) has {list(info.labels)}; every tier must predict "
                 "the same labels with the same ids (config.json id2label)")
     assert labels is not None
-    if routers_fitted:
-        for tier in config.tiers:
-            _check_router(tier, labels)
     return labels
 
 
-def _check_router(tier: TierConfig, labels: tuple[str, ...]) -> None:
-    """A learned tier's router exists, reads, and was fitted for these labels."""
+def _check_router(tier: TierConfig, labels: tuple[str, ...],
+                  inner_exits: tuple[int, ...]) -> None:
+    """A learned tier's router exists, reads, and was fitted for these labels and exits."""
     if tier.confidence != LEARNED_CONFIDENCE:
         return
     if tier.router is None:
@@ -456,6 +456,10 @@ def _check_router(tier: TierConfig, labels: tuple[str, ...]) -> None:
         raise ConfigError(f"tier {tier.name!r}: its router {tier.router!r} was fitted for "
                           f"labels {list(router.labels)}, the tiers predict {list(labels)}; "
                           "rerun beam-cascade calibrate")
+    if router.inner_exits != inner_exits:
+        raise ConfigError(f"tier {tier.name!r}: its router {tier.router!r} reads the inner "
+                          f"exits {list(router.inner_exits)}, {tier.model!r} has "
+                          f"{list(inner_exits)}; rerun beam-cascade calibrate")
 
 
 def _check_pairs(tier: TierConfig, trained_on_pairs: bool | None,

@@ -5,7 +5,9 @@ Cascade Deferral Suffice?").
 Max-softmax confidence ranks records only by the tier's own probabilities. The router also
 sees what those miss: how long the text is, and how much of it the tier has never seen (the
 share of unseen n-grams for the n-gram tier, of words broken into several word pieces or
-unknown for a transformer), besides the probabilities, margin and entropy. It is a logistic
+unknown for a transformer), besides the probabilities, margin and entropy, and for a
+multi-exit transformer how sure each inner exit is and whether it already gives the final
+answer (a record the model settles early is an easy one). It is a logistic
 regression on standardised features, fitted on the last tier's answers over unlabelled texts
 (the target is "the last tier answers otherwise": no labels needed, and what the accuracy
 guarantee counts). Its confidence is 1 - that probability, so `confidence: learned` routes
@@ -44,17 +46,23 @@ class RouterError(ValueError):
     """A router that cannot be fitted or read; the message says what to do."""
 
 
-def feature_names(labels: tuple[str, ...]) -> tuple[str, ...]:
+def feature_names(labels: tuple[str, ...], inner_exits: tuple[int, ...] = ()
+                  ) -> tuple[str, ...]:
     """The router's inputs, in order: per-class probabilities catch a tier that is surer of
-    one class than it should be (all but the last class: they sum to one)."""
+    one class than it should be (all but the last class: they sum to one); then, per inner
+    exit (the encoder layers of a multi-exit model's exits before its last), its largest
+    probability and whether its answer is the final one."""
     return ("max_prob_logit", "margin", "entropy", "log_words", "unfamiliar_share",
-            *(f"probability_{label}" for label in labels[:-1]))
+            *(f"probability_{label}" for label in labels[:-1]),
+            *(f"exit{layer}_{what}" for layer in inner_exits for what in ("max_prob", "agrees")))
 
 
 def deferral_inputs(model: UnfamiliarText, logits: torch.Tensor, texts: list[str],
-                    text_pairs: list[str] | None = None) -> torch.Tensor:
-    """The router's features (texts x features) from the tier's raw logits and the texts:
-    the same function on the worker and in calibrate, so both score alike."""
+                    text_pairs: list[str] | None = None,
+                    inner_exit_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The router's features (texts x features) from the tier's raw logits, its inner exits'
+    (exits x texts x labels, for a multi-exit tier) and the texts: the same function on the
+    worker and in calibrate, so both score alike."""
     probs = torch.softmax(logits.float(), dim=-1)
     top = probs.max(-1).values.clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
     top2 = probs.topk(2, dim=-1).values
@@ -68,7 +76,20 @@ def deferral_inputs(model: UnfamiliarText, logits: torch.Tensor, texts: list[str
         torch.log1p(torch.tensor(words, dtype=torch.float32)),
         model.unfamiliar_share(texts, text_pairs).float(),
         *probs[:, :-1].T,
+        *_exit_features(inner_exit_logits, probs.argmax(-1)),
     ], dim=1)
+
+
+def _exit_features(inner_exit_logits: torch.Tensor | None, final: torch.Tensor
+                   ) -> list[torch.Tensor]:
+    """Per inner exit: its largest probability, and 1 where its answer is the final one."""
+    if inner_exit_logits is None:
+        return []
+    features = []
+    for logits in inner_exit_logits:
+        probs = torch.softmax(logits.float(), dim=-1)
+        features += [probs.max(-1).values, (probs.argmax(-1) == final).float()]
+    return features
 
 
 def unfamiliar_word_share(tokenizer: Any, texts: list[str],
@@ -96,6 +117,7 @@ class Router:
 
     tier: str
     labels: tuple[str, ...]
+    inner_exits: tuple[int, ...]  # a multi-exit tier's exits before its last; () otherwise
     features: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
@@ -116,7 +138,7 @@ class Router:
 
 
 def fit_router(tier: str, labels: tuple[str, ...], inputs: torch.Tensor,
-               disagrees: torch.Tensor) -> Router:
+               disagrees: torch.Tensor, inner_exits: tuple[int, ...] = ()) -> Router:
     """Fits the router on `inputs` (records x features) and whether the last tier answered
     otherwise on each; refuses too little data to learn from."""
     records, disagreements = len(disagrees), int(disagrees.sum())
@@ -143,7 +165,8 @@ def fit_router(tier: str, labels: tuple[str, ...], inputs: torch.Tensor,
         return value
 
     optimizer.step(loss)
-    return Router(tier, tuple(labels), feature_names(labels), tuple(mean.tolist()),
+    return Router(tier, tuple(labels), tuple(inner_exits), feature_names(labels, inner_exits),
+                  tuple(mean.tolist()),
                   tuple(scale.tolist()), tuple(weights.detach().tolist()),
                   float(bias.detach()), records, disagreements)
 
@@ -193,9 +216,10 @@ def load_router(path: str) -> Router:
     except TypeError as e:
         raise RouterError(f"router file {path!r} is malformed ({e}); rerun beam-cascade "
                           "calibrate") from None
+    expected = feature_names(router.labels, router.inner_exits)
     sizes = {len(router.features), len(router.mean), len(router.scale), len(router.weights)}
-    if sizes != {len(feature_names(router.labels))}:
+    if sizes != {len(expected)} or router.features != expected:
         raise RouterError(f"router file {path!r} holds {sorted(sizes)} values per feature list "
-                          f"for {len(feature_names(router.labels))} features; rerun "
+                          f"for the {len(expected)} features {list(expected)}; rerun "
                           "beam-cascade calibrate")
     return router

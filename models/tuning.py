@@ -430,16 +430,18 @@ def learn_router(config: TierConfig, measured: TierMeasurements, dev: LabelledTe
                  fit_part: list[int], held: list[int]) -> LearnedRouting:
     """The tier's router fitted on the `fit_part` records, scored on dev and on `held`."""
     model = measured.model
+    inner = model.exits.exit_layers[:-1] if len(measured.dev_logits) > 1 else ()
     logits = routing_logits(model, measured.unlabelled_logits)
-    inputs = deferral_inputs(model, logits, unlabelled.texts, unlabelled.text_pairs)
+    inputs = deferral_inputs(model, logits, unlabelled.texts, unlabelled.text_pairs,
+                             measured.unlabelled_logits[:-1] if inner else None)
     disagrees = logits.argmax(-1) != last_predictions
     router = fit_router(config.name, tuple(model.labels), inputs[fit_part],
-                        disagrees[fit_part])
+                        disagrees[fit_part], inner)
     held_confidences = router.confidences(inputs[held])
+    dev_inputs = deferral_inputs(model, routing_logits(model, measured.dev_logits), dev.texts,
+                                 dev.text_pairs, measured.dev_logits[:-1] if inner else None)
     routing = LearnedRouting(
-        router=router,
-        dev=router.confidences(deferral_inputs(model, routing_logits(model, measured.dev_logits),
-                                               dev.texts, dev.text_pairs)),
+        router=router, dev=router.confidences(dev_inputs),
         unlabelled=held_confidences, held_out=len(held),
         auc_learned=ranking_auc(-held_confidences, disagrees[held]),
         auc_max_prob=ranking_auc(-torch.softmax(logits[held], -1).max(-1).values,

@@ -6,8 +6,11 @@ import pytest
 import torch
 import yaml
 from conftest import labelled_rows, read_predictions, run_job, write_jsonl
+from tiny_models import tiny_config, tiny_tokenizer
+from transformers import BertForSequenceClassification
 
 from models.config import ConfigError, config_from_dict, validate_models
+from models.early_exit import MultiExitClassifier
 from models.learned_deferral import (Router, RouterError, deferral_inputs, feature_names,
                                      fit_router, load_router, ranking_auc, save_router)
 from models.loading import load_tier
@@ -41,6 +44,17 @@ def test_the_features_are_read_off_the_logits_and_the_texts():
                                                           torch.log1p(torch.tensor(1.)).item()])
     assert named["unfamiliar_share"].tolist() == [0.5, 0.0]
     assert named["probability_neg"].tolist() == pytest.approx([0.5, 0.8808], abs=1e-4)
+
+
+def test_inner_exits_add_their_confidence_and_agreement():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    inner = torch.tensor([[[0.0, 1.0], [0.0, 3.0]]])  # one inner exit
+    inputs = deferral_inputs(KnownShares([0.0, 0.0]), logits, ["a", "b"], None, inner)
+    names = feature_names(("neg", "pos"), (2,))
+    assert names[-2:] == ("exit2_max_prob", "exit2_agrees")
+    named = dict(zip(names, inputs.T))
+    assert named["exit2_agrees"].tolist() == [0.0, 1.0]
+    assert named["exit2_max_prob"].tolist() == pytest.approx([0.7311, 0.9526], abs=1e-4)
 
 
 def test_a_router_learns_what_max_prob_cannot_see():
@@ -79,7 +93,7 @@ def test_ranking_auc_counts_ties_as_half():
 
 
 def test_a_router_file_round_trips_and_a_wrong_file_is_refused(tmp_path):
-    router = Router("tier1", ("neg", "pos"), feature_names(("neg", "pos")), (0.0,) * 6,
+    router = Router("tier1", ("neg", "pos"), (), feature_names(("neg", "pos")), (0.0,) * 6,
                     (1.0,) * 6, (0.5, 0.0, 0.0, 0.0, 1.0, 0.0), -1.0, 200, 40)
     save_router(router, str(tmp_path / "r.json"))
     assert load_router(str(tmp_path / "r.json")) == router
@@ -136,6 +150,24 @@ def test_a_learned_tier_without_its_router_is_refused_before_a_job(models):
         validate_models(missing)
 
 
+def test_a_router_fitted_for_other_exits_or_labels_is_refused(tmp_path, models):
+    names = feature_names(("neg", "pos"), (1,))
+    save_router(Router("small", ("neg", "pos"), (1,), names, (0.0,) * len(names),
+                       (1.0,) * len(names), (0.0,) * len(names), 0.0, 200, 40),
+                str(tmp_path / "exits.json"))
+    names = feature_names(("no", "yes"))
+    save_router(Router("small", ("no", "yes"), (), names, (0.0,) * len(names),
+                       (1.0,) * len(names), (0.0,) * len(names), 0.0, 200, 40),
+                str(tmp_path / "labels.json"))
+    for router, message in (("exits.json", "reads the inner exits"),
+                            ("labels.json", "was fitted for labels")):
+        config = config_from_dict({"tiers": [
+            {"model": models["small"], "threshold": 0.5, "confidence": "learned",
+             "router": str(tmp_path / router)}, {"model": models["large"]}]})
+        with pytest.raises(ConfigError, match=message):
+            validate_models(config)
+
+
 def test_calibrate_without_unlabelled_records_says_the_router_needs_them(tmp_path, models,
                                                                          capsys):
     dev = write_jsonl(tmp_path / "dev.jsonl", labelled_rows(120, WORDS, 3, 6, 7))
@@ -149,17 +181,32 @@ def test_calibrate_without_unlabelled_records_says_the_router_needs_them(tmp_pat
     assert "give calibrate --unlabelled" in capsys.readouterr().err
 
 
-def test_calibrate_fits_the_router_and_the_job_routes_by_it(tmp_path, models):
+def _multi_exit_tier(folder) -> str:
+    """A randomly initialised 2-layer model with an inner exit after layer 1, its heads'
+    weights spread so that it disagrees with tier large on some records, not all."""
+    torch.manual_seed(0)
+    network = MultiExitClassifier.add_exits(
+        BertForSequenceClassification(tiny_config(("neg", "pos"), layers=2)), (1,))
+    for head in (network.heads["1"], network.model):
+        torch.nn.init.normal_(head.classifier.weight, std=0.3)
+    network.save_pretrained(str(folder))
+    tiny_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("tier1", ["plain", "multi-exit"])
+def test_calibrate_fits_the_router_and_the_job_routes_by_it(tmp_path, models, tier1):
     """The router is fitted on half the unlabelled sample, the guarantee counts on the other
     half; the tuned config names the router file beside it, and the job (and the Python API)
-    replay calibrate's choice exactly."""
+    replay calibrate's choice exactly. A multi-exit tier's router reads its inner exit too."""
     rows = [{"id": f"r{i}", **row} for i, row in enumerate(labelled_rows(160, WORDS, 3, 6, 7))]
     dev = write_jsonl(tmp_path / "dev.jsonl", rows)
     unlabelled = write_jsonl(tmp_path / "unlabelled.jsonl",
                              [{"text": r["text"]} for r in labelled_rows(600, WORDS, 5, 7, 3)])
+    model = models["small"] if tier1 == "plain" else _multi_exit_tier(tmp_path / "exits")
     config = tmp_path / "cascade.yaml"
     config.write_text(yaml.safe_dump({"tiers": [
-        {"name": "small", "model": models["small"], "threshold": 0.5, "confidence": "learned"},
+        {"name": "small", "model": model, "threshold": 0.5, "confidence": "learned"},
         {"name": "large", "model": models["large"]}]}))
     tuned, report = tmp_path / "configs" / "tuned.yaml", tmp_path / "report"
     assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
@@ -172,6 +219,7 @@ def test_calibrate_fits_the_router_and_the_job_routes_by_it(tmp_path, models):
     written = load_config(str(tuned))
     router = load_router(written.tiers[0].router)
     assert router.fitted_on == 300
+    assert router.inner_exits == ((1,) if tier1 == "multi-exit" else ())
     result = json.loads((report / "report.json").read_text())
     assert result["unlabelled_records"] == 300 and result["bound"]["compared"] == 300
     learned = result["tiers"][0]["learned"]

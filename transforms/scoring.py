@@ -109,12 +109,18 @@ def tier_visits(tier: TierConfig, model: Tier, texts: list[str],
     the tier has one), the call's time shared out, the call's size and, for an early-exit
     tier, the layer it left at)."""
     start = time.perf_counter()
-    logits, layers = model.logits_and_exits(texts, text_pairs)
-    learned = None if router is None else router.confidences(
-        deferral_inputs(model, logits, texts, text_pairs))
+    if router is not None and router.inner_exits:  # the router reads every exit's answer
+        all_exits = model.exit_logits(texts, text_pairs)
+        logits, layers = all_exits[-1], None
+        inputs = deferral_inputs(model, logits, texts, text_pairs, all_exits[:-1])
+    else:
+        logits, layers = model.logits_and_exits(texts, text_pairs)
+        inputs = None if router is None else deferral_inputs(model, logits, texts, text_pairs)
+    learned = None if router is None else router.confidences(inputs)
     scores = score(logits, tier.temperature, tier.confidence, learned)
     ms_per_record = (time.perf_counter() - start) * 1000.0 / max(1, len(texts))
-    exit_layers = layers.tolist() if model.early_exit else [None] * len(texts)
+    exit_layers = layers.tolist() if model.early_exit and layers is not None \
+        else [None] * len(texts)
     passes = model.forward_passes(len(texts))
     return [Visit(tier.name, label_id, tuple(probs), conf, ms_per_record, len(texts), layer,
                   passes=passes)
