@@ -256,6 +256,7 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     """Calibrates, measures and chooses; returns the tuned config and everything measured.
     With `max_int8_drop` (points), each plain transformer tier first gets its runtime and
     precision chosen (models/runtime_choice.py)."""
+    check_learned_routers(config, unlabelled)
     labels = torch.tensor(dev.label_ids)
     cache = os.path.join(report_dir, "logits")
     runtimes: dict[str, list[RuntimeVariant]] = {}
@@ -402,10 +403,7 @@ def with_learned_routers(configs: tuple[TierConfig, ...], tiers: list[TierMeasur
     no router was fitted to. Unchanged when no tier is learned."""
     if not any(c.confidence == LEARNED_CONFIDENCE for c in configs):
         return tiers, unlabelled
-    if unlabelled is None:
-        raise ValueError("confidence: learned fits a router on the last tier's answers over "
-                         "unlabelled records: give calibrate --unlabelled (a sample of the "
-                         "job's input, a thousand records or more)")
+    assert unlabelled is not None  # refused before any tier ran (check_learned_routers)
     order = torch.randperm(len(unlabelled.texts),
                            generator=torch.Generator().manual_seed(seed)).tolist()
     fit_part = order[: int(len(order) * ROUTER_SHARE)]
@@ -423,6 +421,14 @@ def with_learned_routers(configs: tuple[TierConfig, ...], tiers: list[TierMeasur
         refitted.append(dataclasses.replace(measured, **vars(fit), learned=learned,
                                             unlabelled_logits=held_logits))
     return refitted, unlabelled.subset(held)
+
+
+def check_learned_routers(config: CascadeConfig, unlabelled: UnlabelledTexts | None) -> None:
+    """Refuses, before minutes of scoring, a learned tier with nothing to learn from."""
+    if unlabelled is None and any(t.confidence == LEARNED_CONFIDENCE for t in config.tiers):
+        raise ValueError("confidence: learned fits a router on the last tier's answers over "
+                         "unlabelled records: give calibrate --unlabelled (a sample of the "
+                         "job's input, a thousand records or more)")
 
 
 def learn_router(config: TierConfig, measured: TierMeasurements, dev: LabelledTexts,

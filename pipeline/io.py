@@ -473,6 +473,11 @@ def training_example(record: Record, labels: Sequence[str], why: str) -> dict[st
     return example
 
 
+def training_lines(chunk: Chunk, labels: Sequence[str], why: str) -> list[str]:
+    """A chunk's records as lines of the training examples file."""
+    return [to_json_line(training_example(record, labels, why)) for record in chunk]
+
+
 class WriteTrainingExamples(beam.PTransform):
     """The last tier's decided records (with their texts) and the audited records in;
     `training-*.jsonl` out, one `training_example` per line (`run --training_examples`)."""
@@ -483,9 +488,7 @@ class WriteTrainingExamples(beam.PTransform):
         self._labels = tuple(labels)
 
     def expand(self, branches: dict[str, PCollection]):
-        lines = [branch | f"ToJson[{why}]" >> beam.FlatMap(
-                     lambda chunk, why: [to_json_line(training_example(r, self._labels, why))
-                                         for r in chunk], why)
+        lines = [branch | f"ToJson[{why}]" >> beam.FlatMap(training_lines, self._labels, why)
                  for why, branch in branches.items()]
         merged = lines | "Merge" >> beam.Flatten()
         return merged | "Write" >> beam.io.WriteToText(

@@ -176,15 +176,31 @@ def read_training_examples(folder: str, label_names: tuple[str, ...]) -> list[di
     examples = []
     for path in files:
         with fs.open(path, "r", encoding="utf-8") as f:
-            examples += [json.loads(line) for line in f if line.strip()]
-    for example in examples:
-        if (len(example["probabilities"]) != len(label_names)
-                or label_names[example["label_id"]] != example["label"]):
-            raise ValueError(f"--from_outputs {folder!r}: its run predicted label "
-                             f"{example['label']!r} as id {example['label_id']} of "
-                             f"{len(example['probabilities'])}, --train has labels "
-                             f"{list(label_names)}; give --label_names in the cascade's order")
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    examples.append(_training_example(line, f"{path} line {number}",
+                                                      label_names))
     return examples
+
+
+def _training_example(line: str, where: str, label_names: tuple[str, ...]) -> dict:
+    """One line of a training examples file, checked against the labels being trained."""
+    try:
+        example = json.loads(line)
+        label, label_id, probabilities, text = (example["label"], example["label_id"],
+                                                example["probabilities"], example["text"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{where}: not a training example `run --training_examples` "
+                         f"writes ({e!r}); remove the file or rerun that job") from None
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: its text is {text!r}, not a string; remove the file or "
+                         "rerun that job")
+    if (len(probabilities) != len(label_names) or not 0 <= label_id < len(label_names)
+            or label_names[label_id] != label):
+        raise ValueError(f"{where}: its run predicted label {label!r} as id {label_id} of "
+                         f"{len(probabilities)}, --train has labels {list(label_names)}; "
+                         "give --label_names in the cascade's order")
+    return example
 
 
 def distilled(args: argparse.Namespace, train):

@@ -86,8 +86,13 @@ def test_bad_from_outputs_folders_are_refused(tmp_path, models, capsys):
     train = write_jsonl(tmp_path / "train.jsonl", _rows(10))
     other_labels = write_jsonl(tmp_path / "yes_no.jsonl",
                                [{"text": "good", "label": "yes"}, {"text": "bad", "label": "no"}])
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "_SUCCESS").write_text("")
+    (damaged / "training-00000-of-00001.jsonl").write_text('{"text": "good"}\n')
     for folder, train_file, message in ((without, train, "run the job with --training_examples"),
-                                        (unfinished, train, "not the output of a finished run")):
+                                        (unfinished, train, "not the output of a finished run"),
+                                        (damaged, train, "line 1: not a training example")):
         assert train_main(["--kind", "ngram", "--train", str(train_file), "--from_outputs",
                            str(folder), "--output", str(tmp_path / "x")]) == 2
         assert message in capsys.readouterr().err

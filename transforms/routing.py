@@ -31,9 +31,8 @@ class RouteByConfidence(beam.DoFn):
     Budget) pairs without one (a window's budget: a tier with max_escalation_rate or
     max_disagreement, whose visits also record the effective threshold they were routed by).
     Each chunk's decided records (without their model inputs, unless `keep_inputs`) on the
-    main output, its
-    uncertain ones on ESCALATED, and the decided records in the tier's audit sample, whole,
-    on AUDIT; each as a chunk, none where it would be empty.
+    main output, its uncertain ones on ESCALATED, and the decided records in the tier's
+    audit sample, whole, on AUDIT; each as a chunk, none where it would be empty.
 
     Counts both for the progress line (transforms/progress.py), once per bundle."""
 
