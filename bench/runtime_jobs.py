@@ -3,7 +3,7 @@ machine and beside a busy neighbour.
 
     python -m bench.runtime_jobs [--data ../shared/data/sst2] [--repeats 3]
         [--records 50000] [--machines idle] [--runtimes torch/,onnxruntime/int8]
-        [--cascade bench/results/configs/tuned-two-tier.yaml]
+        [--cascade bench/results/configs/tuned-two-tier.yaml ...] [--processes 1,2]
 
 The reference MiniLM-L6 tier alone, as a job (FnApiRunner, one process, each job a fresh
 process, start-up and model loading included) over the 2,693 SST-2 dev + test sentences, on
@@ -16,9 +16,11 @@ interleaved in each of --repeats rounds; medians of seconds and of peak memory (
 process plus its largest child: getrusage gives no sum over children). Accuracy: the 872
 labelled dev sentences, as each job scored them. With --records N the input is N sentences:
 dev and test first, then SST-2's train phrases cycled (unique ids; accuracy still on the dev
-records). --machines and --runtimes choose settings; --cascade adds a cascade config (its own
-fields replaced by the input's) as one more setting. Writes --results (default
-bench/results/runtime_jobs.md) and its .json.
+records). --machines and --runtimes choose settings; each --cascade adds a cascade config (its
+own fields replaced by the input's) as one more setting; --processes 1,2 runs every job of
+this project also on the DirectRunner's 2 worker processes (`--direct_running_mode
+multi_processing --direct_num_workers 2`; the stock handler keeps its one process). Writes
+--results (default bench/results/runtime_jobs.md) and its .json.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from models.datasets import read_rows
 from models.onnx_export import exported_model
 
 RESULTS = "bench/results/runtime_jobs.md"
-CASCADE = "cascade"
+ONE_PROCESS = ["--runner", "FnApiRunner", "--progress_secs", "0"]
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
             ("onnxruntime", "int8"))
 
@@ -90,7 +92,10 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"comma list of {', '.join(NEIGHBOURS)}")
     p.add_argument("--runtimes", default=",".join(f"{r}/{q or ''}" for r, q in RUNTIMES),
                    help="comma list of runtime/precision (empty: fp32)")
-    p.add_argument("--cascade", help="a cascade config to time beside tier 2 alone")
+    p.add_argument("--cascade", action="append", default=[],
+                   help="a cascade config to time beside tier 2 alone (repeatable)")
+    p.add_argument("--processes", default="1",
+                   help="comma list of DirectRunner worker processes for this project's jobs")
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     peer = peer_python()
@@ -101,10 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         inputs = bulk_inputs(inputs, args.data, args.records, work)
     runtimes = parse_runtimes(args.runtimes)
     exports = export_seconds(runtimes)
-    jobs = {setting: tier_config(*setting) for setting in runtimes}
-    if args.cascade:
-        jobs[CASCADE] = {**config_to_dict(bench_config(args.cascade)), "id_field": "id",
+    configs = {setting: tier_config(*setting) for setting in runtimes}
+    for path in args.cascade:
+        configs[path] = {**config_to_dict(bench_config(path)), "id_field": "id",
                          "label_field": "label"}
+    jobs = {(setting, int(n)): config for setting, config in configs.items()
+            for n in args.processes.split(",")}
     settings = [(kind, setting) for kind in args.machines.split(",")
                 for setting in (*jobs, PEER)]
     runs: dict[tuple, list[dict]] = {s: [] for s in settings}
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                     result = run_peer(peer, REFERENCE_TIER2, inputs, work, PEER_BATCH_SIZE)
                 else:
                     result = run_job(jobs[setting], inputs.all_path, work, "job",
-                                     ["--runner", "FnApiRunner", "--progress_secs", "0"])
+                                     runner_args(setting[1]))
                     result["accuracy"] = result["stats"]["accuracy"]
             runs[kind, setting].append(result)
     command = "python -m bench.runtime_jobs " + " ".join(argv if argv is not None
@@ -126,18 +133,29 @@ def main(argv: list[str] | None = None) -> None:
     write_results(command, records, exports, runs, args.results)
 
 
+def runner_args(processes: int) -> list[str]:
+    """The DirectRunner (FnApiRunner) in one process, or in `processes` worker processes."""
+    if processes == 1:
+        return ONE_PROCESS
+    return ONE_PROCESS + ["--direct_running_mode", "multi_processing",
+                          "--direct_num_workers", str(processes)]
+
+
 def _name(setting) -> str:
-    if setting in (PEER, CASCADE):
-        return setting if setting == PEER else "the --cascade config"
-    return f"tier 2 alone, {setting[0]} {setting[1] or 'fp32'}"
+    if setting == PEER:
+        return setting
+    job, processes = setting
+    name = (f"`{os.path.basename(job)}`" if isinstance(job, str)
+            else f"tier 2 alone, {job[0]} {job[1] or 'fp32'}")
+    return name if processes == 1 else f"{name}, {processes} processes"
 
 
 def write_results(command: str, records: int, exports: dict[str, float],
                   runs: dict[tuple, list[dict]], path: str) -> None:
     seconds = {s: statistics.median(r["seconds"] for r in v) for s, v in runs.items()}
     lines = ["# Tier 2 alone on each runtime against Beam's stock handler", "",
-             f"`{command}`: Beam jobs (FnApiRunner, one process, a fresh process per job, "
-             f"start-up included) over {records:,} SST-2 sentences, medians; 2 cores; tier 2 "
+             f"`{command}`: Beam jobs (FnApiRunner, one process unless said, a fresh process "
+             f"per job, start-up included) over {records:,} SST-2 sentences, medians; 2 cores; tier 2 "
              "is the reference MiniLM-L6. Export before the first round (once per machine): "
              + ", ".join(f"{k} {v:.1f} s" for k, v in exports.items()) + ".", "",
              "| machine | setting | dev accuracy | seconds | records/s | vs stock handler | "
@@ -150,6 +168,11 @@ def write_results(command: str, records: int, exports: dict[str, float],
             f"{seconds[kind, setting]:.1f} | {records / seconds[kind, setting]:.0f} | "
             f"{seconds[kind, PEER] / seconds[kind, setting]:.2f}x | "
             f"{'' if peak is None else f'{peak:.0f}'} |")
+    lines += [""] + [
+        f"{_name(setting)}: {seconds[kind, (setting[0], 1)] / seconds[kind, setting]:.2f}x "
+        f"the records/s of one process ({kind})."
+        for kind, setting in runs if setting != PEER and setting[1] > 1
+        and (kind, (setting[0], 1)) in seconds]
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

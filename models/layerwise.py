@@ -4,7 +4,6 @@ the next layer sees between layers."""
 from __future__ import annotations
 
 import torch
-from transformers.masking_utils import create_bidirectional_mask
 
 
 def bert_parts(model):
@@ -27,5 +26,8 @@ def embed(model, encoded: dict) -> torch.Tensor:
 def layer_mask(model, hidden: torch.Tensor, padding: torch.Tensor):
     """The attention mask the model's layers take, in the form its attention implementation
     wants (None when nothing is padded), from a (batch, tokens) padding mask."""
+    # imported here: it pulls in torch._dynamo (1.5 s), which n-gram and ONNX workers,
+    # importing this module through models/loading.py, never need
+    from transformers.masking_utils import create_bidirectional_mask
     return create_bidirectional_mask(config=model.config, inputs_embeds=hidden,
                                      attention_mask=padding.long())
