@@ -33,6 +33,7 @@ import statistics
 import sys
 import time
 
+from bench.runners import DIRECT
 from bench.sst2 import (CACHE, DEFAULT_DATA, REFERENCE_TIER2, Inputs, bench_config,
                         peer_python, run_job, run_peer, sst2_file, write_inputs)
 from bench.threads import NEIGHBOURS, PEER, PEER_BATCH_SIZE, neighbour
@@ -41,7 +42,6 @@ from models.datasets import read_rows
 from models.onnx_export import exported_model
 
 RESULTS = "bench/results/runtime_jobs.md"
-ONE_PROCESS = ["--runner", "FnApiRunner", "--progress_secs", "0"]
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
             ("onnxruntime", "int8"))
 
@@ -135,10 +135,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def runner_args(processes: int) -> list[str]:
     """The DirectRunner (FnApiRunner) in one process, or in `processes` worker processes."""
-    if processes == 1:
-        return ONE_PROCESS
-    return ONE_PROCESS + ["--direct_running_mode", "multi_processing",
-                          "--direct_num_workers", str(processes)]
+    workers = [] if processes == 1 else ["--direct_running_mode", "multi_processing",
+                                         "--direct_num_workers", str(processes)]
+    return DIRECT + workers + ["--progress_secs", "0"]
 
 
 def _name(setting) -> str:
