@@ -7,10 +7,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import lines
 
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.parsing import (InvalidRecord, ParseRecords, RecordFields,
+from transforms.parsing import (InvalidRecord, has_visible_character, ParseRecords, RecordFields,
                                 decode_json_line, label_id, to_record)
 from transforms.records import Record
 
@@ -148,3 +149,9 @@ def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
             emitted, = output
             assert isinstance(emitted.text, str) and emitted.text.strip()
         json.dumps(dataclasses.asdict(emitted), ensure_ascii=False).encode("utf-8")
+
+
+@given(st.text())
+def test_the_fast_test_for_a_visible_character_agrees_with_the_plain_definition(text):
+    assert has_visible_character(text) == any(c.isprintable() and not c.isspace()
+                                              for c in text)

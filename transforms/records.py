@@ -82,10 +82,15 @@ class Record:
         return self.replaced(text=None, text_pair=None, source=None, position=None)
 
     def replaced(self, **changes: Any) -> "Record":
-        """`dataclasses.replace`, without its per-call look-up of the fields: a record is
-        copied a few times on its way, and the general version cost more than the n-gram
-        tier's model per record."""
-        return Record(**{**self.__dict__, **changes})
+        """`dataclasses.replace`, without its per-call look-up of the fields and the frozen
+        `__init__`'s `object.__setattr__` per field: a record is copied a few times on its
+        way, and the general version cost more than the n-gram tier's model per record.
+        (Record has no `__post_init__` to skip.)"""
+        copy = object.__new__(Record)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return copy
 
 
 Chunk = list[Record]
