@@ -67,9 +67,11 @@ class HashedNgramClassifier(torch.nn.Module):
     def __init__(self, config: NgramConfig):
         super().__init__()
         self.config = config
-        self.weights = torch.nn.EmbeddingBag(config.num_buckets, len(config.labels),
-                                             mode="sum")
-        torch.nn.init.zeros_(self.weights.weight)
+        # Zeros given, not drawn at random and zeroed: the random draw on the meta device
+        # (models/loading.py checks shapes there) cost 2 s of every job's start-up.
+        self.weights = torch.nn.EmbeddingBag(
+            config.num_buckets, len(config.labels), mode="sum",
+            _weight=torch.zeros(config.num_buckets, len(config.labels)))
         self.bias = torch.nn.Parameter(torch.zeros(len(config.labels)))
         self.register_buffer("idf", torch.ones(config.num_buckets))
 

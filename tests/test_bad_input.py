@@ -3,7 +3,9 @@ clear reason, or a clear error before the job starts; never a crash, never a sil
 
 docs/reliability.md's "Bad input" table is this test's expectations, row by row.
 """
+import datetime
 import json
+import math
 import logging
 from collections import Counter
 
@@ -15,9 +17,9 @@ from apache_beam.pvalue import TaggedOutput
 from conftest import read_errors, read_predictions, run_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import file_lines
+from strategies import file_lines, json_values
 
-from pipeline.io import list_input_files, read_json_lines, read_parquet_rows
+from pipeline.io import list_input_files, read_json_lines, read_parquet_rows, to_json_line
 from pipeline.run import main
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
@@ -179,3 +181,27 @@ def test_a_file_named_several_ways_is_read_once(tmp_path, monkeypatch):
     files = list_input_files(["a.jsonl", str(folder / "a.jsonl"), "../x/a.jsonl",
                               str(tmp_path / "link-to-a.jsonl"), str(folder / "*.jsonl")])
     assert len(files) == 1
+
+
+def _infinities_as_null(value):
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    if isinstance(value, list):
+        return [_infinities_as_null(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _infinities_as_null(v) for k, v in value.items()}
+    return value
+
+
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=4))
+def test_output_lines_read_back_as_the_rows_written_with_infinities_as_null(row):
+    assert json.loads(to_json_line(row)) == _infinities_as_null(row)
+
+
+def test_output_values_json_has_no_type_for_are_written_as_text_and_long_integers_exactly():
+    row = {"id": 123456789012345678901234567890, "when": datetime.date(2026, 12, 1),
+           "raw": b"x", "nan": float("nan"), "text": "caf\u00e9 \U0001f600"}
+    line = to_json_line(row)
+    assert json.loads(line)["id"] == 123456789012345678901234567890
+    assert json.loads(to_json_line({k: v for k, v in row.items() if k != "id"})) == {
+        "when": "2026-12-01", "raw": "b'x'", "nan": None, "text": "caf\u00e9 \U0001f600"}

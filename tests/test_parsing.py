@@ -8,11 +8,12 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import lines
+from strategies import json_values, lines
 
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import (InvalidRecord, has_visible_character, ParseRecords, RecordFields,
-                                decode_json_line, label_id, to_record)
+                                decode_json_line, decode_with_json, label_id,
+                                to_record)
 from transforms.records import Record
 
 FIELDS = RecordFields(text_field="text", id_field="id", label_field="label",
@@ -155,3 +156,28 @@ def test_any_line_becomes_a_record_a_dead_letter_or_a_blank(line):
 def test_the_fast_test_for_a_visible_character_agrees_with_the_plain_definition(text):
     assert has_visible_character(text) == any(c.isprintable() and not c.isspace()
                                               for c in text)
+
+
+def _decoded(decode, line):
+    try:
+        return "row", decode(line)
+    except InvalidRecord as e:
+        return "invalid", str(e)
+
+
+@given(lines | json_values.map(lambda value: json.dumps({"text": "a", "n": value}).encode()))
+@settings(max_examples=300)
+def test_orjson_decodes_every_line_as_pythons_json_does(line):
+    """orjson is the fast path; Python's json decides what a line holds (same rows, same
+    reasons), including the values orjson reads otherwise or refuses."""
+    assert repr(_decoded(decode_json_line, line)) == repr(_decoded(decode_with_json, line))
+
+
+@pytest.mark.parametrize("line", [
+    b'{"id": 123456789012345678901234567890, "text": "a"}',  # orjson: a float
+    b'{"id": -9223372036854775809, "text": "a"}',
+    b'{"text": "a", "x": NaN, "y": 1e400}',  # orjson refuses both
+    b'{"text": "a\\ud800"}',
+])
+def test_values_orjson_reads_otherwise_are_decoded_by_pythons_json(line):
+    assert repr(decode_json_line(line)) == repr(json.loads(line))
