@@ -1,6 +1,5 @@
-"""Keeping a long job's memory flat, and its forward passes and records fast: glibc's
-allocator settings for a process that runs forward passes of ever-changing shapes from
-several threads, and the pace of Python's cyclic collector (`prepare_collector_for_records`).
+"""Keeping a long job's memory flat, and its forward passes fast: glibc's allocator
+settings for a process that runs forward passes of ever-changing shapes from several threads.
 
 glibc gives each thread that allocates its own arena (up to 8 per core) and returns freed
 memory to the system only from the top of the heap, so tensors of varying sizes freed in
@@ -34,7 +33,6 @@ M_ARENA_MAX = -8
 ARENAS = 2
 TRIM_THRESHOLD_BYTES = 64 * 1024
 MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024
-YOUNG_GENERATION_OBJECTS = 20_000
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,25 +61,15 @@ def limit_allocator_arenas() -> bool:
     return done
 
 
-def prepare_collector_for_records() -> None:
-    """Sets Python's cyclic collector for a worker that streams records, once its models
-    are loaded:
-    - moves every object alive now (a loaded model, its tokenizer, the modules loaded for
-      them) out of the collector's reach, which otherwise scans them again and again while
-      records stream through (measured: a few percent of a job); they are unfrozen at exit,
-      so that extension modules that check for leaks at shutdown find none;
-    - lets YOUNG_GENERATION_OBJECTS objects accumulate before a young collection instead of
-      700: a worker makes several objects per record and holds a model call's worth of
-      records (thousands) alive, so at the default pace the collector ran every few records
-      and its older generations kept rescanning the records of the batch in hand. That took
-      half of the pipeline's own cost per record (11 of 22 microseconds, docs/benchmarks.md);
-      records make no reference cycles, so collecting less often costs no memory to speak of.
-    """
+def freeze_long_lived_objects() -> None:
+    """Moves every object alive now (a loaded model, its tokenizer, the modules loaded for
+    them) out of reach of Python's collector, which otherwise scans them again and again
+    while records stream through (measured: a few percent of a job). Call it once they are
+    loaded; they are unfrozen at exit, so that extension modules that check for leaks at
+    shutdown find none."""
     gc.collect()
     gc.freeze()
     _unfreeze_at_exit()
-    young, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(YOUNG_GENERATION_OBJECTS, young), older, oldest)
 
 
 @functools.lru_cache(maxsize=1)

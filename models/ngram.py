@@ -68,7 +68,7 @@ class HashedNgramClassifier(torch.nn.Module):
         super().__init__()
         self.config = config
         # Zeros given, not drawn at random and zeroed: the random draw on the meta device
-        # (models/loading.py checks shapes there) cost 2 s of every job's start-up.
+        # (models/loading.py checks shapes there) cost 1-2 s of every job's start-up.
         self.weights = torch.nn.EmbeddingBag(
             config.num_buckets, len(config.labels), mode="sum",
             _weight=torch.zeros(config.num_buckets, len(config.labels)))

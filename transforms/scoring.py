@@ -21,7 +21,7 @@ from models.confidence import score
 from models.config import TierConfig
 from models.learned_deferral import Router, deferral_inputs
 from models.loading import TorchThreads, set_torch_threads
-from models.memory import prepare_collector_for_records, release_free_memory
+from models.memory import freeze_long_lived_objects, release_free_memory
 from models.tier import Tier
 from transforms.coders import register_coders
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
@@ -66,7 +66,7 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], LoadedTier]):
     def load_model(self) -> LoadedTier:
         set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
         loaded = LoadedTier(self._tier.load(), self._tier.load_router())
-        prepare_collector_for_records()  # the model lives as long as the worker
+        freeze_long_lived_objects()  # the model lives as long as the worker
         return loaded
 
     def run_inference(self, batch: Sequence[Chunk], model: LoadedTier,
