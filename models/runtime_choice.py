@@ -63,7 +63,8 @@ def can_compare(tier: TierConfig) -> bool:
 
 def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
                     unlabelled: UnlabelledTexts | None, policy: Policy, max_int8_drop: float,
-                    repeats: int, say: Callable[[str], None] = print
+                    repeats: int, say: Callable[[str], None] = print,
+                    int8_fallback: bool = False
                     ) -> tuple[CascadeConfig, Policy, dict[str, list[RuntimeVariant]]]:
     """Each plain transformer tier set to its fastest variant within `max_int8_drop` points;
     the policy, with an int8 last tier, keeps the rest of its drop budget for the cascade.
@@ -71,6 +72,9 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
     The promise of an accuracy-drop budget is against the last tier as the user gave it
     (fp32): an int8 last tier may use at most half of that budget, and the cascade is tuned
     against it with what remains, so the two drops together stay within the budget.
+
+    With `int8_fallback`, a last tier whose int8 variants were all refused gets the fastest
+    of them as a tier of its own just before it (`int8_fallback_tier`).
     """
     tiers, measured = [], {}
     for k, tier in enumerate(config.tiers):
@@ -91,11 +95,43 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
             f"{1000 * v.seconds_per_record:.2f} ms/record" for v in variants)
             + f": {best.name} chosen")
         measured[tier.name] = variants
+        fallback = int8_fallback_tier(tier, variants, config) if last and int8_fallback else None
+        if fallback is not None:
+            say(f"tier {tier.name}: its {fallback.quantize} copy goes before it as tier "
+                f"{fallback.name}, deciding the records it is sure of")
+            tiers.append(fallback)
         tiers.append(dataclasses.replace(tier, runtime=best.runtime, quantize=best.quantize))
         if last and best.quantize and policy.max_accuracy_drop is not None:
             policy = dataclasses.replace(
                 policy, max_accuracy_drop=policy.max_accuracy_drop - best.drop_bound_points)
     return dataclasses.replace(config, tiers=tuple(tiers)), policy, measured
+
+
+def int8_fallback_tier(tier: TierConfig, variants: list[RuntimeVariant],
+                       config: CascadeConfig) -> TierConfig | None:
+    """The last tier's fastest int8 variant as a tier of its own, to go just before it;
+    None when an int8 variant was chosen, none is faster than the variant chosen, or the
+    name is taken.
+
+    int8 flips a share of the answers, nearly all of them on records it is unsure of; as a
+    tier it decides only the records it is sure of and sends the rest to the same model in
+    fp32. Its threshold is tuned with the others under the accuracy guarantee, which is
+    measured against the last tier in fp32, so the cascade keeps its promise at nearly int8's
+    cost (SST-2: 3.19x the stock handler at fp32's dev accuracy, docs/benchmarks.md);
+    calibrate keeps the tier only where the cascade is cheaper with it
+    (models/tuning.py `tiers_to_keep`)."""
+    chosen = next(v for v in variants if v.chosen)
+    faster = [v for v in variants
+              if v.quantize and v.seconds_per_record < chosen.seconds_per_record]
+    name = f"{tier.name}_int8"
+    if chosen.quantize or not faster or name in config.tier_names:
+        return None
+    fastest = min(faster, key=lambda v: v.seconds_per_record)
+    return TierConfig(name=name, model=tier.model, batch_size=tier.batch_size,
+                      sort_window=tier.sort_window, max_length=tier.max_length,
+                      device=tier.device, allow_pickle_weights=tier.allow_pickle_weights,
+                      trust_remote_code=tier.trust_remote_code, runtime=fastest.runtime,
+                      quantize=fastest.quantize)
 
 
 def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: UnlabelledTexts | None,

@@ -226,6 +226,18 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class FallbackChoice:
+    """Whether the int8 copy of the last tier (calibrate --int8_fallback) stayed in the
+    cascade, and the expected seconds per record at the policy with and without it (None
+    where no point met the policy)."""
+
+    name: str
+    kept: bool
+    seconds_with: float | None
+    seconds_without: float | None
+
+
+@dataclass(frozen=True)
 class TuningResult:
     """The tuned config and everything measured to choose it."""
 
@@ -243,6 +255,7 @@ class TuningResult:
     split_half: SplitHalfCheck
     reliability: dict[str, tuple[TierOutputs, TierOutputs]]  # per tier: raw, calibrated
     labels: torch.Tensor
+    fallback: FallbackChoice | None = None  # with calibrate --int8_fallback
 
     @property
     def dev_records(self) -> int:
@@ -252,18 +265,20 @@ class TuningResult:
 def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes: list[int],
          repeats: int, report_dir: str, seed: int,
          unlabelled: UnlabelledTexts | None = None,
-         max_int8_drop: float | None = None) -> TuningResult:
+         max_int8_drop: float | None = None, int8_fallback: bool = False) -> TuningResult:
     """Calibrates, measures and chooses; returns the tuned config and everything measured.
     With `max_int8_drop` (points), each plain transformer tier first gets its runtime and
-    precision chosen (models/runtime_choice.py)."""
+    precision chosen (models/runtime_choice.py), and with `int8_fallback` a last tier whose
+    int8 was refused gets its int8 copy as a tier before it."""
     check_learned_routers(config, unlabelled)
     labels = torch.tensor(dev.label_ids)
     cache = os.path.join(report_dir, "logits")
     runtimes: dict[str, list[RuntimeVariant]] = {}
+    given = len(config.tiers)
     if max_int8_drop is not None:
         step("comparing each transformer tier on PyTorch and on ONNX Runtime in fp32 and int8")
         config, policy, runtimes = choose_runtimes(config, dev, unlabelled, policy,
-                                                   max_int8_drop, repeats, step)
+                                                   max_int8_drop, repeats, step, int8_fallback)
     step(f"loading {len(config.tiers)} tiers")
     models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
     tiers = [measure_tier(t, m, dev, unlabelled, batch_sizes, repeats, cache)
@@ -271,6 +286,11 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     tiers, unlabelled = with_learned_routers(config.tiers, tiers, dev, unlabelled, seed)
     models = [t.model for t in tiers]  # as measured: with their exits and lengths
     costs = [t.costs[t.best_batch_size] for t in tiers]  # each tier timed on every text
+    kept, fallback = tiers_to_keep(
+        config.tiers, tiers, labels, costs, policy,
+        fallback=len(config.tiers) - 2 if len(config.tiers) > given else None)
+    config = dataclasses.replace(config, tiers=tuple(config.tiers[k] for k in kept))
+    tiers, models, costs = ([seq[k] for k in kept] for seq in (tiers, models, costs))
     choice, tiers = choose_with_reached_calibration(config.tiers, tiers, labels, costs, policy)
     calibrated = [t.calibrated for t in tiers]
     on_unlabelled = [t.unlabelled for t in tiers] if unlabelled else None
@@ -300,7 +320,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
                                                     progress="threshold vectors, temperature 1")),
         split_half=split_half_check(calibrated, labels, on_unlabelled, costs, policy, seed),
         reliability={c.name: (t.raw, t.calibrated) for c, t in zip(config.tiers, tiers)},
-        labels=labels)
+        labels=labels,
+        fallback=fallback)
 
 
 def choose_point(labelled: list[TierOutputs], labels: torch.Tensor,
@@ -493,6 +514,46 @@ def _ece_on(outputs: TierOutputs, labels: torch.Tensor, subset: torch.Tensor) ->
 
 def _accuracy_on(outputs: TierOutputs, labels: torch.Tensor, subset: torch.Tensor) -> float:
     return (outputs.predictions[subset] == labels[subset]).double().mean().item()
+
+
+def tiers_to_keep(configs: tuple[TierConfig, ...], tiers: list[TierMeasurements],
+                  labels: torch.Tensor, costs: list[float], policy: Policy,
+                  fallback: int | None) -> tuple[list[int], FallbackChoice | None]:
+    """The indices of the tiers to tune: all of them, or without the int8 fallback tier
+    (models/runtime_choice.py) where the cascade is cheaper at the policy without it.
+
+    The guarantee's search shares one threshold among the tiers; where the budget asks for
+    a high one, the int8 copy (about as unsure as the last tier itself) decides next to
+    nothing and only adds its cost, so both cascades are chosen and the cheaper one kept."""
+    every = list(range(len(configs)))
+    if fallback is None:
+        return every, None
+    without = [k for k in every if k != fallback]
+    with_it, without_it = (_expected_cost([configs[k] for k in subset],
+                                          [tiers[k] for k in subset], labels,
+                                          [costs[k] for k in subset], policy)
+                           for subset in (every, without))
+    kept = with_it is not None and (without_it is None or with_it < without_it)
+    choice = FallbackChoice(configs[fallback].name, kept or without_it is None, with_it,
+                            without_it)
+    step(f"the {choice.name} tier: {'kept' if choice.kept else 'left out'} (expected ms per "
+         f"record at the policy: {_ms(with_it)} with it, {_ms(without_it)} without it)")
+    return (every if choice.kept else without), choice
+
+
+def _ms(seconds: float | None) -> str:
+    return "none meets it" if seconds is None else f"{1000 * seconds:.3f}"
+
+
+def _expected_cost(configs: list[TierConfig], tiers: list[TierMeasurements],
+                   labels: torch.Tensor, costs: list[float], policy: Policy) -> float | None:
+    """The expected seconds per record of the policy's point; None where none meets it."""
+    try:
+        choice, _ = choose_with_reached_calibration(tuple(configs), tiers, labels, costs,
+                                                    policy)
+    except NoOperatingPoint:
+        return None
+    return choice.point.cost
 
 
 def choose_with_reached_calibration(configs: tuple[TierConfig, ...],

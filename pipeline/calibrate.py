@@ -77,11 +77,21 @@ def parser() -> argparse.ArgumentParser:
                         "confidence bound against the tier in fp32) an int8 tier may lose; "
                         "an int8 last tier also takes at most half of --max_accuracy_drop, "
                         f"and the cascade the rest (default {DEFAULT_MAX_INT8_DROP})")
+    p.add_argument("--int8_fallback", action="store_true",
+                   help="with --compare_runtimes: when the last tier's int8 is refused, put "
+                        "its int8 copy before it as a tier of its own, which decides the "
+                        "records it is sure of and sends the rest to the last tier in fp32 "
+                        "(its threshold tuned under the same guarantee; kept only where "
+                        "the cascade is cheaper with it)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    flags = parser()
+    args = flags.parse_args(argv)
+    if args.int8_fallback and not args.compare_runtimes:
+        flags.error("--int8_fallback needs --compare_runtimes (the int8 copy is measured "
+                    "against the tier in fp32 there); add it")
     try:
         config = load_config(args.config)
         # torch and transformers load here, once the arguments and config are known right
@@ -100,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
         result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
                       args.repeats, report_dir, args.seed, unlabelled,
-                      args.max_int8_drop if args.compare_runtimes else None)
+                      args.max_int8_drop if args.compare_runtimes else None,
+                      args.int8_fallback)
     except (ConfigError, ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2

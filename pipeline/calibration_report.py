@@ -13,7 +13,8 @@ from models.calibration import ECE_BINS, reliability
 from models.guarantee import DropBound, GuaranteeSearch, accepted_prefix
 from models.operating_points import OperatingPoint, TierOutputs
 from models.runtime_choice import RuntimeVariant
-from models.tuning import ExitReport, LengthMeasurements, TierReport, TuningResult
+from models.tuning import (ExitReport, FallbackChoice, LengthMeasurements, TierReport,
+                           TuningResult)
 
 
 FRONTIER_ROWS = 30  # per frontier table in report.md; report.json holds every point
@@ -49,6 +50,7 @@ def report_json(result: TuningResult) -> dict[str, Any]:
         "budgets": [{"budget_points": b, "chosen": point(p.point), "bound": bound_dict(p.bound)}
                     for b, p in budget_choices(result.guarantee) if p],
         "split_half": dataclasses.asdict(result.split_half),
+        "int8_fallback": dataclasses.asdict(result.fallback) if result.fallback else None,
         "frontier": [point(p) for p in result.frontier],
         "frontier_uncalibrated": [point(p) for p in result.frontier_uncalibrated],
     }
@@ -130,6 +132,7 @@ def report_summary(result: TuningResult) -> str:
             lines += length_table(t.name, t.lengths)
         if t.runtimes:
             lines += runtime_table(t.name, t.runtimes)
+    lines += fallback_lines(result.fallback)
     lines += [
         "", "## Chosen operating point", "",
         f"- thresholds: {dict(zip(names, chosen.thresholds))}",
@@ -271,6 +274,20 @@ def length_table(name: str, lengths: LengthMeasurements) -> list[str]:
         keep = ", ".join(f"{k:g}" for k in p.keep) or "all (full model)"
         lines.append(f"| {keep} | {p.accuracy:.2%} | {p.compute_share:.1%} |")
     return lines
+
+
+def fallback_lines(fallback: FallbackChoice | None) -> list[str]:
+    """Whether the int8 copy of the last tier (--int8_fallback) stayed, and why."""
+    if fallback is None:
+        return []
+
+    def ms(seconds: float | None) -> str:
+        return "no point meets the policy" if seconds is None else f"{1000 * seconds:.3f} ms"
+
+    return ["", f"## int8 fallback: {fallback.name}", "",
+            f"The int8 copy of the last tier was {'kept' if fallback.kept else 'left out'}: "
+            f"expected cost per record at the policy {ms(fallback.seconds_with)} with it, "
+            f"{ms(fallback.seconds_without)} without it."]
 
 
 def runtime_table(name: str, variants: list[RuntimeVariant]) -> list[str]:

@@ -1,6 +1,7 @@
 """Tiers on ONNX Runtime (`runtime: onnxruntime`): the same answers as PyTorch in fp32, close
 ones in int8, the export made once per machine and again for new weights, the config checks
 around it, `beam-cascade export`, and calibrate's choice between runtimes."""
+import dataclasses
 import json
 import os
 
@@ -10,7 +11,7 @@ import yaml
 from conftest import read_predictions, run_job
 from tiny_models import make_tiny_classifier
 
-from models.config import ConfigError, config_from_dict, validate_models
+from models.config import ConfigError, TierConfig, config_from_dict, validate_models
 from models.loading import CheckpointError, load_tier
 from models.ngram import HashedNgramClassifier, NgramConfig
 from models.onnx_export import module_scope, exported_model, int8_nodes
@@ -194,7 +195,7 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
 def test_an_int8_last_tier_takes_its_bound_from_the_cascades_budget(
         models, monkeypatch, int8_bound, first, last, budget):
     from models import runtime_choice
-    from models.config import CascadeConfig, TierConfig
+    from models.config import CascadeConfig
     from models.operating_points import Policy
     monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
         _variant("torch", None, 3.0, 0.1), _variant("onnxruntime", None, 2.9, 0.1),
@@ -208,3 +209,99 @@ def test_an_int8_last_tier_takes_its_bound_from_the_cascades_budget(
     assert [t.runtime for t in tuned.tiers] == ["onnxruntime", "onnxruntime"]
     assert policy.max_accuracy_drop == pytest.approx(budget)
     assert set(measured) == {"a", "b"}
+
+
+@pytest.mark.parametrize("int8_bound, fallback, tiers", [
+    (0.4, True, [("a", None), ("b_int8", "int8"), ("b", None)]),  # refused: a tier before
+    (0.2, True, [("a", "int8"), ("b", "int8")]),  # chosen: nothing to fall back to
+    (0.4, False, [("a", None), ("b", None)]),  # refused, no fallback asked for
+])
+def test_a_refused_int8_last_tier_can_go_before_itself_as_a_tier(
+        models, monkeypatch, int8_bound, fallback, tiers):
+    from models import runtime_choice
+    from models.config import CascadeConfig
+    from models.operating_points import Policy
+    monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
+        _variant("torch", None, 3.0, 0.0), _variant("onnxruntime", None, 2.9, 0.0),
+        _variant("onnxruntime", "int8", 1.5, int8_bound)])
+    config = CascadeConfig(tiers=(
+        TierConfig("a", models["small"], threshold=0.9),
+        TierConfig("b", models["large"], batch_size=16, audit_rate=0.1)))
+    tuned, policy, _ = runtime_choice.choose_runtimes(
+        config, None, None, Policy(max_accuracy_drop=1.0), max_int8_drop=0.3, repeats=1,
+        say=lambda message: None, int8_fallback=fallback)
+    assert [(t.name, t.quantize) for t in tuned.tiers] == tiers
+    if len(tiers) == 3:
+        copy, last = tuned.tiers[1:]
+        assert (copy.model, copy.runtime, copy.batch_size) == (last.model, "onnxruntime", 16)
+        assert copy.audit_rate is None and copy.threshold is None
+        assert policy.max_accuracy_drop == 1.0  # the last tier stays fp32: the whole budget
+
+
+def test_calibrate_puts_a_refused_int8_copy_before_the_last_tier_and_the_job_runs(
+        models, tmp_path, monkeypatch):
+    """Measured for real, but timed as int8 would be on a real model (twice as fast):
+    on tiny models ONNX Runtime's per-call cost can make int8 the slower one."""
+    from models import runtime_choice
+    measured = runtime_choice.measure_variants
+    monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
+        dataclasses.replace(v, seconds_per_record=0.5 if v.quantize else 1.0)
+        for v in measured(*args)])
+    rows = [{"text": f"text {i} " + "good " * (i % 4) + "bad " * (i % 3),
+             "label": ["neg", "pos"][(i % 4) > (i % 3)]} for i in range(160)]
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config, tuned, report = tmp_path / "c.yaml", tmp_path / "tuned.yaml", tmp_path / "report"
+    config.write_text(yaml.safe_dump({"tiers": [
+        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "large", "model": models["deep"]}]}))
+    assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
+                           "--report", str(report), "--batch_sizes", "8", "--repeats", "1",
+                           "--max_accuracy_drop", "20", "--compare_runtimes",
+                           "--max_int8_drop", "0", "--int8_fallback"]) == 0
+    written = load_config(str(tuned)).tiers
+    fallback = json.loads((report / "report.json").read_text())["int8_fallback"]
+    assert fallback["name"] == "large_int8"
+    assert "## int8 fallback: large_int8" in (report / "report.md").read_text()
+    names = ["small", "large_int8", "large"] if fallback["kept"] else ["small", "large"]
+    assert [t.name for t in written] == names
+    if fallback["kept"]:
+        assert written[1].quantize in ("int8", "int8_attention") and written[2].quantize is None
+        assert written[1].model == written[2].model and written[1].threshold is not None
+    stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
+                     "--config", str(tuned), "--label_field", "label"])
+    assert stats["predictions"] == len(rows) and stats["errors"] == 0
+
+
+def test_int8_fallback_without_compare_runtimes_says_what_to_add(capsys):
+    with pytest.raises(SystemExit):
+        calibrate_main(["--config", "c.yaml", "--dev", "d.jsonl", "--output", "t.yaml",
+                        "--int8_fallback"])
+    assert "--int8_fallback needs --compare_runtimes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("costs, kept", [
+    ({3: 2.0, 2: 1.0}, [0, 2]),  # cheaper without the int8 copy: left out
+    ({3: 0.5, 2: 1.0}, [0, 1, 2]),  # cheaper with it: kept
+    ({2: 1.0}, [0, 2]),  # no point meets the policy with it
+])
+def test_calibrate_keeps_the_int8_copy_only_where_the_cascade_is_cheaper_with_it(
+        monkeypatch, costs, kept):
+    from models import tuning
+    from models.operating_points import NoOperatingPoint, OperatingPoint
+
+    def choose(configs, *args):
+        if len(configs) not in costs:
+            raise NoOperatingPoint("no point")
+        point = OperatingPoint((0.9,) * (len(configs) - 1), 0.9, (1.0,) * len(configs),
+                               costs[len(configs)], 1.0, 0.9)
+        return tuning.Choice(point, None, None), None
+
+    monkeypatch.setattr(tuning, "choose_with_reached_calibration", choose)
+    configs = tuple(TierConfig(name, "m") for name in ("a", "b_int8", "b"))
+    indices, choice = tuning.tiers_to_keep(configs, [None] * 3, None, [0.0] * 3, None,
+                                           fallback=1)
+    assert indices == kept and choice.kept == (kept == [0, 1, 2]) and choice.name == "b_int8"
+    assert (choice.seconds_with, choice.seconds_without) == (costs.get(3), costs.get(2))
+    assert tuning.tiers_to_keep(configs, [None] * 3, None, [0.0] * 3, None,
+                                fallback=None) == ([0, 1, 2], None)
