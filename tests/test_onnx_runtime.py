@@ -153,9 +153,9 @@ def test_int8_is_chosen_only_within_its_drop_budget():
     assert [v.chosen for v in choose_variant(variants, 0.5)] == [False, False, True]
 
 
-def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path):
-    """Each tier is measured on PyTorch, ONNX Runtime fp32 and int8; the written config runs
-    the chosen variant, an int8 one only within its drop bound, and runs as tuned."""
+def _calibrate_small_then_deep(models, tmp_path, *flags):
+    """calibrate --compare_runtimes (and `flags`) on a small -> deep cascade over 200 short
+    labelled texts; (rows, dev file, tuned config, report folder)."""
     words = "good bad movie plot fun dull great awful".split()
     rows = [{"text": " ".join(words[(i * 5 + j) % 8] for j in range(1 + i % 6)),
              "label": ["neg", "pos"][i % 2]} for i in range(200)]
@@ -167,8 +167,15 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
         {"name": "large", "model": models["deep"]}]}))
     assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
                            "--report", str(report), "--batch_sizes", "8", "--repeats", "1",
-                           "--max_accuracy_drop", "20", "--compare_runtimes",
-                           "--max_int8_drop", "1"]) == 0
+                           "--max_accuracy_drop", "20", "--compare_runtimes", *flags]) == 0
+    return rows, dev, tuned, report
+
+
+def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path):
+    """Each tier is measured on PyTorch, ONNX Runtime fp32 and int8; the written config runs
+    the chosen variant, an int8 one only within its drop bound, and runs as tuned."""
+    rows, dev, tuned, report = _calibrate_small_then_deep(models, tmp_path, "--max_int8_drop",
+                                                          "1")
     measured = {t["name"]: t["runtimes"] for t in
                 json.loads((report / "report.json").read_text())["tiers"]}
     written = {t.name: t for t in load_config(str(tuned)).tiers}
@@ -247,18 +254,8 @@ def test_calibrate_puts_a_refused_int8_copy_before_the_last_tier_and_the_job_run
     monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
         dataclasses.replace(v, seconds_per_record=0.5 if v.quantize else 1.0)
         for v in measured(*args)])
-    rows = [{"text": f"text {i} " + "good " * (i % 4) + "bad " * (i % 3),
-             "label": ["neg", "pos"][(i % 4) > (i % 3)]} for i in range(160)]
-    dev = tmp_path / "dev.jsonl"
-    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config, tuned, report = tmp_path / "c.yaml", tmp_path / "tuned.yaml", tmp_path / "report"
-    config.write_text(yaml.safe_dump({"tiers": [
-        {"name": "small", "model": models["small"], "threshold": 0.9},
-        {"name": "large", "model": models["deep"]}]}))
-    assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
-                           "--report", str(report), "--batch_sizes", "8", "--repeats", "1",
-                           "--max_accuracy_drop", "20", "--compare_runtimes",
-                           "--max_int8_drop", "0", "--int8_fallback"]) == 0
+    rows, dev, tuned, report = _calibrate_small_then_deep(models, tmp_path, "--max_int8_drop",
+                                                          "0", "--int8_fallback")
     written = load_config(str(tuned)).tiers
     fallback = json.loads((report / "report.json").read_text())["int8_fallback"]
     assert fallback["name"] == "large_int8"
