@@ -127,11 +127,12 @@ def int8_fallback_tier(tier: TierConfig, variants: list[RuntimeVariant],
     if chosen.quantize or not faster or name in config.tier_names:
         return None
     fastest = min(faster, key=lambda v: v.seconds_per_record)
-    return TierConfig(name=name, model=tier.model, batch_size=tier.batch_size,
-                      sort_window=tier.sort_window, max_length=tier.max_length,
-                      device=tier.device, allow_pickle_weights=tier.allow_pickle_weights,
-                      trust_remote_code=tier.trust_remote_code, runtime=fastest.runtime,
-                      quantize=fastest.quantize)
+    # How the model runs is kept (device, batching, timeout); how the last tier is routed
+    # or audited is not the copy's: calibrate sets its threshold and temperature.
+    return dataclasses.replace(
+        tier, name=name, runtime=fastest.runtime, quantize=fastest.quantize, threshold=None,
+        temperature=1.0, max_escalation_rate=None, audit_rate=None, max_disagreement=None,
+        reference_confidences=None, reference_records=None, router=None)
 
 
 def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: UnlabelledTexts | None,

@@ -92,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.int8_fallback and not args.compare_runtimes:
         flags.error("--int8_fallback needs --compare_runtimes (the int8 copy is measured "
                     "against the tier in fp32 there); add it")
+    if args.int8_fallback and (args.min_speedup is not None
+                               or args.max_escalation_rate is not None):
+        flags.error("--int8_fallback works with an accuracy-drop budget (--max_accuracy_drop), "
+                    "where the cheaper cascade is the better one; under --min_speedup or "
+                    "--max_escalation_rate the records the int8 copy decides would escape the "
+                    "policy's measure: drop those flags or --int8_fallback")
     try:
         config = load_config(args.config)
         # torch and transformers load here, once the arguments and config are known right

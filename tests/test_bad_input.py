@@ -205,3 +205,11 @@ def test_output_values_json_has_no_type_for_are_written_as_text_and_long_integer
     assert json.loads(line)["id"] == 123456789012345678901234567890
     assert json.loads(to_json_line({k: v for k, v in row.items() if k != "id"})) == {
         "when": "2026-12-01", "raw": "b'x'", "nan": None, "text": "caf\u00e9 \U0001f600"}
+
+
+def test_a_deeply_nested_pass_through_value_is_written_like_any_other():
+    deep = [[[[]]]]
+    for _ in range(150):
+        deep = [[[[deep]]]]
+    line = to_json_line({"id": 1, "deep": deep, "nan": float("nan")})
+    assert json.loads(line)["nan"] is None and json.loads(line)["deep"] == deep

@@ -270,11 +270,16 @@ def test_calibrate_puts_a_refused_int8_copy_before_the_last_tier_and_the_job_run
     assert stats["predictions"] == len(rows) and stats["errors"] == 0
 
 
-def test_int8_fallback_without_compare_runtimes_says_what_to_add(capsys):
+@pytest.mark.parametrize("flags, message", [
+    ([], "--int8_fallback needs --compare_runtimes"),
+    (["--compare_runtimes", "--min_speedup", "2"], "works with an accuracy-drop budget"),
+    (["--compare_runtimes", "--max_escalation_rate", "0.2"], "works with an accuracy-drop"),
+])
+def test_int8_fallback_with_flags_it_cannot_serve_says_what_to_change(capsys, flags, message):
     with pytest.raises(SystemExit):
         calibrate_main(["--config", "c.yaml", "--dev", "d.jsonl", "--output", "t.yaml",
-                        "--int8_fallback"])
-    assert "--int8_fallback needs --compare_runtimes" in capsys.readouterr().err
+                        "--int8_fallback", *flags])
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("costs, kept", [

@@ -181,3 +181,9 @@ def test_orjson_decodes_every_line_as_pythons_json_does(line):
 ])
 def test_values_orjson_reads_otherwise_are_decoded_by_pythons_json(line):
     assert repr(decode_json_line(line)) == repr(json.loads(line))
+
+
+@pytest.mark.parametrize("depth", [300, 990, 1010, 1100])
+def test_deeply_nested_lines_decode_as_pythons_json_decides(depth):
+    line = b'{"text": "a", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    assert repr(_decoded(decode_json_line, line)) == repr(_decoded(decode_with_json, line))

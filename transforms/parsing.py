@@ -29,6 +29,7 @@ RawRow = tuple[str, int, Union[bytes, dict]]
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
 LONG_INTEGER_DIGITS = 19  # 64-bit integers have up to 19 digits (20 unsigned)
 LONG_INTEGER = re.compile(rb"\d{%d}" % LONG_INTEGER_DIGITS)
+MAX_FAST_NESTING = 256  # brackets in a line beyond which orjson is not asked
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,13 @@ def decode_json_line(line: bytes) -> dict[str, Any] | None:
     microseconds on SST-2 lines), a share of the pipeline's own cost per record. Python's
     json stays the judge of what a line holds: a line orjson refuses (invalid JSON, but also
     NaN, numbers beyond the float range, lone surrogate escapes, which Python's json
-    accepts) or one with a run of LONG_INTEGER_DIGITS digits (an integer orjson would turn
-    into a float beyond 64 bits) goes through `decode_with_json`, so every line decodes to
-    what Python's json makes of it, and a bad one is refused for the same reason."""
-    if not LONG_INTEGER.search(line):
+    accepts), one with a run of LONG_INTEGER_DIGITS digits (an integer orjson would turn
+    into a float beyond 64 bits) or one that may nest deeper than MAX_FAST_NESTING (orjson
+    reads 1,023 levels, Python's json fewer) goes through `decode_with_json`, so every line
+    decodes to what Python's json makes of it, and a bad one is refused for the same
+    reason."""
+    if (not LONG_INTEGER.search(line)
+            and line.count(b"[") + line.count(b"{") < MAX_FAST_NESTING):
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:

@@ -86,6 +86,8 @@ class Record:
         `__init__`'s `object.__setattr__` per field: a record is copied a few times on its
         way, and the general version cost more than the n-gram tier's model per record.
         (Record has no `__post_init__` to skip.)"""
+        if not changes.keys() <= RECORD_FIELDS:
+            raise TypeError(f"Record has no field(s) {sorted(changes.keys() - RECORD_FIELDS)}")
         copy = object.__new__(Record)
         fields = copy.__dict__
         fields.update(self.__dict__)
@@ -93,6 +95,7 @@ class Record:
         return copy
 
 
+RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 Chunk = list[Record]
 
 
