@@ -384,7 +384,6 @@ def as_parquet_row(row: dict[str, Any], passthrough_columns: Sequence[str]) -> d
 
 
 JSON_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)  # one, not one per json.dumps
-FINITE_JSON_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False, allow_nan=False)
 ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
@@ -399,10 +398,7 @@ def to_json_line(row: dict[str, Any]) -> str:
     try:
         return orjson.dumps(row, default=str, option=ORJSON_OPTIONS).decode("utf-8")
     except TypeError:  # orjson.JSONEncodeError: a long integer, 255+ levels of nesting
-        pass
-    try:
-        return FINITE_JSON_ENCODER.encode(row)
-    except ValueError:  # NaN or an infinity somewhere in the row: made null, at any depth
+        # json's own parser turns NaN and infinities into null at any depth
         nulled = json.loads(JSON_ENCODER.encode(row), parse_constant=lambda constant: None)
         return JSON_ENCODER.encode(nulled)
 
