@@ -1,4 +1,6 @@
 """The records that flow between the job's steps, and Beam's coder for them."""
+import dataclasses
+import inspect
 import pickle
 
 import pytest
@@ -43,6 +45,21 @@ def test_replaced_is_dataclasses_replace():
     assert record.visited(VISIT).with_last_visit(threshold=0.5).last_visit.threshold == 0.5
     assert record.without_model_inputs() == Record("r1", None, gold=1,
                                                    passthrough=record.passthrough)
+
+
+@pytest.mark.parametrize("cls", [Record, Visit])
+def test_the_hand_written_initialiser_takes_the_dataclass_fields(cls):
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    for parameter, field in zip(parameters, fields):
+        default = {} if field.default_factory is dict else field.default
+        given = {} if parameter.default is None and default == {} else parameter.default
+        assert given == (inspect.Parameter.empty if default is dataclasses.MISSING else default)
+    made = cls(*[f"value {i}" for i in range(len(fields))])
+    assert [getattr(made, f.name) for f in fields] == [f"value {i}" for i in range(len(fields))]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.tiers = ()
 
 
 def test_a_prediction_row_has_the_prediction_columns_in_order():

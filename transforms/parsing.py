@@ -29,6 +29,7 @@ RawRow = tuple[str, int, Union[bytes, dict]]
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
 LONG_INTEGER_DIGITS = 19  # 64-bit integers have up to 19 digits (20 unsigned)
 LONG_INTEGER = re.compile(rb"\d{%d}" % LONG_INTEGER_DIGITS)
+DIGITS = b"0123456789"
 MAX_FAST_NESTING = 256  # brackets in a line beyond which orjson is not asked
 
 
@@ -73,7 +74,7 @@ def decode_json_line(line: bytes) -> dict[str, Any] | None:
     reads 1,023 levels, Python's json fewer) goes through `decode_with_json`, so every line
     decodes to what Python's json makes of it, and a bad one is refused for the same
     reason."""
-    if (not LONG_INTEGER.search(line)
+    if (not may_hold_long_integer(line)
             and line.count(b"[") + line.count(b"{") < MAX_FAST_NESTING):
         try:
             row = orjson.loads(line)
@@ -82,6 +83,14 @@ def decode_json_line(line: bytes) -> dict[str, Any] | None:
         else:
             return _as_object(row)
     return decode_with_json(line)
+
+
+def may_hold_long_integer(line: bytes) -> bool:
+    """Whether the line holds a run of LONG_INTEGER_DIGITS digits. Most lines hold fewer
+    digits than that in all, which bytes.translate counts in C four times faster than the
+    regular expression scans a line."""
+    return (len(line) - len(line.translate(None, DIGITS)) >= LONG_INTEGER_DIGITS
+            and LONG_INTEGER.search(line) is not None)
 
 
 def decode_with_json(line: bytes) -> dict[str, Any] | None:

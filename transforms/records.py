@@ -20,7 +20,7 @@ from typing import Any, Sequence, Union
 RecordId = Union[str, int, float, bool]  # a JSON scalar, kept as the input gave it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Visit:
     """One tier's answer for one record: the predicted label, its probabilities (after the
     tier's temperature), the routing confidence, the model time shared out per record and
@@ -38,13 +38,21 @@ class Visit:
     threshold: float | None = None
     passes: int = 1  # forward passes the call made (a tier splits it by its batch_size)
 
+    def __init__(self, tier: str, label_id: int, probabilities: tuple[float, ...],
+                 confidence: float, ms: float, batch: int, exit_layer: int | None = None,
+                 threshold: float | None = None, passes: int = 1):
+        """Fills the fields straight into the instance's dict (see `Record.__init__`)."""
+        self.__dict__.update(tier=tier, label_id=label_id, probabilities=probabilities,
+                             confidence=confidence, ms=ms, batch=batch, exit_layer=exit_layer,
+                             threshold=threshold, passes=passes)
+
     def to_json(self) -> dict[str, Any]:
         """The visit as written to the errors file (fields that do not apply left out)."""
         return {key: value for key, value in dataclasses.asdict(self).items()
                 if value is not None or key not in ("exit_layer", "threshold")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Record:
     """A record on its way through the cascade, with the visits of the tiers it has been to
     (the last one decided it, once it is decided).
@@ -63,6 +71,20 @@ class Record:
     source: str | None = None
     position: int | None = None
     tiers: tuple[Visit, ...] = ()
+
+    def __init__(self, id: RecordId, text: str | None, text_pair: str | None = None,
+                 gold: int | None = None, gold_unrecognized: str | None = None,
+                 passthrough: dict[str, Any] | None = None, source: str | None = None,
+                 position: int | None = None, tiers: tuple[Visit, ...] = ()):
+        """Fills the fields straight into the instance's dict: a frozen dataclass's own
+        `__init__` goes through `object.__setattr__` once per field, which costs twice as
+        much, and records and visits are made once per record (and tier) of a job. The
+        fields stay the dataclass's (tests/test_records.py checks that this signature
+        matches them)."""
+        self.__dict__.update(id=id, text=text, text_pair=text_pair, gold=gold,
+                             gold_unrecognized=gold_unrecognized,
+                             passthrough={} if passthrough is None else passthrough,
+                             source=source, position=position, tiers=tiers)
 
     @property
     def last_visit(self) -> Visit:
