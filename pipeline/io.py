@@ -332,27 +332,24 @@ class ReadKafkaRecords(beam.PTransform):
         return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 
-def output_row(record: Record, labels: Sequence[str], tier_names: Sequence[str],
-               passthrough: Sequence[str]) -> dict[str, Any]:
-    """One output row: the decision (`Prediction`'s columns), the confidence at each tier
-    visited, pass-through fields.
-
-    A pass-through field whose name clashes with an output column is written as `input_<name>`.
-    """
-    confidences = {visit.tier: visit.confidence for visit in record.tiers}
-    row = prediction_row(record, labels)
-    for name in tier_names:
-        row[f"confidence_{name}"] = confidences.get(name)
-    if passthrough:
-        for name, column in passthrough_columns(passthrough, tier_names):
-            row[column] = record.passthrough.get(name)
-    return row
-
-
 def output_rows(chunk: Chunk, labels: Sequence[str], tier_names: Sequence[str],
                 passthrough: Sequence[str]) -> list[dict[str, Any]]:
-    """The output rows of a chunk of decided records (see `output_row`)."""
-    return [output_row(record, labels, tier_names, passthrough) for record in chunk]
+    """The output rows of a chunk of decided records: each record's decision
+    (`Prediction`'s columns), its confidence at each tier (None where it did not go),
+    its pass-through fields. A pass-through field whose name clashes with an output column
+    is written as `input_<name>`. (Column names are made once per chunk, not per row.)"""
+    confidence_columns = [(name, f"confidence_{name}") for name in tier_names]
+    renamed = passthrough_columns(passthrough, tier_names)
+    rows = []
+    for record in chunk:
+        row = prediction_row(record, labels)
+        confidences = {visit.tier: visit.confidence for visit in record.tiers}
+        for name, column in confidence_columns:
+            row[column] = confidences.get(name)
+        for name, column in renamed:
+            row[column] = record.passthrough.get(name)
+        rows.append(row)
+    return rows
 
 
 def passthrough_columns(passthrough: Sequence[str], tier_names: Sequence[str]

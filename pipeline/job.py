@@ -153,8 +153,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
         read_errors = read_errors | "ErrorWindows" >> fixed_windows(job.window_secs)
     parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
         DEAD_LETTERS, main="records")
-    cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads,
-                                                        job.training_examples)
+    cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
     dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
                     ) | "AllDeadLetters" >> beam.Flatten()
     _ = (decided_branches(cascade) | "WritePredictions" >> WritePredictions(

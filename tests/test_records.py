@@ -43,8 +43,8 @@ def test_replaced_is_dataclasses_replace():
     record = RECORDS[0]
     assert record.visited(VISIT).tiers == (VISIT,)
     assert record.visited(VISIT).with_last_visit(threshold=0.5).last_visit.threshold == 0.5
-    assert record.without_model_inputs() == Record("r1", None, gold=1,
-                                                   passthrough=record.passthrough)
+    assert record.replaced(text=None, source=None) == Record(
+        "r1", None, gold=1, passthrough=record.passthrough, position=record.position)
 
 
 @pytest.mark.parametrize("cls", [Record, Visit])

@@ -93,17 +93,3 @@ def test_three_tiers_with_thresholds_forcing_none_or_all(models, confidences, t1
     assert max(confidences["medium"].values()) < 1.0
     assert_routes([tier("small", models["small"], t1), tier("medium", models["medium"], t2),
                    tier("large", models["large"])], {r.id: path for r in RECORDS})
-
-
-def test_decided_records_leave_their_model_inputs_behind(models, confidences):
-    """Escalated records keep their text for the next tier; decided ones drop it (and where
-    they were read from), so that the merged predictions hold half as much."""
-    t1 = threshold_between(confidences["small"].values(), 0.5)
-    dropped = (None, None, None, None)
-    with TestPipeline(runner="FnApiRunner") as p:
-        out = p | beam.Create(CHUNKS) | TierCascade(
-            [tier("small", models["small"], t1), tier("large", models["large"])])
-        shapes = list(decided_branches(out).values()) | beam.Flatten() | beam.FlatMap(
-            lambda chunk: [(len(r.tiers), (r.text, r.text_pair, r.source, r.position))
-                           for r in chunk])
-        assert_that(shapes | beam.Distinct(), equal_to([(1, dropped), (2, dropped)]))

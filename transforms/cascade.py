@@ -15,12 +15,11 @@ from transforms.scoring import ScoreTier
 
 
 def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
-          last: TierConfig, keep_inputs: bool = False) -> tuple[Any, PCollection | None]:
+          last: TierConfig) -> tuple[Any, PCollection | None]:
     """Tier's routing, always within a Budget: the tier's fixed one or, with
     max_escalation_rate or max_disagreement, each window's (transforms/budget.py), which
     holds the window's records until it closes. Returns the routed outputs and the failures
-    of the steering sample (None without max_disagreement). With `keep_inputs` the decided
-    records keep their texts."""
+    of the steering sample (None without max_disagreement)."""
     sampled, steering_failures = None, None
     if tier.max_escalation_rate is None and tier.max_disagreement is None:
         with_budget, fixed = scored, Budget(tier.threshold)
@@ -30,7 +29,7 @@ def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
         with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier, sampled)
         fixed = None
     routed = with_budget | f"Route[{tier.name}]" >> beam.ParDo(
-        RouteByConfidence(tier, fixed, keep_inputs)).with_outputs(ESCALATED, AUDIT,
+        RouteByConfidence(tier, fixed)).with_outputs(ESCALATED, AUDIT,
                                                                   main="decided")
     return routed, steering_failures
 
@@ -79,16 +78,13 @@ class TierCascade(beam.PTransform):
     a prediction: 'audits' are those records with the last tier's visit after the deciding
     tier's, 'audit_failures' the dead letters of audits (and of a max_disagreement tier's
     steering sample) the last tier failed on (counted in the statistics, not written as
-    errors: their records were predicted). With `keep_last_tier_texts` the last tier's
-    decided records keep their texts (for the training examples, pipeline/io.py).
+    errors: their records were predicted).
     """
 
-    def __init__(self, tiers: Sequence[TierConfig], threads: TorchThreads = TorchThreads(),
-                 keep_last_tier_texts: bool = False):
+    def __init__(self, tiers: Sequence[TierConfig], threads: TorchThreads = TorchThreads()):
         super().__init__()
         self._tiers = tuple(tiers)
         self._threads = threads
-        self._keep_last_tier_texts = keep_last_tier_texts
 
     def expand(self, records: PCollection) -> dict[str, PCollection]:
         decided, dead, audits, audit_failures = {}, [], [], []
@@ -96,8 +92,7 @@ class TierCascade(beam.PTransform):
         last = self._tiers[-1]
         for tier in self._tiers:
             scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
-            routed, steering_failures = route(tier, scored, self._threads, last,
-                                              self._keep_last_tier_texts and tier is last)
+            routed, steering_failures = route(tier, scored, self._threads, last)
             decided[decided_key(tier.name)] = routed.decided
             dead.append(failed)
             pending = routed[ESCALATED]

@@ -55,12 +55,7 @@ class Visit:
 @dataclass(frozen=True, init=False)
 class Record:
     """A record on its way through the cascade, with the visits of the tiers it has been to
-    (the last one decided it, once it is decided).
-
-    A decided record goes on without its model inputs (`text`, `text_pair`, `source`,
-    `position` set to None): the outputs and statistics do not need them, and runners that
-    hold the merged decided branches in memory (the FnApiRunner materialises every
-    multi-input Flatten) then keep half as much per record."""
+    (the last one decided it, once it is decided)."""
 
     id: RecordId
     text: str | None
@@ -98,10 +93,6 @@ class Record:
         """The record with its last visit changed."""
         last = dataclasses.replace(self.tiers[-1], **changes)
         return self.replaced(tiers=self.tiers[:-1] + (last,))
-
-    def without_model_inputs(self) -> "Record":
-        """The decided record as the outputs and statistics need it."""
-        return self.replaced(text=None, text_pair=None, source=None, position=None)
 
     def replaced(self, **changes: Any) -> "Record":
         """`dataclasses.replace`, without its per-call look-up of the fields and the frozen

@@ -30,18 +30,16 @@ class RouteByConfidence(beam.DoFn):
     """Chunks of scored records in, routed by `fixed` (a tier's fixed Budget), or (chunk,
     Budget) pairs without one (a window's budget: a tier with max_escalation_rate or
     max_disagreement, whose visits also record the effective threshold they were routed by).
-    Each chunk's decided records (without their model inputs, unless `keep_inputs`) on the
-    main output, its uncertain ones on ESCALATED, and the decided records in the tier's
-    audit sample, whole, on AUDIT; each as a chunk, none where it would be empty.
+    Each chunk's decided records on the main output, its uncertain ones on ESCALATED, and
+    the decided records in the tier's audit sample on AUDIT; each as a chunk, none where it
+    would be empty.
 
     Counts both for the progress line (transforms/progress.py), once per bundle."""
 
-    def __init__(self, tier: TierConfig, fixed: Budget | None = None,
-                 keep_inputs: bool = False):
+    def __init__(self, tier: TierConfig, fixed: Budget | None = None):
         self._name = tier.name
         self._audit_rate = tier.audit_rate
         self._fixed = fixed
-        self._keep_inputs = keep_inputs  # decided records keep their texts (training examples)
         self._counts = [0, 0]  # decided, escalated in this bundle
 
     def start_bundle(self) -> None:
@@ -51,10 +49,9 @@ class RouteByConfidence(beam.DoFn):
         chunk, budget = (element, self._fixed) if self._fixed is not None else element
         if budget.per_window:
             chunk = [r.with_last_visit(threshold=budget.effective_threshold) for r in chunk]
-        decided, escalated = [], []
+        decided, escalated, escalates = [], [], budget.escalates
         for record in chunk:
-            (escalated if budget.escalates(record.last_visit.confidence) else decided
-             ).append(record)
+            (escalated if escalates(record.tiers[-1].confidence) else decided).append(record)
         self._counts[0] += len(decided)
         self._counts[1] += len(escalated)
         if escalated:
@@ -63,8 +60,7 @@ class RouteByConfidence(beam.DoFn):
             sample = audit_sample(decided, self._name, self._audit_rate)
             if sample:
                 yield TaggedOutput(AUDIT, sample)
-            yield decided if self._keep_inputs else [
-                record.without_model_inputs() for record in decided]
+            yield decided
 
     def finish_bundle(self) -> None:
         decided, escalated = self._counts

@@ -24,7 +24,7 @@ from models.guarantee import binomial_interval, binomial_upper_bound
 from models.routing_rule import confidence_bin
 from models.shift import BINS as SHIFT_BINS
 from models.shift import shift_test
-from transforms.records import DeadLetter, Record, Visit
+from transforms.records import Chunk, DeadLetter, Record, Visit
 from transforms.windowing import combine_per_window
 
 @dataclass
@@ -74,29 +74,31 @@ class TierTally:
     audit: AuditTally = field(default_factory=AuditTally)
     confidence_bins: Counter = field(default_factory=Counter)  # seen, for the shift test
 
-    def count(self, visit: Visit, final: bool, gold: int | None) -> None:
-        self.seen += 1
-        self.confidence_bins[confidence_bin(visit.confidence, SHIFT_BINS)] += 1
+    def count(self, visits: Sequence[Visit], final: bool, golds: Sequence[int | None]) -> None:
+        """Counts the tier's visits of records that it decided (`final`) or sent on, with
+        their gold labels (None where unlabelled). A whole chunk's visits at once: a pass
+        over a list per sum costs less per record than a method call per visit."""
+        confidences = [visit.confidence for visit in visits]
+        self.seen += len(visits)
+        self.confidence_bins.update([confidence_bin(c, SHIFT_BINS) for c in confidences])
         if final:
-            self.decided += 1
-            self.confidence_decided += visit.confidence
-            self.max_prob_decided += max(visit.probabilities)
+            self.decided += len(visits)
+            self.confidence_decided += sum(confidences)
+            self.max_prob_decided += sum([max(visit.probabilities) for visit in visits])
         else:
-            self.escalated += 1
-        self.confidence_seen += visit.confidence
-        self.ms += visit.ms
-        self.call_records[visit.batch, visit.passes] += 1
-        if visit.exit_layer is not None:
-            self.exits[visit.exit_layer] += 1
-        if visit.threshold is not None:
-            self.thresholds[visit.threshold] += 1
-        if gold is not None:
-            correct = visit.label_id == gold
-            self.labelled_seen += 1
-            self.correct_seen += correct
-            if final:
-                self.labelled_decided += 1
-                self.correct_decided += correct
+            self.escalated += len(visits)
+        self.confidence_seen += sum(confidences)
+        self.ms += sum([visit.ms for visit in visits])
+        self.call_records.update([(visit.batch, visit.passes) for visit in visits])
+        self.exits.update([v.exit_layer for v in visits if v.exit_layer is not None])
+        self.thresholds.update([v.threshold for v in visits if v.threshold is not None])
+        correct = [visit.label_id == gold for visit, gold in zip(visits, golds)
+                   if gold is not None]
+        self.labelled_seen += len(correct)
+        self.correct_seen += sum(correct)
+        if final:
+            self.labelled_decided += len(correct)
+            self.correct_decided += sum(correct)
 
 
 @dataclass
@@ -110,20 +112,25 @@ class RoutingTally:
     tiers: dict[str, TierTally] = field(default_factory=dict)  # (labelled predictions too)
 
 
-def count_prediction(acc: RoutingTally, record: Record) -> None:
-    """A decided record at every tier it visited (the last one decided it)."""
-    acc.predictions += 1
-    acc.labels_unrecognized += record.gold_unrecognized is not None
-    last = len(record.tiers) - 1
-    for i, visit in enumerate(record.tiers):
-        acc.tiers[visit.tier].count(visit, i == last, record.gold)
+def count_predictions(acc: RoutingTally, chunk: Chunk) -> None:
+    """Decided records at every tier they visited (the last one decided each), tier by
+    tier for the records that went the same way."""
+    acc.predictions += len(chunk)
+    acc.labels_unrecognized += sum([record.gold_unrecognized is not None for record in chunk])
+    by_path: dict[tuple[str, ...], list[Record]] = {}
+    for record in chunk:
+        by_path.setdefault(tuple([visit.tier for visit in record.tiers]), []).append(record)
+    for path, records in by_path.items():
+        golds = [record.gold for record in records]
+        for i, visits in enumerate(zip(*[record.tiers for record in records])):
+            acc.tiers[path[i]].count(visits, i == len(path) - 1, golds)
 
 
 def count_error(acc: RoutingTally, letter: DeadLetter) -> None:
     """A dead letter by its stage, and as escalated at the tiers that scored it before."""
     acc.errors[letter.stage] += 1
     for visit in letter.tiers:
-        acc.tiers[visit.tier].count(visit, final=False, gold=None)
+        acc.tiers[visit.tier].count([visit], final=False, golds=[None])
     if letter.stage.startswith("tier:"):
         acc.tiers[letter.stage[len("tier:"):]].seen += 1
 
@@ -166,8 +173,7 @@ class RoutingStatsFn(beam.CombineFn):
         if kind == "parsed":
             acc.parsed += len(value)
         elif kind == "prediction":
-            for record in value:
-                count_prediction(acc, record)
+            count_predictions(acc, value)
         elif kind == "audit":
             for record in value:
                 *_, decided, last = record.tiers
