@@ -3,7 +3,7 @@ bulk input, on each runner.
 
     python -m bench.pipeline_cost --config bench/results/configs/tuned-two-tier.yaml \
         [--config another.yaml ...] [--records 50000] [--repeats 3] \
-        [--runners direct,direct2,flink]
+        [--runners direct,threads2,direct2,flink]
 
 Jobs, each in a fresh process, interleaved over --repeats rounds (medians reported), on
 --records SST-2 sentences (dev, test and train cycled, unique ids) and on the first
@@ -19,7 +19,8 @@ ideal time. Reported per runner and job:
   - records/s after start-up: (records - startup records) / (seconds - startup seconds);
   - pipeline ms per record: (seconds after start-up - bare loops) / records;
   - efficiency: bare loops / seconds after start-up.
-Runners: `direct` (FnApiRunner, one process), `direct2` (two worker processes), `flink`
+Runners: `direct` (FnApiRunner, one process), `threads2` (one process, two worker threads:
+`--direct_running_mode multi_threading`), `direct2` (two worker processes), `flink`
 (FlinkRunner, parallelism 2, LOOPBACK, the job server of scripts/flink_job_server.sh).
 Writes --results (markdown) and its .json twin.
 """
@@ -35,14 +36,14 @@ import sys
 
 from bench.bare_loop import BareTimer
 from bench.compare import write_results
-from bench.runners import DIRECT, TWO_PROCESSES, flink, write_records
+from bench.runners import DIRECT, TWO_PROCESSES, TWO_THREADS, flink, write_records
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, records_per_tier, run_job
 from models.config import CascadeConfig, config_to_dict
 from models.throughput import ONE_PASS
 
-RUNNERS = ("direct", "direct2", "flink")
-RUNNER_NAMES = {"direct": "FnApiRunner, 1 process", "direct2": "FnApiRunner, 2 processes",
-                "flink": "Flink, parallelism 2"}
+RUNNERS = ("direct", "threads2", "direct2", "flink")
+RUNNER_NAMES = {"direct": "FnApiRunner, 1 process", "threads2": "FnApiRunner, 2 threads",
+                "direct2": "FnApiRunner, 2 processes", "flink": "Flink, parallelism 2"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def runner_args(name: str) -> list[str]:
     if name == "direct":
         return DIRECT
+    if name == "threads2":
+        return TWO_THREADS
     if name == "direct2":
         return TWO_PROCESSES
     jar = subprocess.run(["scripts/flink_job_server.sh"], check=True, capture_output=True,

@@ -31,6 +31,7 @@ from models.datasets import read_labelled, read_rows
 DIRECT = ["--runner", "FnApiRunner"]
 TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
                           "--direct_num_workers", "2"]
+TWO_THREADS = DIRECT + ["--direct_running_mode", "multi_threading", "--direct_num_workers", "2"]
 
 
 MEMORY_SETUPS = ("FnApiRunner, 1 process", "Flink, parallelism 2")
