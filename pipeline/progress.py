@@ -4,8 +4,8 @@ and each tier's records seen and escalated so far.
 The counts come from the job's Beam metrics, polled from the launcher, on runners whose
 `run()` returns while the job works (Flink, Dataflow, Prism: the counts of all workers);
 from this process's own tally while the in-process FnApiRunner works (it hands its metrics
-over only at the end; with --direct_num_workers above 1 its workers are other processes and
-the line stays at zero until the end). See transforms/progress.py.
+over only at the end; with --direct_running_mode multi_processing its workers are other
+processes and the line stays at zero until the end). See transforms/progress.py.
 """
 from __future__ import annotations
 

@@ -104,6 +104,8 @@ RUNNERS = {
     "BundleBasedDirectRunner": ["--runner", "BundleBasedDirectRunner"],
     "FnApiRunner, 2 processes": ["--runner", "FnApiRunner", "--direct_running_mode",
                                  "multi_processing", "--direct_num_workers", "2"],
+    "FnApiRunner, 2 threads": ["--runner", "FnApiRunner", "--direct_running_mode",
+                               "multi_threading", "--direct_num_workers", "2"],
 }
 
 
