@@ -1,0 +1,196 @@
+"""Probe for issue 22: would a second cheap model beside the n-gram tier route better?
+
+    python -m bench.tier1_ensemble_probe [--data ../shared/data/sst2] [--splits 50]
+        [--epochs 3] [--width 128]
+
+A probe, not a feature: the student model lives here until it earns a tier kind in models/.
+Student: a word-piece CNN (the reference tier 2's tokenizer and its word-piece embeddings,
+frozen, projected to --width, convolutions of widths 1-3 with --width filters, max and mean
+pooled), distilled from the reference MiniLM-L6 tier 2 (its probabilities at T=1, plus the
+gold label where there is one, weight 0.5) over SST-2's 67,349 train phrases and the 1,821
+unlabelled test sentences. The teacher's logits are computed once (ONNX Runtime fp32, the same
+answers as PyTorch) and cached in bench/cache/probe.
+
+On the 872 dev sentences, for the n-gram tier, the student and both together (mean of their
+log-probabilities, one cheap tier made of two models): accuracy, agreement with tier 2, the
+escalation at the lowest threshold within 0.5 points of tier 2 on all of dev, and over
+--splits halvings the threshold chosen on one half replayed on the other (as
+bench/distillation.py; no bound). Bare loops on the 2,693 dev + test sentences (sorted by
+length, tokenisation included): tier 2 on PyTorch in passes of 32, the cheap models in passes
+of 1,024. Writes bench/results/tier1_ensemble_probe.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+
+from bench.distillation import lowest_threshold, split_half
+from bench.report import markdown_table
+from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file, tier1_model
+from models.batching import batches, length_order
+from models.datasets import read_labelled, read_rows
+from models.loading import load_tier
+from models.throughput import load_for_timing, scoring_seconds
+
+MAX_TOKENS = 64
+BATCH = 128
+LEARNING_RATE = 2e-3
+
+
+class WordPieceCNN(nn.Module):
+    """Frozen word-piece embeddings -> tanh projection -> convolutions (widths 1-3) -> max and
+    mean over the text's tokens -> logits."""
+
+    def __init__(self, embeddings: torch.Tensor, width: int, labels: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding.from_pretrained(embeddings, freeze=True, padding_idx=0)
+        self.project = nn.Linear(embeddings.shape[1], width)
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, k, padding=k - 1) for k in (1, 2, 3))
+        self.out = nn.Linear(2 * width * len(self.convs), labels)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.project(self.embed(ids))).transpose(1, 2)
+        keep = mask[:, None, :].float()
+        pooled = []
+        for conv in self.convs:
+            h = F.relu(conv(x))[:, :, :ids.shape[1]]
+            pooled += [(h * keep - (1 - keep) * 1e4).max(-1).values,
+                       (h * keep).sum(-1) / keep.sum(-1)]
+        return self.out(torch.cat(pooled, -1))
+
+
+def teacher_logits(data: str) -> dict:
+    """The reference tier 2's logits on train, dev and test (cached), with the texts and labels."""
+    path = os.path.join(CACHE, "probe", "teacher.pt")
+    if os.path.isfile(path):
+        return torch.load(path)
+    train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
+    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
+    test = [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+    tier2 = load_tier(REFERENCE_TIER2, batch_size=64, runtime="onnxruntime")
+    cached = {"train_texts": train.texts, "train_labels": torch.tensor(train.label_ids),
+              "dev_texts": dev.texts, "dev_labels": torch.tensor(dev.label_ids),
+              "test_texts": test}
+    for name in ("train", "dev", "test"):
+        texts = cached[f"{name}_texts"]
+        cached[name] = torch.cat([tier2.logits(texts[i:i + 4096])
+                                  for i in range(0, len(texts), 4096)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(cached, path)
+    return cached
+
+
+def train_student(teacher: dict, width: int, epochs: int) -> tuple[WordPieceCNN, AutoTokenizer]:
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    tokenizer = AutoTokenizer.from_pretrained(REFERENCE_TIER2)
+    table = AutoModel.from_pretrained(REFERENCE_TIER2).get_input_embeddings().weight.detach()
+    model = WordPieceCNN(table.clone(), width)
+    texts = teacher["train_texts"] + teacher["test_texts"]
+    soft = torch.softmax(torch.cat([teacher["train"], teacher["test"]]).float(), -1)
+    gold = torch.cat([teacher["train_labels"], torch.full((len(teacher["test_texts"]),), -1)])
+    steps = [chunk for chunk in batches(len(texts), BATCH, length_order(texts))]
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=LEARNING_RATE, weight_decay=0.01)
+    total, step = epochs * len(steps), 0
+    model.train()
+    for _ in range(epochs):
+        rng.shuffle(steps)
+        for chunk in steps:
+            for group in optimiser.param_groups:  # warm-up, then linear decay
+                group["lr"] = LEARNING_RATE * min(1.0, step / 200) * (1 - step / total)
+            step += 1
+            logits = model(*encode(tokenizer, [texts[i] for i in chunk]))
+            loss = F.kl_div(F.log_softmax(logits, -1), soft[chunk], reduction="batchmean")
+            labelled = gold[chunk] >= 0
+            if labelled.any():
+                loss = loss + 0.5 * F.cross_entropy(logits[labelled], gold[chunk][labelled])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.eval(), tokenizer
+
+
+def encode(tokenizer: AutoTokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    encoded = tokenizer(texts, padding="longest", truncation=True, max_length=MAX_TOKENS,
+                        return_tensors="pt")
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+@torch.no_grad()
+def student_logits(model: WordPieceCNN, tokenizer: AutoTokenizer, texts: list[str]
+                   ) -> tuple[torch.Tensor, float]:
+    """Logits in input order, and the seconds of a loop sorted by length in passes of 1,024."""
+    out = torch.empty(len(texts), 2)
+    start = time.perf_counter()
+    for chunk in batches(len(texts), 1024, length_order(texts)):
+        out[chunk] = model(*encode(tokenizer, [texts[i] for i in chunk]))
+    return out, time.perf_counter() - start
+
+
+def routing_row(log_probs: torch.Tensor, labels: torch.Tensor, tier2: torch.Tensor,
+                splits: int) -> dict:
+    confidence, answer = log_probs.exp().max(-1)
+    right, tier2_right = answer == labels, tier2 == labels
+    threshold = lowest_threshold(confidence, right, tier2_right)
+    return {"accuracy": right.double().mean().item(),
+            "agreement": (answer == tier2).double().mean().item(),
+            "escalation_all_dev": (confidence < threshold).double().mean().item(),
+            **split_half(confidence, right, tier2_right, splits)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.tier1_ensemble_probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p.add_argument("--splits", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--width", type=int, default=128)
+    args = p.parse_args(argv)
+    teacher = teacher_logits(args.data)
+    student, tokenizer = train_student(teacher, args.width, args.epochs)
+    labels, tier2 = teacher["dev_labels"], teacher["dev"].argmax(-1)
+    ngram = load_tier(tier1_model(None, args.data))
+    timed = teacher["dev_texts"] + teacher["test_texts"]
+    seconds = {"tier 2": scoring_seconds(load_for_timing(REFERENCE_TIER2, device="cpu"), timed, 32),
+               "n-gram": scoring_seconds(load_for_timing(tier1_model(None, args.data)), timed,
+                                         1024),
+               "CNN": student_logits(student, tokenizer, timed)[1]}
+    seconds["n-gram + CNN"] = seconds["n-gram"] + seconds["CNN"]
+    log_probs = {"n-gram": F.log_softmax(ngram.logits(teacher["dev_texts"]).float(), -1),
+                 "CNN": F.log_softmax(student_logits(student, tokenizer,
+                                                     teacher["dev_texts"])[0], -1)}
+    log_probs["n-gram + CNN"] = F.log_softmax((log_probs["n-gram"] + log_probs["CNN"]) / 2, -1)
+    record = {name: {**routing_row(lp, labels, tier2, args.splits),
+                     "cost_ratio": seconds["tier 2"] / seconds[name]}
+              for name, lp in log_probs.items()}
+    rows = [[name, f"{r['accuracy']:.2%}", f"{r['agreement']:.1%}",
+             f"{r['escalation_all_dev']:.1%}", f"{r['escalation']:.1%}",
+             f"{100 * r['drop']:+.2f}", f"{r['broken']:.0%}", f"{r['cost_ratio']:.0f}x"]
+            for name, r in record.items()]
+    text = "\n".join([
+        "# Probe: a word-piece CNN beside the n-gram tier 1", "",
+        f"`python -m bench.tier1_ensemble_probe --splits {args.splits} --epochs {args.epochs} "
+        f"--width {args.width}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
+        f"({(tier2 == labels).double().mean().item():.2%}). See the module's docstring.", "",
+        markdown_table(["tier 1", "accuracy alone", "agrees with tier 2",
+                        "escalation within 0.5 (all dev)", "escalation (held-out half)",
+                        "drop (points, held-out)", "splits over 0.5", "cheaper than tier 2 by"],
+                       rows)]) + "\n"
+    with open("bench/results/tier1_ensemble_probe.md", "w", encoding="utf-8") as f:
+        f.write(text)
+    with open("bench/results/tier1_ensemble_probe.json", "w", encoding="utf-8") as f:
+        json.dump({"args": vars(args), "tiers": record, "seconds": seconds}, f, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
