@@ -1,14 +1,19 @@
 """Probe for issue 22: would a second cheap model beside the n-gram tier route better?
 
     python -m bench.tier1_ensemble_probe [--data ../shared/data/sst2] [--splits 50]
-        [--epochs 3] [--width 128]
+        [--epochs 3] [--width 128] [--tokens word_pieces|words]
 
 A probe, not a feature: the student model lives here until it earns a tier kind in models/.
 Student: a word-piece CNN (the reference tier 2's tokenizer and its word-piece embeddings,
 frozen, projected to --width, convolutions of widths 1-3 with --width filters, max and mean
 pooled), distilled from the reference MiniLM-L6 tier 2 (its probabilities at T=1, plus the
 gold label where there is one, weight 0.5) over SST-2's 67,349 train phrases and the 1,821
-unlabelled test sentences. The teacher's logits are computed once (ONNX Runtime fp32, the same
+unlabelled test sentences. With `--tokens words` the CNN reads the n-gram tier's own word
+tokens instead (no second tokenizer): each word's vector is the mean of its word pieces'
+embeddings, made once for every word of the SST-2 texts (a deployed tier would make a new
+word's vector when it first meets it), and the projection is folded into that table after
+training, so a text costs a regular expression, a look-up per word and the convolutions.
+The teacher's logits are computed once (ONNX Runtime fp32, the same
 answers as PyTorch) and cached in bench/cache/probe.
 
 On the 872 dev sentences, for the n-gram tier, the student and both together (mean of their
@@ -17,7 +22,7 @@ escalation at the lowest threshold within 0.5 points of tier 2 on all of dev, an
 --splits halvings the threshold chosen on one half replayed on the other (as
 bench/distillation.py; no bound). Bare loops on the 2,693 dev + test sentences (sorted by
 length, tokenisation included): tier 2 on PyTorch in passes of 32, the cheap models in passes
-of 1,024. Writes bench/results/tier1_ensemble_probe.{md,json}.
+of 1,024. Writes --results (markdown) and its .json twin.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file, 
 from models.batching import batches, length_order
 from models.datasets import read_labelled, read_rows
 from models.loading import load_tier
+from models.ngram import TOKEN
 from models.throughput import load_for_timing, scoring_seconds
 
 MAX_TOKENS = 64
@@ -45,19 +51,32 @@ BATCH = 128
 LEARNING_RATE = 2e-3
 
 
-class WordPieceCNN(nn.Module):
-    """Frozen word-piece embeddings -> tanh projection -> convolutions (widths 1-3) -> max and
-    mean over the text's tokens -> logits."""
+class TokenCNN(nn.Module):
+    """Frozen token vectors -> tanh projection -> convolutions (widths 1-3) -> max and mean
+    over the text's tokens -> logits."""
 
-    def __init__(self, embeddings: torch.Tensor, width: int, labels: int = 2):
+    def __init__(self, vectors: torch.Tensor, width: int, labels: int = 2):
         super().__init__()
-        self.embed = nn.Embedding.from_pretrained(embeddings, freeze=True, padding_idx=0)
-        self.project = nn.Linear(embeddings.shape[1], width)
+        self.embed = nn.Embedding.from_pretrained(vectors, freeze=True, padding_idx=0)
+        self.project = nn.Linear(vectors.shape[1], width)
+        self.folded: nn.Embedding | None = None
         self.convs = nn.ModuleList(nn.Conv1d(width, width, k, padding=k - 1) for k in (1, 2, 3))
         self.out = nn.Linear(2 * width * len(self.convs), labels)
 
+    def token_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.folded is not None:
+            return self.folded(ids)
+        return torch.tanh(self.project(self.embed(ids)))
+
+    def fold(self) -> None:
+        """After training: the projected vector of every token, once, so that inference
+        looks them up instead of projecting each token of each text."""
+        with torch.no_grad():
+            self.folded = nn.Embedding.from_pretrained(
+                torch.tanh(self.project(self.embed.weight)), freeze=True)
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = torch.tanh(self.project(self.embed(ids))).transpose(1, 2)
+        x = self.token_vectors(ids).transpose(1, 2)
         keep = mask[:, None, :].float()
         pooled = []
         for conv in self.convs:
@@ -65,6 +84,39 @@ class WordPieceCNN(nn.Module):
             pooled += [(h * keep - (1 - keep) * 1e4).max(-1).values,
                        (h * keep).sum(-1) / keep.sum(-1)]
         return self.out(torch.cat(pooled, -1))
+
+
+class WordPieces:
+    """Texts -> tier 2's word-piece ids (padded) and mask; `vectors` its embedding table."""
+
+    def __init__(self, tokenizer: AutoTokenizer, table: torch.Tensor):
+        self.tokenizer = tokenizer
+        self.vectors = table
+
+    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.tokenizer(texts, padding="longest", truncation=True,
+                                 max_length=MAX_TOKENS, return_tensors="pt")
+        return encoded["input_ids"], encoded["attention_mask"]
+
+
+class Words:
+    """Texts -> ids of the n-gram tier's word tokens (0 padding, 1 an unknown word) and mask;
+    `vectors` holds each known word's mean word-piece embedding."""
+
+    def __init__(self, tokenizer: AutoTokenizer, table: torch.Tensor, texts: list[str]):
+        words = sorted({w for text in texts for w in TOKEN.findall(text.lower())})
+        self.ids = {word: i + 2 for i, word in enumerate(words)}
+        pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
+        self.vectors = torch.cat([torch.zeros(2, table.shape[1]), torch.stack(
+            [table[p].mean(0) if p else table[tokenizer.unk_token_id] for p in pieces])])
+
+    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [[self.ids.get(w, 1) for w in TOKEN.findall(text.lower())][:MAX_TOKENS] or [1]
+                for text in texts]
+        ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)] = torch.tensor(row)
+        return ids, ids > 0
 
 
 def teacher_logits(data: str) -> dict:
@@ -88,16 +140,24 @@ def teacher_logits(data: str) -> dict:
     return cached
 
 
-def train_student(teacher: dict, width: int, epochs: int) -> tuple[WordPieceCNN, AutoTokenizer]:
-    torch.manual_seed(0)
-    rng = random.Random(0)
+def token_encoder(kind: str, teacher: dict) -> WordPieces | Words:
     tokenizer = AutoTokenizer.from_pretrained(REFERENCE_TIER2)
     table = AutoModel.from_pretrained(REFERENCE_TIER2).get_input_embeddings().weight.detach()
-    model = WordPieceCNN(table.clone(), width)
+    if kind == "word_pieces":
+        return WordPieces(tokenizer, table)
+    return Words(tokenizer, table, teacher["train_texts"] + teacher["dev_texts"]
+                 + teacher["test_texts"])
+
+
+def train_student(teacher: dict, encode: WordPieces | Words, width: int, epochs: int
+                  ) -> TokenCNN:
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    model = TokenCNN(encode.vectors.clone(), width)
     texts = teacher["train_texts"] + teacher["test_texts"]
     soft = torch.softmax(torch.cat([teacher["train"], teacher["test"]]).float(), -1)
     gold = torch.cat([teacher["train_labels"], torch.full((len(teacher["test_texts"]),), -1)])
-    steps = [chunk for chunk in batches(len(texts), BATCH, length_order(texts))]
+    steps = list(batches(len(texts), BATCH, length_order(texts)))
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=LEARNING_RATE, weight_decay=0.01)
     total, step = epochs * len(steps), 0
@@ -108,7 +168,7 @@ def train_student(teacher: dict, width: int, epochs: int) -> tuple[WordPieceCNN,
             for group in optimiser.param_groups:  # warm-up, then linear decay
                 group["lr"] = LEARNING_RATE * min(1.0, step / 200) * (1 - step / total)
             step += 1
-            logits = model(*encode(tokenizer, [texts[i] for i in chunk]))
+            logits = model(*encode([texts[i] for i in chunk]))
             loss = F.kl_div(F.log_softmax(logits, -1), soft[chunk], reduction="batchmean")
             labelled = gold[chunk] >= 0
             if labelled.any():
@@ -116,23 +176,18 @@ def train_student(teacher: dict, width: int, epochs: int) -> tuple[WordPieceCNN,
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    return model.eval(), tokenizer
-
-
-def encode(tokenizer: AutoTokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    encoded = tokenizer(texts, padding="longest", truncation=True, max_length=MAX_TOKENS,
-                        return_tensors="pt")
-    return encoded["input_ids"], encoded["attention_mask"]
+    model.fold()
+    return model.eval()
 
 
 @torch.no_grad()
-def student_logits(model: WordPieceCNN, tokenizer: AutoTokenizer, texts: list[str]
+def student_logits(model: TokenCNN, encode: WordPieces | Words, texts: list[str]
                    ) -> tuple[torch.Tensor, float]:
     """Logits in input order, and the seconds of a loop sorted by length in passes of 1,024."""
     out = torch.empty(len(texts), 2)
     start = time.perf_counter()
     for chunk in batches(len(texts), 1024, length_order(texts)):
-        out[chunk] = model(*encode(tokenizer, [texts[i] for i in chunk]))
+        out[chunk] = model(*encode([texts[i] for i in chunk]))
     return out, time.perf_counter() - start
 
 
@@ -154,19 +209,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--splits", type=int, default=50)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--width", type=int, default=128)
+    p.add_argument("--tokens", choices=("word_pieces", "words"), default="word_pieces")
+    p.add_argument("--results", default="bench/results/tier1_ensemble_probe.md")
     args = p.parse_args(argv)
     teacher = teacher_logits(args.data)
-    student, tokenizer = train_student(teacher, args.width, args.epochs)
+    encode = token_encoder(args.tokens, teacher)
+    student = train_student(teacher, encode, args.width, args.epochs)
     labels, tier2 = teacher["dev_labels"], teacher["dev"].argmax(-1)
     ngram = load_tier(tier1_model(None, args.data))
     timed = teacher["dev_texts"] + teacher["test_texts"]
     seconds = {"tier 2": scoring_seconds(load_for_timing(REFERENCE_TIER2, device="cpu"), timed, 32),
                "n-gram": scoring_seconds(load_for_timing(tier1_model(None, args.data)), timed,
                                          1024),
-               "CNN": student_logits(student, tokenizer, timed)[1]}
+               "CNN": student_logits(student, encode, timed)[1]}
     seconds["n-gram + CNN"] = seconds["n-gram"] + seconds["CNN"]
     log_probs = {"n-gram": F.log_softmax(ngram.logits(teacher["dev_texts"]).float(), -1),
-                 "CNN": F.log_softmax(student_logits(student, tokenizer,
+                 "CNN": F.log_softmax(student_logits(student, encode,
                                                      teacher["dev_texts"])[0], -1)}
     log_probs["n-gram + CNN"] = F.log_softmax((log_probs["n-gram"] + log_probs["CNN"]) / 2, -1)
     record = {name: {**routing_row(lp, labels, tier2, args.splits),
@@ -179,15 +237,15 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join([
         "# Probe: a word-piece CNN beside the n-gram tier 1", "",
         f"`python -m bench.tier1_ensemble_probe --splits {args.splits} --epochs {args.epochs} "
-        f"--width {args.width}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
+        f"--width {args.width} --tokens {args.tokens} --results {args.results}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
         f"({(tier2 == labels).double().mean().item():.2%}). See the module's docstring.", "",
         markdown_table(["tier 1", "accuracy alone", "agrees with tier 2",
                         "escalation within 0.5 (all dev)", "escalation (held-out half)",
                         "drop (points, held-out)", "splits over 0.5", "cheaper than tier 2 by"],
                        rows)]) + "\n"
-    with open("bench/results/tier1_ensemble_probe.md", "w", encoding="utf-8") as f:
+    with open(args.results, "w", encoding="utf-8") as f:
         f.write(text)
-    with open("bench/results/tier1_ensemble_probe.json", "w", encoding="utf-8") as f:
+    with open(os.path.splitext(args.results)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump({"args": vars(args), "tiers": record, "seconds": seconds}, f, indent=1)
     print(text)
 
