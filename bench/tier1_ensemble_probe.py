@@ -1,7 +1,7 @@
 """Probe for issue 22: would a second cheap model beside the n-gram tier route better?
 
     python -m bench.tier1_ensemble_probe [--data ../shared/data/sst2] [--splits 50]
-        [--epochs 3] [--width 128] [--tokens word_pieces|words]
+        [--epochs 3] [--width 128] [--tokens word_pieces|words] [--seed 0]
 
 A probe, not a feature: the student model lives here until it earns a tier kind in models/.
 Student: a word-piece CNN (the reference tier 2's tokenizer and its word-piece embeddings,
@@ -149,10 +149,10 @@ def token_encoder(kind: str, teacher: dict) -> WordPieces | Words:
                  + teacher["test_texts"])
 
 
-def train_student(teacher: dict, encode: WordPieces | Words, width: int, epochs: int
-                  ) -> TokenCNN:
-    torch.manual_seed(0)
-    rng = random.Random(0)
+def train_student(teacher: dict, encode: WordPieces | Words, width: int, epochs: int,
+                  seed: int) -> TokenCNN:
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
     model = TokenCNN(encode.vectors.clone(), width)
     texts = teacher["train_texts"] + teacher["test_texts"]
     soft = torch.softmax(torch.cat([teacher["train"], teacher["test"]]).float(), -1)
@@ -210,11 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--tokens", choices=("word_pieces", "words"), default="word_pieces")
+    p.add_argument("--seed", type=int, default=0, help="the student's initialisation and order")
     p.add_argument("--results", default="bench/results/tier1_ensemble_probe.md")
     args = p.parse_args(argv)
     teacher = teacher_logits(args.data)
     encode = token_encoder(args.tokens, teacher)
-    student = train_student(teacher, encode, args.width, args.epochs)
+    student = train_student(teacher, encode, args.width, args.epochs, args.seed)
     labels, tier2 = teacher["dev_labels"], teacher["dev"].argmax(-1)
     ngram = load_tier(tier1_model(None, args.data))
     timed = teacher["dev_texts"] + teacher["test_texts"]
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join([
         "# Probe: a word-piece CNN beside the n-gram tier 1", "",
         f"`python -m bench.tier1_ensemble_probe --splits {args.splits} --epochs {args.epochs} "
-        f"--width {args.width} --tokens {args.tokens} --results {args.results}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
+        f"--width {args.width} --tokens {args.tokens} --seed {args.seed} --results {args.results}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
         f"({(tier2 == labels).double().mean().item():.2%}). See the module's docstring.", "",
         markdown_table(["tier 1", "accuracy alone", "agrees with tier 2",
                         "escalation within 0.5 (all dev)", "escalation (held-out half)",
