@@ -21,16 +21,19 @@ log-probabilities, one cheap tier made of two models): accuracy, agreement with 
 escalation at the lowest threshold within 0.5 points of tier 2 on all of dev, and over
 --splits halvings the threshold chosen on one half replayed on the other (as
 bench/distillation.py; no bound). Bare loops on the 2,693 dev + test sentences (sorted by
-length, tokenisation included): tier 2 on PyTorch in passes of 32, the cheap models in passes
-of 1,024. Writes --results (markdown) and its .json twin.
+length, tokenisation included; medians of --repeats interleaved rounds after a warm-up): tier
+2 on PyTorch in passes of 32, the cheap models in passes of 1,024. The pair's cost is the sum
+of its two models', each tokenising the texts itself (with `--tokens words` both run the
+same regular expression, which a tier made of the two would run once). Writes --results
+(markdown) and its .json twin.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
-import time
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +47,7 @@ from models.batching import batches, length_order
 from models.datasets import read_labelled, read_rows
 from models.loading import load_tier
 from models.ngram import TOKEN
-from models.throughput import load_for_timing, scoring_seconds
+from models.throughput import interleaved_medians, load_for_timing, scoring_seconds
 
 MAX_TOKENS = 64
 BATCH = 128
@@ -121,7 +124,8 @@ class Words:
 
 def teacher_logits(data: str) -> dict:
     """The reference tier 2's logits on train, dev and test (cached), with the texts and labels."""
-    path = os.path.join(CACHE, "probe", "teacher.pt")
+    key = hashlib.sha256(os.path.abspath(data).encode()).hexdigest()[:16]
+    path = os.path.join(CACHE, "probe", f"teacher-{key}.pt")  # one per data folder
     if os.path.isfile(path):
         return torch.load(path)
     train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
@@ -166,7 +170,7 @@ def train_student(teacher: dict, encode: WordPieces | Words, width: int, epochs:
         rng.shuffle(steps)
         for chunk in steps:
             for group in optimiser.param_groups:  # warm-up, then linear decay
-                group["lr"] = LEARNING_RATE * min(1.0, step / 200) * (1 - step / total)
+                group["lr"] = LEARNING_RATE * min(1.0, (step + 1) / 200) * (1 - step / total)
             step += 1
             logits = model(*encode([texts[i] for i in chunk]))
             loss = F.kl_div(F.log_softmax(logits, -1), soft[chunk], reduction="batchmean")
@@ -182,13 +186,13 @@ def train_student(teacher: dict, encode: WordPieces | Words, width: int, epochs:
 
 @torch.no_grad()
 def student_logits(model: TokenCNN, encode: WordPieces | Words, texts: list[str]
-                   ) -> tuple[torch.Tensor, float]:
-    """Logits in input order, and the seconds of a loop sorted by length in passes of 1,024."""
+                   ) -> torch.Tensor:
+    """Logits in input order, from passes of 1,024 texts sorted by length (encoding included,
+    as the other tiers' bare loops include tokenisation)."""
     out = torch.empty(len(texts), 2)
-    start = time.perf_counter()
     for chunk in batches(len(texts), 1024, length_order(texts)):
         out[chunk] = model(*encode([texts[i] for i in chunk]))
-    return out, time.perf_counter() - start
+    return out
 
 
 def routing_row(log_probs: torch.Tensor, labels: torch.Tensor, tier2: torch.Tensor,
@@ -211,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--tokens", choices=("word_pieces", "words"), default="word_pieces")
     p.add_argument("--seed", type=int, default=0, help="the student's initialisation and order")
+    p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians, after a "
+                   "warm-up round; the models interleaved in each)")
     p.add_argument("--results", default="bench/results/tier1_ensemble_probe.md")
     args = p.parse_args(argv)
     teacher = teacher_logits(args.data)
@@ -219,14 +225,16 @@ def main(argv: list[str] | None = None) -> None:
     labels, tier2 = teacher["dev_labels"], teacher["dev"].argmax(-1)
     ngram = load_tier(tier1_model(None, args.data))
     timed = teacher["dev_texts"] + teacher["test_texts"]
-    seconds = {"tier 2": scoring_seconds(load_for_timing(REFERENCE_TIER2, device="cpu"), timed, 32),
-               "n-gram": scoring_seconds(load_for_timing(tier1_model(None, args.data)), timed,
-                                         1024),
-               "CNN": student_logits(student, encode, timed)[1]}
+    tier2_timed = load_for_timing(REFERENCE_TIER2, device="cpu")
+    ngram_timed = load_for_timing(tier1_model(None, args.data))
+    seconds = interleaved_medians({
+        "tier 2": lambda: scoring_seconds(tier2_timed, timed, 32),
+        "n-gram": lambda: scoring_seconds(ngram_timed, timed, 1024),
+        "CNN": lambda: student_logits(student, encode, timed)}, args.repeats)
     seconds["n-gram + CNN"] = seconds["n-gram"] + seconds["CNN"]
     log_probs = {"n-gram": F.log_softmax(ngram.logits(teacher["dev_texts"]).float(), -1),
-                 "CNN": F.log_softmax(student_logits(student, encode,
-                                                     teacher["dev_texts"])[0], -1)}
+                 "CNN": F.log_softmax(student_logits(student, encode, teacher["dev_texts"]),
+                                      -1)}
     log_probs["n-gram + CNN"] = F.log_softmax((log_probs["n-gram"] + log_probs["CNN"]) / 2, -1)
     record = {name: {**routing_row(lp, labels, tier2, args.splits),
                      "cost_ratio": seconds["tier 2"] / seconds[name]}
@@ -236,9 +244,10 @@ def main(argv: list[str] | None = None) -> None:
              f"{100 * r['drop']:+.2f}", f"{r['broken']:.0%}", f"{r['cost_ratio']:.0f}x"]
             for name, r in record.items()]
     text = "\n".join([
-        "# Probe: a word-piece CNN beside the n-gram tier 1", "",
+        f"# Probe: a CNN over {args.tokens.replace('_', ' ')} beside the n-gram tier 1", "",
         f"`python -m bench.tier1_ensemble_probe --splits {args.splits} --epochs {args.epochs} "
-        f"--width {args.width} --tokens {args.tokens} --seed {args.seed} --results {args.results}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
+        f"--width {args.width} --tokens {args.tokens} --seed {args.seed} --repeats {args.repeats} "
+        f"--results {args.results}`: SST-2 dev (872 sentences), tier 2 the reference MiniLM-L6 "
         f"({(tier2 == labels).double().mean().item():.2%}). See the module's docstring.", "",
         markdown_table(["tier 1", "accuracy alone", "agrees with tier 2",
                         "escalation within 0.5 (all dev)", "escalation (held-out half)",

@@ -30,7 +30,8 @@ escalates only if its bin is below the cap bin, and at most F of the records are
 The window's Budget reaches its records by a join (CoGroupByKey on SHARDS keys, each chunk of
 records keyed by its first record's id, the Budget copied to each key), not by a side input:
 a join waits for the window to close on every runner, while windowed side inputs came out
-empty on Prism for windows whose main input ran first (Beam issue 36563). The shards keep the routing parallel on distributed runners.
+empty on Prism for windows whose main input ran first (Beam issue 36563). The shards keep the
+routing parallel on distributed runners.
 """
 from __future__ import annotations
 
