@@ -69,9 +69,8 @@ class Budget:
     per_window: bool = False
 
     def escalates(self, confidence: float) -> bool:
-        if decides(confidence, self.threshold):
-            return False
-        return self.cap_bin > BINS or confidence_bin(confidence, BINS) < self.cap_bin
+        return (not decides(confidence, self.threshold)
+                and confidence_bin(confidence, BINS) < self.cap_bin)
 
     @property
     def effective_threshold(self) -> float | None:

@@ -29,8 +29,7 @@ def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
         with_budget = scored | f"Budget[{tier.name}]" >> JoinWindowBudget(tier, sampled)
         fixed = None
     routed = with_budget | f"Route[{tier.name}]" >> beam.ParDo(
-        RouteByConfidence(tier, fixed)).with_outputs(ESCALATED, AUDIT,
-                                                                  main="decided")
+        RouteByConfidence(tier, fixed)).with_outputs(ESCALATED, AUDIT, main="decided")
     return routed, steering_failures
 
 

@@ -49,9 +49,10 @@ class RouteByConfidence(beam.DoFn):
         chunk, budget = (element, self._fixed) if self._fixed is not None else element
         if budget.per_window:
             chunk = [r.with_last_visit(threshold=budget.effective_threshold) for r in chunk]
-        decided, escalated, escalates = [], [], budget.escalates
+        decided, escalated = [], []
         for record in chunk:
-            (escalated if escalates(record.tiers[-1].confidence) else decided).append(record)
+            (escalated if budget.escalates(record.last_visit.confidence) else decided
+             ).append(record)
         self._counts[0] += len(decided)
         self._counts[1] += len(escalated)
         if escalated:
