@@ -6,6 +6,8 @@ by a learned router, in the tier 1 -> MiniLM-L6 cascade on SST-2 (issue: learned
 
 Tiers 1 (default): the plain n-gram tier (bench/cache/sst2-ngram), the n-gram tier distilled
 from the reference tier 2 over the train phrases (bench/cache/sst2-ngram-distilled-t1, made by
+bench.distillation), the same with a word CNN of width 32 and of width 64 beside it
+(bench/cache/sst2-ngram-cnn<W>-distilled, models/word_cnn.py, also made by
 bench.distillation) and the reference tier 2's first layer distilled from it over the train
 phrases (bench/cache/sst2-minilm-l1-distilled, trained here when absent, ~30 minutes). No
 tier 1 saw the dev or test sentences.
@@ -32,7 +34,7 @@ import sys
 
 import torch
 
-from bench.distillation import distilled_tier
+from bench.distillation import distilled_pair, distilled_tier
 from bench.report import markdown_table
 from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file, tier1_model
 from models.calibration import calibrate
@@ -214,13 +216,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
     p.add_argument("--splits", type=int, default=20, help="rounds of random halvings")
     p.add_argument("--tier1", action="append", default=[], metavar="NAME=FOLDER",
-                   help="tier 1 candidates (default: plain and distilled n-gram, distilled "
-                        "MiniLM-L1)")
+                   help="tier 1 candidates (default: plain and distilled n-gram, the distilled "
+                        "n-gram with word CNNs of width 32 and 64, distilled MiniLM-L1)")
     p.add_argument("--results", default="bench/results")
     args = p.parse_args(argv)
     candidates = dict(item.split("=", 1) for item in args.tier1) or {
         "n-gram": tier1_model(None, args.data),
         "n-gram, distilled": distilled_tier(args.data, 1.0),
+        "n-gram + word CNN 32, distilled": distilled_pair(args.data, 32),
+        "n-gram + word CNN 64, distilled": distilled_pair(args.data, 64),
         "MiniLM 1 layer, distilled": distilled_transformer(args.data)}
     dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
     unlabelled = read_unlabelled([sst2_file(args.data, "test_unlabeled.tsv")], "sentence")

@@ -52,6 +52,21 @@ def distilled_tier(data: str, temperature: float) -> str:
     return folder
 
 
+def distilled_pair(data: str, width: int) -> str:
+    """The n-gram tier with a word CNN of `width` beside it (models/word_cnn.py), both
+    distilled as `distilled_tier` at temperature 1, the CNN's word vectors from the reference
+    tier 2; trained into the cache when absent."""
+    folder = os.path.join(CACHE, f"sst2-ngram-cnn{width}-distilled")
+    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
+        train = sst2_file(data, "train.tsv")
+        assert train_main(["--kind", "ngram", "--train", train, "--text_field", "sentence",
+                           "--label_names", ",".join(LABELS), "--dev",
+                           sst2_file(data, "dev.tsv"), "--teacher", REFERENCE_TIER2,
+                           "--unlabelled", train, "--word_vectors", REFERENCE_TIER2,
+                           "--cnn_width", str(width), "--output", folder, "--overwrite"]) == 0
+    return folder
+
+
 def split_half(confidence: torch.Tensor, tier1_right: torch.Tensor, tier2_right: torch.Tensor,
                splits: int) -> dict:
     """Thresholds chosen on one half of dev within BUDGET of tier 2, replayed on the other."""

@@ -2,7 +2,7 @@
 tier 1 is retrained on it, calibrate chooses the next night's threshold.
 
     python -m bench.nightly [--data ../shared/data/sst2] [--nights 5] [--base 17349]
-        [--night_records 10000] [--work bench/cache/nightly]
+        [--night_records 10000] [--word_cnn] [--work bench/cache/nightly]
 
 SST-2's 67,349 train phrases, shuffled (seed 0): the first --base, with their gold labels,
 train the night-0 n-gram tier 1; the rest are the unlabelled input of the nights,
@@ -18,10 +18,14 @@ train the night-0 n-gram tier 1; the rest are the unlabelled input of the nights
      unlabelled sample (no tier ever trains on either): the threshold whose 90% bound on the
      drop against tier 2 alone is within --max_accuracy_drop points, for night k+1.
 
+With --word_cnn, tier 1 carries a word CNN beside its linear model (`train --word_vectors`,
+the reference tier 2's word pieces; models/word_cnn.py), retrained with it every night; the
+work folder and results then end in -word-cnn.
+
 Per night: tier 1's dev accuracy, the escalation calibrate chooses on dev and its bound, the
 escalation and drop of the point estimate (the lowest threshold within 0.5 points on one half
 of dev, replayed on the other: medians over 20 halvings, no bound), and the escalation the
-night's job saw on its own input. Writes bench/results/nightly.{md,json,png}.
+night's job saw on its own input. Writes bench/results/nightly[-word-cnn].{md,json,png}.
 """
 from __future__ import annotations
 
@@ -158,9 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", type=int, default=17_349, help="labelled phrases of night 0")
     p.add_argument("--night_records", type=int, default=10_000)
     p.add_argument("--max_accuracy_drop", type=float, default=0.5)
-    p.add_argument("--work", default="bench/cache/nightly")
+    p.add_argument("--word_cnn", action="store_true",
+                   help="tier 1 with a word CNN beside the linear model")
+    p.add_argument("--work", help="default bench/cache/nightly[-word-cnn]")
     p.add_argument("--results", default="bench/results")
     args = p.parse_args(argv)
+    name = "nightly-word-cnn" if args.word_cnn else "nightly"
+    args.work = args.work or os.path.join("bench", "cache", name)
+    word_cnn = ["--word_vectors", REFERENCE_TIER2] if args.word_cnn else []
     os.makedirs(args.work, exist_ok=True)
     write_inputs(args.data, args.work, args.base, args.nights, args.night_records)
     dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             outputs += ["--from_outputs", out]
         beam_cascade("train", "--kind", "ngram", "--train", base, "--label_names",
                      ",".join(LABELS), "--output", os.path.join(args.work, f"tier1-{night}"),
-                     "--overwrite", *outputs)
+                     "--overwrite", *word_cnn, *outputs)
         report = calibrated_config(args.work, night, args.data, args.max_accuracy_drop)
         accuracy, estimate_escalation, estimate_drop = point_estimate(
             os.path.join(args.work, f"tier1-{night}"), dev.texts, labels, tier2_right)
@@ -202,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join([
         "# Five nights of self-improvement (SST-2)", "",
         f"`python -m bench.nightly --nights {args.nights} --base {args.base} --night_records "
-        f"{args.night_records} --max_accuracy_drop {args.max_accuracy_drop}`: the n-gram tier 1 "
+        f"{args.night_records} --max_accuracy_drop {args.max_accuracy_drop}"
+        f"{' --word_cnn' if args.word_cnn else ''}`: the n-gram tier 1"
+        f"{' with a word CNN' if args.word_cnn else ''} "
         f"trained on {args.base} labelled train phrases, then each night a job over "
         f"{args.night_records} unlabelled phrases with `--training_examples`, `train "
         "--from_outputs` on every night so far, `calibrate` on dev with the test sentences as "
@@ -212,13 +223,13 @@ def main(argv: list[str] | None = None) -> None:
                         "escalation (calibrate, dev)", "drop (calibrate, dev)",
                         "90% bound (points)", "escalation (estimate, unseen half)",
                         "drop (estimate, unseen half)"], rows),
-        "", "![nightly](nightly.png)"]) + "\n"
+        "", f"![nightly]({name}.png)"]) + "\n"
     os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "nightly.md"), "w", encoding="utf-8") as f:
+    with open(os.path.join(args.results, f"{name}.md"), "w", encoding="utf-8") as f:
         f.write(text)
-    with open(os.path.join(args.results, "nightly.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(args.results, f"{name}.json"), "w", encoding="utf-8") as f:
         json.dump(nights, f, indent=1)
-    plot(nights, os.path.join(args.results, "nightly.png"))
+    plot(nights, os.path.join(args.results, f"{name}.png"))
     print(text)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
@@ -25,10 +26,12 @@ from models.learned_deferral import unfamiliar_word_share
 from models.model_cache import ModelFolderError, local_model_folder
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
+from models.word_cnn import PIECES_FILE, WEIGHTS_FILE, WordCNN, WordCnnConfig
 from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
 from models.weights import (PICKLE_WEIGHTS, CheckpointError, WeightsError,
-                            check_weights, check_weights_fit, checkpoint_shapes)
+                            check_weights, check_weights_fit, checkpoint_shapes,
+                            safetensors_shapes)
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model")
@@ -84,11 +87,13 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
         ngram = NgramConfig.from_json(raw) if is_ngram_checkpoint(raw) else None
         config = None if ngram else AutoConfig.from_pretrained(
             path, trust_remote_code=trust_remote_code)
-    except (ValueError, OSError, KeyError) as e:
-        raise CheckpointError(f"{path!r}: config.json cannot be read: {e}") from e
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path!r}: config.json cannot be read: {e!r}") from e
     if ngram:
         check_weights(path, allow_pickle_weights=False)
         _check_shapes(path, lambda: HashedNgramClassifier(ngram))
+        if ngram.word_cnn:
+            _check_word_cnn(path, ngram.word_cnn, len(ngram.labels))
         return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None, pickle_weights=False,
                               trained_on_pairs=_trained_on_pairs(path))
     architectures = raw.get("architectures") or []
@@ -110,6 +115,35 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
         exit_layers=_exit_layers(path, raw),
         trained_on_pairs=_trained_on_pairs(path),
     )
+
+
+def _check_word_cnn(path: str, config: WordCnnConfig, labels: int) -> None:
+    """An n-gram folder whose config.json names a word CNN must hold its weights, of the
+    shapes the config gives, and a word-piece tokenizer whose ids fit its piece table."""
+    missing = [name for name in (WEIGHTS_FILE, PIECES_FILE)
+               if not os.path.isfile(os.path.join(path, name))]
+    if missing:
+        raise CheckpointError(f"{path!r}: config.json names a word CNN but {missing} are "
+                              "missing; copy the whole folder `beam-cascade train "
+                              "--word_vectors` wrote")
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in
+                    WordCNN(config, labels, config.width).state_dict().items()}
+    try:
+        check_weights_fit(path, safetensors_shapes(os.path.join(path, WEIGHTS_FILE)),
+                          expected)
+        pieces = Tokenizer.from_file(os.path.join(path, PIECES_FILE)).get_vocab_size()
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exception
+        raise CheckpointError(f"{path!r}: {PIECES_FILE} is not a tokenizer file: {e}; copy "
+                              "the whole folder `beam-cascade train --word_vectors` "
+                              "wrote") from None
+    if not MIN_VOCABULARY <= pieces <= config.pieces:
+        raise CheckpointError(f"{path!r}: {PIECES_FILE} has {pieces} word pieces but the word "
+                              f"CNN's table has {config.pieces} rows; the tokenizer belongs to "
+                              "another model. Copy the whole folder `beam-cascade train "
+                              "--word_vectors` wrote")
 
 
 def _trained_on_pairs(path: str) -> bool | None:
@@ -243,7 +277,7 @@ def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: st
     path = local_model_folder(path)
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
-            return NgramTier(HashedNgramClassifier.from_pretrained(path))
+            return NgramTier.load(path)
     if runtime == "onnxruntime":
         if early_exit is not None or keep_tokens is not None:
             raise CheckpointError(f"{path!r}: early exit and token dropping run on runtime: "

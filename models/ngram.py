@@ -4,7 +4,9 @@ classic strong baseline, with the n-grams hashed into a fixed table (no vocabula
 
 Saved like a Hugging Face checkpoint (config.json with id2label, model.safetensors), so the
 cascade config names it the same way as any tier, and it can be mixed with transformer tiers.
-Hashing uses crc32, never Python's per-process salted hash(), so every worker agrees.
+Hashing uses crc32, never Python's per-process salted hash(), so every worker agrees. The
+folder may also hold a word CNN (models/word_cnn.py) that the tier averages with the linear
+model.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import zlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from models.names import NGRAM_MODEL_TYPE
+from models.word_cnn import CONFIG_KEY, WordCnnConfig, WordCnnScorer
 
 MODEL_TYPE = NGRAM_MODEL_TYPE
 ARCHITECTURE = "HashedNgramForSequenceClassification"
@@ -29,21 +33,34 @@ class NgramConfig:
     labels: tuple[str, ...]
     num_buckets: int = 2 ** 20
     max_n: int = 2
+    word_cnn: WordCnnConfig | None = None  # the CNN beside the linear model, if any
 
     def to_json(self) -> dict:
         return {"model_type": MODEL_TYPE, "architectures": [ARCHITECTURE],
                 "id2label": {str(i): name for i, name in enumerate(self.labels)},
-                "num_buckets": self.num_buckets, "max_n": self.max_n}
+                "num_buckets": self.num_buckets, "max_n": self.max_n,
+                **({CONFIG_KEY: self.word_cnn.to_json()} if self.word_cnn else {})}
 
     @classmethod
     def from_json(cls, raw: dict) -> "NgramConfig":
         labels = tuple(raw["id2label"][str(i)] for i in range(len(raw["id2label"])))
-        return cls(labels=labels, num_buckets=raw["num_buckets"], max_n=raw["max_n"])
+        word_cnn = WordCnnConfig.from_json(raw[CONFIG_KEY]) if raw.get(CONFIG_KEY) else None
+        return cls(labels=labels, num_buckets=raw["num_buckets"], max_n=raw["max_n"],
+                   word_cnn=word_cnn)
+
+
+def words_of(text: str) -> list[str]:
+    """The lower-cased word tokens both the n-gram model and the word CNN read."""
+    return TOKEN.findall(text.lower())
 
 
 def ngram_ids(text: str, num_buckets: int, max_n: int) -> list[int]:
     """Bucket ids of the lower-cased word 1..max_n-grams of `text`."""
-    words = TOKEN.findall(text.lower())
+    return word_ngram_ids(words_of(text), num_buckets, max_n)
+
+
+def word_ngram_ids(words: list[str], num_buckets: int, max_n: int) -> list[int]:
+    """Bucket ids of the 1..max_n-grams of a text's `words`."""
     grams = [" ".join(words[i:i + n]) for n in range(1, max_n + 1)
              for i in range(len(words) - n + 1)]
     return [zlib.crc32(g.encode("utf-8")) % num_buckets for g in grams] or [0]
@@ -75,12 +92,13 @@ class HashedNgramClassifier(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros(len(config.labels)))
         self.register_buffer("idf", torch.ones(config.num_buckets))
 
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat bucket ids and per-text offsets, the EmbeddingBag input."""
+    def encode(self, texts: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat bucket ids and per-text offsets (the EmbeddingBag input) of texts given as
+        their words."""
         ids, offsets = [], []
-        for text in texts:
+        for words in texts:
             offsets.append(len(ids))
-            ids.extend(ngram_ids(text, self.config.num_buckets, self.config.max_n))
+            ids.extend(word_ngram_ids(words, self.config.num_buckets, self.config.max_n))
         return torch.tensor(ids), torch.tensor(offsets)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -118,18 +136,43 @@ def joined_pairs(texts: list[str], text_pairs: list[str] | None) -> list[str]:
 
 class NgramTier:
     """The n-gram classifier as a `Tier` (models/tier.py), like a transformer TierModel. A
-    text pair is scored as one text joined by a separator."""
+    text pair is scored as one text joined by a separator. With a word CNN, the tier's
+    logits are the mean of the two models' log-probabilities (one tier made of two models,
+    reading the same words)."""
 
     early_exit = None  # one layer: nothing to leave early
 
-    def __init__(self, model: HashedNgramClassifier):
+    def __init__(self, model: HashedNgramClassifier, word_cnn: WordCnnScorer | None = None):
         self.model = model
+        self.word_cnn = word_cnn
         self.labels = model.config.labels
 
+    @classmethod
+    def load(cls, folder: str) -> "NgramTier":
+        model = HashedNgramClassifier.from_pretrained(folder)
+        config = model.config.word_cnn
+        if config is None:
+            return cls(model)
+        return cls(model, WordCnnScorer.load(folder, config, len(model.config.labels)))
+
+    def save_pretrained(self, folder: str) -> None:
+        self.model.save_pretrained(folder)
+        if self.word_cnn:
+            self.word_cnn.save(folder)
+
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
-        texts = joined_pairs(texts, text_pairs)
+        linear, cnn = self.parts_logits(texts, text_pairs)
+        if cnn is None:
+            return linear
+        return (F.log_softmax(linear, -1) + F.log_softmax(cnn, -1)) / 2
+
+    def parts_logits(self, texts: list[str], text_pairs: list[str] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The linear model's logits and the word CNN's (None without one), each alone."""
+        words = [words_of(text) for text in joined_pairs(texts, text_pairs)]
         with torch.inference_mode():
-            return self.model(*self.model.encode(texts))
+            linear = self.model(*self.model.encode(words))
+        return linear, self.word_cnn.logits(words) if self.word_cnn else None
 
     def logits_and_exits(self, texts: list[str], text_pairs: list[str] | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,22 +13,26 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Iterator
 
 import torch
+from tokenizers import Tokenizer
 from tqdm import tqdm
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                           get_linear_schedule_with_warmup)
 
-from models.batching import batches
+from models.batching import batches, length_order
 from models.datasets import LabelledTexts
 from models.difficulty import difficulty_labels, ranking_loss
 from models.early_exit import MultiExitClassifier
-from models.loading import resolve_device
-from models.ngram import (HashedNgramClassifier, NgramConfig, NgramTier,
-                          inverse_document_frequency, joined_pairs, ngram_ids)
-from models.training_config import DifficultyAware, NgramTrainingConfig, TrainingConfig
+from models.loading import inspect_checkpoint, resolve_device
+from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
+                          inverse_document_frequency, joined_pairs, ngram_ids, words_of)
+from models.training_config import (DifficultyAware, NgramTrainingConfig, TrainingConfig,
+                                    WordCnnTrainingConfig)
+from models.word_cnn import (WordCNN, WordCnnConfig, WordCnnScorer, padded, piece_ids,
+                             plain_tokenizer)
 
 
 def default_base_model() -> str:
@@ -175,23 +179,38 @@ def train_ngram(train: LabelledTexts, output: str, config: NgramTrainingConfig,
                 dev: LabelledTexts | None = None,
                 difficulty_aware: DifficultyAware | None = None,
                 notes: dict | None = None) -> dict:
-    """Trains the hashed n-gram classifier (a cheap tier 1) and saves it to `output`; with
-    `difficulty_aware`, first labels difficulty on held-out folds (CascadeBERT). Pairs are
-    trained on joined as the tier joins them when it scores (models/ngram.py). `notes` go
-    into TRAINING.json as they are (where soft targets came from)."""
+    """Trains the hashed n-gram classifier (a cheap tier 1), and the word CNN beside it when
+    `config.word_cnn`, and saves the tier to `output`; with `difficulty_aware`, first labels
+    difficulty on held-out folds (CascadeBERT; the linear model's folds label it for both).
+    Pairs are trained on joined as the tier joins them when it scores (models/ngram.py).
+    `notes` go into TRAINING.json as they are (where soft targets came from)."""
     start = time.perf_counter()
     hard = None
     if difficulty_aware:
         hard = difficulty_labels(train, difficulty_aware.folds, config.seed,
                                  lambda part, held_out: _ngram_predictions(
-                                     fit_ngram(part, config), held_out))
-    model = fit_ngram(train, config, hard, difficulty_aware)
+                                     NgramTier(fit_ngram(part, config)), held_out))
+    tier = NgramTier(fit_ngram(train, config, hard, difficulty_aware))
+    if config.word_cnn:
+        tier = with_word_cnn(tier, fit_word_cnn(train, config.word_cnn, hard, difficulty_aware))
     report = {"kind": "ngram", **_report(train, config, start, difficulty_aware, hard, dev,
-                                         lambda data: [_ngram_predictions(model, data)]),
+                                         lambda data: [_ngram_predictions(tier, data)]),
               **(notes or {})}
-    model.save_pretrained(output)
+    if tier.word_cnn and dev is not None:
+        parts = tier.parts_logits(dev.texts, dev.text_pairs)
+        report["dev_accuracy_alone"] = {
+            name: _accuracy(logits.argmax(-1).tolist(), dev.label_ids)
+            for name, logits in zip(("ngram", "word_cnn"), parts)}
+    tier.save_pretrained(output)
     _write_report(output, report)
     return report
+
+
+def with_word_cnn(tier: NgramTier, word_cnn: WordCnnScorer) -> NgramTier:
+    """The tier with `word_cnn` beside its linear model, named in the model's config (which
+    config.json saves)."""
+    tier.model.config = replace(tier.model.config, word_cnn=word_cnn.model.config)
+    return NgramTier(tier.model, word_cnn)
 
 
 def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool] | None = None,
@@ -228,6 +247,65 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
     return model.eval()
 
 
+def borrowed_pieces(folder: str) -> tuple[Tokenizer, torch.Tensor, int]:
+    """The word-piece tokenizer, input embedding table and unknown piece of the transformer
+    checkpoint `folder` (local or a URL), for the word CNN's word vectors."""
+    info = inspect_checkpoint(folder)
+    if info.model_type == MODEL_TYPE:
+        raise ValueError(f"--word_vectors {folder!r} is an n-gram tier, which has no word "
+                         "pieces; give a transformer checkpoint (usually the teacher)")
+    tokenizer = AutoTokenizer.from_pretrained(info.path)
+    table = AutoModelForSequenceClassification.from_pretrained(info.path)
+    return (plain_tokenizer(tokenizer.backend_tokenizer),
+            table.get_input_embeddings().weight.detach().float(), tokenizer.unk_token_id or 0)
+
+
+def fit_word_cnn(train: LabelledTexts, config: WordCnnTrainingConfig,
+                 hard: list[bool] | None = None,
+                 difficulty_aware: DifficultyAware | None = None) -> WordCnnScorer:
+    """The word CNN's training loop (AdamW, warm-up then linear decay, batches of similar
+    lengths in shuffled order) on the same objective as the linear model; returns it folded.
+
+    Every training word's mean piece embedding is made once; each step projects the words
+    of its batch, so the projection learns while the borrowed table stays as it is."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    tokenizer, table, unknown = borrowed_pieces(config.vectors_from)
+    model = WordCNN(WordCnnConfig(len(table), unknown, config.width, config.max_words),
+                    len(train.label_names), table.shape[1])
+    with torch.no_grad():
+        model.pieces.weight.copy_(table)
+    texts = [words_of(t)[:config.max_words] for t in joined_pairs(train.texts, train.text_pairs)]
+    vocabulary = list(dict.fromkeys(w for words in texts for w in words))
+    rows = {word: i + 1 for i, word in enumerate(vocabulary)}  # 0: padding
+    with torch.no_grad():
+        means = torch.cat([torch.zeros(1, table.shape[1]), model.piece_means(
+            *piece_ids(tokenizer, vocabulary, unknown))])
+    word_rows = [[rows[w] for w in words] for words in texts]
+    steps = list(batches(len(texts), config.batch_size, length_order(texts)))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * len(steps)
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, min(config.warmup_steps, total // 10), total)
+    progress = tqdm(total=total, desc="training word CNN", unit="batch")
+    for epoch in range(config.epochs):
+        progress.set_description(f"training word CNN, epoch {epoch + 1}/{config.epochs}")
+        model.train()
+        rng.shuffle(steps)
+        for idx in steps:
+            ids, mask = padded([word_rows[i] for i in idx])
+            loss = _loss(model(model.word_vectors(means[ids]), mask), train, idx, hard,
+                         difficulty_aware)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            progress.update()
+    progress.close()
+    return WordCnnScorer(model.eval().folded(), tokenizer)
+
+
 def _fit_loss(logits: torch.Tensor, train: LabelledTexts, idx: list[int]) -> torch.Tensor:
     """Cross-entropy against the examples' labels, or against their soft targets (a
     teacher's probabilities: models/distillation.py) when the set has them."""
@@ -238,8 +316,8 @@ def _fit_loss(logits: torch.Tensor, train: LabelledTexts, idx: list[int]) -> tor
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
-def _ngram_predictions(model: HashedNgramClassifier, data: LabelledTexts) -> list[int]:
-    return NgramTier(model).logits(data.texts, data.text_pairs).argmax(-1).tolist()
+def _ngram_predictions(tier: NgramTier, data: LabelledTexts) -> list[int]:
+    return tier.logits(data.texts, data.text_pairs).argmax(-1).tolist()
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:

@@ -23,6 +23,24 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class WordCnnTrainingConfig:
+    """The word CNN an n-gram tier can carry (models/word_cnn.py), its word pieces and their
+    embeddings borrowed from the transformer checkpoint `vectors_from`. Defaults from the
+    probe on SST-2 (docs/benchmarks.md): width 32 kept the tier over 50x cheaper than the
+    reference tier 2; 64 routed better at about 33x."""
+
+    vectors_from: str
+    width: int = 32
+    max_words: int = 128
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class NgramTrainingConfig:
     """Defaults chosen on SST-2 for routing, not accuracy alone: the L2 penalty keeps rare
     n-grams from making tier 1 confidently wrong. Without it (5 epochs): 80.3% dev alone and
@@ -36,6 +54,7 @@ class NgramTrainingConfig:
     seed: int = 0
     num_buckets: int = 2 ** 20
     max_n: int = 2
+    word_cnn: WordCnnTrainingConfig | None = None  # a word CNN beside the linear model
 
 
 @dataclass(frozen=True)

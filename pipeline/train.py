@@ -8,7 +8,8 @@ import sys
 from typing import Sequence
 
 from models.datasets import read_labelled
-from models.training_config import DifficultyAware, NgramTrainingConfig, TrainingConfig
+from models.training_config import (DifficultyAware, NgramTrainingConfig, TrainingConfig,
+                                    WordCnnTrainingConfig)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,6 +89,16 @@ def parser() -> argparse.ArgumentParser:
                         "escalated ones and the audit sample) join --train's examples, with "
                         "the last tier's probabilities as soft targets: a nightly job's hard "
                         "cases retrain its cheaper tiers")
+    cnn = WordCnnTrainingConfig(vectors_from="")
+    p.add_argument("--word_vectors", metavar="TIER_FOLDER",
+                   help="--kind ngram: train a word CNN beside the linear model, its word "
+                        "vectors made from this transformer tier's word pieces and "
+                        "embeddings (usually the --teacher); the tier averages the two "
+                        "(docs/training-and-calibration.md)")
+    p.add_argument("--cnn_width", type=int, default=cnn.width,
+                   help="with --word_vectors: the CNN's width (cost and accuracy grow with it)")
+    p.add_argument("--cnn_epochs", type=int, default=cnn.epochs,
+                   help="with --word_vectors: passes over the training set")
     p.add_argument("--teacher_temperature", type=float, default=1.0,
                    help="the teacher's logits are divided by it before the softmax (above 1: "
                         "softer targets)")
@@ -110,6 +121,24 @@ def check_output(output: str, overwrite: bool) -> None:
     if os.path.isdir(output) and os.listdir(output) and not overwrite:
         raise ValueError(f"--output {output!r} already holds files (a trained model?); give "
                          "a new folder, or --overwrite to replace what is there")
+
+
+def word_cnn_config(args: argparse.Namespace) -> WordCnnTrainingConfig | None:
+    """The word CNN's settings when --word_vectors asks for one."""
+    if not args.word_vectors:
+        return None
+    return WordCnnTrainingConfig(vectors_from=args.word_vectors, width=args.cnn_width,
+                                 epochs=args.cnn_epochs, seed=args.seed)
+
+
+def check_word_cnn(args: argparse.Namespace) -> None:
+    """--word_vectors adds a CNN to an n-gram tier, and its sizes must be positive."""
+    if args.word_vectors and args.kind != "ngram":
+        raise ValueError("--word_vectors trains a word CNN beside an n-gram tier; give "
+                         "--kind ngram (a transformer tier has its own word pieces)")
+    if args.cnn_width < 1 or args.cnn_epochs < 1:
+        raise ValueError(f"--cnn_width {args.cnn_width} and --cnn_epochs {args.cnn_epochs} "
+                         "must be at least 1")
 
 
 def check_distillation(args: argparse.Namespace, aware: DifficultyAware | None) -> None:
@@ -235,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         aware = DifficultyAware(args.difficulty_weight, args.difficulty_margin,
                                 args.difficulty_folds) if args.difficulty_aware else None
         check_distillation(args, aware)
+        check_word_cnn(args)
         # torch and transformers load here, once the arguments and data are known right
         from models.training import default_base_model, fine_tune, train_ngram
         labelled = len(train.texts)
@@ -246,8 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = {"labelled_examples": labelled, "unlabelled_texts": from_teacher,
                   "examples_from_outputs": len(train.texts) - labelled - from_teacher}
         if args.kind == "ngram":
-            report = train_ngram(train, args.output, NgramTrainingConfig(**common), dev,
-                                 aware, distillation_notes(args, counts))
+            report = train_ngram(train, args.output,
+                                 NgramTrainingConfig(**common, word_cnn=word_cnn_config(args)),
+                                 dev, aware, distillation_notes(args, counts))
         else:
             config = TrainingConfig(max_length=args.max_length,
                                     eval_max_length=args.eval_max_length,

@@ -1,0 +1,203 @@
+"""A small word CNN that an n-gram tier can carry beside its linear model (issue 22).
+
+The n-gram model sums evidence n-gram by n-gram: it cannot see that "not bad" in a long
+sentence, or a word it never met, should make it unsure. A CNN over word vectors, distilled
+from tier 2, can; averaged with the n-gram model (mean of the two log-probabilities) it makes
+a tier 1 whose confidence ranks its own mistakes far better, at a fraction of a transformer's
+cost (docs/benchmarks.md, "a second cheap model beside the n-gram tier").
+
+Both read the same word tokens (models/ngram.py `TOKEN`), so a text is split once. A word's
+vector is the mean of its word pieces' embeddings, borrowed from a transformer tier's table
+(usually the teacher's), through a learned linear projection and tanh. The projection is
+linear, so projecting the mean equals averaging the projected pieces: the folder stores the
+projected piece table (pieces x width, `folded`) and the tokenizer (`PIECES_FILE`), and a word
+no training text held gets its vector exactly as a training word did. The tier makes each
+word's vector the first time a text holds it and keeps it (`WordVectors`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from torch import nn
+
+from models.batching import batches, length_order
+
+KERNELS = (1, 2, 3)  # convolution widths, in words
+CONFIG_KEY = "word_cnn"  # its settings in the n-gram folder's config.json
+WEIGHTS_FILE = "word_cnn.safetensors"
+PIECES_FILE = "word_pieces.json"  # the tokenizer that splits a word into pieces
+PASS = 1024  # texts per forward pass, of similar lengths
+
+
+@dataclass(frozen=True)
+class WordCnnConfig:
+    """`pieces`: rows of the word-piece table; `unknown_piece`: the piece a word with no
+    pieces of its own stands for; words past `max_words` in a text are not read (the
+    n-gram model reads them all)."""
+
+    pieces: int
+    unknown_piece: int
+    width: int = 32
+    max_words: int = 128
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "WordCnnConfig":
+        return cls(**{key: int(raw[key]) for key in ("pieces", "unknown_piece", "width",
+                                                     "max_words")})
+
+
+class WordCNN(nn.Module):
+    """word vectors -> convolutions over 1-3 words -> max and mean over the text -> logits.
+
+    `piece_dim` is the borrowed embeddings' size while training and `width` once folded."""
+
+    def __init__(self, config: WordCnnConfig, labels: int, piece_dim: int):
+        super().__init__()
+        self.config = config
+        width = config.width
+        # Zeros given, not drawn at random: the table is always loaded or copied in.
+        self.pieces = nn.EmbeddingBag(config.pieces, piece_dim, mode="mean",
+                                      _weight=torch.zeros(config.pieces, piece_dim))
+        self.pieces.weight.requires_grad_(False)
+        self.project = nn.Linear(piece_dim, width)
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, k, padding=k - 1) for k in KERNELS)
+        self.out = nn.Linear(2 * width * len(KERNELS), labels)
+
+    def piece_means(self, piece_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Each word's mean piece embedding (flat piece ids, one offset per word)."""
+        return self.pieces(piece_ids, offsets)
+
+    def word_vectors(self, means: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.project(means))
+
+    def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits of texts given as word vectors (texts x words x width) and a mask of
+        their real words; padding reads as zero vectors, as the convolutions' own padding."""
+        keep = mask.unsqueeze(1).to(vectors.dtype)
+        x = vectors.transpose(1, 2) * keep
+        words = keep.sum(-1).clamp(min=1)
+        pooled = []
+        for conv in self.convs:
+            h = F.relu(conv(x))[:, :, :x.shape[-1]] * keep  # >= 0, so 0 never wins the max
+            pooled += [h.max(-1).values, h.sum(-1) / words]
+        return self.out(torch.cat(pooled, -1))
+
+    def folded(self) -> "WordCNN":
+        """The same model with the projection applied to the piece table once: the projected
+        pieces' mean plus the bias is the projected mean (an identity projection keeps the
+        bias and the code path)."""
+        folded = WordCNN(self.config, self.out.out_features, self.config.width)
+        state = {name: value for name, value in self.state_dict().items()
+                 if not name.startswith(("pieces.", "project."))}
+        with torch.no_grad():
+            state["pieces.weight"] = self.pieces.weight @ self.project.weight.T
+        state["project.weight"] = torch.eye(self.config.width)
+        state["project.bias"] = self.project.bias.detach().clone()
+        folded.load_state_dict(state)
+        return folded.eval()
+
+
+def piece_ids(tokenizer: Tokenizer, words: list[str], unknown_piece: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`words` split into pieces (flat ids, one offset per word); a word the tokenizer makes
+    nothing of (a control character) is the unknown piece."""
+    pieces = [encoding.ids or [unknown_piece]
+              for encoding in tokenizer.encode_batch(words, add_special_tokens=False)]
+    offsets = torch.tensor([0] + [len(p) for p in pieces[:-1]]).cumsum(0)
+    return torch.tensor([i for p in pieces for i in p]), offsets
+
+
+def plain_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    """The tokenizer without padding or truncation (a saved tokenizer.json may carry
+    either, which would add pad pieces to a word or cut it)."""
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+class WordVectors:
+    """Each word's vector, made from its pieces the first time a text holds it and kept. Up
+    to `capacity` words; past that the store starts afresh, so a stream of ever-new words
+    (ids, URLs) cannot grow it without bound. Row 0 is padding."""
+
+    def __init__(self, model: WordCNN, tokenizer: Tokenizer, capacity: int = 2 ** 18):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.capacity = capacity
+        self._clear()
+
+    def _clear(self) -> None:
+        self.rows: dict[str, int] = {}
+        self.table = torch.zeros(1024, self.model.config.width)
+
+    def rows_of(self, texts: list[list[str]]) -> list[list[int]]:
+        """The table rows of every text's words, adding the words not seen yet."""
+        new = list(dict.fromkeys(w for words in texts for w in words if w not in self.rows))
+        if len(self.rows) + len(new) > self.capacity:
+            self._clear()
+            new = list(dict.fromkeys(w for words in texts for w in words))
+        if new:
+            self._add(new)
+        rows = self.rows
+        return [[rows[w] for w in words] for words in texts]
+
+    @torch.inference_mode()
+    def _add(self, words: list[str]) -> None:
+        first = len(self.rows) + 1
+        needed = first + len(words)
+        if needed > len(self.table):  # doubling: each word is copied O(1) times on average
+            grown = torch.zeros(max(needed, 2 * len(self.table)), self.table.shape[1])
+            grown[:first] = self.table[:first]
+            self.table = grown
+        config = self.model.config
+        self.table[first:needed] = self.model.word_vectors(self.model.piece_means(
+            *piece_ids(self.tokenizer, words, config.unknown_piece)))
+        self.rows.update(zip(words, range(first, needed)))
+
+
+def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ids as one zero-padded tensor (texts x longest) and the mask of real ids."""
+    lengths = [len(r) for r in rows]
+    mask = torch.arange(max(lengths, default=0) or 1) < torch.tensor(lengths).unsqueeze(1)
+    ids = torch.zeros(mask.shape, dtype=torch.long)
+    ids[mask] = torch.tensor([i for r in rows for i in r], dtype=torch.long)
+    return ids, mask
+
+
+class WordCnnScorer:
+    """The folded CNN and its word store: the logits of texts given as word lists."""
+
+    def __init__(self, model: WordCNN, tokenizer: Tokenizer):
+        self.model = model
+        self.vectors = WordVectors(model, plain_tokenizer(tokenizer))
+
+    def logits(self, texts: list[list[str]]) -> torch.Tensor:
+        """Logits in the texts' order, from passes of PASS texts of similar lengths: a call
+        can hold tens of thousands of texts (batch_size x sort_window), whose word vectors
+        padded to the longest would take gigabytes."""
+        limit = self.model.config.max_words
+        rows = self.vectors.rows_of([words[:limit] for words in texts])
+        logits = torch.empty(len(texts), self.model.out.out_features)
+        with torch.inference_mode():
+            for chunk in batches(len(rows), PASS, length_order(rows)):
+                ids, mask = padded([rows[i] for i in chunk])
+                logits[chunk] = self.model(self.vectors.table[ids], mask)
+        return logits
+
+    def save(self, folder: str) -> None:
+        save_file(self.model.state_dict(), os.path.join(folder, WEIGHTS_FILE))
+        self.vectors.tokenizer.save(os.path.join(folder, PIECES_FILE))
+
+    @classmethod
+    def load(cls, folder: str, config: WordCnnConfig, labels: int) -> "WordCnnScorer":
+        model = WordCNN(config, labels, config.width)
+        model.load_state_dict(load_file(os.path.join(folder, WEIGHTS_FILE)))
+        return cls(model.eval(), Tokenizer.from_file(os.path.join(folder, PIECES_FILE)))

@@ -1,0 +1,164 @@
+"""The word CNN an n-gram tier carries beside its linear model (`beam-cascade train --kind
+ngram --word_vectors TIER`): trained, folded, saved, checked, loaded and run in a job."""
+import json
+import random
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import read_predictions, run_job, write_jsonl
+from safetensors.torch import load_file, save_file
+
+from models.loading import inspect_checkpoint, load_tier
+from models.ngram import NgramTier, words_of
+from models.training import borrowed_pieces
+from models.weights import CheckpointError
+from models.word_cnn import (PIECES_FILE, WEIGHTS_FILE, WordCNN, WordCnnConfig, WordVectors,
+                             piece_ids)
+from pipeline.train import main as train_main
+
+FILLER = "the a movie plot story film some very".split()
+
+
+def _rows(count: int, seed: int) -> list[dict]:
+    """Texts labelled by the cue word they hold among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        cue, label = rng.choice([("good", "pos"), ("great", "pos"), ("bad", "neg"),
+                                 ("awful", "neg")])
+        words = rng.sample(FILLER, 3) + [cue]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, models) -> str:
+    """An n-gram tier with a word CNN, its word vectors from the tiny 'large' tier."""
+    root = tmp_path_factory.mktemp("pair")
+    train = write_jsonl(root / "train.jsonl", _rows(300, 0))
+    assert train_main(["--kind", "ngram", "--train", str(train), "--dev", str(train),
+                       "--output", str(root / "tier"), "--label_names", "neg,pos",
+                       "--epochs", "5", "--lr", "0.1", "--word_vectors", models["large"],
+                       "--cnn_epochs", "8", "--cnn_width", "8"]) == 0
+    return str(root / "tier")
+
+
+def test_the_tier_averages_the_two_models_log_probabilities(pair):
+    report = json.loads(open(f"{pair}/TRAINING.json").read())
+    assert report["dev_accuracy"] >= 0.95
+    assert set(report["dev_accuracy_alone"]) == {"ngram", "word_cnn"}
+    assert report["word_cnn"]["width"] == 8
+    tier = load_tier(pair)
+    assert isinstance(tier, NgramTier) and tier.word_cnn is not None
+    texts = ["a good movie", "the awful plot", "zq unheard-of words", ""]
+    linear = F.log_softmax(NgramTier(tier.model).logits(texts), -1)
+    cnn = F.log_softmax(tier.word_cnn.logits([words_of(t) for t in texts]), -1)
+    assert torch.allclose(tier.logits(texts), (linear + cnn) / 2)
+    assert torch.allclose(tier.parts_logits(texts)[1].log_softmax(-1), cnn)
+    assert tier.logits(texts[:2]).argmax(-1).tolist() == [1, 0]
+
+
+def test_folding_the_projection_gives_every_word_the_vector_training_gave_it(models):
+    """A word no training text held gets, from the folded piece table, the vector the
+    unfolded model would have made: the projection is linear, so it commutes with the mean."""
+    tokenizer, table, unknown = borrowed_pieces(models["large"])
+    torch.manual_seed(0)
+    model = WordCNN(WordCnnConfig(len(table), unknown, width=8), 2, table.shape[1])
+    with torch.no_grad():
+        model.pieces.weight.copy_(table)
+    folded = model.folded()
+    words = ["good", "goodfilm", "x7q", "\u200b", "movie"]
+    pieces = piece_ids(tokenizer, words, unknown)
+    with torch.no_grad():
+        expected = model.word_vectors(model.piece_means(*pieces))
+        assert torch.allclose(folded.word_vectors(folded.piece_means(*pieces)), expected,
+                              atol=1e-6)
+    store = WordVectors(folded, tokenizer)
+    rows = store.rows_of([words[:3], words[2:]])
+    assert rows[0][2] == rows[1][0]  # a word is made once and kept
+    assert torch.allclose(store.table[[r for row in rows for r in row]],
+                          expected[[0, 1, 2, 2, 3, 4]], atol=1e-6)
+
+
+def test_a_full_word_store_starts_afresh_with_the_same_answers(pair):
+    tier = load_tier(pair)
+    texts = [row["text"] for row in _rows(50, 1)] + ["brand new words here"]
+    before = tier.logits(texts)
+    tier.word_cnn.vectors.capacity = 4
+    assert torch.allclose(tier.logits(texts), before, atol=1e-6)
+    assert len(tier.word_cnn.vectors.rows) <= len({w for t in texts for w in words_of(t)})
+
+
+def test_the_tier_runs_in_a_job_as_any_tier_1(pair, models, tmp_path):
+    rows = _rows(40, 2) + [{"text": "entirely unheard of"}]
+    data = write_jsonl(tmp_path / "in.jsonl", [{"text": r["text"]} for r in rows])
+    stats = run_job(["--input", str(data), "--output", str(tmp_path / "out"),
+                     "--tier1", pair, "--tier2", models["large"], "--threshold", "0.7"])
+    lines = {int(p["id"].rsplit(":", 1)[1]): p for p in read_predictions(tmp_path / "out")}
+    assert stats["predictions"] == len(rows) and stats["errors"] == 0
+    expected = load_tier(pair).logits([r["text"] for r in rows]).softmax(-1)
+    assert sorted(lines) == list(range(1, len(rows) + 1))
+    for i, probabilities in enumerate(expected):
+        assert lines[i + 1]["confidence_tier1"] == pytest.approx(float(probabilities.max()),
+                                                                 abs=1e-5)
+    tier1_labels = [lines[i + 1]["label"] for i in range(len(rows))
+                    if lines[i + 1]["decided_by"] == "tier1"]
+    assert tier1_labels == [("neg", "pos")[int(p.argmax())] for i, p in enumerate(expected)
+                            if lines[i + 1]["decided_by"] == "tier1"]
+    assert {p["decided_by"] for p in lines.values()} == {"tier1", "tier2"}
+
+
+def _damaged(pair: str, tmp_path, damage) -> str:
+    folder = tmp_path / "damaged"
+    shutil.copytree(pair, folder)
+    damage(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / PIECES_FILE).unlink(), "are missing"),
+    (lambda f: (f / PIECES_FILE).write_text("{not json"), "is not a tokenizer file"),
+    (lambda f: save_file({k: v[:1].contiguous() if k == "out.weight" else v
+                          for k, v in load_file(str(f / WEIGHTS_FILE)).items()},
+                         str(f / WEIGHTS_FILE)), "out.weight"),
+    (lambda f: (f / "config.json").write_text(json.dumps(
+        {**json.loads((f / "config.json").read_text()),
+         "word_cnn": {**json.loads((f / "config.json").read_text())["word_cnn"],
+                      "pieces": 10}})), "pieces.weight"),
+    (lambda f: (f / "config.json").write_text(json.dumps(
+        {**json.loads((f / "config.json").read_text()), "word_cnn": {"width": "x"}})),
+     "config.json cannot be read"),
+])
+def test_a_damaged_word_cnn_is_refused_before_the_job_starts(pair, tmp_path, damage, message):
+    with pytest.raises(CheckpointError, match=message):
+        inspect_checkpoint(_damaged(pair, tmp_path, damage))
+
+
+def test_a_tokenizer_larger_than_the_piece_table_is_refused(pair, tmp_path):
+    def shrink_table(folder):
+        raw = json.loads((folder / "config.json").read_text())
+        raw["word_cnn"]["pieces"] = 30
+        (folder / "config.json").write_text(json.dumps(raw))
+        weights = load_file(str(folder / WEIGHTS_FILE))
+        weights["pieces.weight"] = weights["pieces.weight"][:30].contiguous()
+        save_file(weights, str(folder / WEIGHTS_FILE))
+    with pytest.raises(CheckpointError, match="belongs to another model"):
+        inspect_checkpoint(_damaged(pair, tmp_path, shrink_table))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--kind", "transformer", "--word_vectors", "{large}"], "give --kind ngram"),
+    (["--kind", "ngram", "--word_vectors", "{ngram}"], "is an n-gram tier"),
+    (["--kind", "ngram", "--word_vectors", "{large}", "--cnn_width", "0"], "at least 1"),
+    (["--kind", "ngram", "--word_vectors", "{missing}"], "does not exist"),
+])
+def test_bad_word_cnn_arguments_are_refused(pair, models, tmp_path, capsys, extra, message):
+    train = write_jsonl(tmp_path / "train.jsonl", _rows(20, 3))
+    folders = {"large": models["large"], "ngram": pair, "missing": str(tmp_path / "none")}
+    args = [a.format(**folders) for a in extra]
+    assert train_main(["--train", str(train), "--output", str(tmp_path / "out"),
+                       "--epochs", "1", *args]) == 2
+    assert message in capsys.readouterr().err
