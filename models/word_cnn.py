@@ -17,6 +17,7 @@ word's vector the first time a text holds it and keeps it (`WordVectors`).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass
 
 import torch
@@ -126,28 +127,35 @@ def plain_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
 class WordVectors:
     """Each word's vector, made from its pieces the first time a text holds it and kept. Up
     to `capacity` words; past that the store starts afresh, so a stream of ever-new words
-    (ids, URLs) cannot grow it without bound. Row 0 is padding."""
+    (ids, URLs) cannot grow it without bound. Row 0 is padding.
+
+    A worker's threads share one tier (Beam shares the model per process), so lookups hold
+    a lock, and each returns the table its rows index: a table grown or started afresh for
+    another thread is a new tensor, and the rows already made are never rewritten."""
 
     def __init__(self, model: WordCNN, tokenizer: Tokenizer, capacity: int = 2 ** 18):
         self.model = model
         self.tokenizer = tokenizer
         self.capacity = capacity
+        self._lock = threading.Lock()
         self._clear()
 
     def _clear(self) -> None:
         self.rows: dict[str, int] = {}
         self.table = torch.zeros(1024, self.model.config.width)
 
-    def rows_of(self, texts: list[list[str]]) -> list[list[int]]:
-        """The table rows of every text's words, adding the words not seen yet."""
-        new = list(dict.fromkeys(w for words in texts for w in words if w not in self.rows))
-        if len(self.rows) + len(new) > self.capacity:
-            self._clear()
-            new = list(dict.fromkeys(w for words in texts for w in words))
-        if new:
-            self._add(new)
-        rows = self.rows
-        return [[rows[w] for w in words] for words in texts]
+    def lookup(self, texts: list[list[str]]) -> tuple[list[list[int]], torch.Tensor]:
+        """The table rows of every text's words, adding the words not seen yet, and the
+        table they index."""
+        with self._lock:
+            new = list(dict.fromkeys(w for words in texts for w in words if w not in self.rows))
+            if len(self.rows) + len(new) > self.capacity:
+                self._clear()
+                new = list(dict.fromkeys(w for words in texts for w in words))
+            if new:
+                self._add(new)
+            rows = self.rows
+            return [[rows[w] for w in words] for words in texts], self.table
 
     @torch.inference_mode()
     def _add(self, words: list[str]) -> None:
@@ -184,12 +192,12 @@ class WordCnnScorer:
         can hold tens of thousands of texts (batch_size x sort_window), whose word vectors
         padded to the longest would take gigabytes."""
         limit = self.model.config.max_words
-        rows = self.vectors.rows_of([words[:limit] for words in texts])
+        rows, table = self.vectors.lookup([words[:limit] for words in texts])
         logits = torch.empty(len(texts), self.model.out.out_features)
         with torch.inference_mode():
             for chunk in batches(len(rows), PASS, length_order(rows)):
                 ids, mask = padded([rows[i] for i in chunk])
-                logits[chunk] = self.model(self.vectors.table[ids], mask)
+                logits[chunk] = self.model(table[ids], mask)
         return logits
 
     def save(self, folder: str) -> None:

@@ -3,6 +3,7 @@ ngram --word_vectors TIER`): trained, folded, saved, checked, loaded and run in 
 import json
 import random
 import shutil
+import threading
 
 import pytest
 import torch
@@ -76,10 +77,9 @@ def test_folding_the_projection_gives_every_word_the_vector_training_gave_it(mod
         expected = model.word_vectors(model.piece_means(*pieces))
         assert torch.allclose(folded.word_vectors(folded.piece_means(*pieces)), expected,
                               atol=1e-6)
-    store = WordVectors(folded, tokenizer)
-    rows = store.rows_of([words[:3], words[2:]])
+    rows, table = WordVectors(folded, tokenizer).lookup([words[:3], words[2:]])
     assert rows[0][2] == rows[1][0]  # a word is made once and kept
-    assert torch.allclose(store.table[[r for row in rows for r in row]],
+    assert torch.allclose(table[[r for row in rows for r in row]],
                           expected[[0, 1, 2, 2, 3, 4]], atol=1e-6)
 
 
@@ -90,6 +90,29 @@ def test_a_full_word_store_starts_afresh_with_the_same_answers(pair):
     tier.word_cnn.vectors.capacity = 4
     assert torch.allclose(tier.logits(texts), before, atol=1e-6)
     assert len(tier.word_cnn.vectors.rows) <= len({w for t in texts for w in words_of(t)})
+
+
+def test_threads_sharing_the_tier_get_the_answers_one_thread_gets(pair):
+    """Beam's worker threads share a process's tier: its word store is made under a lock,
+    and a store grown or started afresh for one thread leaves another's rows right."""
+    texts = [f"{row['text']} w{i} x{i % 7}" for i, row in enumerate(_rows(400, 4))]
+    expected = load_tier(pair).logits(texts)
+    tier = load_tier(pair)
+    tier.word_cnn.vectors.capacity = 300
+    results = {}
+
+    def score(part: int) -> None:
+        results[part] = [tier.logits(texts[i:i + 40]) for i in range(part * 40, 400, 80)]
+
+    threads = [threading.Thread(target=score, args=(part,)) for part in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for part, chunks in results.items():
+        got = torch.cat(chunks)
+        want = torch.cat([expected[i:i + 40] for i in range(part * 40, 400, 80)])
+        assert torch.allclose(got, want, atol=1e-6)
 
 
 def test_the_tier_runs_in_a_job_as_any_tier_1(pair, models, tmp_path):
