@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import read_predictions, run_job, write_jsonl
+from conftest import read_predictions, run_job, upload, write_jsonl
 from safetensors.torch import load_file, save_file
 
 from models.loading import inspect_checkpoint, load_tier
@@ -60,6 +60,17 @@ def test_the_tier_averages_the_two_models_log_probabilities(pair):
     assert torch.allclose(tier.logits(texts), (linear + cnn) / 2)
     assert torch.allclose(tier.parts_logits(texts)[1].log_softmax(-1), cnn)
     assert tier.logits(texts[:2]).argmax(-1).tolist() == [1, 0]
+
+
+def test_the_tier_loads_from_a_url_and_trains_from_word_vectors_at_a_url(pair, models,
+                                                                         tmp_path):
+    texts = ["a good movie", "the awful plot"]
+    assert torch.allclose(load_tier(upload(pair)).logits(texts), load_tier(pair).logits(texts))
+    train = write_jsonl(tmp_path / "train.jsonl", _rows(40, 5))
+    assert train_main(["--kind", "ngram", "--train", str(train), "--output",
+                       str(tmp_path / "tier"), "--epochs", "1", "--cnn_epochs", "1",
+                       "--word_vectors", upload(models["large"])]) == 0
+    assert load_tier(str(tmp_path / "tier")).word_cnn is not None
 
 
 def test_folding_the_projection_gives_every_word_the_vector_training_gave_it(models):
