@@ -148,14 +148,20 @@ class WordVectors:
         """The table rows of every text's words, adding the words not seen yet, and the
         table they index."""
         with self._lock:
-            new = list(dict.fromkeys(w for words in texts for w in words if w not in self.rows))
-            if len(self.rows) + len(new) > self.capacity:
-                self._clear()
-                new = list(dict.fromkeys(w for words in texts for w in words))
-            if new:
+            known = self.rows.get
+            found = [[known(w, 0) for w in words] for words in texts]  # 0: not made yet
+            missing = [i for i, row in enumerate(found) if not all(row)]
+            if missing:
+                new = list(dict.fromkeys(w for i in missing for w in texts[i]
+                                         if w not in self.rows))
+                if len(self.rows) + len(new) > self.capacity:
+                    self._clear()
+                    new, missing = list(dict.fromkeys(w for t in texts for w in t)), range(
+                        len(texts))
                 self._add(new)
-            rows = self.rows
-            return [[rows[w] for w in words] for words in texts], self.table
+                for i in missing:
+                    found[i] = [self.rows[w] for w in texts[i]]
+            return found, self.table
 
     @torch.inference_mode()
     def _add(self, words: list[str]) -> None:
