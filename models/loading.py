@@ -26,12 +26,12 @@ from models.learned_deferral import unfamiliar_word_share
 from models.model_cache import ModelFolderError, local_model_folder
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
-from models.word_cnn import PIECES_FILE, WEIGHTS_FILE, WordCNN, WordCnnConfig
 from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
 from models.weights import (PICKLE_WEIGHTS, CheckpointError, WeightsError,
                             check_weights, check_weights_fit, checkpoint_shapes,
                             safetensors_shapes)
+from models.word_cnn import PIECES_FILE, WEIGHTS_FILE, WordCNN, WordCnnConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model")

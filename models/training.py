@@ -247,15 +247,22 @@ def fit_ngram(train: LabelledTexts, config: NgramTrainingConfig, hard: list[bool
     return model.eval()
 
 
-def borrowed_pieces(folder: str) -> tuple[Tokenizer, torch.Tensor, int]:
-    """The word-piece tokenizer, input embedding table and unknown piece of the transformer
-    checkpoint `folder` (local or a URL), for the word CNN's word vectors."""
+def check_word_vectors(folder: str) -> str:
+    """The local copy of `folder` once it is known to be a transformer checkpoint whose word
+    pieces can give word vectors (checked before any training starts)."""
     info = inspect_checkpoint(folder)
     if info.model_type == MODEL_TYPE:
         raise ValueError(f"--word_vectors {folder!r} is an n-gram tier, which has no word "
                          "pieces; give a transformer checkpoint (usually the teacher)")
-    tokenizer = AutoTokenizer.from_pretrained(info.path)
-    table = AutoModelForSequenceClassification.from_pretrained(info.path)
+    return info.path
+
+
+def borrowed_pieces(folder: str) -> tuple[Tokenizer, torch.Tensor, int]:
+    """The word-piece tokenizer, input embedding table and unknown piece of the transformer
+    checkpoint `folder` (local or a URL), for the word CNN's word vectors."""
+    path = check_word_vectors(folder)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    table = AutoModelForSequenceClassification.from_pretrained(path)
     return (plain_tokenizer(tokenizer.backend_tokenizer),
             table.get_input_embeddings().weight.detach().float(), tokenizer.unk_token_id or 0)
 

@@ -266,7 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_distillation(args, aware)
         check_word_cnn(args)
         # torch and transformers load here, once the arguments and data are known right
-        from models.training import default_base_model, fine_tune, train_ngram
+        from models.training import (check_word_vectors, default_base_model, fine_tune,
+                                     train_ngram)
+        if args.word_vectors:
+            check_word_vectors(args.word_vectors)
         labelled = len(train.texts)
         if args.teacher:
             train = distilled(args, train)

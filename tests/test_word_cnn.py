@@ -195,4 +195,6 @@ def test_bad_word_cnn_arguments_are_refused(pair, models, tmp_path, capsys, extr
     args = [a.format(**folders) for a in extra]
     assert train_main(["--train", str(train), "--output", str(tmp_path / "out"),
                        "--epochs", "1", *args]) == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert message in error and "training" not in error  # refused before any training
+    assert not (tmp_path / "out").exists()
