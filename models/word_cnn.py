@@ -1,10 +1,12 @@
 """A small word CNN that an n-gram tier can carry beside its linear model (issue 22).
 
-The n-gram model sums evidence n-gram by n-gram: it cannot see that "not bad" in a long
-sentence, or a word it never met, should make it unsure. A CNN over word vectors, distilled
-from tier 2, can; averaged with the n-gram model (mean of the two log-probabilities) it makes
-a tier 1 whose confidence ranks its own mistakes far better, at a fraction of a transformer's
-cost (docs/benchmarks.md, "a second cheap model beside the n-gram tier").
+The n-gram model sums evidence n-gram by n-gram, and an n-gram no training text held weighs
+nothing, so a rare word or phrasing leaves it sure of the wrong answer. A CNN over word
+vectors borrowed from a transformer knows a word by its pieces (a new word lands near its
+relatives) and reads each word with the two before it. The two models err on different
+records: averaged (mean of the two log-probabilities) they make a tier 1 whose confidence
+ranks its own mistakes far better, at a fraction of a transformer's cost (docs/benchmarks.md,
+"Learned deferral, distilled tiers 1 and the word CNN").
 
 Both read the same word tokens (models/ngram.py `TOKEN`), so a text is split once. A word's
 vector is the mean of its word pieces' embeddings, borrowed from a transformer tier's table

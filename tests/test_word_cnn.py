@@ -43,14 +43,14 @@ def pair(tmp_path_factory, models) -> str:
     assert train_main(["--kind", "ngram", "--train", str(train), "--dev", str(train),
                        "--output", str(root / "tier"), "--label_names", "neg,pos",
                        "--epochs", "5", "--lr", "0.1", "--word_vectors", models["large"],
-                       "--cnn_epochs", "8", "--cnn_width", "8"]) == 0
+                       "--cnn_epochs", "30", "--cnn_width", "8"]) == 0
     return str(root / "tier")
 
 
 def test_the_tier_averages_the_two_models_log_probabilities(pair):
     report = json.loads(open(f"{pair}/TRAINING.json").read())
     assert report["dev_accuracy"] >= 0.95
-    assert set(report["dev_accuracy_alone"]) == {"ngram", "word_cnn"}
+    assert report["dev_accuracy_alone"]["word_cnn"] >= 0.9  # the CNN learnt the cues too
     assert report["word_cnn"]["width"] == 8
     tier = load_tier(pair)
     assert isinstance(tier, NgramTier) and tier.word_cnn is not None
