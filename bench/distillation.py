@@ -41,29 +41,29 @@ BUDGET = 0.005  # half a point
 
 def distilled_tier(data: str, temperature: float) -> str:
     """The n-gram tier distilled at `temperature`, trained into the cache when absent."""
-    folder = os.path.join(CACHE, f"sst2-ngram-distilled-t{temperature:g}")
-    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
-        train = sst2_file(data, "train.tsv")
-        assert train_main(["--kind", "ngram", "--train", train, "--text_field", "sentence",
-                           "--label_names", ",".join(LABELS), "--dev",
-                           sst2_file(data, "dev.tsv"), "--teacher", REFERENCE_TIER2,
-                           "--unlabelled", train, "--teacher_temperature", f"{temperature:g}",
-                           "--output", folder, "--overwrite"]) == 0
-    return folder
+    return _distilled_ngram(data, f"sst2-ngram-distilled-t{temperature:g}",
+                            ["--teacher_temperature", f"{temperature:g}"])
 
 
 def distilled_pair(data: str, width: int) -> str:
     """The n-gram tier with a word CNN of `width` beside it (models/word_cnn.py), both
     distilled as `distilled_tier` at temperature 1, the CNN's word vectors from the reference
     tier 2; trained into the cache when absent."""
-    folder = os.path.join(CACHE, f"sst2-ngram-cnn{width}-distilled")
+    return _distilled_ngram(data, f"sst2-ngram-cnn{width}-distilled",
+                            ["--word_vectors", REFERENCE_TIER2, "--cnn_width", str(width)])
+
+
+def _distilled_ngram(data: str, name: str, options: list[str]) -> str:
+    """bench/cache/`name`: an n-gram tier trained on the labelled train phrases and on the
+    same phrases labelled by the reference tier 2, with `train`'s further `options`."""
+    folder = os.path.join(CACHE, name)
     if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
         train = sst2_file(data, "train.tsv")
         assert train_main(["--kind", "ngram", "--train", train, "--text_field", "sentence",
                            "--label_names", ",".join(LABELS), "--dev",
                            sst2_file(data, "dev.tsv"), "--teacher", REFERENCE_TIER2,
-                           "--unlabelled", train, "--word_vectors", REFERENCE_TIER2,
-                           "--cnn_width", str(width), "--output", folder, "--overwrite"]) == 0
+                           "--unlabelled", train, *options, "--output", folder,
+                           "--overwrite"]) == 0
     return folder
 
 
