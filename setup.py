@@ -17,6 +17,7 @@ setup(
         "transformers>=5.0",  # models/early_exit.py uses transformers 5 layer and mask APIs
         "pyarrow>=14",
         "safetensors>=0.4",
+        "tokenizers>=0.20",  # the word CNN's word-piece file (models/word_cnn.py)
         "fsspec>=2023.1",
         "PyYAML>=6",
         "tqdm>=4.60",

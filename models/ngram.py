@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from models.names import NGRAM_MODEL_TYPE
+from models.tensors import int64_tensor
 from models.word_cnn import CONFIG_KEY, WordCnnConfig, WordCnnScorer
 
 MODEL_TYPE = NGRAM_MODEL_TYPE
@@ -106,7 +107,7 @@ class HashedNgramClassifier(torch.nn.Module):
         for words in texts:
             offsets.append(len(ids))
             ids.extend(word_ngram_ids(words, self.config.num_buckets, self.config.max_n))
-        return torch.tensor(ids), torch.tensor(offsets)
+        return int64_tensor(ids), int64_tensor(offsets)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         tfidf = self.idf[ids]
