@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from models.batching import pass_count
 from models.names import NGRAM_MODEL_TYPE
 from models.tensors import int64_tensor
-from models.word_cnn import CONFIG_KEY, WordCnnConfig, WordCnnScorer
+from models.word_cnn import CONFIG_KEY, PASS, WordCnnConfig, WordCnnScorer
 
 MODEL_TYPE = NGRAM_MODEL_TYPE
 ARCHITECTURE = "HashedNgramForSequenceClassification"
@@ -45,7 +46,7 @@ class NgramConfig:
     @classmethod
     def from_json(cls, raw: dict) -> "NgramConfig":
         labels = tuple(raw["id2label"][str(i)] for i in range(len(raw["id2label"])))
-        word_cnn = WordCnnConfig.from_json(raw[CONFIG_KEY]) if raw.get(CONFIG_KEY) else None
+        word_cnn = WordCnnConfig.from_json(raw[CONFIG_KEY]) if CONFIG_KEY in raw else None
         return cls(labels=labels, num_buckets=raw["num_buckets"], max_n=raw["max_n"],
                    word_cnn=word_cnn)
 
@@ -193,8 +194,11 @@ class NgramTier:
         return self.logits(texts, text_pairs).unsqueeze(0)
 
     def forward_passes(self, texts: int) -> int:
-        """One pass over all of a call's texts."""
-        return 1 if texts else 0
+        """One pass of the linear model over all of a call's texts, and the word CNN's
+        passes of PASS texts."""
+        if not texts:
+            return 0
+        return 1 + (pass_count(texts, PASS) if self.word_cnn else 0)
 
     def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
                          ) -> torch.Tensor:

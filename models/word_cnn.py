@@ -49,13 +49,27 @@ class WordCnnConfig:
     width: int = 32
     max_words: int = 128
 
+    def __post_init__(self) -> None:
+        """A damaged config.json must fail here, not as a crash inside a worker."""
+        values = asdict(self)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values.values()):
+            raise ValueError(f"word_cnn settings must be whole numbers, got {values}")
+        if min(self.pieces, self.width, self.max_words) < 1:
+            raise ValueError(f"word_cnn pieces, width and max_words must be at least 1, got "
+                             f"{values}")
+        if not 0 <= self.unknown_piece < self.pieces:
+            raise ValueError(f"word_cnn unknown_piece {self.unknown_piece} is not a row of "
+                             f"its {self.pieces}-row piece table")
+
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, raw: dict) -> "WordCnnConfig":
-        return cls(**{key: int(raw[key]) for key in ("pieces", "unknown_piece", "width",
-                                                     "max_words")})
+        if not isinstance(raw, dict):
+            raise ValueError(f"word_cnn is {raw!r}, not an object of settings")
+        return cls(**{key: raw[key] for key in ("pieces", "unknown_piece", "width",
+                                                "max_words")})
 
 
 class WordCNN(nn.Module):

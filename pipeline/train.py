@@ -133,7 +133,13 @@ def word_cnn_config(args: argparse.Namespace) -> WordCnnTrainingConfig | None:
 
 def check_word_cnn(args: argparse.Namespace) -> None:
     """--word_vectors adds a CNN to an n-gram tier, and its sizes must be positive."""
-    if args.word_vectors and args.kind != "ngram":
+    defaults = WordCnnTrainingConfig(vectors_from="")
+    if not args.word_vectors:
+        if (args.cnn_width, args.cnn_epochs) != (defaults.width, defaults.epochs):
+            raise ValueError("--cnn_width and --cnn_epochs size the word CNN that "
+                             "--word_vectors asks for; give --word_vectors TIER too")
+        return
+    if args.kind != "ngram":
         raise ValueError("--word_vectors trains a word CNN beside an n-gram tier; give "
                          "--kind ngram (a transformer tier has its own word pieces)")
     if args.cnn_width < 1 or args.cnn_epochs < 1:

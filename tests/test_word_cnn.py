@@ -15,8 +15,8 @@ from models.loading import inspect_checkpoint, load_tier
 from models.ngram import NgramTier, words_of
 from models.training import borrowed_pieces
 from models.weights import CheckpointError
-from models.word_cnn import (PIECES_FILE, WEIGHTS_FILE, WordCNN, WordCnnConfig, WordVectors,
-                             piece_ids)
+from models.word_cnn import (PASS, PIECES_FILE, WEIGHTS_FILE, WordCNN, WordCnnConfig,
+                             WordVectors, piece_ids)
 from pipeline.train import main as train_main
 
 FILLER = "the a movie plot story film some very".split()
@@ -73,6 +73,12 @@ def test_the_tier_loads_from_a_url_and_trains_from_word_vectors_at_a_url(pair, m
     assert load_tier(str(tmp_path / "tier")).word_cnn is not None
 
 
+def test_the_tier_counts_the_word_cnns_passes(pair):
+    tier = load_tier(pair)
+    assert [tier.forward_passes(n) for n in (0, 1, PASS, PASS + 1)] == [0, 2, 2, 3]
+    assert NgramTier(tier.model).forward_passes(PASS + 1) == 1
+
+
 def test_folding_the_projection_gives_every_word_the_vector_training_gave_it(models):
     """A word no training text held gets, from the folded piece table, the vector the
     unfolded model would have made: the projection is linear, so it commutes with the mean."""
@@ -95,12 +101,17 @@ def test_folding_the_projection_gives_every_word_the_vector_training_gave_it(mod
 
 
 def test_a_full_word_store_starts_afresh_with_the_same_answers(pair):
+    first = [row["text"] for row in _rows(50, 1)]
+    second = ["brand new words here", "and more unseen ones"]
+    unbounded = load_tier(pair)
+    expected = [unbounded.logits(first), unbounded.logits(second)]
     tier = load_tier(pair)
-    texts = [row["text"] for row in _rows(50, 1)] + ["brand new words here"]
-    before = tier.logits(texts)
-    tier.word_cnn.vectors.capacity = 4
-    assert torch.allclose(tier.logits(texts), before, atol=1e-6)
-    assert len(tier.word_cnn.vectors.rows) <= len({w for t in texts for w in words_of(t)})
+    store = tier.word_cnn.vectors
+    store.capacity = len({w for t in first for w in words_of(t)})  # full after `first`
+    assert torch.allclose(tier.logits(first), expected[0], atol=1e-6)
+    assert "brand" not in store.rows
+    assert torch.allclose(tier.logits(second), expected[1], atol=1e-6)
+    assert set(store.rows) == {w for t in second for w in words_of(t)}  # started afresh
 
 
 def test_threads_sharing_the_tier_get_the_answers_one_thread_gets(pair):
@@ -152,6 +163,12 @@ def _damaged(pair: str, tmp_path, damage) -> str:
     return str(folder)
 
 
+def _set_word_cnn(folder, **settings) -> None:
+    raw = json.loads((folder / "config.json").read_text())
+    raw["word_cnn"].update(settings)
+    (folder / "config.json").write_text(json.dumps(raw))
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda f: (f / PIECES_FILE).unlink(), "are missing"),
     (lambda f: (f / PIECES_FILE).write_text("{not json"), "is not a tokenizer file"),
@@ -162,9 +179,12 @@ def _damaged(pair: str, tmp_path, damage) -> str:
         {**json.loads((f / "config.json").read_text()),
          "word_cnn": {**json.loads((f / "config.json").read_text())["word_cnn"],
                       "pieces": 10}})), "pieces.weight"),
+    (lambda f: _set_word_cnn(f, width="x"), "whole numbers"),
+    (lambda f: _set_word_cnn(f, width=-8), "at least 1"),
+    (lambda f: _set_word_cnn(f, max_words=0), "at least 1"),
+    (lambda f: _set_word_cnn(f, unknown_piece=10 ** 6), "not a row"),
     (lambda f: (f / "config.json").write_text(json.dumps(
-        {**json.loads((f / "config.json").read_text()), "word_cnn": {"width": "x"}})),
-     "config.json cannot be read"),
+        {**json.loads((f / "config.json").read_text()), "word_cnn": {}})), "pieces"),
 ])
 def test_a_damaged_word_cnn_is_refused_before_the_job_starts(pair, tmp_path, damage, message):
     with pytest.raises(CheckpointError, match=message):
@@ -188,6 +208,7 @@ def test_a_tokenizer_larger_than_the_piece_table_is_refused(pair, tmp_path):
     (["--kind", "ngram", "--word_vectors", "{ngram}"], "is an n-gram tier"),
     (["--kind", "ngram", "--word_vectors", "{large}", "--cnn_width", "0"], "at least 1"),
     (["--kind", "ngram", "--word_vectors", "{missing}"], "does not exist"),
+    (["--kind", "ngram", "--cnn_width", "64"], "give --word_vectors"),
 ])
 def test_bad_word_cnn_arguments_are_refused(pair, models, tmp_path, capsys, extra, message):
     train = write_jsonl(tmp_path / "train.jsonl", _rows(20, 3))
