@@ -18,7 +18,10 @@ tokenisation included) of each tier over the records that reached it in the job 
 ideal time. Reported per runner and job:
   - records/s after start-up: (records - startup records) / (seconds - startup seconds);
   - pipeline ms per record: (seconds after start-up - bare loops) / records;
-  - efficiency: bare loops / seconds after start-up.
+  - efficiency: bare loops / seconds after start-up;
+  - break-even against the first runner: the input size from which this runner's job takes
+    less wall time than the first runner's same job, from both jobs' start-up and records/s
+    after start-up (the size a bulk job must reach to earn back a larger start-up).
 Runners: `direct` (FnApiRunner, one process), `threads2` (one process, two worker threads:
 `--direct_running_mode multi_threading`), `direct2` (two worker processes), `flink`
 (FlinkRunner, parallelism 2, LOOPBACK, the job server of scripts/flink_job_server.sh).
@@ -104,10 +107,28 @@ def row(name: str, job: str, records: int, startup_records: int, runs: list[dict
             "peak_rss_mib": runs[-1]["peak_rss_mib"]}
 
 
-def table(rows: list[dict]) -> str:
+def break_even(row: dict, first: dict, startup_records: int) -> str:
+    """The input sizes at which `row`'s job takes less wall time than `first`'s: each job's
+    time is its start-up plus its records after start-up at its measured rate."""
+    if row is first:
+        return "-"
+    extra_startup = row["startup_seconds"] - first["startup_seconds"]
+    saved_per_record = (1 / first["records_per_second_after_startup"]
+                        - 1 / row["records_per_second_after_startup"])
+    if saved_per_record == 0 or extra_startup * saved_per_record < 0:
+        return "any size" if extra_startup < 0 or saved_per_record > 0 else "never"
+    crossing = f"{startup_records + extra_startup / saved_per_record:,.0f}"
+    return f"from {crossing}" if saved_per_record > 0 else f"below {crossing}"
+
+
+def table(rows: list[dict], startup_records: int) -> str:
+    firsts = {}
+    for r in rows:
+        firsts.setdefault(r["job"], r)
     lines = ["| runner | job | seconds | start-up s | records/s after start-up | bare loops s "
-             "| pipeline ms/record | efficiency | escalated | peak RSS MiB (job, largest child) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| pipeline ms/record | efficiency | escalated | peak RSS MiB (job, largest child) "
+             f"| faster than {rows[0]['runner']} (records) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         escalated = ", ".join(f"{e:.1%}" for e in r["escalated"]) or "-"
         rss = r["peak_rss_mib"]
@@ -115,7 +136,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['runner']} | {r['job']} | {r['seconds']:.1f} | {r['startup_seconds']:.1f} | "
             f"{r['records_per_second_after_startup']:.0f} | {r['bare_seconds']:.1f} | "
             f"{r['pipeline_ms_per_record']:.3f} | {r['efficiency']:.2f} | {escalated} | "
-            f"{rss['job']:.0f}, {rss['largest_worker']:.0f} |")
+            f"{rss['job']:.0f}, {rss['largest_worker']:.0f} | "
+            f"{break_even(r, firsts[r['job']], startup_records)} |")
     return "\n".join(lines)
 
 
@@ -164,9 +186,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.records} SST-2 "
         f"sentences (start-up measured on {args.startup_records}); median of {args.repeats} "
         f"rounds, each job a fresh process, runners and jobs interleaved (2 cores).\n\n"
-        f"{table(results)}\n\nEfficiency = bare loops of each tier over the records that "
+        f"{table(results, args.startup_records)}\n\nEfficiency = bare loops of each tier over the records that "
         "reached it / job seconds after start-up; pipeline ms/record = (seconds after "
-        "start-up - bare loops) / records."))
+        "start-up - bare loops) / records; faster than the first runner: the input sizes at which "
+        "the job would take less wall time than the first runner's, from their start-up and "
+        "records/s after start-up."))
 
 
 if __name__ == "__main__":
