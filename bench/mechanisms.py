@@ -5,8 +5,9 @@
 1. Early exit: a multi-exit tier (`beam-cascade train --exits ... --exits_only` on the
    reference tier 2, so its last exit is that model) at several exit thresholds, with exit
    temperatures fitted on dev, against the plain model, at batch sizes 1 and 32.
-2. Runtimes: each transformer tier on PyTorch and on ONNX Runtime, in fp32 and in int8 (all
-   matrix multiplications, or the attention's only; models/onnx_export.py).
+2. Runtimes: each transformer tier on PyTorch, on ONNX Runtime in fp32 and in int8 (all
+   matrix multiplications, or the attention's only; models/onnx_export.py) and on OpenVINO
+   in fp32.
 3. Length-aware batching on a mixed-length input (the dev sentences plus long texts made of
    five test sentences each): passes in input order against the records sorted by length
    within windows of `sort_window` passes, as the pipeline's tiers do.
@@ -97,14 +98,14 @@ def early_exit_table(plain: TierModel, exits: TierModel, dev: LabelledTexts,
 
 
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8"),
-            ("onnxruntime", "int8_attention"))
+            ("onnxruntime", "int8_attention"), ("openvino", None))
 
 
 def runtimes_table(paths: dict[str, str], dev: LabelledTexts, test_texts: list[str],
                    repeats: int) -> str:
-    """Each tier on PyTorch and ONNX Runtime, fp32 and int8: dev accuracy, agreement with
-    PyTorch fp32 on the unlabelled test sentences (data no choice was made on), records/s in
-    sorted passes of 32 over dev + test."""
+    """Each tier on PyTorch, ONNX Runtime (fp32 and int8) and OpenVINO: dev accuracy,
+    agreement with PyTorch fp32 on the unlabelled test sentences (data no choice was made
+    on), records/s in sorted passes of 32 over dev + test."""
     texts = dev.texts + test_texts
     lines = [f"Bare loops over {len(texts)} sentences (dev + test), passes of 32 sorted by "
              "length, 2 threads.", "",

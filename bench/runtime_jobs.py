@@ -43,13 +43,13 @@ from models.onnx_export import exported_model
 
 RESULTS = "bench/results/runtime_jobs.md"
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
-            ("onnxruntime", "int8"))
+            ("onnxruntime", "int8"), ("openvino", None))
 
 
 def export_seconds(runtimes) -> dict[str, float]:
     """Exports the tier in each ONNX precision into this machine's cache (timed)."""
     seconds = {}
-    for _, quantize in (r for r in runtimes if r[0] == "onnxruntime"):
+    for _, quantize in dict.fromkeys((r for r in runtimes if r[0] != "torch")):
         start = time.perf_counter()
         exported_model(os.path.abspath(REFERENCE_TIER2), quantize)
         seconds[quantize or "fp32"] = time.perf_counter() - start

@@ -8,12 +8,13 @@ and checks that all tiers share one label set, so a bad config fails before a jo
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from models.names import (CONFIDENCE_MEASURE_NAMES, LEARNED_CONFIDENCE, NGRAM_MODEL_TYPE,
-                          QUANTIZATION_SCHEMES, RUNTIMES)
+                          OPENVINO_MISSING, QUANTIZATION_SCHEMES, RUNTIMES)
 
 if TYPE_CHECKING:
     from models.learned_deferral import Router
@@ -356,21 +357,23 @@ def _check_confidence(tier: TierConfig, is_last: bool, where: str) -> None:
 
 
 def _check_runtime(tier: TierConfig, where: str) -> None:
-    """ONNX Runtime runs the plain classifier on the CPU, in fp32 or int8; early exit, token
-    dropping and GPUs stay with PyTorch."""
+    """ONNX Runtime runs the plain classifier on the CPU, in fp32 or int8, and OpenVINO in
+    fp32; early exit, token dropping and GPUs stay with PyTorch."""
     if tier.runtime not in RUNTIMES:
         raise ConfigError(f"{where}: runtime {tier.runtime!r} must be one of {RUNTIMES}")
     if tier.quantize is not None and tier.quantize not in QUANTIZATION_SCHEMES:
         raise ConfigError(f"{where}: quantize {tier.quantize!r} must be one of "
                           f"{QUANTIZATION_SCHEMES}, or null for full precision")
+    if tier.quantize is not None and tier.runtime != "onnxruntime":
+        raise ConfigError(f"{where}: int8 (quantize) runs on ONNX Runtime; set runtime: "
+                          "onnxruntime for this tier, or drop quantize")
     if tier.runtime == "torch":
-        if tier.quantize is not None:
-            raise ConfigError(f"{where}: int8 (quantize) runs on ONNX Runtime; add runtime: "
-                              "onnxruntime to the tier, or drop quantize")
         return
+    if tier.runtime == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise ConfigError(f"{where}: {OPENVINO_MISSING}")
     if tier.device == "cuda":
-        raise ConfigError(f"{where}: runtime onnxruntime runs on the CPU here; set device to "
-                          "cpu or auto, or use runtime: torch on a GPU")
+        raise ConfigError(f"{where}: runtime {tier.runtime} runs on the CPU here; set device "
+                          "to cpu or auto, or use runtime: torch on a GPU")
     unsupported = [key for key in ("exit_threshold", "keep_tokens", "length_budget")
                    if getattr(tier, key) is not None]
     if unsupported:
@@ -423,7 +426,7 @@ def validate_models(config: CascadeConfig, routers_fitted: bool = True) -> tuple
         _check_pairs(tier, info.trained_on_pairs, config.text_pair_field)
         adaptive = [key for key in ("quantize", "keep_tokens", "length_budget")
                     if getattr(tier, key) is not None]
-        adaptive += ["runtime: onnxruntime"] if tier.runtime == "onnxruntime" else []
+        adaptive += [f"runtime: {tier.runtime}"] if tier.runtime != "torch" else []
         if adaptive and info.model_type == NGRAM_MODEL_TYPE:
             raise ConfigError(f"tier {tier.name!r}: {', '.join(adaptive)} apply to transformer "
                               f"tiers; {tier.model!r} is an n-gram model, already cheap")

@@ -24,6 +24,7 @@ from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExit
 from models.layerwise import bert_parts
 from models.learned_deferral import unfamiliar_word_share
 from models.model_cache import ModelFolderError, local_model_folder
+from models.names import EXPORTED_RUNTIMES
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           is_ngram_checkpoint)
 from models.tier import Tier
@@ -273,21 +274,22 @@ def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: st
               early_exit: EarlyExit | None = None, quantize: str | None = None,
               keep_tokens: tuple[float, ...] | None = None, runtime: str = "torch") -> Tier:
     """Loads any kind of tier folder, local or a URL: a transformer checkpoint or a hashed
-    n-gram model; a transformer on PyTorch, or on ONNX Runtime (`runtime`, models/names.py)."""
+    n-gram model; a transformer on PyTorch, or its exported graph on ONNX Runtime or OpenVINO
+    (`runtime`, models/names.py)."""
     path = local_model_folder(path)
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         if is_ngram_checkpoint(json.load(f)):
             return NgramTier.load(path)
-    if runtime == "onnxruntime":
+    if quantize and runtime != "onnxruntime":
+        raise CheckpointError(f"{path!r}: int8 ({quantize}) runs on ONNX Runtime; set "
+                              "runtime: onnxruntime for this tier, or drop quantize")
+    if runtime in EXPORTED_RUNTIMES:
         if early_exit is not None or keep_tokens is not None:
             raise CheckpointError(f"{path!r}: early exit and token dropping run on runtime: "
                                   "torch only; use one or the other")
-        from models.onnx_tier import OnnxTier  # onnxruntime loads only for such tiers
+        from models.onnx_tier import OnnxTier  # its engine loads only for such tiers
         return OnnxTier.load(path, max_length, batch_size, quantize, allow_pickle_weights,
-                             trust_remote_code)
-    if quantize:
-        raise CheckpointError(f"{path!r}: int8 ({quantize}) runs on ONNX Runtime; set "
-                              "runtime: onnxruntime for this tier, or drop quantize")
+                             trust_remote_code, runtime)
     return TierModel.load(path, max_length, batch_size, device, allow_pickle_weights,
                           trust_remote_code, early_exit, keep_tokens)
 

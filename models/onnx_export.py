@@ -20,7 +20,7 @@ from torch import nn
 
 from models.model_cache import derived_file
 from models.names import QUANTIZATION_SCHEMES
-from models.onnx_session import new_session
+from models.onnx_engines import new_session
 from models.weights import check_weights
 
 RECIPE = "dynamo-opset18-logits-v1"  # change it when the export or quantisation steps change

@@ -1,12 +1,14 @@
-"""A transformer tier run by ONNX Runtime (`runtime: onnxruntime`): same tokenizer, same
-sorted passes, same outputs as the PyTorch tier, on an exported graph.
+"""A transformer tier run from its exported ONNX graph by ONNX Runtime (`runtime:
+onnxruntime`) or OpenVINO (`runtime: openvino`, models/onnx_engines.py): same tokenizer, same
+sorted passes, same outputs as the PyTorch tier.
 
 ONNX Runtime fuses the encoder's GELU and residual layer norms into kernels eager PyTorch
 does not have, and runs int8 matrix multiplications: on this project's 2-core machines the
 reference MiniLM-L6 tier ran 1.15x faster in fp32 at identical predictions, 1.44x with int8
 attention and 2.39x with int8 everywhere (bench/results/runtimes.md). The session is
 made once per worker process, with the threads the process gave torch and ONNX Runtime's
-waiting threads following the same policy as OpenMP's (models/cpus.py).
+waiting threads following the same policy as OpenMP's (models/cpus.py). OpenVINO runs the
+fp32 graph only: ONNX Runtime's int8 graph ran at half of PyTorch's speed on it.
 """
 from __future__ import annotations
 
@@ -15,30 +17,29 @@ import torch
 from models.batching import pass_count, sorted_passes
 from models.learned_deferral import unfamiliar_word_share
 from models.onnx_export import exported_model
-from models.onnx_session import new_session
+from models.onnx_engines import ENGINES
 from models.weights import CheckpointError, check_weights
 
 
 class OnnxTier:
-    """A sequence classifier's ONNX graph in an ONNX Runtime session, and its tokenizer."""
+    """A sequence classifier's ONNX graph on an engine (`ENGINES`), and its tokenizer."""
 
     early_exit = None  # exits are not exported: early exit runs on the torch runtime
 
-    def __init__(self, session, tokenizer, labels: tuple[str, ...], max_length: int,
+    def __init__(self, graph, tokenizer, labels: tuple[str, ...], max_length: int,
                  batch_size: int, depth: int):
-        self.session = session
+        self.graph = graph
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
         self.batch_size = batch_size
         self.depth = depth
-        self.input_names = [i.name for i in session.get_inputs()]
 
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64,
              quantize: str | None = None, allow_pickle_weights: bool = False,
-             trust_remote_code: bool = False) -> "OnnxTier":
-        """The tier's session over its cached export (made now if this machine has none)."""
+             trust_remote_code: bool = False, runtime: str = "onnxruntime") -> "OnnxTier":
+        """The tier's engine over its cached export (made now if this machine has none)."""
         from transformers import AutoConfig, AutoTokenizer
         check_weights(path, allow_pickle_weights)
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -46,12 +47,14 @@ class OnnxTier:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         labels = tuple(str(config.id2label[i]) for i in range(config.num_labels))
         try:
-            session = new_session(onnx_path)
+            graph = ENGINES[runtime](onnx_path)
+        except ImportError:  # the engine is not installed; its message says how to fix it
+            raise
         except Exception as e:  # noqa: BLE001 - a damaged cached file, an unknown operator
-            raise CheckpointError(f"{path!r}: ONNX Runtime cannot load its export {onnx_path!r} "
+            raise CheckpointError(f"{path!r}: {runtime} cannot load its export {onnx_path!r} "
                                   f"({type(e).__name__}: {e}); delete that file to export "
                                   "again, or run the tier with runtime: torch") from None
-        return cls(session, tokenizer, labels, max_length, batch_size,
+        return cls(graph, tokenizer, labels, max_length, batch_size,
                    getattr(config, "num_hidden_layers", 0))
 
     def forward_passes(self, texts: int) -> int:
@@ -79,5 +82,6 @@ class OnnxTier:
         return self.logits(texts, text_pairs).unsqueeze(0)
 
     def _forward(self, encoded) -> tuple[torch.Tensor]:
-        feed = {name: encoded[name].astype("int64", copy=False) for name in self.input_names}
-        return (torch.from_numpy(self.session.run(None, feed)[0]),)
+        feed = {name: encoded[name].astype("int64", copy=False)
+                for name in self.graph.input_names}
+        return (torch.from_numpy(self.graph(feed)),)

@@ -1,9 +1,9 @@
 """Choosing each tier's runtime and precision on dev data: what `calibrate
 --compare_runtimes` measures before it tunes the thresholds.
 
-A transformer tier can run on PyTorch, on ONNX Runtime in fp32 (the same predictions) or on
-ONNX Runtime in int8, of the attention only or everywhere (faster, a little less accurate:
-a record's answer can flip). Each
+A transformer tier can run on PyTorch, on ONNX Runtime or OpenVINO in fp32 (the same
+predictions; OpenVINO where it is installed) or on ONNX Runtime in int8, of the attention
+only or everywhere (faster, a little less accurate: a record's answer can flip). Each
 variant is timed on the dev texts and compared with the tier's fp32 answers; an int8 variant
 is kept only when the upper confidence bound on its accuracy drop against fp32
 (models/guarantee.py `drop_bound`: the labels' verdict on the records where the two disagree,
@@ -14,6 +14,7 @@ from picking an int8 variant that loses more on new data.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from models.operating_points import Policy
 from models.throughput import seconds_per_record
 
 VARIANTS = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
-            ("onnxruntime", "int8"))
+            ("onnxruntime", "int8")) + ((("openvino", None),)
+                                        if importlib.util.find_spec("openvino") else ())
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
         allowed = max_int8_drop
         if last and policy.max_accuracy_drop is not None:
             allowed = min(allowed, policy.max_accuracy_drop / 2)
-        say(f"tier {tier.name}: answers and timing on PyTorch and ONNX Runtime, fp32 and int8 "
-            f"(exported on first use), {repeats} rounds")
+        names = ", ".join(f"{runtime} {quantize or 'fp32'}" for runtime, quantize in VARIANTS)
+        say(f"tier {tier.name}: answers and timing of {names} (exported on first use), "
+            f"{repeats} rounds")
         variants = choose_variant(measure_variants(tier, dev, unlabelled, tier.batch_size,
                                                    repeats, policy.confidence), allowed)
         best = next(v for v in variants if v.chosen)

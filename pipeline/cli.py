@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: (module with main(argv), what 
     "calibrate": ("pipeline.calibrate", "fit temperatures and choose thresholds on labelled "
                                         "dev data; write a tuned config"),
     "export": ("pipeline.export", "export tiers to ONNX (and int8) for runtime: onnxruntime "
-                                  "before a job"),
+                                  "or openvino before a job"),
     "predict": ("pipeline.predict", "classify texts given on the command line, showing each "
                                     "tier's answer"),
 }

@@ -1,6 +1,6 @@
-"""`beam-cascade export`: a cascade's ONNX Runtime tiers exported ahead of a job.
+"""`beam-cascade export`: a cascade's ONNX Runtime and OpenVINO tiers exported ahead of a job.
 
-    beam-cascade export --config cascade.yaml       # every tier with runtime: onnxruntime
+    beam-cascade export --config cascade.yaml   # every tier with runtime: onnxruntime/openvino
     beam-cascade export --model DIR [--quantize int8]
 
 A worker exports a tier on its first load anyway (once per machine, cached under a hash of
@@ -16,7 +16,7 @@ import time
 from typing import Sequence
 
 from models.config import ConfigError, ModelSpec, TierConfig, validate_models
-from models.names import QUANTIZATION_SCHEMES
+from models.names import EXPORTED_RUNTIMES, QUANTIZATION_SCHEMES
 from pipeline.config import load_config
 
 
@@ -36,16 +36,17 @@ def export_specs(specs: Sequence[ModelSpec]) -> list[str]:
 
 
 def specs_to_export(args: argparse.Namespace) -> list[ModelSpec]:
-    """The config's onnxruntime tiers, or the one --model."""
+    """The config's tiers that run an exported graph (onnxruntime, openvino), or the one
+    --model."""
     if args.model:
         return [TierConfig(name="model", model=args.model, runtime="onnxruntime",
                            quantize=args.quantize).model_spec]
     config = load_config(args.config)
     validate_models(config, routers_fitted=False)
-    specs = [t.model_spec for t in config.tiers if t.runtime == "onnxruntime"]
+    specs = [t.model_spec for t in config.tiers if t.runtime in EXPORTED_RUNTIMES]
     if not specs:
-        raise ConfigError(f"{args.config}: no tier has runtime: onnxruntime, so there is "
-                          "nothing to export; add it to the tiers to run on ONNX Runtime")
+        raise ConfigError(f"{args.config}: no tier has runtime: onnxruntime or openvino, so "
+                          "there is nothing to export; set it on the tiers to run from ONNX")
     return specs
 
 
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "machine's model cache before a job.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="cascade config: exports its runtime: onnxruntime "
-                                         "tiers")
+                                         "and openvino tiers")
     source.add_argument("--model", help="one checkpoint folder (local or URL)")
     p.add_argument("--quantize", choices=QUANTIZATION_SCHEMES, default=None,
                    help="with --model: also make this int8 variant")

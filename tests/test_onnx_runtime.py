@@ -1,9 +1,12 @@
-"""Tiers on ONNX Runtime (`runtime: onnxruntime`): the same answers as PyTorch in fp32, close
-ones in int8, the export made once per machine and again for new weights, the config checks
-around it, `beam-cascade export`, and calibrate's choice between runtimes."""
+"""Tiers on ONNX Runtime and OpenVINO (`runtime: onnxruntime | openvino`): the same answers as
+PyTorch in fp32, close ones in int8, the export made once per machine and again for new
+weights, the config checks around it, `beam-cascade export`, and calibrate's choice between
+runtimes."""
 import dataclasses
 import json
 import os
+import sys
+import threading
 
 import pytest
 import torch
@@ -31,18 +34,59 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BEAM_CASCADE_MODEL_CACHE", str(tmp_path / "cache"))
 
 
+EXPORTED = ["onnxruntime", "openvino"]
+
+
+@pytest.mark.parametrize("runtime", EXPORTED)
 @pytest.mark.parametrize("model", ["small", "deep"])
-def test_onnxruntime_gives_pytorchs_logits(models, model):
+def test_an_exported_graph_gives_pytorchs_logits(models, model, runtime):
     torch_logits = load_tier(models[model], device="cpu").logits(TEXTS)
-    onnx_logits = load_tier(models[model], runtime="onnxruntime", batch_size=4).logits(TEXTS)
+    onnx_logits = load_tier(models[model], runtime=runtime, batch_size=4).logits(TEXTS)
     assert (onnx_logits - torch_logits).abs().max() < FP32_TOLERANCE
 
 
-def test_onnxruntime_scores_text_pairs_like_pytorch(models):
+@pytest.mark.parametrize("runtime", EXPORTED)
+def test_an_exported_graph_scores_text_pairs_like_pytorch(models, runtime):
     pairs = list(reversed(TEXTS))
     torch_logits = load_tier(models["deep"], device="cpu").logits(TEXTS, pairs)
-    onnx_logits = load_tier(models["deep"], runtime="onnxruntime").logits(TEXTS, pairs)
+    onnx_logits = load_tier(models["deep"], runtime=runtime).logits(TEXTS, pairs)
     assert (onnx_logits - torch_logits).abs().max() < FP32_TOLERANCE
+
+
+def test_threads_sharing_an_openvino_tier_get_what_one_thread_gets(models):
+    """Worker threads share a tier; an OpenVINO infer request holds its buffers, so each
+    thread has its own: passes of different lengths, interleaved, keep their answers."""
+    tier = load_tier(models["deep"], runtime="openvino", batch_size=2)
+    texts = [TEXTS, list(reversed(TEXTS)) * 3]
+    alone = [tier.logits(t) for t in texts]
+    got, errors = {}, []
+
+    def score(k):
+        try:
+            got[k] = [tier.logits(texts[k % 2]) for _ in range(20)]
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=score, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k, results in got.items():
+        assert all(torch.equal(r, alone[k % 2]) for r in results)
+
+
+def test_openvino_not_installed_is_named_with_the_fix(models, monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'beam-cascade\[openvino\]'"):
+        config_from_dict({"tiers": [{"model": models["small"], "runtime": "openvino"}]})
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now fails
+    with pytest.raises(ImportError, match="or use runtime: onnxruntime"):
+        load_tier(models["small"], runtime="openvino")
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int8_attention"])
@@ -75,11 +119,11 @@ def test_the_export_is_made_once_and_again_for_new_weights(tmp_path):
     assert (new - load_tier(folder, device="cpu").logits(TEXTS)).abs().max() < FP32_TOLERANCE
 
 
-def test_an_onnxruntime_cascade_runs_and_matches_pytorch(models, tmp_path):
+def test_cascades_on_exported_graphs_run_and_match_pytorch(models, tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text("".join(f'{{"id": "{i}", "text": "{t}"}}\n' for i, t in enumerate(TEXTS)))
     outputs = {}
-    for runtime in ("torch", "onnxruntime"):
+    for runtime in ("torch", *EXPORTED):
         config = tmp_path / f"{runtime}.yaml"
         config.write_text(yaml.safe_dump({"tiers": [
             {"name": "small", "model": models["small"], "threshold": 0.6, "runtime": runtime},
@@ -89,17 +133,21 @@ def test_an_onnxruntime_cascade_runs_and_matches_pytorch(models, tmp_path):
         assert stats["predictions"] == len(TEXTS) and stats["errors"] == 0
         outputs[runtime] = {row["id"]: (row["label"], row["decided_by"], row["confidence"])
                             for row in read_predictions(tmp_path / runtime)}
-    assert outputs["torch"].keys() == outputs["onnxruntime"].keys()
-    for key, (label, tier, confidence) in outputs["torch"].items():
-        assert outputs["onnxruntime"][key][:2] == (label, tier)
-        assert outputs["onnxruntime"][key][2] == pytest.approx(confidence, abs=FP32_TOLERANCE)
+    for runtime in EXPORTED:
+        assert outputs["torch"].keys() == outputs[runtime].keys()
+        for key, (label, tier, confidence) in outputs["torch"].items():
+            assert outputs[runtime][key][:2] == (label, tier)
+            assert outputs[runtime][key][2] == pytest.approx(confidence, abs=FP32_TOLERANCE)
 
 
 @pytest.mark.parametrize("change, message", [
     ({"runtime": "tensorrt"}, "runtime 'tensorrt' must be one of"),
     ({"quantize": "int4", "runtime": "onnxruntime"}, "quantize 'int4' must be one of"),
-    ({"quantize": "int8"}, "int8 .quantize. runs on ONNX Runtime; add runtime: onnxruntime"),
+    ({"quantize": "int8"}, "int8 .quantize. runs on ONNX Runtime; set runtime: onnxruntime"),
+    ({"quantize": "int8", "runtime": "openvino"}, "int8 .quantize. runs on ONNX Runtime"),
     ({"runtime": "onnxruntime", "device": "cuda"}, "runs on the CPU here"),
+    ({"runtime": "openvino", "device": "cuda"}, "runtime openvino runs on the CPU here"),
+    ({"runtime": "openvino", "keep_tokens": [0.5]}, "keep_tokens run on runtime: torch"),
     ({"runtime": "onnxruntime", "keep_tokens": [0.5]}, "keep_tokens run on runtime: torch"),
     ({"runtime": "onnxruntime", "exit_threshold": 0.9}, "exit_threshold run on runtime: torch"),
 ])
@@ -114,25 +162,27 @@ def test_int8_on_pytorch_is_refused_when_loading_directly(models):
         load_tier(models["small"], device="cpu", quantize="int8")
 
 
-def test_an_ngram_tier_on_onnxruntime_is_refused(models, tmp_path):
+@pytest.mark.parametrize("runtime", EXPORTED)
+def test_an_ngram_tier_on_an_exported_runtime_is_refused(models, tmp_path, runtime):
     folder = tmp_path / "ngram"
     HashedNgramClassifier(NgramConfig(("neg", "pos"), 64, 2)).save_pretrained(str(folder))
     config = config_from_dict({"tiers": [
-        {"model": str(folder), "threshold": 0.9, "runtime": "onnxruntime"},
+        {"model": str(folder), "threshold": 0.9, "runtime": runtime},
         {"model": models["large"]}]})
-    with pytest.raises(ConfigError, match="runtime: onnxruntime apply to transformer"):
+    with pytest.raises(ConfigError, match=f"runtime: {runtime} apply to transformer"):
         validate_models(config)
 
 
 def test_export_command_exports_a_configs_onnx_tiers(models, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"tiers": [
-        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "small", "model": models["small"], "threshold": 0.9, "runtime": "openvino"},
         {"name": "large", "model": models["large"], "runtime": "onnxruntime",
          "quantize": "int8"}]}))
     assert export_main(["--config", str(config)]) == 0
     paths = capsys.readouterr().out.split()
-    assert paths == [exported_model(models["large"], "int8")] and os.path.isfile(paths[0])
+    assert paths == [exported_model(models["small"]), exported_model(models["large"], "int8")]
+    assert all(os.path.isfile(p) for p in paths)
 
 
 def test_export_command_says_when_a_config_has_nothing_to_export(models, tmp_path, capsys):
@@ -172,8 +222,9 @@ def _calibrate_small_then_deep(models, tmp_path, *flags):
 
 
 def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path):
-    """Each tier is measured on PyTorch, ONNX Runtime fp32 and int8; the written config runs
-    the chosen variant, an int8 one only within its drop bound, and runs as tuned."""
+    """Each tier is measured on PyTorch, ONNX Runtime fp32 and int8 and OpenVINO fp32; the
+    written config runs the chosen variant, an int8 one only within its drop bound, and runs
+    as tuned."""
     rows, dev, tuned, report = _calibrate_small_then_deep(models, tmp_path, "--max_int8_drop",
                                                           "1")
     measured = {t["name"]: t["runtimes"] for t in
@@ -185,8 +236,9 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
         assert len(chosen) == 1
         assert (written[name].runtime, written[name].quantize) == (
             chosen[0]["runtime"], chosen[0]["quantize"])
-        for int8 in variants[2:]:
-            assert 0 <= int8["drop_bound_points"] and 0 < int8["agreement"] <= 1
+        assert ("openvino", None) in VARIANTS  # installed with the tests' requirements
+        for other in variants[1:]:
+            assert 0 <= other["drop_bound_points"] and 0 < other["agreement"] <= 1
         if chosen[0]["quantize"]:
             assert chosen[0]["drop_bound_points"] <= 1
     assert "## Runtimes: large" in (report / "report.md").read_text()
