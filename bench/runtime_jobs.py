@@ -9,7 +9,7 @@ The reference MiniLM-L6 tier alone, as a job (FnApiRunner, one process, each job
 process, start-up and model loading included) over the 2,693 SST-2 dev + test sentences, on
 PyTorch fp32 (the default: 2 threads that sleep while they wait), ONNX Runtime fp32, int8 of
 the attention only and int8 everywhere (models/onnx_export.py; exported before the first
-round, the export's seconds reported apart), and Beam's stock RunInference +
+round, the export's seconds reported apart), OpenVINO fp32, and Beam's stock RunInference +
 HuggingFacePipelineModelHandler job (bench/peer.py, its own environment, torch's defaults),
 idle and beside one CPU-bound process (bench/threads.py `neighbour`). All settings
 interleaved in each of --repeats rounds; medians of seconds and of peak memory (the job's
@@ -49,7 +49,7 @@ RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attent
 def export_seconds(runtimes) -> dict[str, float]:
     """Exports the tier in each ONNX precision into this machine's cache (timed)."""
     seconds = {}
-    for _, quantize in dict.fromkeys((r for r in runtimes if r[0] != "torch")):
+    for quantize in dict.fromkeys(q for r, q in runtimes if r != "torch"):
         start = time.perf_counter()
         exported_model(os.path.abspath(REFERENCE_TIER2), quantize)
         seconds[quantize or "fp32"] = time.perf_counter() - start

@@ -42,7 +42,8 @@ def sorted_passes(tokenizer, texts: list[str], text_pairs: list[str] | None, bat
     The texts are sorted by length first and each pass is padded only to its own longest
     text, so little compute goes to padding. Every runtime of a transformer tier
     (models/loading.py, models/onnx_tier.py) tokenizes here, with `tensors` its array kind
-    ("pt" for torch, "np" for ONNX Runtime), so all of them see the same token ids.
+    ("pt" for torch, "np" for ONNX Runtime and OpenVINO), so all of them see the same token
+    ids.
     """
     outputs: list[torch.Tensor] = []
     for chunk in batches(len(texts), batch_size, length_order(texts, text_pairs)):

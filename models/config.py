@@ -44,9 +44,9 @@ class TierConfig:
     A multi-exit model (`beam-cascade train --exits`) leaves early when `exit_threshold` is
     set: each record stops at the first exit whose confidence, divided by that exit's
     temperature (`exit_temperatures`, fitted by `beam-cascade calibrate`), reaches it.
-    `runtime` runs a transformer tier on PyTorch or on ONNX Runtime (the checkpoint exported
-    once per machine, models/onnx_export.py); `quantize` (onnxruntime only) runs its matrix
-    multiplications in int8 on the CPU.
+    `runtime` runs a transformer tier on PyTorch, or its graph exported once per machine
+    (models/onnx_export.py) on ONNX Runtime or OpenVINO; `quantize` (onnxruntime only) runs
+    its matrix multiplications in int8 on the CPU.
     `keep_tokens` is a length configuration (models/token_dropping.py): after layer i only
     the share keep_tokens[i-1] of each text's most attended tokens go on; `beam-cascade
     calibrate` searches one for a tier with `length_budget` (the share of the full model's
@@ -369,8 +369,6 @@ def _check_runtime(tier: TierConfig, where: str) -> None:
                           "onnxruntime for this tier, or drop quantize")
     if tier.runtime == "torch":
         return
-    if tier.runtime == "openvino" and importlib.util.find_spec("openvino") is None:
-        raise ConfigError(f"{where}: {OPENVINO_MISSING}")
     if tier.device == "cuda":
         raise ConfigError(f"{where}: runtime {tier.runtime} runs on the CPU here; set device "
                           "to cpu or auto, or use runtime: torch on a GPU")
@@ -379,6 +377,9 @@ def _check_runtime(tier: TierConfig, where: str) -> None:
     if unsupported:
         raise ConfigError(f"{where}: {', '.join(unsupported)} run on runtime: torch only; use "
                           "runtime: torch for this tier, or drop them")
+    if tier.runtime == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise ConfigError(f"{where}: {OPENVINO_MISSING} (checked where the config is read: "
+                          "the launcher too)")
 
 
 def _check_token_dropping(tier: TierConfig, where: str) -> None:

@@ -3,19 +3,20 @@
 process with the threads the process gave torch, and called the same way: a feed of int64
 token arrays in, the logits out.
 
-OpenVINO ran the reference MiniLM-L6 tier's fp32 graph 1.19-1.28x faster than ONNX Runtime
-on this project's 2-core AVX-512 machines at identical predictions, and as fast beside a
-busy neighbour (docs/benchmarks.md); it is an optional dependency (`pip install
-'beam-cascade[openvino]'`), loaded only for such tiers.
+OpenVINO ran the reference MiniLM-L6 tier's fp32 graph 1.20x faster than ONNX Runtime on
+this project's 2-core AVX-512 machines at identical predictions (docs/adaptive-tiers.md);
+it is an optional dependency (`pip install 'beam-cascade[openvino]'`), loaded only for such
+tiers, whose answers on the export's check texts must be ONNX Runtime's (models/onnx_tier.py).
 """
 from __future__ import annotations
 
 import os
-import threading
+import queue
 
 import numpy as np
 import torch
 
+from models.cpus import available_cpus
 from models.names import OPENVINO_MISSING
 
 
@@ -48,30 +49,48 @@ class OnnxRuntimeGraph:
 class OpenVinoGraph:
     """An exported graph compiled by OpenVINO for the CPU.
 
-    Settings: one stream tuned for latency (the job's passes come one at a time; the
-    throughput hint's several streams ran 0.64x as fast), torch's thread count, threads not
-    pinned to cores (pinned, they lost 8% beside a busy neighbour), and fp32 arithmetic even
-    where the CPU offers bf16, so the answers are PyTorch's. An infer request holds its
-    buffers, so each thread calling the tier (worker threads share a tier) gets its own."""
+    Worker threads that share a tier call it at once, and an OpenVINO stream runs one request
+    at a time, so the graph gets as many streams as the process's CPUs hold workers' thread
+    counts (torch's count, which the options sized per worker: models/loading.py), each of
+    that many threads: one stream of every CPU for a one-worker process, one a thread for
+    worker threads sharing it. Threads are not pinned to cores (pinned, they lost 8% beside a
+    busy neighbour), and the arithmetic stays fp32 even where the CPU offers bf16, so the
+    answers are PyTorch's. Requests hold their buffers: a call takes an idle one, or makes
+    one, and gives it back."""
 
     def __init__(self, onnx_path: str):
-        try:
-            import openvino
-        except ImportError:
-            raise ImportError(OPENVINO_MISSING) from None
+        openvino = import_openvino()
+        threads = torch.get_num_threads()
+        streams = max(1, available_cpus() // threads)
         core = openvino.Core()
         self.compiled = core.compile_model(core.read_model(onnx_path), "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads,
             "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": "f32"})
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
-        self._requests = threading.local()
+        self._idle = queue.SimpleQueue()
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        request = getattr(self._requests, "request", None)
-        if request is None:
-            request = self._requests.request = self.compiled.create_infer_request()
-        request.infer(feed)
-        return request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+        try:
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            request.infer(feed)
+            return request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+        finally:
+            self._idle.put(request)
+
+
+def import_openvino():
+    """The openvino module; ImportError saying how to install it when it is not installed
+    (a broken install raises its own error)."""
+    try:
+        import openvino
+    except ModuleNotFoundError as e:
+        if e.name != "openvino":
+            raise
+        raise ImportError(OPENVINO_MISSING) from None
+    return openvino
 
 
 ENGINES = {"onnxruntime": OnnxRuntimeGraph, "openvino": OpenVinoGraph}

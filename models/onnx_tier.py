@@ -16,8 +16,8 @@ import torch
 
 from models.batching import pass_count, sorted_passes
 from models.learned_deferral import unfamiliar_word_share
-from models.onnx_export import exported_model
-from models.onnx_engines import ENGINES
+from models.onnx_export import CHECK_TEXTS, TOLERANCE, exported_model
+from models.onnx_engines import ENGINES, OnnxRuntimeGraph, import_openvino
 from models.weights import CheckpointError, check_weights
 
 
@@ -41,6 +41,8 @@ class OnnxTier:
              trust_remote_code: bool = False, runtime: str = "onnxruntime") -> "OnnxTier":
         """The tier's engine over its cached export (made now if this machine has none)."""
         from transformers import AutoConfig, AutoTokenizer
+        if runtime == "openvino":
+            import_openvino()  # before the export, which is minutes of work for nothing
         check_weights(path, allow_pickle_weights)
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         onnx_path = exported_model(path, quantize, allow_pickle_weights, trust_remote_code)
@@ -54,6 +56,8 @@ class OnnxTier:
             raise CheckpointError(f"{path!r}: {runtime} cannot load its export {onnx_path!r} "
                                   f"({type(e).__name__}: {e}); delete that file to export "
                                   "again, or run the tier with runtime: torch") from None
+        if runtime != "onnxruntime":
+            _check_against_onnxruntime(graph, onnx_path, tokenizer, path, runtime)
         return cls(graph, tokenizer, labels, max_length, batch_size,
                    getattr(config, "num_hidden_layers", 0))
 
@@ -85,3 +89,17 @@ class OnnxTier:
         feed = {name: encoded[name].astype("int64", copy=False)
                 for name in self.graph.input_names}
         return (torch.from_numpy(self.graph(feed)),)
+
+
+def _check_against_onnxruntime(graph, onnx_path: str, tokenizer, path: str,
+                               runtime: str) -> None:
+    """Another engine compiles the graph its own way (and meets ONNX Runtime's fused
+    operators in it); its logits on the export's check texts must be ONNX Runtime's, which
+    the export checked against PyTorch's, or the tier is refused."""
+    example = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="np")
+    feed = {name: example[name].astype("int64", copy=False) for name in graph.input_names}
+    difference = float(abs(graph(feed) - OnnxRuntimeGraph(onnx_path)(feed)).max())
+    if difference > TOLERANCE:
+        raise CheckpointError(f"{path!r}: {runtime} gives other logits than PyTorch on example "
+                              f"texts (by {difference:.3g}, more than {TOLERANCE}); run this "
+                              "tier with runtime: onnxruntime")

@@ -31,8 +31,13 @@ from models.operating_points import Policy
 from models.throughput import seconds_per_record
 
 VARIANTS = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
-            ("onnxruntime", "int8")) + ((("openvino", None),)
-                                        if importlib.util.find_spec("openvino") else ())
+            ("onnxruntime", "int8"))
+OPENVINO = ("openvino", None)
+
+
+def variants_here() -> tuple[tuple[str, str | None], ...]:
+    """VARIANTS, and OpenVINO fp32 where this machine has it (an optional dependency)."""
+    return VARIANTS + ((OPENVINO,) if importlib.util.find_spec("openvino") else ())
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
         allowed = max_int8_drop
         if last and policy.max_accuracy_drop is not None:
             allowed = min(allowed, policy.max_accuracy_drop / 2)
-        names = ", ".join(f"{runtime} {quantize or 'fp32'}" for runtime, quantize in VARIANTS)
+        names = ", ".join(f"{runtime} {quantize or 'fp32'}"
+                          for runtime, quantize in variants_here())
         say(f"tier {tier.name}: answers and timing of {names} (exported on first use), "
             f"{repeats} rounds")
         variants = choose_variant(measure_variants(tier, dev, unlabelled, tier.batch_size,
@@ -96,7 +102,9 @@ def choose_runtimes(config: CascadeConfig, dev: LabelledTexts,
         say(f"tier {tier.name}: " + "; ".join(
             f"{v.name} {v.accuracy:.2%}, drop bound {v.drop_bound_points:.2f} points, "
             f"{1000 * v.seconds_per_record:.2f} ms/record" for v in variants)
-            + f": {best.name} chosen")
+            + f": {best.name} chosen"
+            + (" (its workers need openvino: pip install 'beam-cascade[openvino]')"
+               if best.runtime == "openvino" else ""))
         measured[tier.name] = variants
         fallback = int8_fallback_tier(tier, variants, config) if last and int8_fallback else None
         if fallback is not None:
@@ -145,7 +153,7 @@ def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: Unlabelle
     quantises activations with each pass's own scale, so its answers depend on the passes."""
     labels = torch.tensor(dev.label_ids)
     models = {variant: dataclasses.replace(tier, runtime=variant[0], quantize=variant[1])
-              .load(batch_size=batch_size) for variant in VARIANTS}
+              .load(batch_size=batch_size) for variant in variants_here()}
     answers = {v: m.logits(dev.texts, dev.text_pairs).argmax(-1) for v, m in models.items()}
     on_unlabelled = {v: m.logits(unlabelled.texts, unlabelled.text_pairs).argmax(-1)
                      for v, m in models.items()} if unlabelled else None
@@ -154,7 +162,7 @@ def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: Unlabelle
                                    )[batch_size] for v, m in models.items()}
     reference = VARIANTS[0]
     variants = []
-    for v in VARIANTS:
+    for v in models:
         compared = on_unlabelled or answers
         bound = drop_bound(answers[v], answers[reference], labels,
                            (on_unlabelled[v], on_unlabelled[reference]) if on_unlabelled

@@ -1,6 +1,6 @@
 """What every kind of loaded tier offers, so that no caller needs to know which kind it has.
 
-A transformer tier on PyTorch (models/loading.py `TierModel`) or on ONNX Runtime
+A transformer tier on PyTorch (models/loading.py `TierModel`) or on ONNX Runtime or OpenVINO
 (models/onnx_tier.py `OnnxTier`) and an n-gram tier (models/ngram.py `NgramTier`) all
 satisfy `Tier`; the pipeline's ModelHandler, calibrate and the benchmarks
 use only this.

@@ -276,7 +276,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
     runtimes: dict[str, list[RuntimeVariant]] = {}
     given = len(config.tiers)
     if max_int8_drop is not None:
-        step("comparing each transformer tier on PyTorch and on ONNX Runtime in fp32 and int8")
+        step("comparing each transformer tier on PyTorch, ONNX Runtime (fp32, int8) and "
+             "OpenVINO where installed")
         config, policy, runtimes = choose_runtimes(config, dev, unlabelled, policy,
                                                    max_int8_drop, repeats, step, int8_fallback)
     step(f"loading {len(config.tiers)} tiers")

@@ -70,8 +70,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split-half check and the unlabelled sample")
     p.add_argument("--compare_runtimes", action="store_true",
-                   help="time each plain transformer tier on PyTorch and on ONNX Runtime in "
-                        "fp32 and int8 and keep the fastest within --max_int8_drop")
+                   help="time each plain transformer tier on PyTorch, on ONNX Runtime in "
+                        "fp32 and int8 and on OpenVINO (where installed) and keep the "
+                        "fastest within --max_int8_drop")
     p.add_argument("--max_int8_drop", type=float, default=DEFAULT_MAX_INT8_DROP,
                    help="with --compare_runtimes: the most accuracy (points, upper "
                         "confidence bound against the tier in fp32) an int8 tier may lose; "

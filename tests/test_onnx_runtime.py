@@ -18,7 +18,8 @@ from models.config import ConfigError, TierConfig, config_from_dict, validate_mo
 from models.loading import CheckpointError, load_tier
 from models.ngram import HashedNgramClassifier, NgramConfig
 from models.onnx_export import module_scope, exported_model, int8_nodes
-from models.runtime_choice import VARIANTS, RuntimeVariant, choose_variant
+from models import onnx_tier, runtime_choice
+from models.runtime_choice import OPENVINO, VARIANTS, RuntimeVariant, choose_variant
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config
 from pipeline.export import main as export_main
@@ -84,9 +85,54 @@ def test_openvino_not_installed_is_named_with_the_fix(models, monkeypatch):
                         lambda name, *a: None if name == "openvino" else find_spec(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'beam-cascade\[openvino\]'"):
         config_from_dict({"tiers": [{"model": models["small"], "runtime": "openvino"}]})
+    assert runtime_choice.variants_here() == VARIANTS  # calibrate compares what there is
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now fails
+    monkeypatch.setattr(onnx_tier, "exported_model", _not_called)  # said before exporting
     with pytest.raises(ImportError, match="or use runtime: onnxruntime"):
         load_tier(models["small"], runtime="openvino")
+
+
+def _not_called(*args):
+    raise AssertionError("exported without the engine to run the export")
+
+
+def test_a_broken_openvino_install_shows_its_own_error(monkeypatch):
+    """Installed but broken (its compiled part missing): not told to install it again."""
+    import builtins
+    from models import onnx_engines
+    real_import = builtins.__import__
+
+    def broken_import(name, *args, **kwargs):
+        if name == "openvino":
+            raise ModuleNotFoundError("No module named 'openvino._pyopenvino'",
+                                      name="openvino._pyopenvino")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken_import)
+    with pytest.raises(ModuleNotFoundError, match="_pyopenvino"):
+        onnx_engines.import_openvino()
+
+
+def test_openvino_answers_other_than_onnxruntimes_are_refused(models, monkeypatch):
+    from models import onnx_engines
+    plain = onnx_engines.OpenVinoGraph.__call__
+    monkeypatch.setattr(onnx_engines.OpenVinoGraph, "__call__",
+                        lambda self, feed: plain(self, feed) + 0.01)
+    with pytest.raises(CheckpointError, match="openvino gives other logits than PyTorch"):
+        load_tier(models["small"], runtime="openvino")
+
+
+def test_openvino_gives_each_sharing_thread_a_stream(models):
+    """With one torch thread per worker (worker threads sharing the process), the graph has
+    a stream for each of the process's CPUs, so their calls run side by side."""
+    from models.cpus import available_cpus
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tier = load_tier(models["small"], runtime="openvino")
+    finally:
+        torch.set_num_threads(threads)
+    assert tier.graph.compiled.get_property("NUM_STREAMS") == available_cpus()
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int8_attention"])
@@ -181,8 +227,8 @@ def test_export_command_exports_a_configs_onnx_tiers(models, tmp_path, capsys):
          "quantize": "int8"}]}))
     assert export_main(["--config", str(config)]) == 0
     paths = capsys.readouterr().out.split()
+    assert all(os.path.isfile(p) for p in paths)  # before exported_model would make them
     assert paths == [exported_model(models["small"]), exported_model(models["large"], "int8")]
-    assert all(os.path.isfile(p) for p in paths)
 
 
 def test_export_command_says_when_a_config_has_nothing_to_export(models, tmp_path, capsys):
@@ -231,12 +277,11 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
                 json.loads((report / "report.json").read_text())["tiers"]}
     written = {t.name: t for t in load_config(str(tuned)).tiers}
     for name, variants in measured.items():
-        assert [(v["runtime"], v["quantize"]) for v in variants] == list(VARIANTS)
+        assert [(v["runtime"], v["quantize"]) for v in variants] == [*VARIANTS, OPENVINO]
         chosen = [v for v in variants if v["chosen"]]
         assert len(chosen) == 1
         assert (written[name].runtime, written[name].quantize) == (
             chosen[0]["runtime"], chosen[0]["quantize"])
-        assert ("openvino", None) in VARIANTS  # installed with the tests' requirements
         for other in variants[1:]:
             assert 0 <= other["drop_bound_points"] and 0 < other["agreement"] <= 1
         if chosen[0]["quantize"]:
