@@ -115,10 +115,12 @@ def break_even(row: dict, first: dict, startup_records: int) -> str:
     extra_startup = row["startup_seconds"] - first["startup_seconds"]
     saved_per_record = (1 / first["records_per_second_after_startup"]
                         - 1 / row["records_per_second_after_startup"])
-    if saved_per_record == 0 or extra_startup * saved_per_record < 0:
-        return "any size" if extra_startup < 0 or saved_per_record > 0 else "never"
-    crossing = f"{startup_records + extra_startup / saved_per_record:,.0f}"
-    return f"from {crossing}" if saved_per_record > 0 else f"below {crossing}"
+    crossing = f"{startup_records + extra_startup / (saved_per_record or 1):,.0f}"
+    if saved_per_record > 0:  # faster once started: wins past the crossing
+        return "any size" if extra_startup <= 0 else f"from {crossing}"
+    if saved_per_record < 0 and extra_startup < 0:  # quicker start, slower after: wins below
+        return f"below {crossing}"
+    return "any size" if extra_startup < 0 else "never"
 
 
 def table(rows: list[dict], startup_records: int) -> str:
