@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.records} SST-2 "
         f"sentences (start-up measured on {args.startup_records}); median of {args.repeats} "
         f"rounds, each job a fresh process, runners and jobs interleaved (2 cores).\n\n"
-        f"{table(results, args.startup_records)}\n\nEfficiency = bare loops of each tier over the records that "
-        "reached it / job seconds after start-up; pipeline ms/record = (seconds after "
-        "start-up - bare loops) / records; faster than the first runner: the input sizes at which "
-        "the job would take less wall time than the first runner's, from their start-up and "
-        "records/s after start-up."))
+        f"{table(results, args.startup_records)}\n\nEfficiency = bare loops of each tier over "
+        "the records that reached it / job seconds after start-up; pipeline ms/record = "
+        "(seconds after start-up - bare loops) / records; faster than the first runner: the "
+        "input sizes at which the job would take less wall time than the first runner's, from "
+        "their start-up and records/s after start-up."))
 
 
 if __name__ == "__main__":

@@ -50,8 +50,6 @@ class OnnxTier:
         labels = tuple(str(config.id2label[i]) for i in range(config.num_labels))
         try:
             graph = ENGINES[runtime](onnx_path)
-        except ImportError:  # the engine is not installed; its message says how to fix it
-            raise
         except Exception as e:  # noqa: BLE001 - a damaged cached file, an unknown operator
             raise CheckpointError(f"{path!r}: {runtime} cannot load its export {onnx_path!r} "
                                   f"({type(e).__name__}: {e}); delete that file to export "
