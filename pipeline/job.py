@@ -32,6 +32,7 @@ from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
                                     new_staging_folder, publish)
 from pipeline.progress import ProgressReporter
+from pipeline.stopping import reraise_if_stopped, signals_deferred
 from transforms.cascade import TierCascade, decided_branches
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
@@ -199,12 +200,14 @@ def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
             reporter.follow(result)
             result.wait_until_finish()
         stats = read_routing_stats(staging)
-    except BaseException:
+    except BaseException as e:
         discard_stale_staging(job.output)
+        reraise_if_stopped(e)
         raise
     stats = {**stats, "failures": job_failures(stats, job.config.max_error_rate)}
     rewrite_routing_stats(staging, stats)
-    publish(job.output, staging, stats["failures"])
+    with signals_deferred():
+        publish(job.output, staging, stats["failures"])
     return stats
 
 

@@ -1,19 +1,27 @@
 """The output folder belongs to the user: a run replaces only what an earlier run wrote.
 
 A batch run writes into a staging folder inside the output folder and publishes only once
-the pipeline has finished: until then the previous run's files stay where they are, whole.
-Publishing deletes the files the previous run's manifest lists (never anything else),
-moves the new files into place, writes the new manifest (`_MANIFEST.json`, the names this
-run wrote) and last the marker: `_SUCCESS`, or `_FAILED` with the reasons when the run
-finished but failed its error limits (exit status 3).
+the pipeline has finished. Publishing is safe at every instant (a process killed at any
+step leaves one run's files whole, and a marker only beside a whole output):
+1. the marker (`_SUCCESS`/`_FAILED`) goes, so no reader trusts the folder while it changes;
+2. the manifest (`_MANIFEST.json`, what the folder holds) is switched, by an atomic rename,
+   to name the new run's files *in the staging folder*, and the previous run's files as
+   superseded: the commit point;
+3. the superseded files are deleted, the new ones linked (or copied) in under their final
+   names, the marker written, the manifest switched to the files in the folder itself, and
+   the staging folder deleted.
+The next run (or a streaming run's claim) first recovers an interrupted publish by one rule:
+a staging folder the manifest names is finished (step 3, which can be repeated), any other
+is discarded, as its run never reached the commit point.
 
 A streaming run writes its windows' files straight into the folder, so it can only claim
 the folder at its start: it removes what the previous run's manifest lists and writes a
 manifest that says the folder holds a streaming run's files.
 
-Before anything is written, the launcher refuses an output that is a file, a folder that
-holds one of the job's input files, and a folder holding files with the names this tool
-writes that no run of it wrote (another tool's output, or a run of an older version).
+Before anything is written, the launcher refuses an output that is a file, a folder it
+cannot create or write, a folder that holds one of the job's input files, and a folder
+holding files with the names this tool writes that no run of it wrote (another tool's
+output, or a run of an older version).
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -51,18 +60,30 @@ class OutputFolderError(ValueError):
 @dataclass(frozen=True)
 class Manifest:
     """What a run of this tool wrote into the folder: file names, or for a streaming run
-    the name patterns its windows write."""
+    the name patterns its windows write. While a publish is under way, `folder` names the
+    staging folder that holds `files` and `superseded` the previous run's files still to
+    delete; `failures` are what the run's `_FAILED` marker says (none: `_SUCCESS`)."""
 
     files: tuple[str, ...] = ()
     streaming: bool = False
+    folder: str = ""
+    superseded: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()
+
+    @property
+    def marker(self) -> str:
+        return FAILED_FILE if self.failures else SUCCESS_FILE
 
     def owns(self, name: str) -> bool:
         patterns = STREAMING_NAMES if self.streaming else ()
-        return name in self.files or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        return (name in self.files or name in self.superseded
+                or any(fnmatch.fnmatchcase(name, p) for p in patterns))
 
     def to_json(self) -> str:
         return json.dumps({"tool": MANIFEST_TOOL, "streaming": self.streaming,
-                           "files": list(self.files)}, indent=1)
+                           "files": list(self.files), "folder": self.folder,
+                           "superseded": list(self.superseded),
+                           "failures": list(self.failures)}, indent=1)
 
 
 def check_output_folder(output: str, input_files: Sequence[str] = (),
@@ -72,6 +93,8 @@ def check_output_folder(output: str, input_files: Sequence[str] = (),
     if local and os.path.exists(output) and not os.path.isdir(output):
         raise OutputFolderError(f"--output {output!r} is a file; give a folder (new or one "
                                 "an earlier run of beam-cascade wrote)")
+    if local:
+        _check_writable(output)
     if not local and FileSystems.exists(output.rstrip("/")):
         raise OutputFolderError(f"--output {output!r} is an object (a file); give a folder "
                                 "prefix such as gs://bucket/run/")
@@ -96,47 +119,103 @@ def check_output_folder(output: str, input_files: Sequence[str] = (),
             "since a run replaces the files of its output folder")
 
 
+def _check_writable(output: str) -> None:
+    """Creates the local folder (as the job would) and a file in it, so that a folder under
+    a file, on a read-only or pseudo filesystem (/proc) or without permission is refused
+    now, not once the job has run."""
+    try:
+        os.makedirs(output, exist_ok=True)
+        probe, path = tempfile.mkstemp(prefix=".beam-cascade-probe-", dir=output)
+        os.close(probe)
+        os.remove(path)
+    except OSError as e:
+        raise OutputFolderError(
+            f"--output {output!r} cannot be written ({e.strerror or e}"
+            f"{f': {e.filename}' if e.filename else ''}); give a folder you can create and "
+            "write") from None
+
+
 def new_staging_folder(output: str) -> str:
-    """Where a batch run writes until it is published; stale ones of killed runs go first."""
-    discard_stale_staging(output)
+    """Where a batch run writes until it is published; an interrupted publish is recovered
+    and stale staging folders of killed runs go first."""
+    recover_interrupted_publish(output)
     return FileSystems.join(output, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
 
 
+def recover_interrupted_publish(output: str) -> None:
+    """Finishes a publish whose manifest was switched to its staging folder (the run was
+    complete: the commit point had passed), then discards every other staging folder (runs
+    that failed, or were killed before their commit point)."""
+    manifest = read_manifest(output)
+    if manifest.folder:
+        if not FileSystems.exists(FileSystems.join(output, manifest.folder)):
+            raise OutputFolderError(
+                f"{FileSystems.join(output, MANIFEST_FILE)!r} names the staging folder "
+                f"{manifest.folder!r} of an interrupted publish, which is gone: the folder "
+                "holds no complete output; move its files away or give another --output")
+        _LOG.warning("finishing the interrupted publish of %s in %s", manifest.folder, output)
+        _finish_publish(output, manifest)
+    discard_stale_staging(output)
+
+
 def discard_stale_staging(output: str) -> None:
-    """Deletes staging folders that interrupted runs of this tool left behind."""
+    """Deletes staging folders that interrupted runs of this tool left behind, except one
+    that the manifest names (it holds the complete output of a publish under way)."""
+    keep = read_manifest(output).folder
     if _is_local(output):
         if os.path.isdir(output):
             for name in os.listdir(output):
-                path = os.path.join(output, name)
-                if name.startswith(STAGING_PREFIX):
-                    shutil.rmtree(path, ignore_errors=True)
+                if name.startswith(STAGING_PREFIX) and name != keep:
+                    shutil.rmtree(os.path.join(output, name), ignore_errors=True)
         return
-    stale = _match(FileSystems.join(output, f"{STAGING_PREFIX}*/**"))
+    stale = [path for path in _match(FileSystems.join(output, f"{STAGING_PREFIX}*/**"))
+             if not (keep and _is_inside(path, FileSystems.join(output, keep)))]
     if stale:
         FileSystems.delete(stale)
 
 
 def publish(output: str, staging: str, failures: Sequence[str] = ()) -> None:
     """Replaces the previous run's files by the staged ones and marks the folder: `_SUCCESS`
-    when `failures` is empty, else `_FAILED` holding them. The marker goes first and comes
-    last, so a folder with `_SUCCESS` never holds a mix of two runs."""
-    clear_previous_run(output)
+    when `failures` is empty, else `_FAILED` holding them. Safe at every instant (see the
+    module's docstring): until the manifest switches to the staging folder the previous
+    run's files are whole; from then on the new run's are, in the staging folder and then
+    in the folder itself, and a marker stands only beside them."""
+    previous = read_manifest(output)
+    _delete([FileSystems.join(output, m) for m in (SUCCESS_FILE, FAILED_FILE)])
     staged = sorted(os.path.basename(p) for p in _match(FileSystems.join(staging, "*")))
-    marker = FAILED_FILE if failures else SUCCESS_FILE
-    _write(FileSystems.join(output, MANIFEST_FILE), Manifest((*staged, marker)).to_json())
-    if staged:
-        FileSystems.rename([FileSystems.join(staging, n) for n in staged],
-                           [FileSystems.join(output, n) for n in staged])
-    discard_stale_staging(output)
-    _write(FileSystems.join(output, marker),
-           json.dumps({"failures": list(failures)}, indent=1) if failures else "")
+    superseded = tuple(name for name in _our_names(output) if previous.owns(name))
+    manifest = Manifest(tuple(staged), folder=os.path.basename(staging.rstrip("/")),
+                        superseded=superseded, failures=tuple(failures))
+    _switch_manifest(output, manifest)
+    _finish_publish(output, manifest)
+
+
+def _finish_publish(output: str, manifest: Manifest) -> None:
+    """Step 3 of publishing, from wherever a killed run left it: every step can be
+    repeated. The new files are linked (copied where links are not possible) rather than
+    moved, so the staging folder stays whole until the manifest no longer names it."""
+    staging = FileSystems.join(output, manifest.folder)
+    _delete([FileSystems.join(output, m) for m in (SUCCESS_FILE, FAILED_FILE)])
+    _delete([FileSystems.join(output, name) for name in _our_names(output)
+             if name in manifest.superseded or name in manifest.files])
+    for name in manifest.files:
+        _place(FileSystems.join(staging, name), FileSystems.join(output, name))
+    if manifest.superseded:
+        _LOG.info("replaced the previous run's %s in %s", _listing(manifest.superseded),
+                  output)
+    _write(FileSystems.join(output, manifest.marker),
+           json.dumps({"failures": list(manifest.failures)}, indent=1)
+           if manifest.failures else "")
+    marker = (manifest.marker,)
+    _switch_manifest(output, Manifest((*manifest.files, *marker), failures=manifest.failures))
+    _delete_folder(staging)
 
 
 def claim_for_streaming(output: str) -> None:
     """Removes the previous run's files and marks the folder as a streaming run's."""
+    recover_interrupted_publish(output)
     clear_previous_run(output)
-    discard_stale_staging(output)
-    _write(FileSystems.join(output, MANIFEST_FILE), Manifest(streaming=True).to_json())
+    _switch_manifest(output, Manifest(streaming=True))
 
 
 def clear_previous_run(output: str) -> None:
@@ -158,11 +237,21 @@ def read_manifest(output: str) -> Manifest:
             raw = json.loads(f.read().decode("utf-8"))
         if raw.get("tool") != MANIFEST_TOOL:
             raise ValueError("not written by beam-cascade")
-        return Manifest(tuple(str(n) for n in raw["files"]), bool(raw["streaming"]))
+        manifest = Manifest(_names(raw["files"]), bool(raw["streaming"]),
+                            str(raw.get("folder", "")), _names(raw.get("superseded", ())),
+                            tuple(str(f) for f in raw.get("failures", ())))
+        if manifest.folder and not re.fullmatch(f"{re.escape(STAGING_PREFIX)}[0-9a-f]+",
+                                                manifest.folder):
+            raise ValueError(f"folder {manifest.folder!r} is not a staging folder's name")
+        return manifest
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise OutputFolderError(
             f"{path!r} is not a beam-cascade manifest ({e}); the folder holds another "
             "tool's output: give another --output") from None
+
+
+def _names(raw: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(name) for name in raw)
 
 
 def _delete_previous(output: str) -> list[str]:
@@ -175,7 +264,7 @@ def _delete_previous(output: str) -> list[str]:
 
 def _listing(names: Sequence[str], shown: int = 4) -> str:
     more = f", ... ({len(names)} files)" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
+    return ", ".join(list(names)[:shown]) + more
 
 
 def _our_names(output: str) -> list[str]:
@@ -219,6 +308,40 @@ def _delete(paths: Sequence[str]) -> None:
     existing = [p for p in paths if FileSystems.exists(p)]
     if existing:
         FileSystems.delete(existing)
+
+
+def _delete_folder(folder: str) -> None:
+    if _is_local(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        _delete(_match(FileSystems.join(folder, "**")))
+
+
+def _place(source: str, destination: str) -> None:
+    """`source`'s file also at `destination`: a hard link on a local disk (no copy, and
+    atomic), else a copy (on object stores a copy is what a rename does)."""
+    if _is_local(source):
+        try:
+            os.link(source, destination)
+            return
+        except OSError:  # a filesystem without hard links: copy, then rename into place
+            partial = f"{destination}.{uuid.uuid4().hex}.partial"
+            shutil.copyfile(source, partial)
+            os.replace(partial, destination)
+            return
+    FileSystems.copy([source], [destination])
+
+
+def _switch_manifest(output: str, manifest: Manifest) -> None:
+    """Writes the manifest beside its final name, then renames it into place: a reader (or a
+    killed run's successor) sees the old manifest or the new one, never half of one."""
+    path = FileSystems.join(output, MANIFEST_FILE)
+    partial = FileSystems.join(output, f".{MANIFEST_FILE}.{uuid.uuid4().hex}.partial")
+    _write(partial, manifest.to_json())
+    if _is_local(output):
+        os.replace(partial, path)
+    else:  # object stores: the copy onto the manifest's name is atomic, then the rest goes
+        FileSystems.rename([partial], [path])
 
 
 def _write(path: str, text: str) -> None:

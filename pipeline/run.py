@@ -17,6 +17,7 @@ from typing import Sequence
 from models.config import ConfigError
 from pipeline.config import cascade_config
 from pipeline.flags import run_parser
+from pipeline.stopping import Stopped, stop_on_signals
 from pipeline.summary import format_summary
 
 # Exit statuses of `beam-cascade run` (docs/reliability.md).
@@ -40,10 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         return usage_error(e)
     from pipeline import job  # Beam and torch load here, once the config is known to be right
+    stop_on_signals()
     try:
         stats = job.run(argv, config)
     except (ConfigError, *job.USAGE_ERRORS) as e:
         return usage_error(e)
+    except Stopped as e:
+        held = ("this run's files, published before it stopped" if e.published else
+                "the previous run's files, as they were (nothing was published)")
+        print(f"beam-cascade: {e}: {flags.output} holds {held}", file=sys.stderr)
+        return e.exit_status
     except Exception as e:  # noqa: BLE001 - any failure of the job itself: exit 1, say so
         print(f"beam-cascade: error: the job failed; the previous run's files in "
               f"{flags.output} are as they were. {type(e).__name__}: {e}", file=sys.stderr)

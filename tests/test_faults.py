@@ -330,3 +330,33 @@ def wait_for_worker(signals, job, seconds: float = 240) -> int:
         time.sleep(0.2)
     raise AssertionError(f"no worker reached the model (job status {job.poll()}): "
                          f"{job.stderr.read()[-2000:] if job.poll() is not None else ''}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_says_so_and_leaves_the_previous_run_whole(data, models, tmp_path,
+                                                                signum):
+    """SIGTERM exited 143 with nothing said; now one line says what the folder holds, the
+    exit status is 128 + the signal's number and no staging folder is left behind."""
+    out = tmp_path / "out"
+    run_job(_args(data, out, models))
+    before = snapshot(out)
+    model, signals = hanging_model(models, tmp_path)
+    config = tmp_path / "hanging.yaml"
+    config.write_text(f"tiers:\n  - {{model: {model}, trust_remote_code: true}}\n")
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", "--input", str(data), "--output", str(out),
+         "--config", str(config), "--runner", "FnApiRunner"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_worker(signals, job)
+        job.send_signal(signum)
+        (signals / "release").touch()  # the model's thread can end, so the process can
+        _, err = job.communicate(timeout=300)
+    finally:
+        (signals / "release").touch()
+        job.kill()
+    assert job.returncode == 128 + signum, err[-2000:]
+    said = [line for line in err.splitlines() if line.startswith("beam-cascade:")]
+    assert said == [f"beam-cascade: stopped by {signal.Signals(signum).name}: {out} holds the "
+                    "previous run's files, as they were (nothing was published)"], err[-2000:]
+    assert snapshot(out) == before

@@ -70,6 +70,16 @@ def test_an_output_that_is_a_file_is_refused(models, data, tmp_path, capsys):
     assert "is a file; give a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["under a file", "/proc"])
+def test_an_output_that_cannot_be_written_is_refused_before_the_job(models, data, tmp_path,
+                                                                    capsys, where):
+    """Found after the job before (exit 1 or 3 after retries); now on the launcher."""
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "out" if where == "under a file" else "/proc/beam-cascade-out"
+    assert main(_job(models, data, out)) == EXIT_USAGE
+    assert f"--output {str(out)!r} cannot be written" in capsys.readouterr().err
+
+
 def test_a_model_found_damaged_at_launch_leaves_the_previous_run_whole(models, data,
                                                                         tmp_path, capsys):
     """Corrupt weights were found only on the worker, after the previous outputs were
