@@ -113,7 +113,7 @@ def measured(cascade: dict, reference: dict) -> dict:
         "escalation_rate": tier1["escalation_rate"],
         "thresholds": tier1["effective_threshold"],
         "true_drop_points": 100 * (reference["accuracy"] - cascade["accuracy"]),
-        "audit_drop_estimate_points": 100 * cascade["audit"]["disagreement"],
+        "audit_disagreement_points": 100 * cascade["audit"]["disagreement"],
         "audit_drop_bound_95_points": 100 * cascade["audit"]["drop_bound_95"],
         "audited": cascade["audit"]["audited"],
         "shifted_tiers": cascade["shifted_tiers"],
@@ -121,7 +121,7 @@ def measured(cascade: dict, reference: dict) -> dict:
         "ks_p_value_tier1": tier1["shift"]["p_value"],
         "accuracy": cascade["accuracy"],
         "estimated_accuracy_confidence": cascade["estimated_accuracy"],
-        "estimated_accuracy_audit_corrected": cascade["audit"]["estimated_accuracy"]}
+        "last_tier_probability": cascade["audit"]["last_tier_probability"]}
 
 
 def audit_cost(work: str, data: str, rounds: int) -> dict:
@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(result, f, indent=1)
     lines = [f"# Audit under shift, and its cost (`python -m bench.audit_shift --rounds "
              f"{args.rounds}`)", "",
-             "| run on | records | escalated | tier-1 thresholds | true drop | audit estimate "
-             "| audit bound (95%) | audited | shift flagged | KS distance (p) | accuracy "
-             "| estimate: confidence | estimate: audit-corrected |",
+             "| run on | records | escalated | tier-1 thresholds | true drop | disagreement "
+             "| drop bound (95%) | audited | shift flagged | KS distance (p) | accuracy "
+             "| estimate: confidence | last tier's probability |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in result["shift"].items():
         threshold = (f"{s['thresholds']['min']:.4f}-{s['thresholds']['max']:.4f}"
@@ -165,11 +165,11 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(
             f"| {name} | {s['records']} | {s['escalation_rate']:.1%} | {threshold} | "
             f"{s['true_drop_points']:+.2f} | "
-            f"{s['audit_drop_estimate_points']:.2f} | {s['audit_drop_bound_95_points']:.2f} | "
+            f"{s['audit_disagreement_points']:.2f} | {s['audit_drop_bound_95_points']:.2f} | "
             f"{s['audited']} | {', '.join(s['shifted_tiers']) or 'no'} | "
             f"{s['ks_distance_tier1']:.3f} ({s['ks_p_value_tier1']:.1g}) | {s['accuracy']:.2%} | "
             f"{s['estimated_accuracy_confidence']:.2%} | "
-            f"{s['estimated_accuracy_audit_corrected']:.2%} |")
+            f"{s['last_tier_probability']:.2%} |")
     lines += ["", "| audit_rate | records | median seconds | records/s |", "|---|---|---|---|"]
     lines += [f"| {rate} | {c['records']} | {c['median_seconds']:.1f} | "
               f"{c['records_per_second']:.0f} |" for rate, c in result["cost"].items()]

@@ -9,6 +9,8 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from models.long_texts import cut_long_texts
+
 
 def length_order(texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[int]:
     """Indices of `texts`, shortest first. Each pass then pads its texts to similar lengths:
@@ -43,12 +45,13 @@ def sorted_passes(tokenizer, texts: list[str], text_pairs: list[str] | None, bat
     text, so little compute goes to padding. Every runtime of a transformer tier
     (models/loading.py, models/onnx_tier.py) tokenizes here, with `tensors` its array kind
     ("pt" for torch, "np" for ONNX Runtime and OpenVINO), so all of them see the same token
-    ids.
+    ids; a long text is first cut to what its `max_length` tokens need (models/long_texts.py).
     """
     outputs: list[torch.Tensor] = []
     for chunk in batches(len(texts), batch_size, length_order(texts, text_pairs)):
         encoded = tokenizer(
-            [texts[i] for i in chunk], [text_pairs[i] for i in chunk] if text_pairs else None,
+            *cut_long_texts(tokenizer, [texts[i] for i in chunk],
+                            [text_pairs[i] for i in chunk] if text_pairs else None, max_length),
             truncation=True, max_length=max_length, padding="longest", return_tensors=tensors)
         results = forward(encoded)
         outputs = outputs or [

@@ -156,13 +156,46 @@ class ModelSpec:
 LIST_KEYS = ("exit_temperatures", "keep_tokens", "reference_confidences")  # YAML lists, tuples in TierConfig
 
 
+DEFAULT_MAX_ERROR_RATE = 0.01  # of a run's records that may be dead letters (docs/reliability.md)
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """What `calibrate` promised for the thresholds it wrote, recorded in the tuned config
+    so that every run can say what it rests on: the cascade's accuracy is at most
+    `max_accuracy_drop` points below its last tier alone, with probability `confidence`
+    over calibrations on data like `evidence` describes. `drop_bound` is the upper bound
+    (points) that the chosen thresholds reached; the expected figures are calibrate's,
+    measured on its records, not promises."""
+
+    max_accuracy_drop: float  # points
+    confidence: float
+    drop_bound: float  # points
+    labelled_records: int
+    unlabelled_records: int
+    evidence: str  # which evidence set the bound, in words
+    expected_escalation: float  # share of the records calibrate expects at the last tier
+    expected_speedup: float  # against the last tier alone, by calibrate's measured costs
+    calibrated_on: str  # the date (ISO 8601)
+
+    def describe(self) -> str:
+        """One sentence: the promise and what it rests on."""
+        unlabelled = (f" and {self.unlabelled_records:,} unlabelled"
+                      if self.unlabelled_records else "")
+        return (f"accuracy at most {self.max_accuracy_drop:g} points below the last tier "
+                f"alone, at confidence {self.confidence:.0%} (calibrated {self.calibrated_on} "
+                f"on {self.labelled_records:,} labelled records{unlabelled}: upper bound "
+                f"{self.drop_bound:.2f} points from {self.evidence})")
+
+
 @dataclass(frozen=True)
 class CascadeConfig:
     """The tiers in escalation order, the input fields they read, and the job's error limit.
 
     `id_field` names the records' own ids; a record without one (or `id_field: null`) gets
     `file:line`. `max_error_rate` fails the job (exit status 3, `_FAILED`) when a larger
-    share of its records end as dead letters.
+    share of its records end as dead letters; unset (None) it is DEFAULT_MAX_ERROR_RATE, as
+    load jobs fail on bad records unless told otherwise (1 never fails on dead letters).
     """
 
     tiers: tuple[TierConfig, ...]
@@ -172,10 +205,15 @@ class CascadeConfig:
     text_pair_field: str | None = None
     passthrough_fields: tuple[str, ...] = field(default_factory=tuple)
     max_error_rate: float | None = None
+    guarantee: Guarantee | None = None  # written by calibrate under an accuracy budget
 
     @property
     def tier_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tiers)
+
+    @property
+    def error_rate_limit(self) -> float:
+        return DEFAULT_MAX_ERROR_RATE if self.max_error_rate is None else self.max_error_rate
 
 
 def config_from_dict(raw: Any, source: str = "config") -> CascadeConfig:
@@ -210,7 +248,23 @@ def parse_config(raw: Any, source: str = "config") -> CascadeConfig:
         raise ConfigError(f"{source}: 'passthrough_fields' must be a list of field names, "
                           f"e.g. [lang, source], not {passthrough!r}")
     fields["passthrough_fields"] = tuple(passthrough)
+    if fields.get("guarantee") is not None:
+        fields["guarantee"] = _parse_guarantee(fields["guarantee"], source)
     return CascadeConfig(tiers=tuple(tiers), **fields)
+
+
+def _parse_guarantee(raw: Any, source: str) -> Guarantee:
+    """The `guarantee` block calibrate writes (left as it wrote it: a config whose
+    thresholds were edited by hand no longer carries the promise)."""
+    where = f"{source}: guarantee"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be the mapping calibrate writes, or be removed")
+    _reject_unknown_keys(raw, Guarantee, where)
+    missing = sorted({f.name for f in dataclasses.fields(Guarantee)} - set(raw))
+    if missing:
+        raise ConfigError(f"{where} lacks {missing}; calibrate writes it whole: recalibrate, "
+                          "or remove the block")
+    return Guarantee(**raw)
 
 
 def config_to_dict(config: CascadeConfig, defaults: bool = True) -> dict[str, Any]:
@@ -218,6 +272,8 @@ def config_to_dict(config: CascadeConfig, defaults: bool = True) -> dict[str, An
     without `defaults`, only the values that differ from the defaults (what a person reads)."""
     raw = _differing(config, defaults, keep=("tiers",))
     raw["tiers"] = [_differing(tier, defaults, keep=("name", "model")) for tier in config.tiers]
+    if config.guarantee is not None:
+        raw["guarantee"] = dataclasses.asdict(config.guarantee)
     return raw
 
 
@@ -253,7 +309,8 @@ def check_config(config: CascadeConfig, source: str) -> None:
     rate = config.max_error_rate
     if rate is not None and not (_is_number(rate) and 0.0 <= rate <= 1.0):
         raise ConfigError(f"{source}: max_error_rate {rate!r} must be a share in [0, 1] of the "
-                          "records, or null for no limit")
+                          f"records (1: no limit), or null for the default "
+                          f"{DEFAULT_MAX_ERROR_RATE:.0%}")
     if not all(isinstance(f, str) and f for f in config.passthrough_fields):
         raise ConfigError(f"{source}: 'passthrough_fields' must hold non-empty field names, "
                           f"got {list(config.passthrough_fields)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import fsspec
@@ -76,10 +77,34 @@ def read_labelled(path: str, text_field: str = "text", label_field: str = "label
     ids.update({str(i): i for i in range(len(names))})
     unknown = sorted(set(raw_labels) - set(ids))
     if unknown:
-        raise ValueError(f"{path!r}: labels {unknown[:5]} are not among {list(names)}")
+        rows_unknown = sum(label not in ids for label in raw_labels)
+        raise ValueError(f"{path!r}: {rows_unknown} rows have labels {unknown[:5]}, not among "
+                         f"{list(names)}: a model predicts only the labels it was trained "
+                         "on; relabel or drop those rows (or, training, list every label in "
+                         "--label_names)")
     pairs = [str(r[text_pair_field]) for r in rows] if text_pair_field else None
     return LabelledTexts([str(r[text_field]) for r in rows], [ids[v] for v in raw_labels],
                          tuple(names), pairs)
+
+
+def check_learnable(data: LabelledTexts, source: str, purpose: str = "train") -> None:
+    """Refuses a data set a classifier cannot be trained or judged on: no rows, or every row
+    of one label. Trained on one, a tier would be written with one label (or none), and
+    `run` would refuse it only at the next job: a nightly retrain must fail, not succeed."""
+    if not data.texts:
+        raise ValueError(f"{source} holds 0 labelled rows: nothing to {purpose} on; give a "
+                         "file with labelled rows (is it a header alone, or did --limit cut "
+                         "it to none?)")
+    counts = Counter(data.label_ids)
+    if len(counts) < 2:
+        (only,) = counts
+        others = [name for i, name in enumerate(data.label_names) if i != only]
+        add = (f"add rows labelled {' or '.join(map(repr, others))}" if others
+               else "add rows of the other labels")
+        raise ValueError(f"every one of the {len(data.texts):,} rows of {source} has label "
+                         f"{data.label_names[only]!r}: a classifier needs at least 2 classes "
+                         f"to {purpose}; {add}, or check that --label_field names the "
+                         "label column")
 
 
 @dataclass(frozen=True)

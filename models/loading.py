@@ -26,7 +26,7 @@ from models.learned_deferral import unfamiliar_word_share
 from models.model_cache import ModelFolderError, local_model_folder
 from models.names import EXPORTED_RUNTIMES
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
-                          is_ngram_checkpoint)
+                          check_scoring_settings, is_ngram_checkpoint)
 from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
 from models.weights import (PICKLE_WEIGHTS, CheckpointError, WeightsError,
@@ -93,6 +93,7 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
     if ngram:
         check_weights(path, allow_pickle_weights=False)
         _check_shapes(path, lambda: HashedNgramClassifier(ngram))
+        check_scoring_settings(path, ngram)
         if ngram.word_cnn:
             _check_word_cnn(path, ngram.word_cnn, len(ngram.labels))
         return CheckpointInfo(path, ngram.labels, MODEL_TYPE, None, pickle_weights=False,

@@ -18,16 +18,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from models.batching import pass_count
 from models.names import NGRAM_MODEL_TYPE
 from models.tensors import int64_tensor
+from models.weights import SAFETENSORS, CheckpointError
 from models.word_cnn import CONFIG_KEY, PASS, WordCnnConfig, WordCnnScorer
 
 MODEL_TYPE = NGRAM_MODEL_TYPE
 ARCHITECTURE = "HashedNgramForSequenceClassification"
 TOKEN = re.compile(r"\w+|[^\w\s]")
+# How a text becomes bucket ids, beyond config.json's settings: recorded with the weights, so
+# that a model is never scored by a scheme other than the one it was trained with.
+ID_SCHEME = f"crc32 of lower-cased words ({TOKEN.pattern}) joined by spaces"
 
 
 @dataclass(frozen=True)
@@ -121,14 +126,46 @@ class HashedNgramClassifier(torch.nn.Module):
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
             json.dump(self.config.to_json(), f, indent=1)
-        save_file(self.state_dict(), os.path.join(folder, "model.safetensors"))
+        save_file(self.state_dict(), os.path.join(folder, SAFETENSORS),
+                  metadata=scoring_settings(self.config))
 
     @classmethod
     def from_pretrained(cls, folder: str) -> "HashedNgramClassifier":
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            model = cls(NgramConfig.from_json(json.load(f)))
-        model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+            config = NgramConfig.from_json(json.load(f))
+        check_scoring_settings(folder, config)
+        model = cls(config)
+        model.load_state_dict(load_file(os.path.join(folder, SAFETENSORS)))
         return model.eval()
+
+
+def scoring_settings(config: NgramConfig) -> dict[str, str]:
+    """What turns a text into the bucket ids the weights were trained on. num_buckets shows
+    in the weights' shapes, max_n nowhere: an edited config.json would score texts by
+    n-grams the model never learnt, so the weights file's metadata keeps all of it."""
+    return {"num_buckets": str(config.num_buckets), "max_n": str(config.max_n),
+            "ngram_ids": ID_SCHEME}
+
+
+def check_scoring_settings(folder: str, config: NgramConfig) -> None:
+    """Refuses a folder whose config.json (or this version's id scheme) differs from what its
+    weights were trained with. Weights saved before the record was kept hold none of it and
+    are taken at config.json's word."""
+    with safe_open(os.path.join(folder, SAFETENSORS), "pt") as f:
+        trained = f.metadata() or {}
+    for key, found in scoring_settings(config).items():
+        if trained.get(key, found) == found:
+            continue
+        if key == "ngram_ids":
+            raise CheckpointError(
+                f"{folder!r}: the model was trained with n-gram ids made by "
+                f"{trained[key]!r}, but this version makes them by {found!r}; train the model "
+                "again with this version")
+        raise CheckpointError(
+            f"{folder!r}: config.json gives {key} {found} but the model was trained with "
+            f"{key} {trained[key]} (recorded in {SAFETENSORS}); the tier would read texts as "
+            f"n-grams it never learnt. Set {key} back to {trained[key]} in config.json, or "
+            "train a new model")
 
 
 def is_ngram_checkpoint(raw_config: dict) -> bool:

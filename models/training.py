@@ -27,12 +27,12 @@ from models.datasets import LabelledTexts
 from models.difficulty import difficulty_labels, ranking_loss
 from models.early_exit import MultiExitClassifier
 from models.loading import inspect_checkpoint, resolve_device
+from models.long_texts import cut_long_texts, plain_tokenizer
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           inverse_document_frequency, joined_pairs, ngram_ids, words_of)
 from models.training_config import (DifficultyAware, NgramTrainingConfig, TrainingConfig,
                                     WordCnnTrainingConfig)
-from models.word_cnn import (WordCNN, WordCnnConfig, WordCnnScorer, padded, piece_ids,
-                             plain_tokenizer)
+from models.word_cnn import WordCNN, WordCnnConfig, WordCnnScorer, padded, piece_ids
 
 
 def default_base_model() -> str:
@@ -68,9 +68,11 @@ def _exit_logits(model, encoded: dict) -> list[torch.Tensor]:
 
 
 def _encoded(tokenizer, data: LabelledTexts, idx: list[int], max_length: int, device) -> dict:
-    """The examples at `idx` tokenized as the pipeline tokenizes them (pairs as pairs)."""
-    return tokenizer([data.texts[i] for i in idx],
-                     [data.text_pairs[i] for i in idx] if data.text_pairs else None,
+    """The examples at `idx` tokenized as the pipeline tokenizes them (pairs as pairs, long
+    texts cut first: models/long_texts.py)."""
+    return tokenizer(*cut_long_texts(tokenizer, [data.texts[i] for i in idx],
+                                     [data.text_pairs[i] for i in idx] if data.text_pairs
+                                     else None, max_length),
                      truncation=True, max_length=max_length, padding="longest",
                      return_tensors="pt").to(device)
 

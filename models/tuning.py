@@ -32,6 +32,7 @@ writes the config, pipeline/calibration_report.py the report.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ from tqdm import tqdm
 from models.batching import batches
 from models.calibration import Calibration, calibrate, expected_calibration_error
 from models.confidence import confidence, probabilities
-from models.config import CascadeConfig, TierConfig
+from models.config import CascadeConfig, Guarantee, TierConfig
 from models.datasets import LabelledTexts, UnlabelledTexts
 from models.early_exit import EarlyExit, ExitPoint, choose_exits, exit_sweep
 from models.guarantee import DropBound, GuaranteeSearch, bounded_point, guarantee_search
@@ -302,9 +303,12 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
         models, tiers, dev, choice.point, batch_sizes, repeats)
     chosen = replay(calibrated, labels, choice.point.thresholds, share_costs,
                     reference_cost=reference.cost)
+    config = tuned_config(config, tiers, chosen, batch_sizes_chosen,
+                          reached_confidences(on_unlabelled or calibrated, chosen.thresholds))
     return TuningResult(
-        config=tuned_config(config, tiers, chosen, batch_sizes_chosen,
-                            reached_confidences(on_unlabelled or calibrated, chosen.thresholds)),
+        config=dataclasses.replace(config, guarantee=recorded_guarantee(
+            policy, choice.bound, chosen, len(labels),
+            len(unlabelled.texts) if unlabelled else 0)),
         policy=policy,
         tiers=[TierReport(c.name, c.model, b, t.calibration, t.costs,
                           exits_report(c, t.exits) if t.exits else None, t.lengths, t.reached,
@@ -723,6 +727,19 @@ def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: O
                             reference_confidences=reference_quantiles(r) if r else None,
                             reference_records=len(r) or None)
         for c, t, th, b, r in zip(config.tiers, tiers, thresholds, batch_sizes, reached)))
+
+
+def recorded_guarantee(policy: Policy, bound: DropBound, chosen: OperatingPoint,
+                       labelled: int, unlabelled: int) -> Guarantee | None:
+    """The promise the tuned config carries (models/config.py Guarantee); None unless the
+    policy was an accuracy-drop budget, the only one with a guarantee."""
+    if policy.max_accuracy_drop is None:
+        return None
+    return Guarantee(max_accuracy_drop=policy.max_accuracy_drop, confidence=policy.confidence,
+                     drop_bound=100 * bound.bound, labelled_records=labelled,
+                     unlabelled_records=unlabelled, evidence=bound.source,
+                     expected_escalation=chosen.reach[-1], expected_speedup=chosen.speedup,
+                     calibrated_on=datetime.date.today().isoformat())
 
 
 def reached_confidences(tiers: list[TierOutputs], thresholds: tuple[float, ...]

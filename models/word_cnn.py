@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from models.batching import batches, length_order
+from models.long_texts import plain_tokenizer
 from models.tensors import int64_tensor
 
 WINDOW = 3  # words each convolution filter reads: the word and the two before it
@@ -135,14 +136,6 @@ def piece_ids(tokenizer: Tokenizer, words: list[str], unknown_piece: int
               for encoding in tokenizer.encode_batch(words, add_special_tokens=False)]
     offsets = int64_tensor([0] + [len(p) for p in pieces[:-1]]).cumsum(0)
     return int64_tensor([i for p in pieces for i in p]), offsets
-
-
-def plain_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    """The tokenizer without padding or truncation (a saved tokenizer.json may carry
-    either, which would add pad pieces to a word or cut it)."""
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer
 
 
 class WordVectors:

@@ -25,6 +25,9 @@ DEFAULT_MAX_ACCURACY_DROP = 0.5
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_UNLABELLED_SAMPLE = 20_000
 DEFAULT_MAX_INT8_DROP = 0.3  # points an int8 tier may lose against its fp32 self
+# the input fields calibrate reads (not ids): the tuned config names them even at their
+# defaults, so that `run --config tuned.yaml` reads the fields the thresholds were chosen on
+CALIBRATED_FIELDS = ("text_field", "text_pair_field", "label_field")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,13 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--max_escalation_rate the records the int8 copy decides would escape the "
                     "policy's measure: drop those flags or --int8_fallback")
     try:
-        config = load_config(args.config)
+        config = with_calibrated_fields(load_config(args.config), args)
         # torch and transformers load here, once the arguments and config are known right
         from models.operating_points import Policy
         from models.tuning import tune
         labels = validate_models(config, routers_fitted=False)
-        dev = read_labelled(args.dev, args.text_field or config.text_field,
-                            args.label_field or config.label_field or "label", labels,
+        dev = read_labelled(args.dev, config.text_field, config.label_field, labels,
                             text_pair_field=config.text_pair_field)
         if args.min_speedup is None and args.max_escalation_rate is None:
             args.max_accuracy_drop = (DEFAULT_MAX_ACCURACY_DROP if args.max_accuracy_drop is None
@@ -131,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def with_calibrated_fields(config: CascadeConfig, args: argparse.Namespace) -> CascadeConfig:
+    """The config with the fields the dev file is read by (--text_field, --label_field, else
+    the config's, else 'label'): the tuned config is written from it, so it keeps them."""
+    return dataclasses.replace(config, text_field=args.text_field or config.text_field,
+                               label_field=args.label_field or config.label_field or "label")
+
+
 def read_unlabelled(args: argparse.Namespace, config: CascadeConfig,
                     labels: tuple[str, ...]) -> UnlabelledTexts | None:
     """The --unlabelled sample, read as the job reads its input; None without --unlabelled."""
@@ -138,9 +147,8 @@ def read_unlabelled(args: argparse.Namespace, config: CascadeConfig,
         return None
     from pipeline.unlabelled_sample import sample_unlabelled  # Beam's IO
     from transforms.parsing import RecordFields
-    fields = dataclasses.replace(RecordFields.of(config, labels),
-                                 text_field=args.text_field or config.text_field)
-    sample = sample_unlabelled(args.unlabelled, fields, args.unlabelled_sample, args.seed)
+    sample = sample_unlabelled(args.unlabelled, RecordFields.of(config, labels),
+                               args.unlabelled_sample, args.seed)
     print(f"calibrate: {len(sample.texts.texts)} unlabelled records sampled of "
           f"{sample.records_read} read ({sample.invalid} invalid rows skipped)", file=sys.stderr)
     return sample.texts
@@ -163,9 +171,12 @@ def with_routers(result, config_path: str) -> CascadeConfig:
 
 
 def write_config(config: CascadeConfig, path: str) -> None:
-    """Writes the tuned config, its local model paths relative to the file's folder."""
+    """Writes the tuned config, its local model paths relative to the file's folder, and the
+    input fields it was calibrated on, first, even where they are the defaults."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    raw = config_to_dict(relative_models(config, path), defaults=False)
+    raw = {**{key: getattr(config, key) for key in CALIBRATED_FIELDS
+              if getattr(config, key) is not None},
+           **config_to_dict(relative_models(config, path), defaults=False)}
     with open(path, "w", encoding="utf-8") as f:
         if path.endswith(".json"):
             json.dump(raw, f, indent=2)

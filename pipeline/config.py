@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import posixpath
-from typing import Any, Sequence
+from collections import Counter
+from json.decoder import JSONObject
+from json.scanner import py_make_scanner
+from typing import IO, Any, Callable, Hashable, Sequence
 
 import fsspec
 import yaml
@@ -20,6 +24,7 @@ from models.config import (CascadeConfig, ConfigError, TierConfig, check_config,
                            config_from_dict, parse_config)
 from pipeline.flags import ESCALATING_TIER_FLAGS, TIER_FLAGS
 
+_LOG = logging.getLogger(__name__)
 FIELD_FLAGS = ("text_field", "id_field", "label_field", "text_pair_field")
 
 
@@ -28,15 +33,130 @@ def read_config_file(path: str) -> Any:
     tiers' relative model paths resolved against the file's folder."""
     try:
         with fsspec.open(path, "r", encoding="utf-8") as f:
-            raw = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+            raw = _json_data(f.read()) if path.endswith(".json") else _yaml_data(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {e}") from None
+    except RepeatedKey as e:
+        raise ConfigError(f"config file {path!r} has the key {e.key!r} {e.times} "
+                          f"({e.where}); keep one") from None
     if isinstance(raw, dict) and isinstance(raw.get("tiers"), list):
         raw = {**raw, "tiers": [_paths_beside(path, tier) if isinstance(tier, dict) else tier
                                 for tier in raw["tiers"]]}
     return raw
+
+
+class RepeatedKey(ValueError):
+    """A mapping that holds a key more than once: YAML and JSON readers keep the last value
+    without a word (a second `tiers:` made a two-tier cascade one tier)."""
+
+    def __init__(self, key: str, lines: list[int]):
+        super().__init__(key, lines)
+        self.key = key  # with the path to it: tiers[1].threshold
+        self.times = "twice" if len(lines) == 2 else f"{len(lines)} times"
+        self.where = (f"line {lines[0]}" if len(set(lines)) == 1 else
+                      f"lines {', '.join(map(str, lines[:-1]))} and {lines[-1]}")
+
+
+def _refuse_repeated_keys(path: str, keys: Sequence[Hashable],
+                         line_of: Callable[[int], int]) -> None:
+    """Raises RepeatedKey for the first of a mapping's `keys` (at `path`) that comes more
+    than once, with the line of each (`line_of` the i-th key's line, asked only then)."""
+    for key, count in Counter(keys).items():
+        if count > 1:
+            raise RepeatedKey(_key_path(path, key),
+                              [line_of(i) for i, other in enumerate(keys) if other == key])
+
+
+def _key_path(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`
+
+
+def _yaml_data(stream: IO[str]) -> Any:
+    """The YAML document in `stream`, as `yaml.safe_load` builds it (the same safe loader:
+    no Python tags), once every mapping in it is known to hold each key once. The keys a
+    merge key (`<<: *defaults`) brings in are not repeats: the mapping's own keys override
+    them, as YAML says."""
+    loader = yaml.SafeLoader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_repeated_yaml_keys(loader, node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_repeated_yaml_keys(loader: yaml.SafeLoader, node: yaml.Node, path: str,
+                               seen: set[int]) -> None:
+    """Checks `node` and everything under it, each node once (aliases can make a document a
+    graph). Keys are compared as the loader builds them (`yes` and `true` are one key)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_repeated_yaml_keys(loader, item, f"{path}[{i}]", seen)
+    elif isinstance(node, yaml.MappingNode):
+        pairs = [(loader.construct_object(key), key.start_mark.line + 1, value)
+                 for key, value in node.value
+                 if isinstance(key, yaml.ScalarNode) and key.tag != MERGE_TAG]
+        _refuse_repeated_keys(path, [key for key, _, _ in pairs], lambda i: pairs[i][1])
+        for key, _, value in pairs:
+            _refuse_repeated_yaml_keys(loader, value, _key_path(path, key), seen)
+
+
+class _JsonObject(list):
+    """A JSON object as its (key, value) pairs in file order, and where each value starts."""
+
+    value_starts: list[int]
+
+
+def _json_data(text: str) -> Any:
+    """The JSON document in `text`, as `json.loads` reads it, once every object in it is
+    known to hold each key once. json's own scanner in Python, not its C one, so that each
+    object can note where its values start: the line of a repeated key."""
+    decoder = json.JSONDecoder(object_pairs_hook=_JsonObject)
+    decoder.parse_object = _object_noting_value_starts
+    decoder.scan_once = py_make_scanner(decoder)
+    return _without_repeats(text, decoder.decode(text), "")
+
+
+def _object_noting_value_starts(s_and_end: tuple[str, int], strict: bool,
+                                scan_once: Callable, *rest: Any) -> tuple[_JsonObject, int]:
+    """json's own object parser, with the position of each value noted on the object."""
+    starts: list[int] = []
+
+    def scan_value(text: str, start: int) -> tuple[Any, int]:
+        starts.append(start)
+        return scan_once(text, start)
+
+    pairs, end = JSONObject(s_and_end, strict, scan_value, *rest)
+    pairs.value_starts = starts
+    return pairs, end
+
+
+def _without_repeats(text: str, value: Any, path: str) -> Any:
+    """The decoded `value` with its objects as dicts, refusing an object with a key twice."""
+    if isinstance(value, _JsonObject):
+        _refuse_repeated_keys(path, [key for key, _ in value],
+                             lambda i: _key_line(text, value.value_starts[i]))
+        return {key: _without_repeats(text, item, _key_path(path, key)) for key, item in value}
+    if isinstance(value, list):
+        return [_without_repeats(text, item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def _key_line(text: str, value_start: int) -> int:
+    """The line of the key whose value starts at `value_start`: that of the key's closing
+    quote, before the colon (a JSON string holds no line break)."""
+    key_end = len(text[:text.rindex(":", 0, value_start)].rstrip())
+    return text.count("\n", 0, key_end) + 1
 
 
 PATH_KEYS = ("model", "router")  # a tier's files: a model folder, a learned router
@@ -139,6 +259,12 @@ def with_flags(config: CascadeConfig, options: argparse.Namespace) -> CascadeCon
         applies_to = ([tier for tier in tiers if tier.threshold is not None]
                       if flag in ESCALATING_TIER_FLAGS else None)
         tiers = tier_default(tiers, flag, getattr(options, flag), applies_to)
+    if config.guarantee and any(t.max_escalation_rate != c.max_escalation_rate
+                                for t, c in zip(tiers, config.tiers)):
+        _LOG.warning("--max_escalation_rate may lower the thresholds calibrate chose, so the "
+                     "config's guarantee (%s) no longer holds: it is dropped from this run",
+                     config.guarantee.describe())
+        overrides["guarantee"] = None
     return dataclasses.replace(config, tiers=tiers, **overrides)
 
 

@@ -66,8 +66,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_error_rate", type=float, default=None,
         help="fail the job (exit status 3, _FAILED instead of _SUCCESS, after writing "
-             "everything) when more than this share of the records end as dead letters; "
-             "an input file that cannot be read fails it always")
+             "everything) when more than this share of the records end as dead letters "
+             "(default 0.01; 1 accepts any share); a run that classified no record and an "
+             "input file that cannot be read fail it always")
     parser.add_argument(
         "--torch_threads", type=int, default=None,
         help="torch threads per worker process; default: the CPUs the process may use "

@@ -38,8 +38,10 @@ from apache_beam.transforms.external import JavaJarExpansionService
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.java_harness import process_environment_args
+from transforms import progress
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
-from transforms.records import PREDICTION_COLUMNS, Chunk, Prediction, Record, prediction_row
+from transforms.records import (Chunk, Prediction, Record, passthrough_columns,
+                                prediction_row)
 from transforms.spreading import SpreadEvenly
 
 # Python's own decompressors: unlike a plain stream, they raise on a truncated file.
@@ -96,7 +98,8 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
 
     A file named twice (a relative and an absolute path, a symbolic link) is read once: files
     are told apart by their real path. Raises InputError for a pattern that matches no file
-    and for a file whose format cannot be told from its name when no input_format is given.
+    or names a folder (to be read, its files need a pattern: `folder/*.parquet`) and for a
+    file whose format cannot be told from its name when no input_format is given.
     """
     if not patterns:
         raise InputError("no input: pass --input PATTERN (repeatable)")
@@ -111,6 +114,10 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
             raise InputError(f"input pattern {pattern!r} matches no file; check the path")
         for metadata in matched:
             path = metadata.path
+            if is_local_folder(path):  # Beam matches a folder only when it is named as such
+                example = FileSystems.join(path, f"*.{input_format or 'jsonl'}")
+                raise InputError(f"input {pattern!r} is a folder; give a pattern of the files "
+                                 f"in it, such as {example!r}")
             if canonical_path(path) in seen:
                 continue
             seen.add(canonical_path(path))
@@ -128,6 +135,12 @@ def list_input_files(patterns: Sequence[str], input_format: str | None = None
                     "compressed file; decompress it (or write it with Parquet compression)")
             files[path] = fmt
     return sorted(files.items())
+
+
+def is_local_folder(path: str) -> bool:
+    """Whether the path names a folder on this machine's filesystem: reading it as a file
+    would fail on every worker, after the job started."""
+    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem) and os.path.isdir(path)
 
 
 def canonical_path(path: str) -> str:
@@ -173,12 +186,27 @@ def read_parquet_rows(readable: fileio.ReadableFile, columns: Sequence[str]
     path = readable.metadata.path
     with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
         parquet = pq.ParquetFile(f)
-        present = [c for c in columns if c in parquet.schema_arrow.names]
+        names = parquet.schema_arrow.names
+        refuse_duplicate_columns(names, columns)
+        present = [c for c in columns if c in names]
         row = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_READ_BATCH, columns=present):
             for values in batch.to_pylist():
                 yield path, row, values
                 row += 1
+
+
+def refuse_duplicate_columns(names: Sequence[str], read: Sequence[str]) -> None:
+    """Raises InputError, which reading takes for damaged data (the file's one 'read' dead
+    letter), when a column the job reads appears more than once in a file (pyarrow writes
+    such files): pyarrow would read one of them, and which one would be its choice, not the
+    user's."""
+    for name in read:
+        positions = [str(i) for i, column in enumerate(names, start=1) if column == name]
+        if len(positions) > 1:
+            raise InputError(f"it has {len(positions)} columns named {name!r} (columns "
+                             f"{', '.join(positions[:-1])} and {positions[-1]}): rename or "
+                             "drop all but one")
 
 
 class ReadInputFile(beam.DoFn):
@@ -210,6 +238,7 @@ class ReadInputFile(beam.DoFn):
                         chunk = []
                 if chunk:
                     yield chunk
+                progress.count(progress.FILES_READ, 1)
                 return
             except Exception as e:  # noqa: BLE001 - any failure is retried or dead-lettered
                 if isinstance(e, DAMAGED_DATA) or attempt == READ_ATTEMPTS:
@@ -219,6 +248,7 @@ class ReadInputFile(beam.DoFn):
                     reason = (f"cannot read {fmt} file {path!r} from row {emitted} on{tries}: "
                               f"{type(e).__name__}: {e}")
                     yield TaggedOutput(DEAD_LETTERS, dead_letter("read", reason, "", path))
+                    progress.count(progress.FILES_READ, 1)
                     return
                 self._retries.inc()
                 time.sleep(READ_BACKOFF_SECS * 2 ** (attempt - 1))
@@ -350,13 +380,6 @@ def output_rows(chunk: Chunk, labels: Sequence[str], tier_names: Sequence[str],
             row[column] = record.passthrough.get(name)
         rows.append(row)
     return rows
-
-
-def passthrough_columns(passthrough: Sequence[str], tier_names: Sequence[str]
-                        ) -> list[tuple[str, str]]:
-    """(input field, output column) for each pass-through field, renaming clashes."""
-    taken = set(PREDICTION_COLUMNS) | {f"confidence_{n}" for n in tier_names}
-    return [(name, f"input_{name}" if name in taken else name) for name in passthrough]
 
 
 def prediction_schema(tier_names: Sequence[str], passthrough: Sequence[str]) -> pa.Schema:

@@ -171,7 +171,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
         _ = scored_by_last | "WriteTrainingExamples" >> WriteTrainingExamples(job.output,
                                                                               job.labels)
     _ = (events
-         | "RoutingStats" >> ComputeRoutingStats(config.tiers)
+         | "RoutingStats" >> ComputeRoutingStats(config.tiers, config.guarantee)
          | "WriteStats" >> WriteRoutingStats(job.output))
 
 
@@ -195,7 +195,8 @@ def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, dataclasses.replace(job, output=staging))
-        with ProgressReporter(job.config.tier_names, job.progress_secs) as reporter:
+        with ProgressReporter(job.config.tier_names, job.progress_secs,
+                              input_files=len(job.input_files)) as reporter:
             result = pipeline.run()  # the in-process FnApiRunner returns at the end
             reporter.follow(result)
             result.wait_until_finish()
@@ -204,28 +205,47 @@ def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
         discard_stale_staging(job.output)
         reraise_if_stopped(e)
         raise
-    stats = {**stats, "failures": job_failures(stats, job.config.max_error_rate)}
+    stats = {**stats, "failures": job_failures(stats, job.config)}
     rewrite_routing_stats(staging, stats)
     with signals_deferred():
         publish(job.output, staging, stats["failures"])
     return stats
 
 
-def job_failures(stats: dict[str, Any], max_error_rate: float | None) -> list[str]:
-    """Why a finished run counts as failed: an input file it could not read, more dead
-    letters than `max_error_rate` allows, or records it lost track of."""
+def job_failures(stats: dict[str, Any], config: CascadeConfig) -> list[str]:
+    """Why a finished run counts as failed: it classified nothing, an input file could not
+    be read, more dead letters than `max_error_rate` (default DEFAULT_MAX_ERROR_RATE) allow,
+    or records it lost track of. A dead-letter failure names the most common reason."""
     failures = []
+    if not stats["predictions"]:
+        failures.append("no record was classified: " + (
+            f"{most_common_reason(stats, config)}" if stats["records"]
+            else "the inputs hold no records"))
     if stats["files_unread"]:
         failures.append(f"{stats['files_unread']} input file(s) could not be read to the end; "
                         "their 'read' errors in errors-*.jsonl name them")
+    limit = config.error_rate_limit
     rate = stats["error_rate"]
-    if max_error_rate is not None and rate is not None and rate > max_error_rate:
-        failures.append(f"{stats['errors']} of {stats['records']} records ({rate:.2%}) are "
-                        f"dead letters, more than max_error_rate {max_error_rate:.2%}")
+    if stats["predictions"] and rate is not None and rate > limit:
+        failures.append(f"{stats['errors']:,} of {stats['records']:,} records ({rate:.2%}) are "
+                        f"dead letters, more than max_error_rate {limit:.2%}; the most common "
+                        f"reason: {most_common_reason(stats, config)}")
     if stats["unaccounted"]:
         failures.append(f"{stats['unaccounted']} records read are neither predicted nor in the "
                         "errors; please report this as a bug")
     return failures
+
+
+def most_common_reason(stats: dict[str, Any], config: CascadeConfig) -> str:
+    """"no 'text' field in 1,821 of 1,821 records: set text_field (...)": the commonest
+    dead-letter reason, its count, and the fix where the cause is the config's."""
+    reasons = stats.get("errors_by_reason") or {"unknown": stats["errors"]}
+    reason, count = max(reasons.items(), key=lambda item: item[1])
+    fixes = {f"no {config.text_field!r} field": "text_field",
+             f"no {config.text_pair_field!r} field": "text_pair_field"}
+    fix = (f": set {fixes[reason]} (--{fixes[reason]}) to the input's field that holds it"
+           if reason in fixes else " (errors-*.jsonl holds each record and its reason)")
+    return f"{reason} in {count:,} of {stats['records']:,} records{fix}"
 
 
 def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:

@@ -5,7 +5,10 @@ Being PipelineOptions, they parse alongside every standard Beam option (`--runne
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
+from typing import Iterator
 
 from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions,
                                                   PipelineOptions, StandardOptions)
@@ -22,12 +25,25 @@ class CascadeOptions(PipelineOptions):
         add_run_arguments(parser)
 
 
+@contextlib.contextmanager
+def _beam_warnings_held() -> Iterator[None]:
+    beam_options_log = logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_options_log.level
+    beam_options_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        beam_options_log.setLevel(level)
+
+
 def unknown_flags(options: PipelineOptions) -> dict[str, str | None]:
     """The flags that neither this tool nor Beam knows, each with the nearest known flag.
 
     Beam itself drops such flags with a warning and runs without them: a misspelt
-    `--max_escalation 0.1` would run the job with no escalation budget at all."""
-    known = options.get_all_options()
+    `--max_escalation 0.1` would run the job with no escalation budget at all. Beam's own
+    warning about them is held back here: the refusal that follows says it once."""
+    with _beam_warnings_held():
+        known = options.get_all_options()
     given = options.get_all_options(retain_unknown_options=True)
     return {name: next(iter(difflib.get_close_matches(name, known, n=1)), None)
             for name in sorted(set(given) - set(known))}

@@ -1,5 +1,6 @@
-"""The progress line `beam-cascade run` prints while a job runs: records read, their rate,
-and each tier's records seen and escalated so far.
+"""The progress line `beam-cascade run` prints while a job runs: records and files read,
+each tier's records seen and escalated so far, the records classified and their rate over
+the last interval, and once every file is read the time left at that rate.
 
 The counts come from the job's Beam metrics, polled from the launcher, on runners whose
 `run()` returns while the job works (Flink, Dataflow, Prism: the counts of all workers);
@@ -12,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import IO, Callable, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
@@ -39,20 +41,55 @@ def metric_counts(result: PipelineResult) -> dict[str, int]:
     return totals
 
 
-def progress_line(counts: dict[str, int], tier_names: Sequence[str], seconds: float) -> str:
-    """`progress 0:42: 123456 records read (2940/s); ngram 120000 seen, 11.6% escalated;
-    minilm 13900 seen`."""
-    read = counts.get(progress.RECORDS_READ, 0)
-    tiers = []
+@dataclass(frozen=True)
+class Snapshot:
+    """The counts at a moment of the job (seconds since it started)."""
+
+    seconds: float
+    counts: dict[str, int]
+
+    def classified(self, tier_names: Sequence[str]) -> int:
+        return sum(self.counts.get(progress.decided(name), 0) for name in tier_names)
+
+    def dead_letters(self) -> int:
+        """Records given up on (an unread file's dead letter is not a record)."""
+        return sum(n for name, n in self.counts.items()
+                   if name.startswith("errors_") and name != "errors_read")
+
+
+def progress_line(now: Snapshot, before: Snapshot | None, tier_names: Sequence[str],
+                  input_files: int | None = None) -> str:
+    """`progress 0:42: 10,772 records read (3/3 files); small 9,800 seen, 21.3% escalated;
+    large 2,100 seen; 8,600 classified, 240/s over the last 10 s; about 0:09 left`. The
+    rate is over the interval since `before`; the time left is shown once every input file
+    has been read (before that the number of records is not known)."""
+    read = now.counts.get(progress.RECORDS_READ, 0)
+    files = (f" ({now.counts.get(progress.FILES_READ, 0)}/{input_files} files)"
+             if input_files else "")
+    parts = [f"progress {_clock(now.seconds)}: {read:,} records read{files}"]
     for name in tier_names:
-        seen = counts.get(progress.seen(name), 0)
-        text = f"{name} {seen} seen"
+        seen = now.counts.get(progress.seen(name), 0)
+        text = f"{name} {seen:,} seen"
         if name != tier_names[-1] and seen:
-            text += f", {counts.get(progress.escalated(name), 0) / seen:.1%} escalated"
-        tiers.append(text)
-    minutes, secs = divmod(int(seconds), 60)
-    return (f"progress {minutes}:{secs:02d}: {read} records read "
-            f"({read / max(seconds, 1e-9):.0f}/s); " + "; ".join(tiers))
+            text += f", {now.counts.get(progress.escalated(name), 0) / seen:.1%} escalated"
+        parts.append(text)
+    classified = now.classified(tier_names)
+    text = f"{classified:,} classified"
+    if before is not None and now.seconds > before.seconds:
+        interval = now.seconds - before.seconds
+        rate = (classified - before.classified(tier_names)) / interval
+        text += f", {rate:,.0f}/s over the last {interval:.0f} s"
+        all_read = input_files and now.counts.get(progress.FILES_READ, 0) >= input_files
+        left = read - classified - now.dead_letters()
+        if all_read and rate > 0 and left > 0:
+            text += f"; about {_clock(left / rate)} left"
+    parts.append(text)
+    return "; ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 class ProgressReporter:
@@ -60,8 +97,11 @@ class ProgressReporter:
     `with` block, and once more at its end if it printed at all. It reads this process's
     tally until `follow(result)` points it at a running job's metrics."""
 
-    def __init__(self, tier_names: Sequence[str], interval: float, out: IO[str] | None = None):
+    def __init__(self, tier_names: Sequence[str], interval: float, out: IO[str] | None = None,
+                 input_files: int | None = None):
         self._names = list(tier_names)
+        self._input_files = input_files
+        self._previous: Snapshot | None = None
         self._interval = interval
         self._out = out or sys.stderr
         self._counts: Counts = progress.local_counts
@@ -98,6 +138,8 @@ class ProgressReporter:
             counts = self._counts()
         except Exception:  # noqa: BLE001 - a runner that cannot answer now: skip this line
             return
-        print(progress_line(counts, self._names, time.monotonic() - self._start),
+        now = Snapshot(time.monotonic() - self._start, counts)
+        print(progress_line(now, self._previous, self._names, self._input_files),
               file=self._out, flush=True)
+        self._previous = now
         self._printed = True

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.config import Guarantee
+
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
@@ -30,6 +32,7 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
             f"{_fmt(t['escalation_rate'], '.1%'):>8}{_fmt(t['decided_share'], '.1%'):>8}"
             f"{_fmt(t['mean_confidence_seen'], '.3f'):>10}"
             f"{_fmt(t['accuracy_decided'], '.1%'):>10}{_fmt(t['ms_per_record'], '.2f'):>8}")
+    lines += cost_lines(stats)
     for t in stats["tiers"]:
         used = t["effective_threshold"]
         if used:
@@ -57,6 +60,21 @@ def format_summary(stats: dict[str, Any], output: str) -> str:
     return "\n".join(lines)
 
 
+def cost_lines(stats: dict[str, Any]) -> list[str]:
+    """What the cascade saved against its last tier alone, and the promise it carries."""
+    lines = []
+    cost = stats.get("cost")
+    if cost and cost["times_cheaper"] and len(stats["tiers"]) > 1:
+        lines.append(
+            f"{cost['times_cheaper']:.1f}x cheaper than tier {cost['last_tier']!r} alone: "
+            f"{cost['model_seconds']:.1f} s of model time instead of an estimated "
+            f"{cost['last_tier_alone_seconds']:.1f} s (its cost in this job, per record or "
+            f"per character, whichever is lower, over all {stats['predictions']:,} records)")
+    if stats.get("guarantee"):
+        lines.append(f"guarantee: {Guarantee(**stats['guarantee']).describe()}")
+    return lines
+
+
 def threshold_range(used: dict[str, float]) -> str:
     """A window-budgeted tier's thresholds; above 1 means every record escalated."""
     def shown(value: float) -> str:
@@ -77,9 +95,11 @@ def audit_lines(stats: dict[str, Any]) -> list[str]:
                          f"tier, agreement {a['agreement']:.1%} (95%: {low:.1%} to {high:.1%})")
     whole = stats.get("audit")
     if whole:
-        lines.append(f"audited accuracy drop against the last tier alone: "
-                     f"{100 * whole['disagreement']:.2f} points estimated, at most "
-                     f"{100 * whole['drop_bound_95']:.2f} (95%); estimated accuracy "
-                     f"{_fmt(whole['estimated_accuracy'], '.2%')} (audit-corrected: decisions "
-                     "valued by the last tier's probabilities)")
+        lines.append(f"audit: the cascade disagrees with the last tier on "
+                     f"{whole['disagreement']:.2%} of its decisions (from "
+                     f"{whole['audited']} audited); the accuracy drop against the last tier "
+                     f"alone is at most {100 * whole['drop_bound_95']:.2f} points (95%); the "
+                     f"last tier gives the cascade's answers a mean probability of "
+                     f"{_fmt(whole['last_tier_probability'], '.2%')} (the cascade's accuracy "
+                     "only if the last tier is calibrated on this data)")
     return lines

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from models.datasets import read_labelled
+from models.datasets import check_learnable, read_labelled
 from models.training_config import (DifficultyAware, NgramTrainingConfig, TrainingConfig,
                                     WordCnnTrainingConfig)
 
@@ -188,8 +188,6 @@ def from_outputs(folders: list[str], train):
             if pairs is not None:
                 pairs.append(example["text_pair"])
     print(f"train: {len(texts)} examples from {len(folders)} past run(s)", file=sys.stderr)
-    if not texts:
-        return train
     return distillation_set(UnlabelledTexts(texts, pairs), torch.tensor(probabilities),
                             train.label_names, train)
 
@@ -215,6 +213,11 @@ def read_training_examples(folder: str, label_names: tuple[str, ...]) -> list[di
                 if line.strip():
                     examples.append(_training_example(line, f"{path} line {number}",
                                                       label_names))
+    if not examples:
+        raise ValueError(f"--from_outputs {folder!r} holds 0 training examples (in its "
+                         f"{len(files)} training-*.jsonl file(s)): its run sent no record to "
+                         "its last tier, so there is nothing to learn from it; leave the "
+                         "folder out of --from_outputs")
     return examples
 
 
@@ -244,6 +247,10 @@ def distilled(args: argparse.Namespace, train):
     from models.distillation import distillation_set, teacher_probabilities
     from models.loading import load_tier
     unlabelled = read_unlabelled(args.unlabelled, args.text_field, args.text_pair_field)
+    if not unlabelled.texts:
+        raise ValueError(f"--unlabelled {args.unlabelled} hold 0 texts: the teacher has "
+                         "nothing to label; give files with texts, or leave out --teacher "
+                         "and --unlabelled")
     teacher = load_tier(args.teacher, device=args.device)
     if tuple(teacher.labels) != tuple(train.label_names):
         raise ValueError(f"the teacher {args.teacher!r} predicts {list(teacher.labels)} but "
@@ -253,6 +260,14 @@ def distilled(args: argparse.Namespace, train):
           file=sys.stderr)
     probabilities = teacher_probabilities(teacher, unlabelled, args.teacher_temperature)
     return distillation_set(unlabelled, probabilities, train.label_names, train)
+
+
+def training_set(args: argparse.Namespace) -> str:
+    """What the training set is made of, as a refusal names it."""
+    added = [flag for flag, given in (("--unlabelled", args.teacher),
+                                      ("--from_outputs", args.from_outputs)) if given]
+    return (f"the training set (--train and {' and '.join(added)})" if added
+            else f"--train {args.train!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 args.difficulty_folds) if args.difficulty_aware else None
         check_distillation(args, aware)
         check_word_cnn(args)
+        # before torch loads; with examples to add, their classes count too (below)
+        if not train.texts or not (args.teacher or args.from_outputs):
+            check_learnable(train, f"--train {args.train!r}")
+        if dev is not None:
+            check_learnable(dev, f"--dev {args.dev!r}", "evaluate")
         # torch and transformers load here, once the arguments and data are known right
         from models.training import (check_word_vectors, default_base_model, fine_tune,
                                      train_ngram)
@@ -282,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from_teacher = len(train.texts) - labelled
         if args.from_outputs:
             train = from_outputs(args.from_outputs, train)
+        check_learnable(train, training_set(args))
         counts = {"labelled_examples": labelled, "unlabelled_texts": from_teacher,
                   "examples_from_outputs": len(train.texts) - labelled - from_teacher}
         if args.kind == "ngram":

@@ -5,6 +5,7 @@ from conftest import read_predictions, run_job, write_jsonl
 
 from models.guarantee import binomial_interval
 from models.routing_rule import audited
+from pipeline.summary import format_summary
 
 WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
 ROWS = [{"id": f"r{i}", "text": " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(1 + i % 9)),
@@ -70,6 +71,11 @@ def test_audited_records_keep_the_cascade_answer_and_the_statistics_match(tmp_pa
     assert whole["disagreement"] == pytest.approx(share * (1 - agreed / len(sample)))
     assert whole["drop_bound_95"] >= whole["disagreement"]
     assert plain["audit"] is None and plain["tiers"][0]["audit"] is None
+    said = format_summary(stats, "out")
+    assert (f"audit: the cascade disagrees with the last tier on {whole['disagreement']:.2%} "
+            f"of its decisions (from {whole['audited']} audited); the accuracy drop against "
+            f"the last tier alone is at most {100 * whole['drop_bound_95']:.2f} points") in said
+    assert "estimate" not in said.split("audit: ")[1].splitlines()[0]
 
 
 def test_audit_rate_is_refused_on_the_last_tier(tmp_path, models, capsys):

@@ -6,20 +6,24 @@ docs/reliability.md's "Bad input" table is this test's expectations, row by row.
 import datetime
 import json
 import math
+import re
 import logging
 from collections import Counter
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.pvalue import TaggedOutput
-from conftest import read_errors, read_predictions, run_job
+from conftest import read_errors, read_predictions, run_job, snapshot, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import file_lines, json_values
 
-from pipeline.io import list_input_files, read_json_lines, read_parquet_rows, to_json_line
+from pipeline.io import (InputError, ReadInputFile, list_input_files, read_json_lines,
+                         read_parquet_rows, to_json_line)
 from pipeline.run import main
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
@@ -33,9 +37,12 @@ BAD_LINES = {  # JSON Lines input -> the start of its dead-letter reason
     b'{"text": ""}': "'text' is empty",
     b'{"text": " \\t "}': "'text' is empty",
     b'{"text": "caf\xe9"}': "line is not valid UTF-8",
-    b'{"text": "half a pair \\ud800"}': "JSON holds an unpaired UTF-16 surrogate escape",
+    b'{"text": "half a pair \\ud800"}': "'text' holds an unpaired UTF-16 surrogate",
+    b'{"text": "ok", "id": "\\udfff"}': "JSON holds an unpaired UTF-16 surrogate escape",
 }
 MEGABYTE_TEXT = "good movie " * 95_000  # ~1 MB
+TWO_TEXT_COLUMNS = pa.Table.from_arrays(  # pyarrow writes duplicate column names as they are
+    [pa.array(["good film"]), pa.array([7]), pa.array(["bad film"])], names=["text", "id", "text"])
 
 
 def _write_inputs(folder):
@@ -52,6 +59,7 @@ def _write_inputs(folder):
     (folder / "truncated.parquet").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     whole.unlink()
     (folder / "garbage.parquet").write_bytes(b"PAR1 not a parquet file")
+    pq.write_table(TWO_TEXT_COLUMNS, folder / "two_text_columns.parquet")
     return good
 
 
@@ -67,7 +75,7 @@ def test_each_bad_input_is_a_dead_letter_with_its_reason(tmp_path, models, caplo
     assert Counter(p["id"] for p in predictions) == {"dup": 2, "huge": 1}
     assert stats["records_read"] == stats["predictions"] + stats["errors"] == len(good) + len(
         BAD_LINES) + 2
-    assert stats["unaccounted"] == 0 and stats["files_unread"] == 2
+    assert stats["unaccounted"] == 0 and stats["files_unread"] == 3
     parse = {e["position"]: e["reason"] for e in errors
              if e["stage"] == "parse" and e["source"].endswith("mixed.jsonl")}
     assert len(parse) == len(BAD_LINES)
@@ -77,8 +85,11 @@ def test_each_bad_input_is_a_dead_letter_with_its_reason(tmp_path, models, caplo
     assert [e["reason"] for e in mistyped] == ["'text' is a int, not a string"] * 2
     unreadable = {e["source"].rsplit("/", 1)[1]: e["reason"] for e in errors
                   if e["stage"] == "read"}
-    assert sorted(unreadable) == ["garbage.parquet", "truncated.parquet"]
+    assert sorted(unreadable) == ["garbage.parquet", "truncated.parquet",
+                                  "two_text_columns.parquet"]
     assert all("cannot read parquet file" in r for r in unreadable.values())
+    assert unreadable["two_text_columns.parquet"].endswith(
+        "it has 2 columns named 'text' (columns 1 and 3): rename or drop all but one")
     assert "empty.jsonl is empty" in caplog.text
 
 
@@ -90,6 +101,44 @@ def test_a_glob_that_matches_nothing_is_an_error_naming_it(tmp_path, models, cap
 
 
 FIELDS = RecordFields(text_field="text", id_field="id", labels=("neg", "pos"))
+@pytest.fixture(scope="module")
+def previous_output(tmp_path_factory, models):
+    """The output folder of a finished run, which a run refused before its job must leave as
+    it was; and the run's input beside it."""
+    folder = tmp_path_factory.mktemp("previous")
+    write_jsonl(folder / "in.jsonl", [{"text": "good movie", "label": "pos"}])
+    run_job(["--input", str(folder / "in.jsonl"), "--output", str(folder / "out"),
+             "--tier1", models["small"]])
+    return folder / "out"
+
+
+def test_pass_through_fields_written_as_one_column_are_refused_before_the_job(
+        models, capsys, previous_output):
+    before = snapshot(previous_output)
+    assert main(["--input", str(previous_output.parent / "in.jsonl"),
+                 "--output", str(previous_output), "--tier1", models["small"],
+                 "--passthrough_fields", "label,input_label"]) == 2
+    assert ("passthrough fields 'label' and 'input_label' would both be written as column "
+            "'input_label'") in capsys.readouterr().err
+    assert snapshot(previous_output) == before
+
+
+def test_a_folder_as_input_is_refused_before_the_job_with_a_pattern_to_give(
+        tmp_path, models, capsys, previous_output):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"text": ["good movie"]}), folder / "part-0.parquet")
+    before = snapshot(previous_output)
+    assert main(["--input", str(folder), "--input_format", "parquet",
+                 "--output", str(previous_output), "--tier1", models["small"]]) == 2
+    assert (f"input {str(folder)!r} is a folder; give a pattern of the files in it, such as "
+            f"{str(folder / '*.parquet')!r}") in capsys.readouterr().err
+    assert snapshot(previous_output) == before
+    with pytest.raises(InputError, match=re.escape(f"such as {str(folder / '*.jsonl')!r}")):
+        list_input_files([str(folder)])
+    assert list_input_files([str(folder) + "/"]) == [(str(folder / "part-0.parquet"), "parquet")]
+
+
 def _parse_all(raw_rows):
     """Runs the job's parse DoFn over raw rows; returns (records, dead letters)."""
     outputs = list(ParseRecords(FIELDS).process(list(raw_rows)))
@@ -213,3 +262,44 @@ def test_a_deeply_nested_pass_through_value_is_written_like_any_other():
         deep = [[[[deep]]]]
     line = to_json_line({"id": 1, "deep": deep, "nan": float("nan")})
     assert json.loads(line)["nan"] is None and json.loads(line)["deep"] == deep
+
+
+@pytest.mark.parametrize("ids, expected", [
+    (pa.array([Decimal("12"), Decimal("-12345678901234567890123")], pa.decimal128(38, 0)),
+     [12, -12345678901234567890123]),
+    (pa.array([Decimal("7")], pa.decimal256(40, 0)), [7]),
+    (pa.array([Decimal("12.50"), Decimal("-0.07")], pa.decimal128(12, 2)), ["12.50", "-0.07"]),
+    (pa.array([Decimal("0.0000001")], pa.decimal128(10, 8)), ["0.00000010"]),
+    (pa.array([datetime.datetime(2024, 1, 2, 3, 4, 5), datetime.datetime(2024, 1, 2, 3, 4, 5, 500)],
+              pa.timestamp("us")), ["2024-01-02T03:04:05", "2024-01-02T03:04:05.000500"]),
+    (pa.array([datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)],
+              pa.timestamp("ms", tz="Europe/Paris")), ["2024-01-02T04:04:05+01:00"]),
+    (pa.array([datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)],
+              pa.timestamp("s", tz="UTC")), ["2024-01-02T03:04:05+00:00"]),
+    (pa.array([datetime.date(2024, 1, 2)], pa.date32()), ["2024-01-02"]),
+    (pa.array([datetime.time(1, 2, 3)], pa.time64("us")), ["01:02:03"]),
+])
+def test_parquet_decimal_date_and_time_ids_are_read_as_exact_json_scalars(tmp_path, ids, expected):
+    """Decimal keys as databases export them, timestamps, dates: each row keeps its own id."""
+    path = tmp_path / "typed_ids.parquet"
+    pq.write_table(pa.table({"text": ["good film"] * len(ids), "id": ids}), path)
+    records, dead = _parse_all(read_parquet_rows(_readable(path), FIELDS.columns))
+    assert not dead
+    assert [r.id for r in records] == expected
+    assert [type(r.id) for r in records] == [type(e) for e in expected]
+
+
+def test_a_parquet_file_with_two_columns_the_job_reads_under_one_name_is_a_read_error(tmp_path):
+    """Which of the two would be read is pyarrow's choice, not the user's: the file is
+    refused as a whole, as a damaged one is, naming both columns."""
+    path = tmp_path / "two_text_columns.parquet"
+    pq.write_table(TWO_TEXT_COLUMNS, path)
+    outputs = list(ReadInputFile(None, FIELDS.columns).process(_readable(path)))
+    assert [o.tag for o in outputs] == [DEAD_LETTERS]
+    assert outputs[0].value.stage == "read"
+    assert outputs[0].value.reason == (
+        f"cannot read parquet file {str(path)!r} from row 0 on: InputError: it has 2 columns "
+        "named 'text' (columns 1 and 3): rename or drop all but one")
+    pq.write_table(TWO_TEXT_COLUMNS.rename_columns(["text", "unread", "unread"]), path)
+    assert [chunk[0][2] for chunk in ReadInputFile(None, FIELDS.columns).process(
+        _readable(path))] == [{"text": "good film"}]

@@ -1,4 +1,5 @@
 """Temperature scaling, calibration error, operating points and the calibrate command."""
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ from models.tuning import TierMeasurements, fit_tier, refit_on_reached
 from pipeline.calibrate import main as calibrate_main
 from pipeline.calibration_report import slower_than_last_tier
 from pipeline.config import load_config
+from pipeline.summary import format_summary
 
 
 @pytest.mark.parametrize("true_temperature", [0.3, 1.0, 2.5, 8.0])
@@ -191,6 +193,12 @@ def test_the_written_config_runs_unchanged(tmp_path, models):
     reach = [t["seen"] / stats["predictions"] for t in stats["tiers"]]
     assert reach == pytest.approx(result["chosen"]["reach"])
     assert stats["shifted_tiers"] == []  # the data it was calibrated on
+    promise = written.guarantee  # what calibrate promised travels with the config, and is said
+    assert (promise.max_accuracy_drop, promise.labelled_records) == (20, len(_dev_rows()))
+    assert promise.drop_bound == pytest.approx(result["bound"]["bound_points"])
+    assert promise.expected_escalation == pytest.approx(result["chosen"]["reach"][-1])
+    assert stats["guarantee"] == dataclasses.asdict(promise)
+    assert f"guarantee: {promise.describe()}" in format_summary(stats, "out")
     for k, tier in enumerate(result["tiers"][1:], start=1):  # refitted where they are reached
         assert tier["reached"]["records"] == round(result["chosen"]["reach"][k] * len(_dev_rows()))
 
@@ -258,3 +266,51 @@ def test_a_budget_the_data_cannot_support_is_refused_with_the_smallest_it_can(
     err = capsys.readouterr().err
     assert "supports no accuracy-drop budget below" in err and "--unlabelled" in err
     assert not (tmp_path / "tuned.yaml").exists()
+
+
+def test_the_tuned_config_records_the_fields_it_was_calibrated_on(tmp_path, models):
+    """calibrate --text_field sentence read the dev file's `sentence`; a tuned config without
+    it made `run --config tuned.yaml` on the same kind of file read `text` and dead-letter
+    every record."""
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps({"sentence": r["text"], "gold": r["label"]}) + "\n"
+                           for r in _dev_rows()))
+    config = tmp_path / "cascade.yaml"
+    config.write_text(yaml.safe_dump({"tiers": [
+        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "large", "model": models["large"]}]}))
+    tuned = tmp_path / "tuned.yaml"
+    assert calibrate_main(["--config", str(config), "--dev", str(dev), "--output", str(tuned),
+                           "--text_field", "sentence", "--label_field", "gold",
+                           "--batch_sizes", "4", "--repeats", "1",
+                           "--max_accuracy_drop", "20"]) == 0
+    written = yaml.safe_load(tuned.read_text())
+    assert (written["text_field"], written["label_field"]) == ("sentence", "gold")
+    loaded = load_config(str(tuned))
+    assert (loaded.text_field, loaded.label_field) == ("sentence", "gold")
+    stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
+                     "--config", str(tuned)])
+    assert (stats["predictions"], stats["errors"]) == (len(_dev_rows()), 0)
+
+
+def test_a_flag_that_lowers_the_calibrated_thresholds_drops_the_guarantee(tmp_path, models):
+    """--max_escalation_rate may lower thresholds below calibrate's: the promise would be
+    false, so the run does not state it; other flags keep it."""
+    from pipeline.config import cascade_config
+    from pipeline.flags import run_parser
+    promise = {"max_accuracy_drop": 1.0, "confidence": 0.9, "drop_bound": 0.8,
+               "labelled_records": 872, "unlabelled_records": 0, "evidence": "the labels",
+               "expected_escalation": 0.3, "expected_speedup": 2.5,
+               "calibrated_on": "2026-12-07"}
+    config = tmp_path / "tuned.yaml"
+    config.write_text(yaml.safe_dump({"guarantee": promise, "tiers": [
+        {"name": "small", "model": models["small"], "threshold": 0.9},
+        {"name": "large", "model": models["large"]}]}))
+
+    def built(*flags):
+        return cascade_config(run_parser().parse_known_args(["--config", str(config),
+                                                             *flags])[0])
+
+    assert dataclasses.asdict(built().guarantee) == promise
+    assert built("--audit_rate", "0.1").guarantee is not None
+    assert built("--max_escalation_rate", "0.2").guarantee is None

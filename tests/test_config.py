@@ -146,3 +146,62 @@ def test_relative_model_paths_are_resolved_against_the_config_files_folder(
     assert load_config(str(folder / "c.yaml")).tiers[0].model == models["small"]
     monkeypatch.chdir(tmp_path)
     assert load_config("configs/c.yaml").tiers[0].model == models["small"]
+
+
+def test_a_key_twice_at_the_top_of_a_yaml_config_is_refused_naming_its_lines(tmp_path, models):
+    """YAML keeps the last of two `tiers:` silently: a two-tier cascade became one tier."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"tiers:\n  - {{name: small, model: {models['small']}, threshold: 0.9}}\n"
+                    f"  - {{name: large, model: {models['large']}}}\n"
+                    f"text_field: text\ntiers:\n  - {{name: large, model: {models['large']}}}\n")
+    with pytest.raises(ConfigError, match=r"config file '.*c\.yaml' has the key 'tiers' twice "
+                                          r"\(lines 1 and 5\); keep one"):
+        load_config(str(path))
+
+
+def test_a_key_twice_inside_a_yaml_tier_is_refused_naming_the_tier_and_lines(tmp_path, models):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"tiers:\n  - name: small\n    model: {models['small']}\n"
+                    f"    threshold: 0.9\n    threshold: 0.5\n"
+                    f"  - name: large\n    model: {models['large']}\n")
+    with pytest.raises(ConfigError, match=r"has the key 'tiers\[0\]\.threshold' twice "
+                                          r"\(lines 4 and 5\)"):
+        load_config(str(path))
+
+
+def test_yaml_merge_keys_still_fill_a_tier(tmp_path, models):
+    """`<<: *anchor` is YAML's way to share settings; the keys it brings in are not duplicates
+    of the tier's own (the tier's own win, as YAML says)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"tiers:\n  - &first {{name: small, model: {models['small']}, "
+                    f"threshold: 0.9, batch_size: 8}}\n"
+                    f"  - {{<<: *first, name: large, model: {models['large']}, "
+                    f"threshold: null}}\n")
+    tiers = load_config(str(path)).tiers
+    assert [(t.name, t.batch_size, t.threshold) for t in tiers] == [
+        ("small", 8, 0.9), ("large", 8, None)]
+
+
+def test_a_key_twice_in_a_json_config_is_refused_naming_its_path_and_lines(tmp_path, models):
+    raw = json.dumps(tiers_config(models), indent=1)
+    path = tmp_path / "c.json"
+    path.write_text(raw.replace('"threshold": 0.9', '"threshold": 0.9,\n   "threshold": 0.5'))
+    lines = path.read_text().splitlines()
+    first, second = [i + 1 for i, line in enumerate(lines) if '"threshold"' in line]
+    with pytest.raises(ConfigError, match=rf"config file '.*c\.json' has the key "
+                                          rf"'tiers\[0\]\.threshold' twice \(lines {first} "
+                                          rf"and {second}\); keep one"):
+        load_config(str(path))
+
+
+def test_run_exits_2_on_a_config_with_a_key_twice(tmp_path, models, capsys):
+    from pipeline.run import main
+    config = tmp_path / "c.yaml"
+    config.write_text(f"tiers:\n  - {{name: small, model: {models['small']}, threshold: 0.9,"
+                      f" threshold: 0.5}}\n  - {{name: large, model: {models['large']}}}\n")
+    data = tmp_path / "x.jsonl"
+    data.write_text('{"text": "good"}\n')
+    assert main(["--config", str(config), "--input", str(data),
+                 "--output", str(tmp_path / "out")]) == 2
+    assert "has the key 'tiers[0].threshold' twice (line 2); keep one" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -3,10 +3,13 @@ transformer tiers in one cascade."""
 import json
 import zlib
 
+import pytest
 from conftest import read_predictions, run_job
+from safetensors.torch import load_file, save_file
 
-from models.loading import load_tier
-from models.ngram import ngram_ids
+from models.loading import inspect_checkpoint, load_tier
+from models.ngram import HashedNgramClassifier, NgramConfig, ngram_ids
+from models.weights import CheckpointError
 from pipeline.train import main as train_main
 
 POSITIVE = ["great fun", "brilliant acting", "a great movie", "fun and brilliant"]
@@ -86,3 +89,46 @@ def test_a_trained_tier_is_readable_like_its_other_files(tmp_path):
                        "--epochs", "1"]) == 0
     modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
     assert len(set(modes.values())) == 1, modes
+
+
+def tiny_ngram_tier(folder, max_n: int = 2) -> str:
+    HashedNgramClassifier(NgramConfig(("neg", "pos"), 64, max_n)).save_pretrained(str(folder))
+    return str(folder)
+
+
+def edit_config(folder, **changes) -> None:
+    path = folder / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_an_edited_max_n_is_refused_naming_the_value_trained_and_found(tmp_path):
+    """max_n changes every text's bucket ids but no tensor's shape: the weights record it."""
+    folder = tmp_path / "ngram"
+    tiny_ngram_tier(folder, max_n=2)
+    edit_config(folder, max_n=3)
+    for load in (inspect_checkpoint, load_tier):  # the launcher's check, the worker's load
+        with pytest.raises(CheckpointError, match="config.json gives max_n 3 but the model "
+                                                  "was trained with max_n 2"):
+            load(str(folder))
+
+
+def test_a_model_from_before_the_record_still_loads(tmp_path):
+    """Weights saved without the scoring settings (older versions) are taken at their
+    config.json's word, as before."""
+    folder = tmp_path / "ngram"
+    tiny_ngram_tier(folder)
+    weights = str(folder / "model.safetensors")
+    save_file(load_file(weights), weights)  # no metadata, as older versions saved it
+    edit_config(folder, max_n=3)
+    assert inspect_checkpoint(str(folder)).labels == ("neg", "pos")
+    assert load_tier(str(folder)).model.config.max_n == 3
+
+
+def test_weights_trained_with_another_id_scheme_are_refused(tmp_path):
+    """A later version that made n-gram ids otherwise must not score an older model."""
+    folder = tmp_path / "ngram"
+    tiny_ngram_tier(folder)
+    weights = str(folder / "model.safetensors")
+    save_file(load_file(weights), weights, metadata={"max_n": "2", "ngram_ids": "xxhash"})
+    with pytest.raises(CheckpointError, match="trained with n-gram ids made by 'xxhash'"):
+        load_tier(str(folder))

@@ -116,6 +116,42 @@ def test_more_dead_letters_than_the_limit_fail_the_job_after_writing_everything(
     assert (out / SUCCESS_FILE).exists() and not (out / FAILED_FILE).exists()
 
 
+def test_a_run_that_classified_nothing_fails_and_says_why(models, tmp_path, capsys):
+    """Every record a dead letter (the text in 'sentence', the config reading 'text') used
+    to exit 0 with _SUCCESS; a nightly scheduler saw success."""
+    data = write_jsonl(tmp_path / "in.jsonl", [{"sentence": r["text"]} for r in ROWS])
+    out = tmp_path / "out"
+    assert main(_job(models, data, out)) == EXIT_DATA_ERRORS
+    said = f"no record was classified: no 'text' field in {len(ROWS)} of {len(ROWS)} records: " \
+           "set text_field (--text_field) to the input's field that holds it"
+    assert said in capsys.readouterr().err
+    assert not (out / SUCCESS_FILE).exists()
+    assert said in json.loads((out / FAILED_FILE).read_text())["failures"][0]
+    assert main(_job(models, data, out, "--max_error_rate", "1")) == EXIT_DATA_ERRORS
+    assert main(_job(models, data, out, "--text_field", "sentence")) == 0
+
+
+def test_empty_inputs_fail_the_run(models, tmp_path, capsys):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("")
+    assert main(_job(models, data, tmp_path / "out")) == EXIT_DATA_ERRORS
+    assert "no record was classified: the inputs hold no records" in capsys.readouterr().err
+
+
+def test_dead_letters_above_the_default_limit_fail_the_run(models, tmp_path, capsys):
+    """By default more than 1% dead letters fail the run, as load jobs fail on bad records
+    unless told otherwise; max_error_rate 1 accepts any share."""
+    rows = [json.dumps(r) for r in ROWS] + ['{"text": ""}']
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(_job(models, data, out)) == EXIT_DATA_ERRORS
+    assert (f"1 of {len(ROWS) + 1} records (4.76%) are dead letters, more than max_error_rate "
+            "1.00%; the most common reason: 'text' is empty in 1 of 21 records (errors-*.jsonl "
+            "holds each record and its reason)") in capsys.readouterr().err
+    assert main(_job(models, data, out, "--max_error_rate", "1")) == 0
+
+
 def test_max_error_rate_in_the_config_is_checked(models, data, tmp_path, capsys):
     config = tmp_path / "cascade.yaml"
     config.write_text(f"max_error_rate: 1.5\ntiers:\n  - model: {models['small']}\n")

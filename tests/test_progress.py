@@ -3,24 +3,48 @@ import re
 
 from conftest import run_job
 
-from pipeline.progress import progress_line
+from pipeline.progress import Snapshot, progress_line
+from transforms import progress
 
 
-def test_progress_line_says_records_read_their_rate_and_each_tiers_routing():
-    counts = {"records_read": 1200, "small_seen": 1000, "small_escalated": 250,
-              "large_seen": 250}
-    assert progress_line(counts, ["small", "large"], 62.0) == (
-        "progress 1:02: 1200 records read (19/s); small 1000 seen, 25.0% escalated; "
-        "large 250 seen")
-    assert progress_line({}, ["small", "large"], 0.0).startswith(
-        "progress 0:00: 0 records read (0/s); small 0 seen; large 0 seen")
+def test_progress_line_says_what_is_read_classified_at_what_rate_and_the_time_left():
+    before = Snapshot(52.0, {"records_read": 1200, "files_read": 2, "small_seen": 600,
+                             "small_decided": 450, "small_escalated": 150})
+    now = Snapshot(62.0, {"records_read": 1500, "files_read": 3, "errors_parse": 20,
+                          "errors_read": 1, "small_seen": 1000, "small_decided": 750,
+                          "small_escalated": 250, "large_seen": 250, "large_decided": 230})
+    # 980 classified, 530 more in 10 s; 1,500 - 980 - 20 dead letters = 500 left: 9 s
+    assert progress_line(now, before, ["small", "large"], input_files=3) == (
+        "progress 1:02: 1,500 records read (3/3 files); small 1,000 seen, 25.0% escalated; "
+        "large 250 seen; 980 classified, 53/s over the last 10 s; about 0:09 left")
+    reading = Snapshot(62.0, {**now.counts, "files_read": 2})
+    assert progress_line(reading, before, ["small", "large"], input_files=3).endswith(
+        "980 classified, 53/s over the last 10 s")  # how many records in all: not known yet
+    assert progress_line(Snapshot(0.0, {}), None, ["small", "large"]) == (
+        "progress 0:00: 0 records read; small 0 seen; large 0 seen; 0 classified")
+
+
+def test_counts_are_handed_on_while_a_bundle_runs(monkeypatch):
+    """The FnApiRunner runs a stage as one bundle: counted once per bundle, a tier showed
+    0 seen until its end."""
+    monkeypatch.setattr(progress, "FLUSH_SECS", 0.0)
+    progress.reset_local_counts()
+    counts = progress.BatchedCounts("small_seen")
+    counts.add("small_seen", 256)
+    assert progress.local_counts() == {"small_seen": 256}
+    monkeypatch.setattr(progress, "FLUSH_SECS", 3600.0)
+    counts.add("small_seen", 100)
+    assert progress.local_counts() == {"small_seen": 256}
+    counts.flush()
+    assert progress.local_counts() == {"small_seen": 356}
 
 
 def final_progress(stderr: str) -> tuple[int, dict[str, int]]:
     """The records read and the tiers' records seen on the last progress line."""
     line = [line for line in stderr.splitlines() if line.startswith("progress ")][-1]
-    read = int(re.search(r"(\d+) records read", line).group(1))
-    return read, {name: int(n) for name, n in re.findall(r"(\w+) (\d+) seen", line)}
+    read = int(re.search(r"([\d,]+) records read", line).group(1).replace(",", ""))
+    return read, {name: int(n.replace(",", ""))
+                  for name, n in re.findall(r"(\w+) ([\d,]+) seen", line)}
 
 
 def assert_progress_matches(stderr: str, stats: dict) -> None:

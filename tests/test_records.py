@@ -2,12 +2,15 @@
 import dataclasses
 import inspect
 import pickle
+import re
 
 import pytest
 from apache_beam.coders import registry
 
+from models.config import ConfigError
 from transforms.coders import RecordCoder, register_coders
-from transforms.records import PREDICTION_COLUMNS, Record, Visit, prediction_row
+from transforms.records import (PREDICTION_COLUMNS, Record, Visit, passthrough_columns,
+                                prediction_row)
 
 VISIT = Visit("small", 1, (0.25, 0.75), 0.75, 0.5, 64, exit_layer=2, threshold=0.8, passes=2)
 RECORDS = [
@@ -66,3 +69,24 @@ def test_a_prediction_row_has_the_prediction_columns_in_order():
     row = prediction_row(RECORDS[1], ["negative", "positive"])
     assert tuple(row) == PREDICTION_COLUMNS
     assert row["label"] == "positive" and row["decided_by"] == "small"
+
+
+def test_pass_through_fields_named_like_output_columns_are_written_as_input_name():
+    assert passthrough_columns(("label", "confidence_small", "lang", "input_lang"), ("small",)) == [
+        ("label", "input_label"), ("confidence_small", "input_confidence_small"),
+        ("lang", "lang"), ("input_lang", "input_lang")]
+
+
+@pytest.mark.parametrize("fields, message", [
+    (("label", "input_label"), "passthrough fields 'label' and 'input_label' would both be "
+                               "written as column 'input_label'"),
+    (("input_confidence_small", "confidence_small"),
+     "passthrough fields 'input_confidence_small' and 'confidence_small' would both be written "
+     "as column 'input_confidence_small'"),
+    (("lang", "id", "lang"), "passthrough field 'lang' is listed twice"),
+])
+def test_pass_through_fields_written_as_one_column_are_refused(fields, message):
+    """Two fields in one column would lose one value per row (and make a Parquet file with
+    the column twice, which pyarrow cannot read back)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        passthrough_columns(fields, ("small",))

@@ -42,7 +42,7 @@ def test_the_statistics_and_summary_say_when_the_input_shifted():
     acc = fn.create_accumulator()
     for i in range(3000):
         c = rng.betavariate(2, 2)
-        acc = fn.add_input(acc, ("prediction", [Record(i, None, tiers=(
+        acc = fn.add_input(acc, ("prediction", [Record(i, "a text", tiers=(
             Visit("small", 1, (1 - c, c), c, 0.1, 1),))]))
     stats = fn.extract_output(acc)
     assert stats["shifted_tiers"] == ["small"] and stats["tiers"][0]["shift"]["shifted"]

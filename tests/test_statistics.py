@@ -29,7 +29,8 @@ def synthetic_predictions(n: int, seed: int = 0) -> list[dict]:
                            "confidence": rng.random(), "ms": rng.random()})
             if t.name == "medium":  # an early-exit tier
                 visits[-1]["exit_layer"] = rng.choice([2, 4, 6])
-        records.append({"id": str(i), "gold": rng.choice([0, 1, None]), "tiers": visits})
+        records.append({"id": str(i), "text": "x" * rng.randint(1, 40) * depth,
+                        "gold": rng.choice([0, 1, None]), "tiers": visits})
     return records
 
 
@@ -102,7 +103,22 @@ def direct_stats(records: list[dict], errors: list[dict], sizes: dict[str, list[
                                                                  sizes[t.name])))
         out[t.name]["model_passes"] = sum(-(-size // PASS_SIZE) for size in sizes[t.name])
         out[t.name]["mean_records_per_pass"] = sum(sizes[t.name]) / out[t.name]["model_passes"]
+    out["cost"] = direct_cost(records, errors, out)
     return out
+
+
+def direct_cost(records: list[dict], errors: list[dict], out: dict) -> dict:
+    """The job's model time, and the last tier alone on every predicted record estimated
+    from its measured cost per record and per character, the lower of the two."""
+    last = TIERS[-1].name
+    scored = [r for r in records if r["tiers"][-1]["tier"] == last]
+    ms = sum(r["tiers"][-1]["ms"] for r in scored)  # no error visited the last tier
+    by_record = ms / out[last]["seen"] * len(records) / 1000
+    by_character = ms / sum(len(r["text"]) for r in scored) * sum(
+        len(r["text"]) for r in records) / 1000
+    spent = sum(out[t.name]["inference_seconds"] for t in TIERS)
+    return {"model_seconds": spent, "last_tier_alone_seconds": min(by_record, by_character),
+            "times_cheaper": min(by_record, by_character) / spent}
 
 
 PASS_SIZE = 4  # the synthetic tiers' batch_size: a call of n records makes ceil(n / 4) passes
@@ -116,7 +132,7 @@ def typed_visit(visit: dict) -> Visit:
 
 def typed_record(record: dict) -> Record:
     """The pipeline's Record for a synthetic record written as plain data."""
-    return Record(record["id"], None, gold=record["gold"],
+    return Record(record["id"], record["text"], gold=record["gold"],
                   tiers=tuple(map(typed_visit, record["tiers"])))
 
 
@@ -132,6 +148,8 @@ def check(stats: dict, expected: dict) -> None:
     for tier in stats["tiers"]:
         for key, value in expected[tier["name"]].items():
             assert tier[key] == pytest.approx(value), (tier["name"], key)
+    for key, value in expected["cost"].items():
+        assert stats["cost"][key] == pytest.approx(value), key
 
 
 ERRORS = [{"stage": "parse", "tiers": []}, {"stage": "parse", "tiers": []},

@@ -10,15 +10,17 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 
+from transforms import progress
+from transforms.progress import METRICS_NAMESPACE  # noqa: F401 - where the steps find it
 from transforms.records import DeadLetter, Visit, raw_text
 
 DEAD_LETTERS = "dead_letters"
-METRICS_NAMESPACE = "beam_cascade"
 
 
 def dead_letter(stage: str, reason: str, raw: Any, source: str | None = None,
                 position: int | None = None, tiers: Sequence[Visit] = ()) -> DeadLetter:
-    """A dead letter from stage `stage`, counted in the Beam metric `errors_<stage>`; `raw`
-    is kept as text (the JSON line as read, or the row encoded as JSON)."""
-    beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"errors_{stage}").inc()
+    """A dead letter from stage `stage`, counted in the Beam metric `errors_<stage>` (and the
+    progress line's tally); `raw` is kept as text (the JSON line as read, or the row encoded
+    as JSON)."""
+    progress.count(f"errors_{stage}", 1)
     return DeadLetter(stage, reason, raw_text(raw), source, position, tuple(tiers))

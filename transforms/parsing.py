@@ -9,6 +9,8 @@ so that it is the one place that decides what a valid record is, whatever the fi
 """
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import math
 import re
@@ -20,10 +22,11 @@ import orjson
 from apache_beam.pvalue import TaggedOutput
 
 from models.config import CascadeConfig
+from models.text_checks import InvalidRecord, checked_text
 from transforms import progress
 from transforms.coders import register_coders
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
-from transforms.records import Chunk, Record
+from transforms.records import Chunk, Record, passthrough_columns
 
 RawRow = tuple[str, int, Union[bytes, dict]]
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a cheap test before the exact one
@@ -47,7 +50,10 @@ class RecordFields:
     @classmethod
     def of(cls, config: CascadeConfig, labels: tuple[str, ...] = ()) -> "RecordFields":
         """The input fields a cascade config names (and its tiers' labels, to read gold
-        labels)."""
+        labels). Raises ConfigError for pass-through fields that would be written as one
+        output column (`passthrough_columns`): every job builds its fields on the launcher,
+        so a config the output cannot hold is refused before the job starts."""
+        passthrough_columns(config.passthrough_fields, config.tier_names)
         return cls(config.text_field, config.id_field, config.label_field,
                    config.text_pair_field, config.passthrough_fields, labels)
 
@@ -56,10 +62,6 @@ class RecordFields:
         """The input columns worth reading (Parquet reads only these)."""
         named = [self.text_field, self.text_pair_field, self.id_field, self.label_field]
         return list(dict.fromkeys([c for c in named if c] + list(self.passthrough_fields)))
-
-
-class InvalidRecord(ValueError):
-    """A row that cannot be classified; the message is the dead-letter reason."""
 
 
 def decode_json_line(line: bytes) -> dict[str, Any] | None:
@@ -148,17 +150,36 @@ def to_record(row: dict[str, Any], fields: RecordFields, source: str, position: 
 
 def given_id(row: dict[str, Any], field: str) -> str | int | float | bool | None:
     """The row's own id, kept as the JSON scalar it is (1 and "1" stay two ids); None when
-    absent, null, NaN or "", so that one is generated. Raises InvalidRecord for an id that
-    is not a JSON scalar."""
+    absent, null, NaN or "", so that one is generated. A Parquet decimal, date, time or
+    timestamp becomes a JSON scalar (`exact_scalar_id`). Raises InvalidRecord for any other
+    value."""
     value = row.get(field)
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, float) and math.isinf(value):
         raise InvalidRecord(f"{field!r} is {value}, which is not an id")
     if not isinstance(value, (str, int, float, bool)):
-        raise InvalidRecord(f"{field!r} is a {type(value).__name__}; an id must be a string "
-                            "or a number")
+        return exact_scalar_id(value, field)
     return value
+
+
+def exact_scalar_id(value: Any, field: str) -> str | int:
+    """An id of a type JSON has no scalar for, as Parquet gives them, as the JSON scalar that
+    names it exactly, so that each row keeps an id of its own. A decimal without digits after
+    the point (decimal(18, 0): integer keys as databases export them) is an integer, as a JSON
+    integer is; one with digits after the point is its exact text at the column's scale
+    ('12.50'; a float, as JSON readers make of 12.50, could make two ids one). A date, time or
+    timestamp is its ISO 8601 text (the fraction of a second only when there is one, the
+    column's time zone as an offset: '2024-01-02T04:04:05+01:00'). Raises InvalidRecord for
+    anything else."""
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value) if value.as_tuple().exponent >= 0 else f"{value:f}"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        raise InvalidRecord(f"{field!r} is {value}, which is not an id")
+    raise InvalidRecord(f"{field!r} is a {type(value).__name__}; an id must be a string "
+                        "or a number")
 
 
 def label_id(value: Any, labels: tuple[str, ...]) -> int | None:
@@ -179,24 +200,7 @@ def label_id(value: Any, labels: tuple[str, ...]) -> int | None:
 def _required_text(row: dict[str, Any], field: str) -> str:
     if field not in row:
         raise InvalidRecord(f"no {field!r} field")
-    value = row[field]
-    if value is None:
-        raise InvalidRecord(f"{field!r} is null")
-    if not isinstance(value, str):
-        raise InvalidRecord(f"{field!r} is a {type(value).__name__}, not a string")
-    if not has_visible_character(value):
-        raise InvalidRecord(f"{field!r} is empty (nothing but spaces, control or invisible "
-                            "characters)")
-    return value
-
-
-def has_visible_character(text: str) -> bool:
-    """Whether the text holds a character that is printable and not a space. A text that
-    is printable throughout (most are) is answered by str's own loops in C; the Python loop
-    over its characters cost more per record than the n-gram tier's model."""
-    if text.isprintable():
-        return bool(text.strip())
-    return any(c.isprintable() and not c.isspace() for c in text)
+    return checked_text(row[field], field)
 
 
 @beam.typehints.with_output_types(Chunk)

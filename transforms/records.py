@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
 
+from models.config import ConfigError
+
 RecordId = Union[str, int, float, bool]  # a JSON scalar, kept as the input gave it
 
 
@@ -147,6 +149,33 @@ class Prediction:
 
 
 PREDICTION_COLUMNS = tuple(f.name for f in dataclasses.fields(Prediction))
+
+
+def passthrough_columns(passthrough: Sequence[str], tier_names: Sequence[str]
+                        ) -> list[tuple[str, str]]:
+    """(input field, output column) for each pass-through field: a field named like one of
+    the output's own columns (PREDICTION_COLUMNS, a tier's `confidence_<tier>`) is written as
+    `input_<name>`. Raises ConfigError when two fields would be written as one column: a row
+    would keep only one of the two values, and a Parquet file would hold the column twice
+    (which pyarrow cannot read back). The job builds its RecordFields, which calls this, on
+    the launcher, so the refusal comes before anything runs."""
+    taken = set(PREDICTION_COLUMNS) | {f"confidence_{name}" for name in tier_names}
+    columns = [(name, f"input_{name}" if name in taken else name) for name in passthrough]
+    written_by: dict[str, str] = {}
+    for name, column in columns:
+        if column in written_by:
+            raise ConfigError(_same_column(written_by[column], name, column))
+        written_by[column] = name
+    return columns
+
+
+def _same_column(first: str, second: str, column: str) -> str:
+    if first == second:
+        return (f"passthrough field {first!r} is listed twice in passthrough_fields; "
+                "list it once")
+    return (f"passthrough fields {first!r} and {second!r} would both be written as column "
+            f"{column!r} (a field named like one of the output's own columns is written as "
+            "input_<name>); drop one from passthrough_fields")
 
 
 def prediction_row(record: Record, labels: Sequence[str]) -> dict[str, Any]:

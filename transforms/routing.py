@@ -34,16 +34,18 @@ class RouteByConfidence(beam.DoFn):
     the decided records in the tier's audit sample on AUDIT; each as a chunk, none where it
     would be empty.
 
-    Counts both for the progress line (transforms/progress.py), once per bundle."""
+    Counts both for the progress line (transforms/progress.py), in batches."""
 
     def __init__(self, tier: TierConfig, fixed: Budget | None = None):
         self._name = tier.name
         self._audit_rate = tier.audit_rate
         self._fixed = fixed
-        self._counts = [0, 0]  # decided, escalated in this bundle
+        self._counted = (progress.seen(tier.name), progress.decided(tier.name),
+                         progress.escalated(tier.name))
+        self._counts = progress.BatchedCounts(*self._counted)
 
     def start_bundle(self) -> None:
-        self._counts = [0, 0]
+        self._counts = progress.BatchedCounts(*self._counted)
 
     def process(self, element: Chunk | tuple[Chunk, Budget]) -> Iterator[Any]:
         chunk, budget = (element, self._fixed) if self._fixed is not None else element
@@ -53,8 +55,9 @@ class RouteByConfidence(beam.DoFn):
         for record in chunk:
             (escalated if budget.escalates(record.last_visit.confidence) else decided
              ).append(record)
-        self._counts[0] += len(decided)
-        self._counts[1] += len(escalated)
+        self._counts.add(progress.decided(self._name), len(decided))
+        self._counts.add(progress.escalated(self._name), len(escalated))
+        self._counts.add(progress.seen(self._name), len(chunk))
         if escalated:
             yield TaggedOutput(ESCALATED, escalated)
         if decided:
@@ -64,7 +67,4 @@ class RouteByConfidence(beam.DoFn):
             yield decided
 
     def finish_bundle(self) -> None:
-        decided, escalated = self._counts
-        progress.count(progress.seen(self._name), decided + escalated)
-        progress.count(progress.decided(self._name), decided)
-        progress.count(progress.escalated(self._name), escalated)
+        self._counts.flush()

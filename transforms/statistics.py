@@ -7,6 +7,7 @@ dict (see `RoutingStatsFn.extract_output` and docs/outputs.md).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence, Tuple
@@ -19,7 +20,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from models.config import TierConfig
+from models.config import Guarantee, TierConfig
 from models.guarantee import binomial_interval, binomial_upper_bound
 from models.routing_rule import confidence_bin
 from models.shift import BINS as SHIFT_BINS
@@ -68,18 +69,22 @@ class TierTally:
     confidence_decided: float = 0.0
     max_prob_decided: float = 0.0
     ms: float = 0.0
+    chars_seen: int = 0  # characters of the predicted records it saw (for cost_summary)
     exits: Counter = field(default_factory=Counter)  # records per exit layer
     call_records: Counter = field(default_factory=Counter)  # visits per (call size, passes)
     thresholds: Counter = field(default_factory=Counter)  # visits per effective threshold
     audit: AuditTally = field(default_factory=AuditTally)
     confidence_bins: Counter = field(default_factory=Counter)  # seen, for the shift test
 
-    def count(self, visits: Sequence[Visit], final: bool, golds: Sequence[int | None]) -> None:
+    def count(self, visits: Sequence[Visit], final: bool, golds: Sequence[int | None],
+              chars: int = 0) -> None:
         """Counts the tier's visits of records that it decided (`final`) or sent on, with
-        their gold labels (None where unlabelled). A whole chunk's visits at once: a pass
-        over a list per sum costs less per record than a method call per visit."""
+        their gold labels (None where unlabelled) and their texts' characters in all. A
+        whole chunk's visits at once: a pass over a list per sum costs less per record than
+        a method call per visit."""
         confidences = [visit.confidence for visit in visits]
         self.seen += len(visits)
+        self.chars_seen += chars
         self.confidence_bins.update([confidence_bin(c, SHIFT_BINS) for c in confidences])
         if final:
             self.decided += len(visits)
@@ -107,8 +112,10 @@ class RoutingTally:
 
     parsed: int = 0
     predictions: int = 0
+    chars: int = 0  # characters of the predicted records' texts
     labels_unrecognized: int = 0
     errors: Counter = field(default_factory=Counter)  # dead letters per stage
+    reasons: Counter = field(default_factory=Counter)  # record dead letters per reason_kind
     tiers: dict[str, TierTally] = field(default_factory=dict)  # (labelled predictions too)
 
 
@@ -116,19 +123,37 @@ def count_predictions(acc: RoutingTally, chunk: Chunk) -> None:
     """Decided records at every tier they visited (the last one decided each), tier by
     tier for the records that went the same way."""
     acc.predictions += len(chunk)
+    acc.chars += sum([len(record.text) for record in chunk])
     acc.labels_unrecognized += sum([record.gold_unrecognized is not None for record in chunk])
     by_path: dict[tuple[str, ...], list[Record]] = {}
     for record in chunk:
         by_path.setdefault(tuple([visit.tier for visit in record.tiers]), []).append(record)
     for path, records in by_path.items():
         golds = [record.gold for record in records]
+        chars = sum([len(record.text) for record in records])
         for i, visits in enumerate(zip(*[record.tiers for record in records])):
-            acc.tiers[path[i]].count(visits, i == len(path) - 1, golds)
+            acc.tiers[path[i]].count(visits, i == len(path) - 1, golds, chars)
+
+
+MAX_REASON_KINDS = 50  # beyond, "other reasons": an accumulator stays small
+
+
+def reason_kind(reason: str) -> str:
+    """What a dead letter's reason says without its particulars (where in the line, which
+    bytes, the exception's details), so that reasons can be counted: "invalid JSON: Expecting
+    value at column 5" -> "invalid JSON"."""
+    kind = re.split(r": |; | \(", reason, maxsplit=1)[0]
+    return re.sub(r"\d+", "N", kind)[:120]
 
 
 def count_error(acc: RoutingTally, letter: DeadLetter) -> None:
-    """A dead letter by its stage, and as escalated at the tiers that scored it before."""
+    """A dead letter by its stage (and, a record's, by its reason), and as escalated at the
+    tiers that scored it before."""
     acc.errors[letter.stage] += 1
+    if letter.stage != "read":
+        kind = reason_kind(letter.reason)
+        acc.reasons[kind if kind in acc.reasons or len(acc.reasons) < MAX_REASON_KINDS
+                    else "other reasons"] += 1
     for visit in letter.tiers:
         acc.tiers[visit.tier].count([visit], final=False, golds=[None])
     if letter.stage.startswith("tier:"):
@@ -159,7 +184,8 @@ class RoutingStatsFn(beam.CombineFn):
     that a later tier failed on still count at the tiers that escalated them.
     """
 
-    def __init__(self, tiers: Sequence[TierConfig]):
+    def __init__(self, tiers: Sequence[TierConfig], guarantee: Guarantee | None = None):
+        self._guarantee = guarantee
         self._names = [t.name for t in tiers]
         self._thresholds = {t.name: t.threshold for t in tiers}
         self._references = {t.name: (t.reference_confidences, t.reference_records)
@@ -210,12 +236,15 @@ class RoutingStatsFn(beam.CombineFn):
             "errors": errors,
             "error_rate": _ratio(errors, predictions + errors),
             "errors_by_stage": dict(sorted(record_errors.items())),
+            "errors_by_reason": dict(acc.reasons.most_common(10)),
             "labelled": labelled,
             "labels_unrecognized": acc.labels_unrecognized,
             "accuracy": _ratio(correct, labelled),
             "estimated_accuracy": _ratio(
                 sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
             "audit": audit_summary(acc.tiers, self._names, predictions),
+            "cost": cost_summary(acc, self._names),
+            "guarantee": dataclasses.asdict(self._guarantee) if self._guarantee else None,
             "shifted_tiers": [t["name"] for t in tiers if (t["shift"] or {}).get("shifted")],
             "tiers": tiers,
         }
@@ -279,11 +308,15 @@ def tier_audit(t: TierTally) -> dict[str, Any] | None:
 
 def audit_summary(tiers: dict[str, TierTally], names: Sequence[str],
                   predictions: int) -> dict[str, Any] | None:
-    """The audit of the whole output: the drop against the last tier alone is the sum over
-    audited tiers of (their share of the predictions) x (their disagreement rate); its 95%
-    upper bound takes each tier's at 95% / (tiers audited), a union bound. Also the
-    label-free accuracy estimate corrected by the audit: each audited tier's decisions
-    valued by the last tier's probability of their answer, not by their own confidence."""
+    """The audit of the whole output: the share of the predictions on which the cascade and
+    the last tier disagree is the sum over audited tiers of (their share of the
+    predictions) x (their disagreement rate). It is not the accuracy drop (the cascade may be
+    right where they disagree: on shifted data it was better than its last tier) but it
+    bounds it: its 95% upper bound (each tier's at 95% / (tiers audited), a union bound) is
+    an upper bound on the drop. Also the last tier's mean probability of the cascade's
+    answers (audited tiers' decisions valued by it, the others by their own): an accuracy
+    estimate only when the last tier is calibrated on this data, so it carries no interval
+    and is not called one."""
     audited_names = [n for n in names[:-1] if tiers[n].audit.audited]
     audited = [tiers[n] for n in audited_names]
     if not audited or not predictions:
@@ -300,7 +333,25 @@ def audit_summary(tiers: dict[str, TierTally], names: Sequence[str],
                  + sum(t.max_prob_decided for t in unaudited)) / predictions
     return {"audited": sum(t.audit.audited for t in audited),
             "disagreement": estimate, "drop_bound_95": min(1.0, bound),
-            "estimated_accuracy": corrected}
+            "last_tier_probability": corrected}
+
+
+def cost_summary(acc: RoutingTally, names: Sequence[str]) -> dict[str, Any]:
+    """What the cascade's model time bought: the seconds all tiers spent, against an estimate
+    of the last tier alone on every predicted record, from its own measured cost in this job
+    scaled to them. The records it saw are the hard ones, often longer than the rest, so its
+    cost per record would overstate the saving and its cost per character (ignoring the
+    fixed cost of a record) understate it: the estimate is the lower of the two."""
+    last = acc.tiers[names[-1]]
+    spent = sum(t.ms for t in acc.tiers.values()) / 1000.0
+    by_record = _ratio(last.ms * acc.predictions, 1000.0 * last.seen) if last.ms else None
+    by_character = (_ratio(last.ms * acc.chars, 1000.0 * last.chars_seen)
+                    if last.ms and last.chars_seen else by_record)
+    alone = None if by_record is None else min(by_record, by_character)
+    return {"model_seconds": spent, "last_tier": names[-1],
+            "last_tier_alone_seconds": alone,
+            "last_tier_alone_seconds_by": {"record": by_record, "character": by_character},
+            "times_cheaper": _ratio(alone, spent) if alone is not None else None}
 
 
 def call_sizes(records_by_call: Counter) -> dict[str, Any]:
@@ -381,9 +432,9 @@ class AccumulateRoutingStats(beam.PTransform):
     materialises every multi-input Flatten), which made peak memory grow with the input.
     """
 
-    def __init__(self, tiers: Sequence[TierConfig]):
+    def __init__(self, stats: RoutingStatsFn):
         super().__init__()
-        self._stats = RoutingStatsFn(tiers)
+        self._stats = stats
 
     def expand(self, events: dict[str, PCollection]) -> PCollection:
         parsed = events["parsed"]
@@ -399,8 +450,8 @@ class ExtractStats(beam.DoFn):
     """An accumulator in; its statistics dict out, with the window's bounds and record rate
     when windowed (streaming)."""
 
-    def __init__(self, tiers: Sequence[TierConfig]):
-        self._stats = RoutingStatsFn(tiers)
+    def __init__(self, stats: RoutingStatsFn):
+        self._stats = stats
 
     def process(self, accumulator: dict, window=beam.DoFn.WindowParam) -> Iterator[dict]:
         stats = self._stats.extract_output(accumulator)
@@ -413,17 +464,18 @@ class ExtractStats(beam.DoFn):
 class ComputeRoutingStats(beam.PTransform):
     """{key: events} (see AccumulateRoutingStats) in; {'windows': a statistics dict per
     window (one in all in batch), 'running': in streaming, after each closed window the
-    statistics of every window closed so far (absent in batch)}."""
+    statistics of every window closed so far (absent in batch)}. With the config's
+    `guarantee`, the statistics state the promise the thresholds carry."""
 
-    def __init__(self, tiers: Sequence[TierConfig]):
+    def __init__(self, tiers: Sequence[TierConfig], guarantee: Guarantee | None = None):
         super().__init__()
-        self._tiers = tuple(tiers)
+        self._stats = RoutingStatsFn(tiers, guarantee)
 
     def expand(self, events: dict[str, PCollection]) -> dict[str, PCollection]:
-        accumulators = events | "Accumulate" >> AccumulateRoutingStats(self._tiers)
-        stats = {"windows": accumulators | "Extract" >> beam.ParDo(ExtractStats(self._tiers))}
+        accumulators = events | "Accumulate" >> AccumulateRoutingStats(self._stats)
+        stats = {"windows": accumulators | "Extract" >> beam.ParDo(ExtractStats(self._stats))}
         if not accumulators.windowing.is_default():
-            stats["running"] = accumulators | "Cumulative" >> CumulativeRoutingStats(self._tiers)
+            stats["running"] = accumulators | "Cumulative" >> CumulativeRoutingStats(self._stats)
         return stats
 
 
@@ -434,8 +486,8 @@ class RunningTotal(beam.DoFn):
 
     TOTAL = ReadModifyWriteStateSpec("total", PickleCoder())
 
-    def __init__(self, tiers: Sequence[TierConfig]):
-        self._stats = RoutingStatsFn(tiers)
+    def __init__(self, stats: RoutingStatsFn):
+        self._stats = stats
 
     def process(self, keyed: tuple[str, tuple[Timestamp, Timestamp, dict]],
                 total=beam.DoFn.StateParam(TOTAL)) -> Iterator[dict]:
@@ -457,9 +509,9 @@ class RunningTotal(beam.DoFn):
 class CumulativeRoutingStats(beam.PTransform):
     """Per-window accumulators in; the running statistics out, one dict per closed window."""
 
-    def __init__(self, tiers: Sequence[TierConfig]):
+    def __init__(self, stats: RoutingStatsFn):
         super().__init__()
-        self._tiers = tuple(tiers)
+        self._stats = stats
 
     def expand(self, accumulators: PCollection) -> PCollection:
         return (accumulators
@@ -467,7 +519,7 @@ class CumulativeRoutingStats(beam.PTransform):
                     lambda acc, w=beam.DoFn.WindowParam: ("all", (w.start, w.end, acc))
                 ).with_output_types(Tuple[str, Any])  # a deterministic key coder for the state
                 | "AllTime" >> beam.WindowInto(window.GlobalWindows())
-                | "Total" >> beam.ParDo(RunningTotal(self._tiers)))
+                | "Total" >> beam.ParDo(RunningTotal(self._stats)))
 
 
 def window_bounds(start: Timestamp, end: Timestamp) -> dict[str, str]:
