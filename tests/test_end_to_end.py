@@ -135,7 +135,11 @@ def test_unreadable_and_mistyped_parquet_go_to_dead_letters(tmp_path, models):
                      "--threshold", "0.9"])
     errors = read_errors(out)
     assert stats["predictions"] == 0 and stats["errors"] == 3 and stats["files_unread"] == 1
-    assert stats["failures"] and "1 input file(s) could not be read" in stats["failures"][0]
+    assert stats["failures"] == [
+        "no record was classified: 'text' is a int, not a string in 3 of 3 records "
+        "(errors-*.jsonl holds each record and its reason)",
+        "1 input file(s) could not be read to the end; their 'read' errors in errors-*.jsonl "
+        "name them"]
     assert Counter(e["stage"] for e in errors) == {"parse": 3, "read": 1}
     read_error = next(e for e in errors if e["stage"] == "read")
     assert "broken.parquet" in read_error["reason"]

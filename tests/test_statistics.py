@@ -211,3 +211,17 @@ def test_a_record_lost_inside_the_cascade_shows_as_unaccounted():
     fn = RoutingStatsFn(TIERS)
     acc = fn.add_input(fn.create_accumulator(), ("parsed", [FAILED]))
     assert fn.extract_output(acc)["unaccounted"] == 1
+
+
+@pytest.mark.parametrize("reason, kind", [
+    ("invalid JSON: Expecting value at column 5", "invalid JSON"),
+    ("line is not valid UTF-8 (invalid continuation byte at byte 3)", "line is not valid UTF-8"),
+    ("'id' is a dict; an id must be a string or a number", "'id' is a dict"),
+    ("no 'text' field", "no 'text' field")])
+def test_dead_letters_are_counted_by_their_reason_without_its_particulars(reason, kind):
+    fn = RoutingStatsFn(TIERS)
+    acc = fn.create_accumulator()
+    for position in range(3):
+        acc = fn.add_input(acc, ("error", DeadLetter("parse", reason, "", position=position)))
+    acc = fn.add_input(acc, ("error", DeadLetter("read", "cannot read parquet file", "")))
+    assert fn.extract_output(acc)["errors_by_reason"] == {kind: 3}  # a file is no record
