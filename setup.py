@@ -9,7 +9,7 @@ setup(
     version="0.1.0",
     description="Apache Beam pipeline that classifies text with a confidence-routed "
                 "cascade of models",
-    packages=["pipeline", "transforms", "models"],
+    packages=["pipeline", "transforms", "models", "models.tuning"],
     python_requires=">=3.10",
     install_requires=[
         "apache-beam>=2.60",

@@ -29,6 +29,7 @@ import yaml
 
 from bench.sst2 import LABELS, sst2_file, tier1_model, tier2_model
 from models.datasets import read_labelled, read_rows
+from models.routing_stats import RoutingStats
 from pipeline.calibrate import main as calibrate
 from pipeline.job import run
 
@@ -57,7 +58,7 @@ def with_audit(config_path: str, rate: float, out_path: str,
     return out_path
 
 
-def job(config: str, data: str, output: str) -> dict:
+def job(config: str, data: str, output: str) -> RoutingStats:
     return run(["--config", config, "--input", data, "--output", output,
                 "--runner", "FnApiRunner", "--label_field", "label"])
 
@@ -105,23 +106,24 @@ def shift_case(work: str, data: str) -> dict:
     return results
 
 
-def measured(cascade: dict, reference: dict) -> dict:
+def measured(cascade: RoutingStats, reference: RoutingStats) -> dict:
     """A cascade run's audit and estimates next to the truth (tier 2 alone, same records)."""
-    tier1 = cascade["tiers"][0]
+    tier1 = cascade.tiers[0]
+    used = tier1.effective_threshold
     return {
-        "records": cascade["predictions"],
-        "escalation_rate": tier1["escalation_rate"],
-        "thresholds": tier1["effective_threshold"],
-        "true_drop_points": 100 * (reference["accuracy"] - cascade["accuracy"]),
-        "audit_disagreement_points": 100 * cascade["audit"]["disagreement"],
-        "audit_drop_bound_95_points": 100 * cascade["audit"]["drop_bound_95"],
-        "audited": cascade["audit"]["audited"],
-        "shifted_tiers": cascade["shifted_tiers"],
-        "ks_distance_tier1": tier1["shift"]["distance"],
-        "ks_p_value_tier1": tier1["shift"]["p_value"],
-        "accuracy": cascade["accuracy"],
-        "estimated_accuracy_confidence": cascade["estimated_accuracy"],
-        "last_tier_probability": cascade["audit"]["last_tier_probability"]}
+        "records": cascade.predictions,
+        "escalation_rate": tier1.escalation_rate,
+        "thresholds": {"min": used.min, "max": used.max} if used else None,
+        "true_drop_points": 100 * (reference.accuracy - cascade.accuracy),
+        "audit_disagreement_points": 100 * cascade.audit.disagreement,
+        "audit_drop_bound_95_points": 100 * cascade.audit.drop_bound_95,
+        "audited": cascade.audit.audited,
+        "shifted_tiers": list(cascade.shifted_tiers),
+        "ks_distance_tier1": tier1.shift.distance,
+        "ks_p_value_tier1": tier1.shift.p_value,
+        "accuracy": cascade.accuracy,
+        "estimated_accuracy_confidence": cascade.estimated_accuracy,
+        "last_tier_probability": cascade.audit.last_tier_probability}
 
 
 def audit_cost(work: str, data: str, rounds: int) -> dict:

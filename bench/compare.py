@@ -17,7 +17,7 @@ import shlex
 import statistics
 import sys
 
-from bench.report import markdown_table
+from bench.report import job_stats, markdown_table
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job, write_inputs
 from models.config import config_to_dict
 
@@ -38,10 +38,9 @@ def table(paths: list[str], runs: dict[str, list[dict]], records: int) -> str:
     baseline = medians[paths[0]]
     rows = []
     for path in paths:
-        stats = runs[path][-1]["stats"]
-        shares = ", ".join(f"{t['name']} {t['seen'] / stats['predictions']:.1%}"
-                           for t in stats["tiers"])
-        rows.append([path, len(stats["tiers"]), f"{stats['accuracy']:.2%}", shares,
+        stats = job_stats(runs[path][-1])
+        shares = ", ".join(f"{t.name} {t.seen / stats.predictions:.1%}" for t in stats.tiers)
+        rows.append([path, len(stats.tiers), f"{stats.accuracy:.2%}", shares,
                      f"{medians[path]:.2f}", f"{records / medians[path]:.0f}",
                      f"{baseline / medians[path]:.2f}x"])
     return markdown_table(["config", "tiers", "dev accuracy", "share per tier",

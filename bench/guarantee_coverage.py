@@ -38,7 +38,8 @@ from models.datasets import read_labelled, read_rows
 from models.guarantee import guarantee_search
 from models.operating_points import (NoOperatingPoint, Policy, TierOutputs, choose,
                                      last_tier_alone, replay, sweep)
-from models.tuning import cached_logits, tier_outputs
+from models.tuning.fitting import tier_outputs
+from models.tuning.logits_cache import cached_logits
 
 COSTS = (0.01, 1.0)  # relative seconds per record: the n-gram tier is ~100x cheaper
 POLICIES = ("point estimate", "guarantee, labels only", "guarantee + unlabelled")

@@ -44,6 +44,7 @@ from bench.report import markdown_table
 from bench.sst2 import DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file
 from models.datasets import read_labelled
 from models.loading import load_tier
+from models.routing_stats import RoutingStats
 
 HALVINGS = 20
 ESTIMATE_BUDGET = 0.005
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
                          out, "--output_format", "jsonl", "--text_field", "text",
                          "--training_examples", "--runner", "FnApiRunner")
             with open(os.path.join(out, "routing_stats.json"), encoding="utf-8") as f:
-                job_escalation = json.load(f)["tiers"][0]["escalation_rate"]
+                job_escalation = RoutingStats.from_json(json.load(f)).tiers[0].escalation_rate
             outputs += ["--from_outputs", out]
         beam_cascade("train", "--kind", "ngram", "--train", base, "--label_names",
                      ",".join(LABELS), "--output", os.path.join(args.work, f"tier1-{night}"),

@@ -31,6 +31,7 @@ import yaml
 
 from bench.sst2 import DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file
 from models.datasets import read_labelled, read_rows
+from models.routing_stats import RoutingStats
 from pipeline.calibrate import main as calibrate
 from pipeline.job import run
 from pipeline.train import main as train
@@ -106,7 +107,7 @@ def cascade_config(path: str, tiers: list[tuple[str, str]]) -> str:
     return path
 
 
-def job(config: str, data: str, output: str) -> dict:
+def job(config: str, data: str, output: str) -> RoutingStats:
     return run(["--config", config, "--input", data, "--output", output, "--runner",
                 "FnApiRunner", "--progress_secs", "0"])
 
@@ -138,9 +139,9 @@ def split_result(data: str, folders: dict[str, str], unlabelled: str, seed: int)
             "threshold": chosen["thresholds"][0] if chosen["thresholds"] else None,
             "calibrate_escalation": chosen["escalation"][0] if chosen["escalation"] else 0.0,
             "calibrate_speedup": chosen["speedup"],
-            "held_pairs": stats["cascade"]["predictions"],
-            "held_escalation": stats["cascade"]["tiers"][0]["escalation_rate"],
-            "held_accuracy": {name: s["accuracy"] for name, s in stats.items()}}
+            "held_pairs": stats["cascade"].predictions,
+            "held_escalation": stats["cascade"].tiers[0].escalation_rate,
+            "held_accuracy": {name: s.accuracy for name, s in stats.items()}}
 
 
 def write_results(args: argparse.Namespace, folders: dict[str, str], results: list[dict]) -> None:

@@ -39,6 +39,7 @@ import sys
 
 from bench.bare_loop import BareTimer
 from bench.compare import write_results
+from bench.report import job_stats
 from bench.runners import DIRECT, TWO_PROCESSES, TWO_THREADS, flink, write_records
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, records_per_tier, run_job
 from models.config import CascadeConfig, config_to_dict
@@ -98,12 +99,12 @@ def row(name: str, job: str, records: int, startup_records: int, runs: list[dict
     startup = statistics.median(r["seconds"] for r in startups)
     after = seconds - startup
     ideal = statistics.median(bare)
-    stats = runs[-1]["stats"]
+    stats = job_stats(runs[-1])
     return {"runner": name, "job": job, "seconds": seconds, "startup_seconds": startup,
             "records_per_second_after_startup": (records - startup_records) / after,
             "bare_seconds": ideal, "pipeline_ms_per_record": (after - ideal) * 1000 / records,
             "efficiency": ideal / after,
-            "escalated": [t["escalation_rate"] for t in stats["tiers"][:-1]],
+            "escalated": [t.escalation_rate for t in stats.tiers[:-1]],
             "peak_rss_mib": runs[-1]["peak_rss_mib"]}
 
 

@@ -3,14 +3,14 @@
     python -m bench.reached_calibration [--data ../shared/data/sst2] [--splits 200]
 
 calibrate used to fit tier 2's temperature on all dev records, while in the cascade tier 2
-sees only the records tier 1 was unsure of; now it fits it on those (models/tuning.py,
+sees only the records tier 1 was unsure of; now it fits it on those (models/tuning/fitting.py,
 `refit_on_reached`). SST-2 dev is halved at random, many times: on the calibration half the
 temperatures are fitted and the threshold chosen (the guarantee's search with the 1,821
 unlabelled test sentences, at each budget); tier 2's temperature is fitted both ways. On the
 held-out half, over the records that reach tier 2, the estimate (tier 2's mean max-prob)
 under each temperature is set against tier 2's true accuracy there, with the ECE; and the
 whole cascade's estimate against its accuracy. "calibrate's rule" refits only with at least
-MIN_REACHED records reaching tier 2 (models/tuning.py), as calibrate does. Model outputs as in bench/guarantee_coverage.py.
+MIN_REACHED records reaching tier 2 (models/tuning/fitting.py), as calibrate does. Model outputs as in bench/guarantee_coverage.py.
 Writes bench/results/reached_calibration.{md,json}.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bench.guarantee_coverage import COSTS, outputs, splits_arguments, sst2_logi
 from models.calibration import expected_calibration_error, fit_temperature
 from models.guarantee import guarantee_search
 from models.routing_rule import decided_mask
-from models.tuning import MIN_REACHED
+from models.tuning.fitting import MIN_REACHED
 
 RESULTS = "bench/results"
 FITS = ("all records", "reached records", "calibrate's rule")

@@ -12,6 +12,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+from models.routing_stats import RoutingStats
+
 ACCURACY_TOLERANCE = 0.005  # "nearly tier 2's accuracy": within half a point
 
 
@@ -39,6 +41,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def job_stats(run: dict) -> RoutingStats:
+    """A timed job's routing statistics (bench/timed_job.py gives them as routing_stats.json
+    holds them)."""
+    return RoutingStats.from_json(run["stats"])
+
+
 def median_seconds(runs: list) -> float:
     return statistics.median(r["seconds"] if isinstance(r, dict) else r for r in runs)
 
@@ -60,21 +68,21 @@ def rows(facts: dict, runs: dict) -> list[Row]:
                    ideal / (seconds - startup_s) if ideal and startup_s else None)
 
     table = [row("tier 2 alone, this pipeline", 1, None, None,
-                 runs["tier2"][0]["stats"]["accuracy"], tier2_s, bare2, startup["tier2"])]
+                 job_stats(runs["tier2"][0]).accuracy, tier2_s, bare2, startup["tier2"])]
     if peer_s:
         table.append(row("tier 2 alone, stock Beam HF handler", 1, None, None,
                          runs["peer"][0]["accuracy"], peer_s))
     for t in facts["thresholds"]:
-        first = runs[f"cascade@{t}"][0]["stats"]
-        table.append(row("cascade", 2, t, first["tiers"][0]["escalation_rate"],
-                         first["accuracy"], median_seconds(runs[f"cascade@{t}"]),
+        first = job_stats(runs[f"cascade@{t}"][0])
+        table.append(row("cascade", 2, t, first.tiers[0].escalation_rate,
+                         first.accuracy, median_seconds(runs[f"cascade@{t}"]),
                          bare1 + median_seconds(runs[f"bare_tier2@{t}"]), startup["cascade"]))
     for path in facts.get("configs", []):
-        stats = runs[f"config@{path}"][0]["stats"]
-        first, cascade = stats["tiers"][0], len(stats["tiers"]) > 1
-        table.append(row(f"`{path}`", len(stats["tiers"]),
-                         first["threshold"] if cascade else None,
-                         first["escalation_rate"] if cascade else None, stats["accuracy"],
+        stats = job_stats(runs[f"config@{path}"][0])
+        first, cascade = stats.tiers[0], len(stats.tiers) > 1
+        table.append(row(f"`{path}`", len(stats.tiers),
+                         first.threshold if cascade else None,
+                         first.escalation_rate if cascade else None, stats.accuracy,
                          median_seconds(runs[f"config@{path}"]),
                          median_seconds(runs[f"bare_config@{path}"]),
                          median_seconds(runs[f"startup_config@{path}"])))

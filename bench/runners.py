@@ -24,9 +24,11 @@ import subprocess
 import sys
 
 from bench.compare import write_results
+from bench.report import job_stats
 from bench.sst2 import CACHE, LABELS, bench_config, config_bench_parser, run_job, sst2_file
 from models.config import config_to_dict
 from models.datasets import read_labelled, read_rows
+from models.routing_stats import RoutingStats
 
 DIRECT = ["--runner", "FnApiRunner"]
 TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
@@ -62,11 +64,11 @@ def write_records(data: str, count: int, path: str) -> str:
     return path
 
 
-def batches(stats: dict) -> str:
+def batches(stats: RoutingStats) -> str:
     return "; ".join(
-        f"{t['name']}: {t['calls']} calls, mean {t['mean_records_per_call'] or 0:.0f}, "
-        + ", ".join(f"{size}: {n}" for size, n in t["records_per_call_histogram"].items())
-        for t in stats["tiers"])
+        f"{t.name}: {t.calls} calls, mean {t.mean_records_per_call or 0:.0f}, "
+        + ", ".join(f"{size}: {n}" for size, n in t.records_per_call_histogram.items())
+        for t in stats.tiers)
 
 
 def runner_table(setups: dict[str, list[str]], runs: dict[str, list[dict]], records: int
@@ -77,7 +79,7 @@ def runner_table(setups: dict[str, list[str]], runs: dict[str, list[dict]], reco
              "(size: count) |", "|---|---|---|---|---|"]
     for name in setups:
         lines.append(f"| {name} | {medians[name]:.1f} | {records / medians[name]:.0f} | "
-                     f"{baseline / medians[name]:.2f}x | {batches(runs[name][-1]['stats'])} |")
+                     f"{baseline / medians[name]:.2f}x | {batches(job_stats(runs[name][-1]))} |")
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ import statistics
 import sys
 import time
 
+from bench.report import job_stats
 from bench.runners import DIRECT
 from bench.sst2 import (CACHE, DEFAULT_DATA, REFERENCE_TIER2, Inputs, bench_config,
                         peer_python, run_job, run_peer, sst2_file, write_inputs)
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     result = run_job(jobs[setting], inputs.all_path, work, "job",
                                      runner_args(setting[1]))
-                    result["accuracy"] = result["stats"]["accuracy"]
+                    result["accuracy"] = job_stats(result).accuracy
             runs[kind, setting].append(result)
     command = "python -m bench.runtime_jobs " + " ".join(argv if argv is not None
                                                          else sys.argv[1:])

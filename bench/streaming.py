@@ -28,6 +28,7 @@ from bench.compare import write_results
 from bench.runners import DIRECT, write_records
 from bench.sst2 import CACHE, bench_config, config_bench_parser, run_job
 from models.config import config_to_dict
+from models.routing_stats import RoutingStats, ThresholdRange
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,21 +98,21 @@ def streaming_run(args, config_path: str, chunks: list[list[str]], work: str,
         job.wait(60)
         log.close()
     latencies = [done[n] - landed[n] for n in landed]
-    windows = sorted((json.load(open(os.path.join(output, name)))
+    windows = sorted((RoutingStats.from_json(json.load(open(os.path.join(output, name))))
                       for name in os.listdir(output) if name.startswith("routing_stats-")),
-                     key=lambda s: s["window"]["start"])
+                     key=lambda s: s.window.start)
     records = sum(len(c) for c in chunks)
     return {"latencies": latencies, "records": records,
             "records_per_second": records / (max(done.values()) - min(landed.values())),
-            "windows": [(w["predictions"], w["tiers"][0]["escalation_rate"],
-                         threshold_used(w["tiers"][0]["effective_threshold"]))
+            "windows": [(w.predictions, w.tiers[0].escalation_rate,
+                         threshold_used(w.tiers[0].effective_threshold))
                         for w in windows]}
 
 
-def threshold_used(used: dict | None) -> str:
+def threshold_used(used: ThresholdRange | None) -> str:
     if used is None:
         return "configured"
-    low, high = f"{used['min']:.3f}", f"{used['max']:.3f}"
+    low, high = f"{used.min:.3f}", f"{used.max:.3f}"
     return low if low == high else f"{low} to {high}"
 
 

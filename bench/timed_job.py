@@ -24,7 +24,7 @@ def main() -> None:
     peak_mib = {who: resource.getrusage(scope).ru_maxrss / 1024  # Linux reports KiB
                 for who, scope in (("job", resource.RUSAGE_SELF),
                                    ("largest_worker", resource.RUSAGE_CHILDREN))}
-    print(json.dumps({"seconds": seconds, "stats": stats, "peak_rss_mib": peak_mib}))
+    print(json.dumps({"seconds": seconds, "stats": stats.to_json(), "peak_rss_mib": peak_mib}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""How many CPUs this process may really use, and how torch's threads wait for work.
+"""How many CPUs this process may really use, how many torch threads each worker runs, and
+how torch's threads wait for work.
 
 `os.cpu_count()` counts the machine's CPUs, not the ones a process is allowed: a container
 limited with `--cpus 2` on a 64-core host, a Kubernetes pod's CPU limit or a job pinned with
@@ -9,8 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+@dataclass(frozen=True)
+class TorchThreads:
+    """torch threads per worker process (None: the machine's cores / workers_per_machine);
+    set on each worker by models/loading.py `set_torch_threads`. Torch-free, so that the
+    pipeline's options and steps name it without loading torch."""
+
+    per_worker: int | None = None
+    workers_per_machine: int = 1
 
 
 def available_cpus(cgroup_root: str = CGROUP_ROOT) -> int:

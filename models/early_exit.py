@@ -1,9 +1,10 @@
 """Early exit inside a tier (Schwartz et al. 2020, "The Right Tool for the Job"; DeeBERT).
 
-A multi-exit model is a BERT-family sequence classifier plus a classifier head after some
-inner encoder layers. Its last exit is the model's own pooler and classifier, so the folder is
-still a standard checkpoint that any Hugging Face tool loads as a plain classifier; the inner
-heads live beside it in `exit_heads.safetensors` and config.json lists the exit layers.
+A multi-exit model is a sequence classifier (BERT, RoBERTa, MPNet: models/layerwise.py) plus
+a classifier head after some inner encoder layers. Its last exit is the model's own head, so
+the folder is still a standard checkpoint that any Hugging Face tool loads as a plain
+classifier; the inner heads live beside it in `exit_heads.safetensors` and config.json lists
+the exit layers.
 
 Inference is batched, unlike the published implementations (batch size 1): a batch runs layer
 by layer, and at each exit the rows whose temperature-scaled confidence reaches the threshold
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.confidence import confidence, probabilities
-from models.layerwise import bert_parts, embed, layer_mask
+from models.layerwise import EARLY_EXIT, Layerwise
 
 EXIT_LAYERS_KEY = "exit_layers"
 HEADS_FILE = "exit_heads.safetensors"
@@ -65,7 +66,7 @@ def _new_heads(config, layers: list[int]) -> nn.ModuleDict:
 
 
 class MultiExitClassifier(nn.Module):
-    """A BERT-family sequence classifier with extra exits after inner layers."""
+    """A sequence classifier with extra exits after inner layers."""
 
     def __init__(self, model, heads: nn.ModuleDict):
         super().__init__()
@@ -80,8 +81,7 @@ class MultiExitClassifier(nn.Module):
     def add_exits(cls, model, layers: tuple[int, ...]) -> "MultiExitClassifier":
         """Gives `model` heads after `layers` (1-based); the last layer is the model's own
         classifier."""
-        encoder = bert_parts(model)[1]
-        depth = len(encoder.layer)
+        depth = len(Layerwise(model, EARLY_EXIT).layers)  # refuses other architectures
         if not all(1 <= layer <= depth for layer in layers):
             raise ValueError(f"exit layers {list(layers)} must be between 1 and the model's "
                              f"{depth} encoder layers")
@@ -116,10 +116,8 @@ class MultiExitClassifier(nn.Module):
         A row leaves at the first exit whose calibrated confidence reaches the threshold, or
         at the last exit.
         """
-        _, encoder, pooler = bert_parts(self.model)
-        hidden = embed(self.model, encoded)
-        padding = encoded["attention_mask"]
-        mask = layer_mask(self.model, hidden, padding)
+        network = Layerwise(self.model, EARLY_EXIT)
+        hidden, inputs = network.start(encoded)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         logits = torch.empty(hidden.shape[0], self.model.config.num_labels,
                              device=hidden.device)
@@ -127,12 +125,12 @@ class MultiExitClassifier(nn.Module):
         temperature_of = dict(zip(self.exit_layers,
                                   settings.temperatures or [1.0] * len(self.exit_layers)))
         last = self.exit_layers[-1]
-        for number, layer in enumerate(encoder.layer, start=1):
-            hidden = layer(hidden, mask)
+        for number, layer in enumerate(network.layers, start=1):
+            hidden = network.run(layer, hidden, inputs)
             if number not in temperature_of:
                 continue
-            exit_logits = (self.model.classifier(pooler(hidden)) if number == last
-                           else self.heads[str(number)](hidden, padding)
+            exit_logits = (network.classify(hidden) if number == last
+                           else self.heads[str(number)](hidden, inputs.padding)
                            ).float() / temperature_of[number]
             leaving = (confidence(probabilities(exit_logits), settings.measure)
                        >= settings.threshold
@@ -142,8 +140,8 @@ class MultiExitClassifier(nn.Module):
             staying = ~leaving
             if not staying.any():
                 break
-            hidden, rows, padding = hidden[staying], rows[staying], padding[staying]
-            mask = mask[staying] if isinstance(mask, torch.Tensor) else mask
+            hidden, rows = hidden[staying], rows[staying]
+            inputs = network.keep_rows(inputs, staying)
         return logits, layers
 
 

@@ -17,18 +17,17 @@ from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from models.batching import pass_count, sorted_passes
 from models.cpus import available_cpus
 from models.early_exit import (EXIT_LAYERS_KEY, HEADS_FILE, EarlyExit, MultiExitClassifier,
                                has_exits)
-from models.layerwise import bert_parts
-from models.learned_deferral import unfamiliar_word_share
+from models.layerwise import EARLY_EXIT, TOKEN_DROPPING, check_layerwise
 from models.model_cache import ModelFolderError, local_model_folder
 from models.names import EXPORTED_RUNTIMES
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           check_scoring_settings, is_ngram_checkpoint)
 from models.tier import Tier
 from models.token_dropping import forward_dropping_tokens
+from models.transformer_tier import TransformerTier
 from models.weights import (PICKLE_WEIGHTS, CheckpointError, WeightsError,
                             check_weights, check_weights_fit, checkpoint_shapes,
                             safetensors_shapes)
@@ -114,7 +113,7 @@ def inspect_checkpoint(path: str, allow_pickle_weights: bool = False,
         max_length=_check_tokenizer(path, config, trust_remote_code) or getattr(
             config, "max_position_embeddings", None),
         pickle_weights=pickle_weights,
-        exit_layers=_exit_layers(path, raw),
+        exit_layers=_exit_layers(path, raw, config.model_type),
         trained_on_pairs=_trained_on_pairs(path),
     )
 
@@ -191,13 +190,19 @@ def _pickle_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
     return {name: tuple(t.shape) for name, t in state.items()}
 
 
-def _exit_layers(path: str, raw: dict) -> tuple[int, ...]:
+def _exit_layers(path: str, raw: dict, model_type: str) -> tuple[int, ...]:
     """A multi-exit checkpoint's exit layers; () for a plain classifier."""
     layers = raw.get(EXIT_LAYERS_KEY) or ()
     if layers and not os.path.isfile(os.path.join(path, HEADS_FILE)):
         raise CheckpointError(
             f"{path!r}: config.json lists exit layers {layers} but {HEADS_FILE} is missing; "
             "copy the whole folder that `beam-cascade train --exits` wrote")
+    if layers:
+        try:
+            check_layerwise(model_type, EARLY_EXIT)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path!r}: config.json lists exit layers {layers}, but "
+                                  f"{e}") from None
     return tuple(layers)
 
 
@@ -239,14 +244,6 @@ def _check_vocabulary(path: str, tokens: int, embeddings: int | None) -> None:
             f"{path!r}: the tokenizer has {tokens} tokens but the model's embedding table "
             f"has {embeddings} rows (config.json vocab_size); the tokenizer belongs to "
             "another model. Save the tokenizer the model was trained with into the folder")
-
-
-@dataclass(frozen=True)
-class TorchThreads:
-    """torch threads per worker process (None: the machine's cores / workers_per_machine)."""
-
-    per_worker: int | None = None
-    workers_per_machine: int = 1
 
 
 def set_torch_threads(threads: int | None, workers_per_machine: int) -> int:
@@ -295,8 +292,9 @@ def load_tier(path: str, max_length: int = 128, batch_size: int = 64, device: st
                           trust_remote_code, early_exit, keep_tokens)
 
 
-class TierModel:
-    """A transformer sequence classifier and its fast tokenizer, for batched inference.
+class TierModel(TransformerTier):
+    """A transformer sequence classifier and its fast tokenizer, for batched inference on
+    PyTorch (what every runtime shares: models/transformer_tier.py).
 
     A multi-exit checkpoint also gets its inner exits (`exits`); with `early_exit` set, rows
     leave the forward pass at the first confident exit. With a length configuration
@@ -317,17 +315,15 @@ class TierModel:
             raise CheckpointError("token dropping and early exit in one tier are not "
                                   "supported yet; use one of them per tier")
         if keep_tokens is not None:
-            bert_parts(model)  # refuses other architectures now, not on every batch
+            # refuses other architectures now, not on every batch
+            check_layerwise(model.config.model_type, TOKEN_DROPPING)
+        super().__init__(tokenizer, labels, max_length, batch_size,
+                         model.config.num_hidden_layers)
         self.model = model
-        self.tokenizer = tokenizer
-        self.labels = labels
-        self.max_length = max_length
-        self.batch_size = batch_size
         self.device = device
         self.exits = exits
         self.early_exit = early_exit
         self.keep_tokens = keep_tokens
-        self.depth = model.config.num_hidden_layers
 
     def with_settings(self, **settings) -> "TierModel":
         """The same loaded network and tokenizer with other run settings (`batch_size`,
@@ -369,15 +365,6 @@ class TierModel:
         except CheckpointError as e:
             raise CheckpointError(f"{path!r}: {e}") from None
 
-    def forward_passes(self, texts: int) -> int:
-        """Passes of at most batch_size texts (models/batching.py)."""
-        return pass_count(texts, self.batch_size)
-
-    def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
-                         ) -> torch.Tensor:
-        """Per text, the share of its words the tokenizer splits or does not know."""
-        return unfamiliar_word_share(self.tokenizer, texts, text_pairs)
-
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         """Classifies `texts` (in their order); see `logits_and_exits`."""
         return self.logits_and_exits(texts, text_pairs)[0]
@@ -417,9 +404,8 @@ class TierModel:
     def _sorted_passes(self, texts: list[str], text_pairs: list[str] | None,
                        forward: Callable[[dict], tuple[torch.Tensor, ...]]
                        ) -> tuple[torch.Tensor, ...]:
-        """`forward` over the texts in sorted passes of batch_size (models/batching.py)."""
+        """`forward` on this tier's device, without autograd, over the texts' passes."""
         def on_device(encoded) -> tuple[torch.Tensor, ...]:
             with torch.inference_mode():
                 return forward(encoded.to(self.device))
-        return sorted_passes(self.tokenizer, texts, text_pairs, self.batch_size,
-                             self.max_length, on_device)
+        return self._tokenized_passes(texts, text_pairs, on_device)

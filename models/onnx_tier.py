@@ -14,26 +14,21 @@ from __future__ import annotations
 
 import torch
 
-from models.batching import pass_count, sorted_passes
-from models.learned_deferral import unfamiliar_word_share
 from models.onnx_export import CHECK_TEXTS, TOLERANCE, exported_model
 from models.onnx_engines import ENGINES, OnnxRuntimeGraph, import_openvino
+from models.transformer_tier import TransformerTier
 from models.weights import CheckpointError, check_weights
 
 
-class OnnxTier:
-    """A sequence classifier's ONNX graph on an engine (`ENGINES`), and its tokenizer."""
-
-    early_exit = None  # exits are not exported: early exit runs on the torch runtime
+class OnnxTier(TransformerTier):
+    """A sequence classifier's ONNX graph on an engine (`ENGINES`), and its tokenizer (what
+    every runtime shares: models/transformer_tier.py). Exits are not exported: early exit
+    runs on the torch runtime."""
 
     def __init__(self, graph, tokenizer, labels: tuple[str, ...], max_length: int,
                  batch_size: int, depth: int):
+        super().__init__(tokenizer, labels, max_length, batch_size, depth)
         self.graph = graph
-        self.tokenizer = tokenizer
-        self.labels = labels
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.depth = depth
 
     @classmethod
     def load(cls, path: str, max_length: int = 128, batch_size: int = 64,
@@ -59,20 +54,10 @@ class OnnxTier:
         return cls(graph, tokenizer, labels, max_length, batch_size,
                    getattr(config, "num_hidden_layers", 0))
 
-    def forward_passes(self, texts: int) -> int:
-        """Passes of at most batch_size texts (models/batching.py)."""
-        return pass_count(texts, self.batch_size)
-
-    def unfamiliar_share(self, texts: list[str], text_pairs: list[str] | None = None
-                         ) -> torch.Tensor:
-        """Per text, the share of its words the tokenizer splits or does not know."""
-        return unfamiliar_word_share(self.tokenizer, texts, text_pairs)
-
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         if not texts:
             return torch.empty(0, len(self.labels))
-        return sorted_passes(self.tokenizer, texts, text_pairs, self.batch_size,
-                             self.max_length, self._forward, tensors="np")[0]
+        return self._tokenized_passes(texts, text_pairs, self._forward, tensors="np")[0]
 
     def logits_and_exits(self, texts: list[str], text_pairs: list[str] | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,46 +16,45 @@ from typing import Iterator
 
 import torch
 
-from models.layerwise import bert_parts, embed, layer_mask
+from models.layerwise import TOKEN_DROPPING, LayerInputs, Layerwise
 
 def forward_dropping_tokens(model, encoded: dict, keep: tuple[float, ...]
                             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of a BERT-family classifier that keeps, after layer i (1-based), the share
-    keep[i-1] of each text's tokens; and the number of token-layers each row cost.
+    """Logits of a classifier (models/layerwise.py) that keeps, after layer i (1-based), the
+    share keep[i-1] of each text's tokens; and the number of token-layers each row cost.
 
     The layers run with the model's own attention (SDPA: fast, but it returns no attention
     probabilities); where tokens are dropped, the probabilities are recomputed from the
     queries and keys the layer computed anyway, captured by hooks: one small matrix product
     instead of the slower eager attention on every layer.
     """
-    _, encoder, pooler = bert_parts(model)
-    hidden = embed(model, encoded)
-    padding = encoded["attention_mask"].bool()
-    mask = layer_mask(model, hidden, padding)
-    lengths = padding.sum(dim=1)
+    network = Layerwise(model, TOKEN_DROPPING)
+    hidden, inputs = network.start(encoded)
+    lengths = inputs.padding.sum(dim=1)
     cost = torch.zeros(len(lengths), dtype=torch.long, device=hidden.device)
-    for number, layer in enumerate(encoder.layer, start=1):
-        cost += padding.sum(dim=1)
+    for number, layer in enumerate(network.layers, start=1):
+        cost += inputs.padding.sum(dim=1)
         if number > len(keep) or keep[number - 1] >= 1.0:
-            hidden = layer(hidden, mask)
+            hidden = network.run(layer, hidden, inputs)
             continue
-        with _captured_queries_and_keys(layer.attention.self) as captured:
-            hidden = layer(hidden, mask)
-        probs = _attention_probabilities(captured["query"], captured["key"], padding,
-                                         layer.attention.self.num_attention_heads)
-        hidden, padding = _keep_most_attended(hidden, padding, probs, lengths,
-                                             keep[number - 1])
-        mask = layer_mask(model, hidden, padding)
-    return model.classifier(pooler(hidden)), cost
+        with _captured_queries_and_keys(*network.query_and_key(layer)) as captured:
+            hidden = network.run(layer, hidden, inputs)
+        probs = _attention_probabilities(captured["query"], captured["key"], inputs,
+                                         model.config.num_attention_heads)
+        positions, valid = _most_attended(inputs.padding, probs, lengths, keep[number - 1])
+        hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        inputs = network.keep_tokens(hidden, inputs, positions, valid)
+    return network.classify(hidden), cost
 
 
 @contextmanager
-def _captured_queries_and_keys(attention) -> Iterator[dict[str, torch.Tensor]]:
+def _captured_queries_and_keys(query: torch.nn.Module, key: torch.nn.Module
+                               ) -> Iterator[dict[str, torch.Tensor]]:
     """The outputs of a self-attention's query and key projections while inside."""
     captured: dict[str, torch.Tensor] = {}
-    hooks = [getattr(attention, name).register_forward_hook(
+    hooks = [module.register_forward_hook(
         lambda module, args, output, name=name: captured.__setitem__(name, output))
-        for name in ("query", "key")]
+        for name, module in (("query", query), ("key", key))]
     try:
         yield captured
     finally:
@@ -63,22 +62,24 @@ def _captured_queries_and_keys(attention) -> Iterator[dict[str, torch.Tensor]]:
             hook.remove()
 
 
-def _attention_probabilities(query: torch.Tensor, key: torch.Tensor, padding: torch.Tensor,
+def _attention_probabilities(query: torch.Tensor, key: torch.Tensor, inputs: LayerInputs,
                              heads: int) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(d)) per head over the real (unpadded) keys: (batch, heads,
-    queries, keys), as the layer's attention computed it."""
+    """softmax(Q K^T / sqrt(d) + position bias) per head over the real (unpadded) keys:
+    (batch, heads, queries, keys), as the layer's attention computed it."""
     batch, length, width = query.shape
     q = query.view(batch, length, heads, width // heads).transpose(1, 2)
     k = key.view(batch, length, heads, width // heads).transpose(1, 2)
     scores = q @ k.transpose(-1, -2) / math.sqrt(width // heads)
-    scores = scores.masked_fill(~padding[:, None, None, :], -math.inf)
+    if inputs.position_bias is not None:  # MPNet's, added by its attention too
+        scores = scores + inputs.position_bias
+    scores = scores.masked_fill(~inputs.padding[:, None, None, :], -math.inf)
     return torch.softmax(scores.float(), dim=-1)
 
 
-def _keep_most_attended(hidden: torch.Tensor, padding: torch.Tensor, probs: torch.Tensor,
-                        lengths: torch.Tensor, share: float
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows' most attended tokens, in their original order ([CLS] first)."""
+def _most_attended(padding: torch.Tensor, probs: torch.Tensor, lengths: torch.Tensor,
+                   share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's most attended tokens' positions, in their original order ([CLS] first),
+    and which of them are real (rows keeping fewer than the widest are padded)."""
     received = (probs * padding[:, None, :, None]).sum(dim=(1, 2))
     received = received.masked_fill(~padding, -math.inf)
     received[:, 0] = math.inf
@@ -86,10 +87,9 @@ def _keep_most_attended(hidden: torch.Tensor, padding: torch.Tensor, probs: torc
     kept_per_row = torch.minimum(kept_per_row, padding.sum(dim=1))
     width = int(kept_per_row.max())
     chosen = received.topk(width, dim=1).indices
-    valid = torch.arange(width, device=hidden.device)[None, :] < kept_per_row[:, None]
+    valid = torch.arange(width, device=padding.device)[None, :] < kept_per_row[:, None]
     positions, order = chosen.sort(dim=1)
-    hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-    return hidden, valid.gather(1, order)
+    return positions, valid.gather(1, order)
 
 
 def length_family(layers: int) -> list[tuple[float, ...]]:

@@ -46,8 +46,13 @@ def default_base_model() -> str:
 
 
 def keep_first_layers(model, n: int) -> None:
-    """Drops every encoder layer after the first n (BERT-family models)."""
-    encoder = model.base_model.encoder
+    """Drops every encoder layer after the first n (models whose encoder keeps its layers
+    in `encoder.layer`: BERT, RoBERTa, MPNet and most of their family)."""
+    encoder = getattr(model.base_model, "encoder", None)
+    if not isinstance(getattr(encoder, "layer", None), torch.nn.ModuleList):
+        raise ValueError(f"keep_layers needs a model whose encoder layers are "
+                         f"`encoder.layer`; model type {model.config.model_type!r} keeps them "
+                         "elsewhere. Train without --keep_layers, or from another base")
     if not 1 <= n <= len(encoder.layer):
         raise ValueError(f"keep_layers {n} must be between 1 and {len(encoder.layer)}")
     encoder.layer = encoder.layer[:n]

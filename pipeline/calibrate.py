@@ -1,7 +1,7 @@
 """`beam-cascade calibrate`: turns a labelled dev file into a tuned cascade config.
 
 Reads the config, the dev file and, with --unlabelled, a sample of unlabelled records, runs
-the tuning (models/tuning.py: temperatures, exits, lengths, tier costs, thresholds for the
+the tuning (models/tuning/: temperatures, exits, lengths, tier costs, thresholds for the
 policy with its guarantee, batch sizes, a split-half check), writes the tuned config, which
 `run` takes as is, and the report (pipeline/calibration_report.py).
 """
@@ -16,8 +16,9 @@ from typing import Sequence
 
 import yaml
 
-from models.config import CascadeConfig, ConfigError, config_to_dict, validate_models
+from models.config import CascadeConfig, ConfigError, config_to_dict
 from models.datasets import UnlabelledTexts, read_labelled
+from models.validation import validate_models
 from pipeline.config import load_config, relative_models
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = with_calibrated_fields(load_config(args.config), args)
         # torch and transformers load here, once the arguments and config are known right
         from models.operating_points import Policy
-        from models.tuning import tune
+        from models.tuning.recipe import tune
         labels = validate_models(config, routers_fitted=False)
         dev = read_labelled(args.dev, config.text_field, config.label_field, labels,
                             text_pair_field=config.text_pair_field)

@@ -12,9 +12,9 @@ import torch
 from models.calibration import ECE_BINS, reliability
 from models.guarantee import DropBound, GuaranteeSearch, accepted_prefix
 from models.operating_points import OperatingPoint, TierOutputs
-from models.runtime_choice import RuntimeVariant
-from models.tuning import (ExitReport, FallbackChoice, LengthMeasurements, TierReport,
-                           TuningResult)
+from models.tuning.results import (ExitReport, FallbackChoice, LengthMeasurements, TierReport,
+                                   TuningResult)
+from models.tuning.runtime_choice import RuntimeVariant
 
 
 FRONTIER_ROWS = 30  # per frontier table in report.md; report.json holds every point

@@ -18,13 +18,15 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
-from models.config import CascadeConfig, validate_models
-from models.loading import TorchThreads
+from models.config import CascadeConfig
+from models.cpus import TorchThreads
+from models.validation import validate_models
 from pipeline.config import load_config
-from pipeline.io import output_rows
-from transforms.cascade import TierCascade, decided_branches
+from transforms.branches import merge_branches
+from transforms.cascade import TierCascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
+from transforms.records import output_rows
 
 SOURCE = "input"  # the source of a row in generated ids and dead letters
 
@@ -53,11 +55,11 @@ class Cascade(beam.PTransform):
                   | "Parse" >> beam.ParDo(ParseRecords(RecordFields.of(config, self._labels)))
                   .with_outputs(DEAD_LETTERS, main="records"))
         cascade = parsed.records | "Tiers" >> TierCascade(config.tiers, self._threads)
-        predictions = [
-            branch | f"Rows[{tier}]" >> beam.FlatMap(
-                output_rows, self._labels, config.tier_names, config.passthrough_fields)
-            for tier, branch in decided_branches(cascade).items()] | "Merge" >> beam.Flatten()
-        dead_letters = ((parsed[DEAD_LETTERS], cascade["dead_letters"])
+        predictions = merge_branches("Rows", {
+            tier: (branch, beam.FlatMap(output_rows, self._labels, config.tier_names,
+                                        config.passthrough_fields))
+            for tier, branch in cascade.decided.items()})
+        dead_letters = ((parsed[DEAD_LETTERS], cascade.dead_letters)
                         | "DeadLetters" >> beam.Flatten()
                         | "AsDicts" >> beam.Map(lambda letter: letter.to_json()))
         return {"predictions": predictions, "dead_letters": dead_letters}

@@ -15,8 +15,9 @@ import sys
 import time
 from typing import Sequence
 
-from models.config import ConfigError, ModelSpec, TierConfig, validate_models
+from models.config import ConfigError, ModelSpec, TierConfig
 from models.names import EXPORTED_RUNTIMES, QUANTIZATION_SCHEMES
+from models.validation import validate_models
 from pipeline.config import load_config
 
 

@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 import zlib
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import apache_beam as beam
 import orjson
@@ -37,12 +37,17 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.external import JavaJarExpansionService
 from apache_beam.utils.timestamp import Timestamp
 
+from models.routing_stats import RoutingStats
 from pipeline.java_harness import process_environment_args
 from transforms import progress
+from transforms.branches import merge_branches
 from transforms.dead_letters import DEAD_LETTERS, METRICS_NAMESPACE, dead_letter
-from transforms.records import (Chunk, Prediction, Record, passthrough_columns,
-                                prediction_row)
+from transforms.optional_inputs import TakesOptionalInputs
+from transforms.records import Chunk, Prediction, Record, output_rows, passthrough_columns
 from transforms.spreading import SpreadEvenly
+
+if TYPE_CHECKING:  # the statistics' module loads torch: not needed to read or write them
+    from transforms.statistics import RoutingStatsOutputs
 
 # Python's own decompressors: unlike a plain stream, they raise on a truncated file.
 DECOMPRESSORS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
@@ -362,26 +367,6 @@ class ReadKafkaRecords(beam.PTransform):
         return {"rows": rows, "dead_letters": pbegin | "NoReadErrors" >> beam.Create([])}
 
 
-def output_rows(chunk: Chunk, labels: Sequence[str], tier_names: Sequence[str],
-                passthrough: Sequence[str]) -> list[dict[str, Any]]:
-    """The output rows of a chunk of decided records: each record's decision
-    (`Prediction`'s columns), its confidence at each tier (None where it did not go),
-    its pass-through fields. A pass-through field whose name clashes with an output column
-    is written as `input_<name>`. (Column names are made once per chunk, not per row.)"""
-    confidence_columns = [(name, f"confidence_{name}") for name in tier_names]
-    renamed = passthrough_columns(passthrough, tier_names)
-    rows = []
-    for record in chunk:
-        row = prediction_row(record, labels)
-        confidences = {visit.tier: visit.confidence for visit in record.tiers}
-        for name, column in confidence_columns:
-            row[column] = confidences.get(name)
-        for name, column in renamed:
-            row[column] = record.passthrough.get(name)
-        rows.append(row)
-    return rows
-
-
 def prediction_schema(tier_names: Sequence[str], passthrough: Sequence[str]) -> pa.Schema:
     """Parquet schema of the predictions: `Prediction`'s fields, a confidence per tier, the
     pass-through fields. The id and pass-through columns are strings (JSON for non-string
@@ -451,21 +436,18 @@ class WritePredictions(beam.PTransform):
     def expand(self, branches: dict[str, PCollection]):
         template = shard_name_template(next(iter(branches.values())))
         if self._format == "parquet":
-            tables = [branch
-                      | f"Batch[{tier}]" >> beam.BatchElements(
-                          min_batch_size=PARQUET_WRITE_BATCH, max_batch_size=PARQUET_WRITE_BATCH,
-                          element_size_fn=len)
-                      | f"ToArrow[{tier}]" >> beam.Map(self._table)
-                      for tier, branch in branches.items()]
-            return (tables | "Merge" >> beam.Flatten()
-                    | "WriteParquet" >> beam.io.WriteToParquetBatched(
-                        self._prefix, self._schema, file_name_suffix=".parquet",
-                        shard_name_template=template))
-        lines = [branch | f"ToJson[{tier}]" >> beam.Map(self._json_lines)
-                 for tier, branch in branches.items()]
-        return (lines | "Merge" >> beam.Flatten()
-                | "WriteJsonl" >> beam.io.WriteToText(
-                    self._prefix, file_name_suffix=".jsonl", shard_name_template=template))
+            tables = merge_branches("ToArrow", {
+                tier: (branch, beam.BatchElements(
+                    min_batch_size=PARQUET_WRITE_BATCH, max_batch_size=PARQUET_WRITE_BATCH,
+                    element_size_fn=len) | beam.Map(self._table))
+                for tier, branch in branches.items()})
+            return tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
+                self._prefix, self._schema, file_name_suffix=".parquet",
+                shard_name_template=template)
+        lines = merge_branches("ToJson", {tier: (branch, beam.Map(self._json_lines))
+                                          for tier, branch in branches.items()})
+        return lines | "WriteJsonl" >> beam.io.WriteToText(
+            self._prefix, file_name_suffix=".jsonl", shard_name_template=template)
 
     def _json_lines(self, chunk: Chunk) -> str:
         """The chunk's rows as JSON lines in one text: WriteToText ends it with the last
@@ -522,37 +504,42 @@ class WriteTrainingExamples(beam.PTransform):
         self._labels = tuple(labels)
 
     def expand(self, branches: dict[str, PCollection]):
-        lines = [branch | f"ToJson[{why}]" >> beam.FlatMap(training_lines, self._labels, why)
-                 for why, branch in branches.items()]
-        merged = lines | "Merge" >> beam.Flatten()
-        return merged | "Write" >> beam.io.WriteToText(
+        lines = merge_branches("ToJson", {
+            why: (branch, beam.FlatMap(training_lines, self._labels, why))
+            for why, branch in branches.items()})
+        return lines | "Write" >> beam.io.WriteToText(
             self._prefix, file_name_suffix=".jsonl",
             shard_name_template=shard_name_template(next(iter(branches.values()))))
 
 
+def stats_text(stats: RoutingStats) -> str:
+    """The statistics as routing_stats.json's text."""
+    return json.dumps(stats.to_json(), indent=2)
+
+
 class WriteJsonFile(beam.DoFn):
-    """Writes each statistics dict to `folder/name`, replacing the file atomically (a
+    """Writes each RoutingStats to `folder/name`, replacing the file atomically (a
     temporary file renamed over it), so a reader never sees half a file."""
 
-    def __init__(self, folder: str, name: Callable[[dict], str]):
+    def __init__(self, folder: str, name: Callable[[RoutingStats], str]):
         self._folder = folder
         self._name = name
 
-    def process(self, stats: dict) -> None:
+    def process(self, stats: RoutingStats) -> None:
         path = FileSystems.join(self._folder, self._name(stats))
         temporary = f"{path}.tmp-{uuid.uuid4().hex}"
         with FileSystems.create(temporary) as f:
-            f.write(json.dumps(stats, indent=2).encode("utf-8"))
+            f.write(stats_text(stats).encode("utf-8"))
         FileSystems.rename([temporary], [path])
 
 
-def window_stats_name(stats: dict) -> str:
+def window_stats_name(stats: RoutingStats) -> str:
     """routing_stats-2026-11-21T10-00-00Z.json for the window starting then."""
-    return f"{WINDOW_STATS_PREFIX}{stats['window']['start'].replace(':', '-')}.json"
+    return f"{WINDOW_STATS_PREFIX}{stats.window.start.replace(':', '-')}.json"
 
 
-class WriteRoutingStats(beam.PTransform):
-    """transforms.statistics.ComputeRoutingStats' output in; in batch, the single
+class WriteRoutingStats(TakesOptionalInputs):
+    """transforms.statistics.ComputeRoutingStats' outputs in; in batch, the single
     `routing_stats.json`; in streaming, `routing_stats-<window start>.json` as each window
     closes and `routing_stats.json` rewritten with the running total of all closed windows."""
 
@@ -560,24 +547,24 @@ class WriteRoutingStats(beam.PTransform):
         super().__init__()
         self._output = output
 
-    def expand(self, stats: dict[str, PCollection]):
-        if "running" not in stats:
-            return (stats["windows"] | "ToJson" >> beam.Map(json.dumps, indent=2)
+    def expand(self, stats: RoutingStatsOutputs):
+        if stats.running is None:
+            return (stats.windows | "ToJson" >> beam.Map(stats_text)
                     | "Write" >> beam.io.WriteToText(FileSystems.join(self._output, STATS_FILE),
                                                      num_shards=1, shard_name_template=""))
-        _ = stats["windows"] | "WriteWindow" >> beam.ParDo(
+        _ = stats.windows | "WriteWindow" >> beam.ParDo(
             WriteJsonFile(self._output, window_stats_name))
-        return stats["running"] | "WriteCumulative" >> beam.ParDo(
+        return stats.running | "WriteCumulative" >> beam.ParDo(
             WriteJsonFile(self._output, lambda _: STATS_FILE))
 
 
-def read_routing_stats(output: str) -> dict[str, Any]:
+def read_routing_stats(output: str) -> RoutingStats:
     """Reads back the statistics a finished run wrote under `output`."""
     with FileSystems.open(FileSystems.join(output, STATS_FILE)) as f:
-        return json.loads(f.read().decode("utf-8"))
+        return RoutingStats.from_json(json.loads(f.read().decode("utf-8")))
 
 
-def rewrite_routing_stats(output: str, stats: dict[str, Any]) -> None:
+def rewrite_routing_stats(output: str, stats: RoutingStats) -> None:
     """Replaces the statistics under `output` (the launcher adds the run's verdict)."""
     with FileSystems.create(FileSystems.join(output, STATS_FILE)) as f:
-        f.write(json.dumps(stats, indent=2).encode("utf-8"))
+        f.write(stats_text(stats).encode("utf-8"))

@@ -20,8 +20,10 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from models.config import CascadeConfig, ConfigError, validate_models
-from models.loading import TorchThreads
+from models.config import CascadeConfig, ConfigError
+from models.cpus import TorchThreads
+from models.routing_stats import RoutingStats
+from models.validation import validate_models
 from pipeline.config import cascade_config
 from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
                          ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
@@ -33,10 +35,10 @@ from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     new_staging_folder, publish)
 from pipeline.progress import ProgressReporter
 from pipeline.stopping import reraise_if_stopped, signals_deferred
-from transforms.cascade import TierCascade, decided_branches
+from transforms.cascade import TierCascade
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
-from transforms.statistics import ComputeRoutingStats
+from transforms.statistics import ComputeRoutingStats, StatisticsInputs
 from transforms.windowing import fixed_windows
 
 _LOG = logging.getLogger(__name__)
@@ -155,31 +157,29 @@ def build_pipeline(pipeline: beam.Pipeline, job: CascadeJob) -> None:
     parsed = rows | "Parse" >> beam.ParDo(ParseRecords(job.fields)).with_outputs(
         DEAD_LETTERS, main="records")
     cascade = parsed.records | "Cascade" >> TierCascade(config.tiers, job.threads)
-    dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade["dead_letters"]
+    dead_letters = (read_errors, parsed[DEAD_LETTERS], cascade.dead_letters
                     ) | "AllDeadLetters" >> beam.Flatten()
-    _ = (decided_branches(cascade) | "WritePredictions" >> WritePredictions(
+    _ = (cascade.decided | "WritePredictions" >> WritePredictions(
         job.output, job.output_format, job.labels, tier_names, config.passthrough_fields))
     _ = dead_letters | "WriteErrors" >> WriteErrors(job.output)
-    events = {"parsed": parsed.records, "error": dead_letters,
-              **{f"prediction[{name}]": branch
-                 for name, branch in decided_branches(cascade).items()}}
-    if "audits" in cascade:
-        events.update(audit=cascade["audits"], audit_failed=cascade["audit_failures"])
     if job.training_examples:
-        scored_by_last = {"escalated": decided_branches(cascade)[tier_names[-1]],
-                          **({"audit": cascade["audits"]} if "audits" in cascade else {})}
+        scored_by_last = {"escalated": cascade.decided[tier_names[-1]],
+                          **({"audit": cascade.audits} if cascade.audits is not None else {})}
         _ = scored_by_last | "WriteTrainingExamples" >> WriteTrainingExamples(job.output,
                                                                               job.labels)
-    _ = (events
+    inputs = StatisticsInputs(parsed.records, dead_letters, cascade.decided, cascade.audits,
+                              cascade.audit_failures)
+    _ = (inputs
          | "RoutingStats" >> ComputeRoutingStats(config.tiers, config.guarantee)
          | "WriteStats" >> WriteRoutingStats(job.output))
 
 
 def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
-        ) -> dict[str, Any]:
+        ) -> RoutingStats | None:
     """Runs the job that the flags `argv` (and `config`, when already built from them)
     describe to completion and returns its routing statistics, with `failures`: the reasons
-    the run failed its error limits (empty when it did not).
+    the run failed its error limits (empty when it did not); in streaming, those of the
+    windows closed when the job stopped (None if none had).
 
     The job writes into a staging folder; only once the pipeline has finished are the
     previous run's files replaced by the new ones, and the folder marked `_SUCCESS` (or
@@ -205,53 +205,53 @@ def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
         discard_stale_staging(job.output)
         reraise_if_stopped(e)
         raise
-    stats = {**stats, "failures": job_failures(stats, job.config)}
+    stats = dataclasses.replace(stats, failures=tuple(job_failures(stats, job.config)))
     rewrite_routing_stats(staging, stats)
     with signals_deferred():
-        publish(job.output, staging, stats["failures"])
+        publish(job.output, staging, stats.failures)
     return stats
 
 
-def job_failures(stats: dict[str, Any], config: CascadeConfig) -> list[str]:
+def job_failures(stats: RoutingStats, config: CascadeConfig) -> list[str]:
     """Why a finished run counts as failed: it classified nothing, an input file could not
     be read, more dead letters than `max_error_rate` (default DEFAULT_MAX_ERROR_RATE) allow,
     or records it lost track of. A dead-letter failure names the most common reason."""
     failures = []
-    if not stats["predictions"]:
+    if not stats.predictions:
         failures.append("no record was classified: " + (
-            f"{most_common_reason(stats, config)}" if stats["records"]
+            f"{most_common_reason(stats, config)}" if stats.records
             else "the inputs hold no records"))
-    if stats["files_unread"]:
-        failures.append(f"{stats['files_unread']} input file(s) could not be read to the end; "
+    if stats.files_unread:
+        failures.append(f"{stats.files_unread} input file(s) could not be read to the end; "
                         "their 'read' errors in errors-*.jsonl name them")
     limit = config.error_rate_limit
-    rate = stats["error_rate"]
-    if stats["predictions"] and rate is not None and rate > limit:
-        failures.append(f"{stats['errors']:,} of {stats['records']:,} records ({rate:.2%}) are "
+    rate = stats.error_rate
+    if stats.predictions and rate is not None and rate > limit:
+        failures.append(f"{stats.errors:,} of {stats.records:,} records ({rate:.2%}) are "
                         f"dead letters, more than max_error_rate {limit:.2%}; the most common "
                         f"reason: {most_common_reason(stats, config)}")
-    if stats["unaccounted"]:
-        failures.append(f"{stats['unaccounted']} records read are neither predicted nor in the "
+    if stats.unaccounted:
+        failures.append(f"{stats.unaccounted} records read are neither predicted nor in the "
                         "errors; please report this as a bug")
     return failures
 
 
-def most_common_reason(stats: dict[str, Any], config: CascadeConfig) -> str:
+def most_common_reason(stats: RoutingStats, config: CascadeConfig) -> str:
     """"no 'text' field in 1,821 of 1,821 records: set text_field (...)": the commonest
     dead-letter reason, its count, and the fix where the cause is the config's."""
-    reasons = stats.get("errors_by_reason") or {"unknown": stats["errors"]}
+    reasons = stats.errors_by_reason or {"unknown": stats.errors}
     reason, count = max(reasons.items(), key=lambda item: item[1])
     fixes = {f"no {config.text_field!r} field": "text_field",
              f"no {config.text_pair_field!r} field": "text_pair_field"}
     fix = (f": set {fixes[reason]} (--{fixes[reason]}) to the input's field that holds it"
            if reason in fixes else " (errors-*.jsonl holds each record and its reason)")
-    return f"{reason} in {count:,} of {stats['records']:,} records{fix}"
+    return f"{reason} in {count:,} of {stats.records:,} records{fix}"
 
 
-def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
+def run_streaming(options: PipelineOptions, job: CascadeJob) -> RoutingStats | None:
     """Runs until the job is stopped (Ctrl-C or SIGTERM here cancel it on the runner) and
-    returns the running statistics of the windows closed by then. A streaming output is never
-    complete, so it gets no `_SUCCESS` marker."""
+    returns the running statistics of the windows closed by then (None if none had). A
+    streaming output is never complete, so it gets no `_SUCCESS` marker."""
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job)
     claim_for_streaming(job.output)
@@ -274,4 +274,4 @@ def run_streaming(options: PipelineOptions, job: CascadeJob) -> dict[str, Any]:
     try:
         return read_routing_stats(job.output)
     except OSError:
-        return {}
+        return None

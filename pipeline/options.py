@@ -13,7 +13,7 @@ from typing import Iterator
 from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions,
                                                   PipelineOptions, StandardOptions)
 
-from models.loading import TorchThreads
+from models.cpus import TorchThreads
 from pipeline.flags import add_run_arguments
 
 

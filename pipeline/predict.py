@@ -21,13 +21,18 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from models.config import CascadeConfig, ConfigError, validate_models
+from models.config import CascadeConfig, ConfigError, TierConfig
 from models.routing_rule import decides
 from models.text_checks import InvalidRecord, checked_text
+from models.validation import validate_models
 from pipeline.config import load_config
 from transforms.records import Visit
+
+if TYPE_CHECKING:  # they load torch, which loads with the tiers
+    from models.learned_deferral import Router
+    from models.tier import Tier
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,10 @@ class Predictor:
     """A cascade's tiers loaded in this process, ready to classify lists of texts."""
 
     def __init__(self, config: CascadeConfig):
-        # the scoring (torch, and Beam's RunInference module it lives beside) loads with the
-        # tiers, not when the command starts: `beam-cascade predict --help` answers at once
-        from transforms.scoring import tier_visits
         self.config = config
         self.labels = validate_models(config)
         self.models = [tier.load() for tier in config.tiers]
         self.routers = [tier.load_router() for tier in config.tiers]
-        self._tier_visits = tier_visits
 
     @classmethod
     def from_config(cls, path: str) -> "Predictor":
@@ -102,15 +103,23 @@ class Predictor:
         for tier, model, router in zip(self.config.tiers, self.models, self.routers):
             if not pending:
                 break
-            scored = self._tier_visits(tier, model, [texts[i] for i in pending],
-                                       [text_pairs[i] for i in pending] if text_pairs else None,
-                                       router)
+            scored = _visits(tier, model, [texts[i] for i in pending],
+                             [text_pairs[i] for i in pending] if text_pairs else None, router)
             for i, visit in zip(pending, scored):
                 visits[i].append(visit)
             pending = [i for i, visit in zip(pending, scored)
                        if not decides(visit.confidence, tier.threshold)]
         return [Answer(text, self.labels[v[-1].label_id], v[-1].confidence, v[-1].tier,
                        tuple(v)) for text, v in zip(texts, visits)]
+
+
+def _visits(tier: TierConfig, model: Tier, texts: list[str], text_pairs: list[str] | None,
+            router: Router | None) -> list[Visit]:
+    """One tier's visits of the texts, scored as the job's RunInference step scores them."""
+    # torch loads with the tiers, not when the command starts: `predict --help` answers at once
+    from models.tier_scoring import score_texts
+    return [Visit(**scored._asdict())
+            for scored in score_texts(tier, model, texts, text_pairs, router)]
 
 
 def predict(texts: Sequence[str], config: str) -> list[Answer]:

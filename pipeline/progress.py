@@ -1,5 +1,5 @@
 """The progress line `beam-cascade run` prints while a job runs: records and files read,
-each tier's records seen and escalated so far, the records classified and their rate over
+each tier's records scored and escalated so far, the records classified and their rate over
 the last interval, and once every file is read the time left at that rate.
 
 The counts come from the job's Beam metrics, polled from the launcher, on runners whose
@@ -59,19 +59,21 @@ class Snapshot:
 
 def progress_line(now: Snapshot, before: Snapshot | None, tier_names: Sequence[str],
                   input_files: int | None = None) -> str:
-    """`progress 0:42: 10,772 records read (3/3 files); small 9,800 seen, 21.3% escalated;
-    large 2,100 seen; 8,600 classified, 240/s over the last 10 s; about 0:09 left`. The
-    rate is over the interval since `before`; the time left is shown once every input file
-    has been read (before that the number of records is not known)."""
+    """`progress 0:42: 10,772 records read (3/3 files); small 9,800 scored, 21.3% escalated;
+    large 2,100 scored; 8,600 classified, 240/s over the last 10 s; about 0:09 left`. A
+    tier's records count as scored when its model has answered their batch (the last
+    tier's audits too), as escalated and classified once routed; the rate is over the
+    interval since `before`; the time left is shown once every input file has been read
+    (before that the number of records is not known)."""
     read = now.counts.get(progress.RECORDS_READ, 0)
     files = (f" ({now.counts.get(progress.FILES_READ, 0)}/{input_files} files)"
              if input_files else "")
     parts = [f"progress {_clock(now.seconds)}: {read:,} records read{files}"]
     for name in tier_names:
-        seen = now.counts.get(progress.seen(name), 0)
-        text = f"{name} {seen:,} seen"
-        if name != tier_names[-1] and seen:
-            text += f", {now.counts.get(progress.escalated(name), 0) / seen:.1%} escalated"
+        text = f"{name} {now.counts.get(progress.scored(name), 0):,} scored"
+        routed = now.counts.get(progress.seen(name), 0)
+        if name != tier_names[-1] and routed:
+            text += f", {now.counts.get(progress.escalated(name), 0) / routed:.1%} escalated"
         parts.append(text)
     classified = now.classified(tier_names)
     text = f"{classified:,} classified"

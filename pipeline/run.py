@@ -56,9 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{flags.output} are as they were. {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_JOB_FAILED
     print(format_summary(stats, flags.output))
-    for failure in stats.get("failures", ()):
+    failures = (stats.failures if stats else None) or ()  # streaming: never judged
+    for failure in failures:
         print(f"beam-cascade: error: {failure}", file=sys.stderr)
-    return EXIT_DATA_ERRORS if stats.get("failures") else 0
+    return EXIT_DATA_ERRORS if failures else 0
 
 
 def usage_error(error: Exception) -> int:

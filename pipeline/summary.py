@@ -1,105 +1,104 @@
 """A short human-readable account of a run, printed by `beam-cascade run` at the end."""
 from __future__ import annotations
 
-from typing import Any
-
-from models.config import Guarantee
+from models.routing_stats import RoutingStats, ThresholdRange
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def format_summary(stats: dict[str, Any], output: str) -> str:
-    """The routing statistics as a small table, then where the outputs are."""
-    if not stats:
+def format_summary(stats: RoutingStats | None, output: str) -> str:
+    """The routing statistics as a small table, then where the outputs are. None: a
+    streaming job stopped before any window closed."""
+    if stats is None:
         return (f"no window closed before the job stopped: nothing written to {output}; "
                 "records in open windows are classified again when the job restarts")
-    windows = (f" in {stats['windows']} windows, {stats['window']['start']} to "
-               f"{stats['window']['end']}" if "windows" in stats else "")
-    errors = f" {stats['errors_by_stage']}" if stats["errors"] else ""
-    unread = (f"; {stats['files_unread']} input file(s) not read to the end"
-              if stats.get("files_unread") else "")
+    windows = (f" in {stats.windows} windows, {stats.window.start} to {stats.window.end}"
+               if stats.windows is not None else "")
+    errors = f" {stats.errors_by_stage}" if stats.errors else ""
+    unread = (f"; {stats.files_unread} input file(s) not read to the end"
+              if stats.files_unread else "")
     lines = [
-        f"records {stats['records']}{windows}: {stats['predictions']} predicted, "
-        f"{stats['errors']} errors{errors}{unread}",
+        f"records {stats.records}{windows}: {stats.predictions} predicted, "
+        f"{stats.errors} errors{errors}{unread}",
         f"{'tier':<12}{'seen':>9}{'decided':>9}{'escal.':>8}{'share':>8}"
         f"{'mean conf':>10}{'accuracy':>10}{'ms/rec':>8}",
     ]
-    for t in stats["tiers"]:
+    for t in stats.tiers:
         lines.append(
-            f"{t['name']:<12}{t['seen']:>9}{t['decided']:>9}"
-            f"{_fmt(t['escalation_rate'], '.1%'):>8}{_fmt(t['decided_share'], '.1%'):>8}"
-            f"{_fmt(t['mean_confidence_seen'], '.3f'):>10}"
-            f"{_fmt(t['accuracy_decided'], '.1%'):>10}{_fmt(t['ms_per_record'], '.2f'):>8}")
+            f"{t.name:<12}{t.seen:>9}{t.decided:>9}"
+            f"{_fmt(t.escalation_rate, '.1%'):>8}{_fmt(t.decided_share, '.1%'):>8}"
+            f"{_fmt(t.mean_confidence_seen, '.3f'):>10}"
+            f"{_fmt(t.accuracy_decided, '.1%'):>10}{_fmt(t.ms_per_record, '.2f'):>8}")
     lines += cost_lines(stats)
-    for t in stats["tiers"]:
-        used = t["effective_threshold"]
-        if used:
-            lines.append(f"{t['name']} routed by thresholds {threshold_range(used)} (configured "
-                         f"{t['threshold']:.4f}; escalation budget or disagreement target)")
-    for t in stats["tiers"]:
-        if t["records_per_exit"]:
-            exits = ", ".join(f"layer {layer}: {n}" for layer, n in t["records_per_exit"].items())
-            lines.append(f"{t['name']} early exits: {exits}")
-    if stats["labelled"]:
-        lines.append(f"cascade accuracy {_fmt(stats['accuracy'], '.2%')} on "
-                     f"{stats['labelled']} labelled records")
+    for t in stats.tiers:
+        if t.effective_threshold:
+            lines.append(f"{t.name} routed by thresholds "
+                         f"{threshold_range(t.effective_threshold)} (configured "
+                         f"{t.threshold:.4f}; escalation budget or disagreement target)")
+    for t in stats.tiers:
+        if t.records_per_exit:
+            exits = ", ".join(f"layer {layer}: {n}" for layer, n in t.records_per_exit.items())
+            lines.append(f"{t.name} early exits: {exits}")
+    if stats.labelled:
+        lines.append(f"cascade accuracy {_fmt(stats.accuracy, '.2%')} on "
+                     f"{stats.labelled} labelled records")
     lines += audit_lines(stats)
-    if stats.get("shifted_tiers"):
+    if stats.shifted_tiers:
         lines.append(
-            f"INPUT SHIFT: the confidences of {', '.join(stats['shifted_tiers'])} differ from "
+            f"INPUT SHIFT: the confidences of {', '.join(stats.shifted_tiers)} differ from "
             "those calibration saw (routing_stats.json, tiers[].shift): the thresholds' "
             "promise and the label-free estimate may not hold; audit (audit_rate) or "
             "recalibrate on recent data")
-    if stats["predictions"] and not stats.get("audit"):
-        lines.append(f"estimated accuracy {_fmt(stats['estimated_accuracy'], '.2%')} (mean "
+    if stats.predictions and not stats.audit:
+        lines.append(f"estimated accuracy {_fmt(stats.estimated_accuracy, '.2%')} (mean "
                      "probability of the decisions: trust it only for tiers calibrated by "
                      "`beam-cascade calibrate` on data like this; an audit corrects it)")
     lines.append(f"outputs in {output}: predictions-*, errors-*.jsonl, routing_stats.json")
     return "\n".join(lines)
 
 
-def cost_lines(stats: dict[str, Any]) -> list[str]:
+def cost_lines(stats: RoutingStats) -> list[str]:
     """What the cascade saved against its last tier alone, and the promise it carries."""
     lines = []
-    cost = stats.get("cost")
-    if cost and cost["times_cheaper"] and len(stats["tiers"]) > 1:
+    cost = stats.cost
+    if cost.times_cheaper and len(stats.tiers) > 1:
         lines.append(
-            f"{cost['times_cheaper']:.1f}x cheaper than tier {cost['last_tier']!r} alone: "
-            f"{cost['model_seconds']:.1f} s of model time instead of an estimated "
-            f"{cost['last_tier_alone_seconds']:.1f} s (its cost in this job, per record or "
-            f"per character, whichever is lower, over all {stats['predictions']:,} records)")
-    if stats.get("guarantee"):
-        lines.append(f"guarantee: {Guarantee(**stats['guarantee']).describe()}")
+            f"{cost.times_cheaper:.1f}x cheaper than tier {cost.last_tier!r} alone: "
+            f"{cost.model_seconds:.1f} s of model time instead of an estimated "
+            f"{cost.last_tier_alone_seconds:.1f} s (its cost in this job, per record or "
+            f"per character, whichever is lower, over all {stats.predictions:,} records)")
+    if stats.guarantee:
+        lines.append(f"guarantee: {stats.guarantee.describe()}")
     return lines
 
 
-def threshold_range(used: dict[str, float]) -> str:
+def threshold_range(used: ThresholdRange) -> str:
     """A window-budgeted tier's thresholds; above 1 means every record escalated."""
     def shown(value: float) -> str:
         return "above 1 (all escalated)" if value > 1 else f"{value:.4f}"
-    if used["min"] == used["max"]:
-        return shown(used["min"])
-    return f"{shown(used['min'])} to {shown(used['max'])}"
+    if used.min == used.max:
+        return shown(used.min)
+    return f"{shown(used.min)} to {shown(used.max)}"
 
 
-def audit_lines(stats: dict[str, Any]) -> list[str]:
+def audit_lines(stats: RoutingStats) -> list[str]:
     """Per audited tier its agreement with the last tier, then the whole output's bound."""
     lines = []
-    for t in stats["tiers"]:
-        a = t.get("audit")
-        if a and a["audited"]:
-            low, high = a["agreement_interval_95"]
-            lines.append(f"audit {t['name']}: {a['audited']} decisions also sent to the last "
-                         f"tier, agreement {a['agreement']:.1%} (95%: {low:.1%} to {high:.1%})")
-    whole = stats.get("audit")
+    for t in stats.tiers:
+        a = t.audit
+        if a and a.audited:
+            low, high = a.agreement_interval_95
+            lines.append(f"audit {t.name}: {a.audited} decisions also sent to the last "
+                         f"tier, agreement {a.agreement:.1%} (95%: {low:.1%} to {high:.1%})")
+    whole = stats.audit
     if whole:
         lines.append(f"audit: the cascade disagrees with the last tier on "
-                     f"{whole['disagreement']:.2%} of its decisions (from "
-                     f"{whole['audited']} audited); the accuracy drop against the last tier "
-                     f"alone is at most {100 * whole['drop_bound_95']:.2f} points (95%); the "
+                     f"{whole.disagreement:.2%} of its decisions (from "
+                     f"{whole.audited} audited); the accuracy drop against the last tier "
+                     f"alone is at most {100 * whole.drop_bound_95:.2f} points (95%); the "
                      f"last tier gives the cascade's answers a mean probability of "
-                     f"{_fmt(whole['last_tier_probability'], '.2%')} (the cascade's accuracy "
+                     f"{_fmt(whole.last_tier_probability, '.2%')} (the cascade's accuracy "
                      "only if the last tier is calibrated on this data)")
     return lines

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import FIRST_WORD_ID, make_tiny_classifier, make_tiny_encoder  # noqa: E402
 
+from models.routing_stats import RoutingStats  # noqa: E402
 from pipeline.job import run  # noqa: E402
 
 RUNNER = ["--runner", "FnApiRunner"]  # pinned: the DirectRunner would first try Prism
@@ -46,7 +47,17 @@ def models(tmp_path_factory) -> dict[str, str]:
     return folders
 
 
-def run_job(args: list[str]) -> dict:
+@pytest.fixture()
+def two_tier_config(tmp_path, models) -> str:
+    """A config file of the tiny tiers small (threshold 0.9) and large."""
+    path = tmp_path / "cascade.yaml"
+    path.write_text("tiers:\n"
+                    f"  - {{name: small, model: {models['small']}, threshold: 0.9}}\n"
+                    f"  - {{name: large, model: {models['large']}}}\n")
+    return str(path)
+
+
+def run_job(args: list[str]) -> RoutingStats:
     """Runs the cascade job on the pinned runner; returns its routing statistics."""
     return run(args + RUNNER)
 

@@ -45,7 +45,7 @@ def test_audited_records_keep_the_cascade_answer_and_the_statistics_match(tmp_pa
                      "--config", str(tmp_path / "alone.yaml")])
     predictions = {r["id"]: r for r in read_predictions(tmp_path / "audited")}
     assert predictions == {r["id"]: r for r in read_predictions(tmp_path / "plain")}
-    assert alone["tiers"][0]["decided"] == len(ROWS)
+    assert alone.tiers[0].decided == len(ROWS)
     last_tier = {r["id"]: r["label"] for r in read_predictions(tmp_path / "alone")}
     gold = {r["id"]: r["label"] for r in ROWS}
 
@@ -53,28 +53,27 @@ def test_audited_records_keep_the_cascade_answer_and_the_statistics_match(tmp_pa
               if r["decided_by"] == "small" and audited("small", i, 0.5)]
     assert 0 < len(sample) < len(ROWS)
     agreed = sum(predictions[i]["label"] == last_tier[i] for i in sample)
-    audit = stats["tiers"][0]["audit"]
-    assert (audit["audited"], audit["agreed"], audit["failed"]) == (len(sample), agreed, 0)
-    assert audit["agreement_interval_95"] == pytest.approx(
-        list(binomial_interval(agreed, len(sample))))
-    assert audit["drop_bound_95"] == pytest.approx(1 - audit["agreement_interval_95"][0])
-    assert audit["accuracy"] == pytest.approx(
+    audit = stats.tiers[0].audit
+    assert (audit.audited, audit.agreed, audit.failed) == (len(sample), agreed, 0)
+    assert audit.agreement_interval_95 == pytest.approx(binomial_interval(agreed, len(sample)))
+    assert audit.drop_bound_95 == pytest.approx(1 - audit.agreement_interval_95[0])
+    assert audit.accuracy == pytest.approx(
         sum(predictions[i]["label"] == gold[i] for i in sample) / len(sample))
-    assert audit["last_tier_accuracy"] == pytest.approx(
+    assert audit.last_tier_accuracy == pytest.approx(
         sum(last_tier[i] == gold[i] for i in sample) / len(sample))
-    assert stats["tiers"][1]["audit"] is None
+    assert stats.tiers[1].audit is None
     # the audit's copies are not predictions, errors or visits of the last tier
-    assert stats["predictions"] == plain["predictions"] == len(ROWS)
-    assert stats["tiers"][1]["seen"] == plain["tiers"][1]["seen"]
-    whole = stats["audit"]
-    share = stats["tiers"][0]["decided"] / len(ROWS)
-    assert whole["disagreement"] == pytest.approx(share * (1 - agreed / len(sample)))
-    assert whole["drop_bound_95"] >= whole["disagreement"]
-    assert plain["audit"] is None and plain["tiers"][0]["audit"] is None
+    assert stats.predictions == plain.predictions == len(ROWS)
+    assert stats.tiers[1].seen == plain.tiers[1].seen
+    whole = stats.audit
+    share = stats.tiers[0].decided / len(ROWS)
+    assert whole.disagreement == pytest.approx(share * (1 - agreed / len(sample)))
+    assert whole.drop_bound_95 >= whole.disagreement
+    assert plain.audit is None and plain.tiers[0].audit is None
     said = format_summary(stats, "out")
-    assert (f"audit: the cascade disagrees with the last tier on {whole['disagreement']:.2%} "
-            f"of its decisions (from {whole['audited']} audited); the accuracy drop against "
-            f"the last tier alone is at most {100 * whole['drop_bound_95']:.2f} points") in said
+    assert (f"audit: the cascade disagrees with the last tier on {whole.disagreement:.2%} "
+            f"of its decisions (from {whole.audited} audited); the accuracy drop against "
+            f"the last tier alone is at most {100 * whole.drop_bound_95:.2f} points") in said
     assert "estimate" not in said.split("audit: ")[1].splitlines()[0]
 
 

@@ -73,9 +73,9 @@ def test_each_bad_input_is_a_dead_letter_with_its_reason(tmp_path, models, caplo
     predictions, errors = read_predictions(out), read_errors(out)
 
     assert Counter(p["id"] for p in predictions) == {"dup": 2, "huge": 1}
-    assert stats["records_read"] == stats["predictions"] + stats["errors"] == len(good) + len(
+    assert stats.records_read == stats.predictions + stats.errors == len(good) + len(
         BAD_LINES) + 2
-    assert stats["unaccounted"] == 0 and stats["files_unread"] == 3
+    assert stats.unaccounted == 0 and stats.files_unread == 3
     parse = {e["position"]: e["reason"] for e in errors
              if e["stage"] == "parse" and e["source"].endswith("mixed.jsonl")}
     assert len(parse) == len(BAD_LINES)
@@ -208,9 +208,9 @@ def test_whole_job_accounts_for_every_line(tmp_path_factory, models, file_lines)
                      "--tier1", models["small"], "--tier2", models["large"],
                      "--threshold", "0.9"])
     non_blank = sum(1 for line in file_lines if not _is_blank(line))
-    assert stats["records_read"] == non_blank == stats["predictions"] + stats["errors"]
-    assert len(read_predictions(folder / "out")) == stats["predictions"]
-    assert len(read_errors(folder / "out")) == stats["errors"]
+    assert stats.records_read == non_blank == stats.predictions + stats.errors
+    assert len(read_predictions(folder / "out")) == stats.predictions
+    assert len(read_errors(folder / "out")) == stats.errors
 
 
 def test_a_byte_order_mark_before_the_first_record_is_accepted(tmp_path):

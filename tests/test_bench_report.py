@@ -1,15 +1,28 @@
 """The benchmark's arithmetic: medians, speedups, efficiency and the pick within tolerance."""
+import dataclasses
 import json
 
 from bench.compare import table as config_table
 from bench.report import best_within_tolerance, markdown, rows
 from bench.sst2 import records_per_tier
 from models.config import CascadeConfig, TierConfig
+from transforms.statistics import RoutingStatsFn
+
+
+def stats_json(accuracy, tiers, predictions=0):
+    """Routing statistics as a timed job gives them (bench/timed_job.py): those of an empty
+    run of tiers t0, t1, ..., with the figures the report reads (each tier's fields)."""
+    fn = RoutingStatsFn([TierConfig(f"t{i}", "m") for i in range(len(tiers))])
+    empty = fn.extract_output(fn.create_accumulator())
+    return dataclasses.replace(
+        empty, accuracy=accuracy, predictions=predictions,
+        tiers=tuple(dataclasses.replace(t, **fields) for t, fields in zip(empty.tiers, tiers))
+    ).to_json()
 
 
 def job(seconds, accuracy, escalation_rate=None, tiers=2):
     first = {"threshold": 0.8, "escalation_rate": escalation_rate}
-    return {"seconds": seconds, "stats": {"accuracy": accuracy, "tiers": [first] * tiers}}
+    return {"seconds": seconds, "stats": stats_json(accuracy, [first] * tiers)}
 
 
 FACTS = {"records": 1000, "dev_records": 100, "thresholds": [0.7, 0.9], "command": "bench",
@@ -69,9 +82,8 @@ def test_fastest_point_within_half_a_point_of_tier2():
 
 def test_config_comparison_uses_medians_against_the_first_config():
     def stats_job(seconds, seen):
-        tiers = [{"name": f"t{i}", "seen": s} for i, s in enumerate(seen)]
-        return {"seconds": seconds, "stats": {"accuracy": 0.9, "predictions": 100,
-                                              "tiers": tiers}}
+        return {"seconds": seconds,
+                "stats": stats_json(0.9, [{"seen": s} for s in seen], predictions=100)}
     runs = {"alone.yaml": [stats_job(s, [100]) for s in (10, 12, 30)],
             "cascade.yaml": [stats_job(s, [100, 25]) for s in (4, 3, 5)]}
     text = config_table(["alone.yaml", "cascade.yaml"], runs, records=1000)

@@ -15,7 +15,8 @@ from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, T
                                      candidate_thresholds, choose, pareto_frontier, replay,
                                      sweep)
 from models.config import TierConfig
-from models.tuning import TierMeasurements, fit_tier, refit_on_reached
+from models.tuning.fitting import fit_tier, refit_on_reached
+from models.tuning.results import TierMeasurements
 from pipeline.calibrate import main as calibrate_main
 from pipeline.calibration_report import slower_than_last_tier
 from pipeline.config import load_config
@@ -189,15 +190,15 @@ def test_the_written_config_runs_unchanged(tmp_path, models):
 
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
-    assert stats["accuracy"] == pytest.approx(result["chosen"]["accuracy"])
-    reach = [t["seen"] / stats["predictions"] for t in stats["tiers"]]
+    assert stats.accuracy == pytest.approx(result["chosen"]["accuracy"])
+    reach = [t.seen / stats.predictions for t in stats.tiers]
     assert reach == pytest.approx(result["chosen"]["reach"])
-    assert stats["shifted_tiers"] == []  # the data it was calibrated on
+    assert stats.shifted_tiers == ()  # the data it was calibrated on
     promise = written.guarantee  # what calibrate promised travels with the config, and is said
     assert (promise.max_accuracy_drop, promise.labelled_records) == (20, len(_dev_rows()))
     assert promise.drop_bound == pytest.approx(result["bound"]["bound_points"])
     assert promise.expected_escalation == pytest.approx(result["chosen"]["reach"][-1])
-    assert stats["guarantee"] == dataclasses.asdict(promise)
+    assert stats.guarantee == promise
     assert f"guarantee: {promise.describe()}" in format_summary(stats, "out")
     for k, tier in enumerate(result["tiers"][1:], start=1):  # refitted where they are reached
         assert tier["reached"]["records"] == round(result["chosen"]["reach"][k] * len(_dev_rows()))
@@ -290,7 +291,7 @@ def test_the_tuned_config_records_the_fields_it_was_calibrated_on(tmp_path, mode
     assert (loaded.text_field, loaded.label_field) == ("sentence", "gold")
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned)])
-    assert (stats["predictions"], stats["errors"]) == (len(_dev_rows()), 0)
+    assert (stats.predictions, stats.errors) == (len(_dev_rows()), 0)
 
 
 def test_a_flag_that_lowers_the_calibrated_thresholds_drops_the_guarantee(tmp_path, models):

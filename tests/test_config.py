@@ -4,7 +4,8 @@ import os
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models.config import ConfigError, config_from_dict, validate_models
+from models.config import ConfigError, config_from_dict
+from models.validation import validate_models
 from pipeline.config import cascade_config, config_from_flags, load_config
 from pipeline.options import CascadeOptions
 

@@ -10,11 +10,12 @@ from conftest import labelled_rows, run_job, write_jsonl
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
 from models.confidence import probabilities
-from models.config import ConfigError, config_from_dict, validate_models
+from models.config import ConfigError, config_from_dict
 from models.early_exit import HEADS_FILE, EarlyExit, MultiExitClassifier, choose_exits
 from models.loading import CheckpointError, inspect_checkpoint, load_tier
 from models.training import effective_warmup_steps
 from models.training_config import TrainingConfig
+from models.validation import validate_models
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config
 from pipeline.train import main as train_main
@@ -177,13 +178,13 @@ def test_calibrated_early_exit_tier_runs_in_the_cascade_as_calibrate_predicted(
 
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
-    assert stats["accuracy"] == pytest.approx(result["chosen"]["accuracy"])
-    first = stats["tiers"][0]
-    assert sum(first["records_per_exit"].values()) == first["seen"] == len(rows)
+    assert stats.accuracy == pytest.approx(result["chosen"]["accuracy"])
+    first = stats.tiers[0]
+    assert sum(first.records_per_exit.values()) == first.seen == len(rows)
     tier = load_tier(multi_exit_folder, device="cpu", early_exit=EarlyExit(
         0.8, written.exit_temperatures))
     layers = tier.logits_and_exits([r["text"] for r in rows])[1].tolist()
-    assert first["records_per_exit"] == {str(n): layers.count(n) for n in sorted(set(layers))}
+    assert first.records_per_exit == {str(n): layers.count(n) for n in sorted(set(layers))}
 
 
 def test_one_exit_temperature_per_exit_is_required(multi_exit_folder, models):
@@ -204,8 +205,8 @@ def test_an_early_exit_tier_can_be_the_only_tier(multi_exit_folder, tmp_path):
                      "--config", str(config)])
     layers = load_tier(multi_exit_folder, device="cpu", early_exit=EarlyExit(0.8)
                        ).logits_and_exits(TEXTS)[1].tolist()
-    assert stats["predictions"] == len(TEXTS)
-    assert stats["tiers"][0]["records_per_exit"] == {
+    assert stats.predictions == len(TEXTS)
+    assert stats.tiers[0].records_per_exit == {
         str(n): layers.count(n) for n in sorted(set(layers))}
 
 

@@ -51,9 +51,9 @@ def test_three_tier_job_over_parquet_and_jsonl_with_bad_lines(inputs, config, tm
 
     assert len(predictions) == len(GOOD_ROWS)
     assert len(errors) == len(BAD_LINES)
-    assert stats["records_read"] == len(GOOD_ROWS) + len(BAD_LINES)
-    assert stats["records"] == stats["records_read"] and stats["unaccounted"] == 0
-    assert (stats["predictions"], stats["errors"]) == (len(predictions), len(errors))
+    assert stats.records_read == len(GOOD_ROWS) + len(BAD_LINES)
+    assert stats.records == stats.records_read and stats.unaccounted == 0
+    assert (stats.predictions, stats.errors) == (len(predictions), len(errors))
     assert {e["stage"] for e in errors} == {"parse"}
     assert {e["position"] for e in errors} == set(range(21, 21 + len(BAD_LINES)))
     assert all(e["source"].endswith("part.jsonl") and e["reason"] for e in errors)
@@ -73,14 +73,14 @@ def test_three_tier_job_over_parquet_and_jsonl_with_bad_lines(inputs, config, tm
             assert (p["decided_by"] == "medium") == (p["confidence_medium"] >= 0.97)
 
     decided = Counter(p["decided_by"] for p in predictions)
-    tiers = {t["name"]: t for t in stats["tiers"]}
-    assert {n: t["decided"] for n, t in tiers.items() if t["decided"]} == dict(decided)
-    assert tiers["small"]["seen"] == len(predictions)
-    assert tiers["medium"]["seen"] == tiers["small"]["escalated"]
-    assert tiers["large"]["seen"] == tiers["medium"]["escalated"]
+    tiers = {t.name: t for t in stats.tiers}
+    assert {n: t.decided for n, t in tiers.items() if t.decided} == dict(decided)
+    assert tiers["small"].seen == len(predictions)
+    assert tiers["medium"].seen == tiers["small"].escalated
+    assert tiers["large"].seen == tiers["medium"].escalated
     correct = sum(p["label"] == p["input_label"] for p in predictions)
-    assert stats["accuracy"] == pytest.approx(correct / len(predictions))
-    assert json.loads((out / "routing_stats.json").read_text()) == stats
+    assert stats.accuracy == pytest.approx(correct / len(predictions))
+    assert json.loads((out / "routing_stats.json").read_text()) == stats.to_json()
 
 
 def test_escalation_budget_in_batch_caps_every_escalating_tier(inputs, config, tmp_path):
@@ -90,10 +90,10 @@ def test_escalation_budget_in_batch_caps_every_escalating_tier(inputs, config, t
     stats = run_job(["--input", str(inputs / "*.parquet"), "--output", str(out),
                      "--config", config, "--max_escalation_rate", "0.1"])
     assert len(read_predictions(out)) == 60
-    small, medium, _ = stats["tiers"]
-    assert small["seen"] == 60 and 0 < small["escalation_rate"] <= 0.1
-    assert small["effective_threshold"]["min"] == small["effective_threshold"]["max"] < 0.9
-    assert medium["escalation_rate"] <= 0.1
+    small, medium, _ = stats.tiers
+    assert small.seen == 60 and 0 < small.escalation_rate <= 0.1
+    assert small.effective_threshold.min == small.effective_threshold.max < 0.9
+    assert medium.escalation_rate <= 0.1
 
 
 def test_jsonl_output_and_rerun_replaces_previous_shards(inputs, config, tmp_path):
@@ -105,7 +105,7 @@ def test_jsonl_output_and_rerun_replaces_previous_shards(inputs, config, tmp_pat
                      "--config", config, "--output_format", "jsonl"])
     assert not list(out.glob("predictions-*.parquet"))
     rows = read_predictions(out)
-    assert len(rows) == stats["predictions"] == len(GOOD_ROWS) - 100
+    assert len(rows) == stats.predictions == len(GOOD_ROWS) - 100
     assert rows[0]["probabilities"] and isinstance(rows[0]["extra"], int)
 
 
@@ -120,8 +120,8 @@ def test_two_tiers_from_flags_alone_with_text_pairs(tmp_path, models):
                      "--id_field", "id"])
     rows = read_predictions(out)
     assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(30))
-    assert [t["name"] for t in stats["tiers"]] == ["tier1", "tier2"]
-    assert stats["labelled"] == 0 and stats["accuracy"] is None
+    assert [t.name for t in stats.tiers] == ["tier1", "tier2"]
+    assert stats.labelled == 0 and stats.accuracy is None
 
 
 def test_unreadable_and_mistyped_parquet_go_to_dead_letters(tmp_path, models):
@@ -134,12 +134,12 @@ def test_unreadable_and_mistyped_parquet_go_to_dead_letters(tmp_path, models):
                      "--tier1", models["small"], "--tier2", models["large"],
                      "--threshold", "0.9"])
     errors = read_errors(out)
-    assert stats["predictions"] == 0 and stats["errors"] == 3 and stats["files_unread"] == 1
-    assert stats["failures"] == [
+    assert stats.predictions == 0 and stats.errors == 3 and stats.files_unread == 1
+    assert stats.failures == (
         "no record was classified: 'text' is a int, not a string in 3 of 3 records "
         "(errors-*.jsonl holds each record and its reason)",
         "1 input file(s) could not be read to the end; their 'read' errors in errors-*.jsonl "
-        "name them"]
+        "name them")
     assert Counter(e["stage"] for e in errors) == {"parse": 3, "read": 1}
     read_error = next(e for e in errors if e["stage"] == "read")
     assert "broken.parquet" in read_error["reason"]
@@ -197,12 +197,12 @@ def test_a_tier_that_raises_sends_its_batches_to_dead_letters(tmp_path, models, 
     stats = run_job(["--input", str(data), "--output", str(out), "--tier1", models["small"],
                      "--tier2", models["medium"], "--threshold", "1.0"])
     errors = read_errors(out)
-    assert stats["records"] == len(texts) == stats["predictions"] + stats["errors"]
-    assert stats["errors"] > 0 and {e["stage"] for e in errors} == {"tier:tier2"}
-    tier1, tier2 = stats["tiers"]
-    assert tier1["seen"] == tier1["escalated"] == len(texts)  # threshold 1.0 escalates all
-    assert tier2["seen"] == len(texts) and tier2["failed"] == len(errors)
-    assert tier2["decided"] == stats["predictions"] and stats["unaccounted"] == 0
+    assert stats.records == len(texts) == stats.predictions + stats.errors
+    assert stats.errors > 0 and {e["stage"] for e in errors} == {"tier:tier2"}
+    tier1, tier2 = stats.tiers
+    assert tier1.seen == tier1.escalated == len(texts)  # threshold 1.0 escalates all
+    assert tier2.seen == len(texts) and tier2.failed == len(errors)
+    assert tier2.decided == stats.predictions and stats.unaccounted == 0
     assert all(e["source"].endswith("in.jsonl") and e["position"] >= 1 for e in errors)
     assert all([v["tier"] for v in e["tiers"]] == ["tier1"] for e in errors)
     assert all("index out of range" in e["reason"] for e in errors)
@@ -215,7 +215,7 @@ def test_a_megabyte_text_is_truncated_not_rejected(tmp_path, models):
     out = tmp_path / "out"
     stats = run_job(["--input", str(data), "--output", str(out), "--tier1", models["small"],
                      "--tier2", models["large"], "--threshold", "0.5"])
-    assert (stats["predictions"], stats["errors"]) == (1, 0)
+    assert (stats.predictions, stats.errors) == (1, 0)
 
 
 def test_damaged_compressed_files_become_read_errors(tmp_path, models):
@@ -233,8 +233,8 @@ def test_damaged_compressed_files_become_read_errors(tmp_path, models):
     read_errors_ = [e for e in read_errors(out) if e["stage"] == "read"]
     assert sorted(e["source"].rsplit("/", 1)[1] for e in read_errors_) == [
         "bad.jsonl.bz2", "bad.jsonl.xz", "cut.jsonl.gz"]
-    assert 0 < stats["predictions"] < 2000
-    assert stats["unaccounted"] == 0
+    assert 0 < stats.predictions < 2000
+    assert stats.unaccounted == 0
 
 
 def test_compressed_parquet_is_refused_before_the_job(tmp_path, models, capsys):
@@ -271,7 +271,7 @@ def test_ids_come_from_the_id_field_by_default_and_keep_their_json_type(tmp_path
 
     stats, given, out = job()
     assert given == sorted([1, "1", True, f"{data}:4", f"{data}:5"], key=json.dumps)
-    assert stats["errors"] == 1
+    assert stats.errors == 1
     assert read_errors(out)[0]["reason"] == "'id' is a dict; an id must be a string or a number"
     _, generated, _ = job("--id_field", "")
     assert generated == sorted((f"{data}:{n}" for n in range(1, 7)), key=json.dumps)
@@ -286,6 +286,6 @@ def test_run_reads_the_tsv_and_csv_files_train_and_calibrate_read(tmp_path, mode
     stats = run_job(["--input", str(folder / "*"), "--output", str(out), "--output_format",
                      "jsonl", "--tier1", models["small"], "--text_field", "sentence",
                      "--label_field", "label"])
-    assert stats["predictions"] == 3 and stats["errors"] == 0 and stats["labelled"] == 3
+    assert stats.predictions == 3 and stats.errors == 0 and stats.labelled == 3
     assert sorted(p["id"].rsplit("/", 1)[1] for p in read_predictions(out)) == [
         "glue.tsv:2", "glue.tsv:3", "more.csv:2"]

@@ -25,6 +25,7 @@ import pipeline.run as pipeline_run
 import transforms.parsing as parsing
 from models.config import TierConfig
 from models.loading import TierModel
+from models.routing_stats import RoutingStats
 from pipeline.job import run
 from pipeline.output_folder import FAILED_FILE, SUCCESS_FILE
 
@@ -74,7 +75,7 @@ def test_a_transient_fault_is_retried_and_every_record_written_once(
     ids = [p["id"] for p in read_predictions(out)]
     assert seen["failures"] == 1
     assert sorted(ids) == sorted(f"r{i}" for i in range(RECORDS))
-    assert stats["records_read"] == stats["predictions"] == RECORDS and stats["errors"] == 0
+    assert stats.records_read == stats.predictions == RECORDS and stats.errors == 0
 
 
 def test_a_failed_run_leaves_the_previous_run_whole_and_the_rerun_replaces_it(
@@ -96,7 +97,7 @@ def test_a_failed_run_leaves_the_previous_run_whole_and_the_rerun_replaces_it(
     assert (out / SUCCESS_FILE).exists()
     assert sorted(p["id"] for p in read_predictions(out)) == sorted(
         f"r{i}" for i in range(RECORDS))
-    assert stats["predictions"] == RECORDS
+    assert stats.predictions == RECORDS
 
 
 RUNNERS = {
@@ -129,8 +130,8 @@ def test_same_predictions_run_after_run_on_every_runner(data, models, tmp_path):
             for key in ("confidence_tier1", "confidence_tier2", "confidence_tier3"):
                 assert q[key] == pytest.approx(p[key], abs=1e-6), (name, key)
         counts = ("seen", "decided", "escalated", "failed")
-        assert [[t[k] for k in counts] for t in stats["tiers"]] == [
-            [t[k] for k in counts] for t in first_stats["tiers"]], name
+        assert [[getattr(t, k) for k in counts] for t in stats.tiers] == [
+            [getattr(t, k) for k in counts] for t in first_stats.tiers], name
 
 
 @pytest.fixture()
@@ -156,7 +157,7 @@ def test_a_storage_failure_mid_file_is_retried_without_losing_or_doubling_rows(
     assert len(failures) == 2
     assert sorted(p["id"] for p in read_predictions(out)) == sorted(
         f"r{i}" for i in range(RECORDS))
-    assert stats["files_unread"] == 0 and stats["errors"] == 0 and not stats["failures"]
+    assert stats.files_unread == 0 and stats.errors == 0 and not stats.failures
 
 
 def test_a_file_that_vanishes_fails_the_job_with_status_3(data, models, tmp_path,
@@ -168,9 +169,9 @@ def test_a_file_that_vanishes_fails_the_job_with_status_3(data, models, tmp_path
     out = tmp_path / "out"
     assert pipeline_run.main(_args(data, out, models) + ["--runner", "FnApiRunner"]) == 3
     assert "1 input file(s) could not be read to the end" in capsys.readouterr().err
-    stats = json.loads((out / "routing_stats.json").read_text())
-    assert stats["files_unread"] == 1 and stats["records_read"] == RECORDS
-    assert stats["errors"] == 0 and stats["unaccounted"] == 0
+    stats = RoutingStats.from_json(json.loads((out / "routing_stats.json").read_text()))
+    assert stats.files_unread == 1 and stats.records_read == RECORDS
+    assert stats.errors == 0 and stats.unaccounted == 0
     assert (out / FAILED_FILE).exists() and not (out / SUCCESS_FILE).exists()
     [error] = read_errors(out)
     assert error["stage"] == "read" and "gone.jsonl" in error["reason"]
@@ -247,7 +248,7 @@ def test_a_hung_model_call_is_dead_lettered_after_the_timeout(data, models, tmp_
     errors = read_errors(out)
     assert 1 <= len(errors) <= 4 and "r7" in {json.loads(e["raw"])["id"] for e in errors}
     assert all("no answer within inference_timeout_secs 1 s" in e["reason"] for e in errors)
-    assert stats["predictions"] + stats["errors"] == RECORDS and stats["unaccounted"] == 0
+    assert stats.predictions + stats.errors == RECORDS and stats.unaccounted == 0
 
 
 HUNG_TEXT = "the model hangs on this one"
@@ -294,30 +295,39 @@ def test_a_killed_worker_process_fails_the_job_cleanly_and_the_rerun_is_complete
     out = tmp_path / "out"
     run_job(_args(data, out, models))
     before = snapshot(out)
-    model, signals = hanging_model(models, tmp_path)
-    config = tmp_path / "hanging.yaml"
-    config.write_text(f"tiers:\n  - {{model: {model}, trust_remote_code: true}}\n")
-    job = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.run", "--input", str(data), "--output", str(out),
-         "--config", str(config), "--runner", "FnApiRunner", "--direct_running_mode",
-         "multi_processing", "--direct_num_workers", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        worker = wait_for_worker(signals, job)
-        os.kill(worker, signal.SIGKILL)
-        (signals / "release").touch()  # the other worker goes on; the runner sees the death
-        _, err = job.communicate(timeout=300)
-    finally:
-        (signals / "release").touch()
-        job.kill()
+    job, err = interrupted_hanging_job(
+        data, out, models, tmp_path, lambda job, worker: os.kill(worker, signal.SIGKILL),
+        "--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
     assert job.returncode == 1, err[-2000:]
     assert "beam-cascade: error: the job failed" in err
     assert snapshot(out) == before
 
     stats = run_job(_args(data, out, models) + RUNNERS["FnApiRunner, 2 processes"])
-    assert stats["predictions"] == RECORDS and (out / SUCCESS_FILE).exists()
+    assert stats.predictions == RECORDS and (out / SUCCESS_FILE).exists()
     assert sorted(p["id"] for p in read_predictions(out)) == sorted(
         f"r{i}" for i in range(RECORDS))
+
+
+def interrupted_hanging_job(data, out, models, tmp_path, interrupt, *flags: str
+                            ) -> tuple[subprocess.Popen, str]:
+    """Runs `beam-cascade run` with a hanging tier in a process of its own, calls
+    `interrupt(job, pid of the worker inside the model)` once a worker hangs there, then
+    releases the model; the finished job and its stderr."""
+    model, signals = hanging_model(models, tmp_path)
+    config = tmp_path / "hanging.yaml"
+    config.write_text(f"tiers:\n  - {{model: {model}, trust_remote_code: true}}\n")
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", "--input", str(data), "--output", str(out),
+         "--config", str(config), "--runner", "FnApiRunner", *flags],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        interrupt(job, wait_for_worker(signals, job))
+        (signals / "release").touch()  # the other workers (or the model's thread) go on
+        _, err = job.communicate(timeout=300)
+    finally:
+        (signals / "release").touch()
+        job.kill()
+    return job, err
 
 
 def wait_for_worker(signals, job, seconds: float = 240) -> int:
@@ -340,21 +350,8 @@ def test_a_stopped_run_says_so_and_leaves_the_previous_run_whole(data, models, t
     out = tmp_path / "out"
     run_job(_args(data, out, models))
     before = snapshot(out)
-    model, signals = hanging_model(models, tmp_path)
-    config = tmp_path / "hanging.yaml"
-    config.write_text(f"tiers:\n  - {{model: {model}, trust_remote_code: true}}\n")
-    job = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.run", "--input", str(data), "--output", str(out),
-         "--config", str(config), "--runner", "FnApiRunner"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_worker(signals, job)
-        job.send_signal(signum)
-        (signals / "release").touch()  # the model's thread can end, so the process can
-        _, err = job.communicate(timeout=300)
-    finally:
-        (signals / "release").touch()
-        job.kill()
+    job, err = interrupted_hanging_job(data, out, models, tmp_path,
+                                       lambda job, worker: job.send_signal(signum))
     assert job.returncode == 128 + signum, err[-2000:]
     said = [line for line in err.splitlines() if line.startswith("beam-cascade:")]
     assert said == [f"beam-cascade: stopped by {signal.Signals(signum).name}: {out} holds the "

@@ -5,9 +5,11 @@ the LOOPBACK environment. Same input, same predictions and statistics as the Dir
 Tier 2 loads from a memory:// URL and tier 3 from a file:// URL, so the Flink workers go
 through the model cache too (LOOPBACK workers share this process's memory filesystem).
 """
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +19,7 @@ from test_model_cache import upload
 from test_progress import assert_progress_matches
 
 from models import model_cache
+from models.routing_stats import RoutingStats
 from pipeline.job import run
 
 RECORDS = 3000
@@ -68,19 +71,25 @@ def decisions(output: Path) -> dict[str, tuple]:
             for p in read_predictions(output)}
 
 
-def runner_independent(stats: dict) -> dict:
-    """The statistics flattened to `key` and `tier.key` (what pytest.approx compares), less
-    the runner-dependent ones (the model time in `cost`); float sums may differ in their last
-    bits by summation order."""
-    flat = {k: v for k, v in stats.items()
-            if k not in ("tiers", "errors_by_stage", "errors_by_reason", "failures",
-                         "shifted_tiers", "cost")}
-    for counts in ("errors_by_stage", "errors_by_reason"):
-        flat.update({f"{counts}.{k}": v for k, v in stats[counts].items()})
-    flat.update({f"shifted_tiers.{name}": True for name in stats["shifted_tiers"]})
-    for tier in stats["tiers"]:
-        flat.update({f"{tier['name']}.{k}": v for k, v in tier.items()
-                     if k not in RUNNER_DEPENDENT | {"records_per_exit"}})
+def fields_of(value: Any, leave_out: set[str]) -> dict[str, Any]:
+    """A dataclass's fields by name, less those left out."""
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+            if f.name not in leave_out}
+
+
+def runner_independent(stats: RoutingStats) -> dict:
+    """The statistics flattened to `field` and `tier.field` (what pytest.approx compares),
+    less the runner-dependent ones (the model time in `cost`); float sums may differ in
+    their last bits by summation order."""
+    flat = fields_of(stats, {"tiers", "errors_by_stage", "errors_by_reason", "failures",
+                             "shifted_tiers", "cost"})
+    for name, counts in (("errors_by_stage", stats.errors_by_stage),
+                         ("errors_by_reason", stats.errors_by_reason)):
+        flat.update({f"{name}.{k}": v for k, v in counts.items()})
+    flat.update({f"shifted_tiers.{name}": True for name in stats.shifted_tiers})
+    for tier in stats.tiers:
+        flat.update({f"{tier.name}.{k}": v for k, v in fields_of(
+            tier, RUNNER_DEPENDENT | {"records_per_exit"}).items()})
     return flat
 
 
@@ -99,10 +108,10 @@ def test_flink_gives_the_direct_runners_predictions_and_statistics(
         assert (label, tier) == expected[record_id][:2], record_id
         assert confidences == pytest.approx(expected[record_id][2:], abs=1e-6, nan_ok=True)
     assert runner_independent(flink) == pytest.approx(runner_independent(direct))
-    assert flink["failures"] == direct["failures"] == []
-    assert flink["records_read"] == RECORDS + len(BAD_LINES)
-    assert flink["records_read"] == flink["predictions"] + flink["errors"]
-    assert flink["errors_by_stage"] == {"parse": len(BAD_LINES)}
+    assert flink.failures == direct.failures == ()
+    assert flink.records_read == RECORDS + len(BAD_LINES)
+    assert flink.records_read == flink.predictions + flink.errors
+    assert flink.errors_by_stage == {"parse": len(BAD_LINES)}
     assert sorted(e["position"] for e in read_errors(tmp_path / "flink")) == list(
         range(501, 501 + len(BAD_LINES)))
-    assert all(t["seen"] > 0 for t in flink["tiers"])
+    assert all(t.seen > 0 for t in flink.tiers)

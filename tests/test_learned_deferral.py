@@ -9,11 +9,12 @@ from conftest import labelled_rows, read_predictions, run_job, write_jsonl
 from tiny_models import tiny_config, tiny_tokenizer
 from transformers import BertForSequenceClassification
 
-from models.config import ConfigError, config_from_dict, validate_models
+from models.config import ConfigError, config_from_dict
 from models.early_exit import MultiExitClassifier
 from models.learned_deferral import (Router, RouterError, deferral_inputs, feature_names,
                                      fit_router, load_router, ranking_auc, save_router)
 from models.loading import load_tier
+from models.validation import validate_models
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config
 from pipeline.predict import Predictor
@@ -228,8 +229,8 @@ def test_calibrate_fits_the_router_and_the_job_routes_by_it(tmp_path, models, ti
 
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
-    assert stats["accuracy"] == pytest.approx(result["chosen"]["accuracy"])
-    assert stats["tiers"][1]["seen"] / stats["predictions"] == pytest.approx(
+    assert stats.accuracy == pytest.approx(result["chosen"]["accuracy"])
+    assert stats.tiers[1].seen / stats.predictions == pytest.approx(
         result["chosen"]["reach"][1])
     answers = Predictor(written).predict([r["text"] for r in rows])
     by_id = {row["id"]: row for row in read_predictions(tmp_path / "out")}

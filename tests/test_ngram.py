@@ -46,7 +46,7 @@ def test_trained_ngram_tier_learns_and_runs_before_a_transformer(tmp_path, model
     stats = run_job(["--input", str(data), "--output", str(out), "--tier1", str(folder),
                      "--tier2", models["large"], "--threshold", "0.6"])
     decided = {p["id"].rsplit(":", 1)[1]: p["decided_by"] for p in read_predictions(out)}
-    assert stats["predictions"] == 9 and stats["errors"] == 0
+    assert stats.predictions == 9 and stats.errors == 0
     assert decided["9"] == "tier2"  # no known n-gram: 50/50, so it escalates
     assert set(decided.values()) == {"tier1", "tier2"}
 

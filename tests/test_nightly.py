@@ -46,8 +46,8 @@ def test_the_job_writes_what_its_last_tier_scored_as_training_examples(tmp_path,
                 for line in path.read_text().splitlines()]
     escalated = [e for e in examples if e["why"] == "escalated"]
     audited = [e for e in examples if e["why"] == "audit"]
-    assert len(escalated) == stats["tiers"][1]["decided"] > 0
-    assert len(audited) == stats["audit"]["audited"] > 0
+    assert len(escalated) == stats.tiers[1].decided > 0
+    assert len(audited) == stats.audit.audited > 0
     texts = {r["id"]: r["text"] for r in rows}
     large = load_tier(models["large"])
     probabilities = large.logits([texts[e["id"]] for e in examples]).softmax(-1)

@@ -14,12 +14,14 @@ import yaml
 from conftest import read_predictions, run_job
 from tiny_models import make_tiny_classifier
 
-from models.config import ConfigError, TierConfig, config_from_dict, validate_models
+from models.config import ConfigError, TierConfig, config_from_dict
 from models.loading import CheckpointError, load_tier
 from models.ngram import HashedNgramClassifier, NgramConfig
 from models.onnx_export import module_scope, exported_model, int8_nodes
-from models import onnx_tier, runtime_choice
-from models.runtime_choice import OPENVINO, VARIANTS, RuntimeVariant, choose_variant
+from models import onnx_tier
+from models.tuning import runtime_choice
+from models.tuning.runtime_choice import OPENVINO, VARIANTS, RuntimeVariant, choose_variant
+from models.validation import validate_models
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config
 from pipeline.export import main as export_main
@@ -176,7 +178,7 @@ def test_cascades_on_exported_graphs_run_and_match_pytorch(models, tmp_path):
             {"name": "large", "model": models["large"], "runtime": runtime}]}))
         stats = run_job(["--input", str(data), "--output", str(tmp_path / runtime),
                          "--config", str(config)])
-        assert stats["predictions"] == len(TEXTS) and stats["errors"] == 0
+        assert stats.predictions == len(TEXTS) and stats.errors == 0
         outputs[runtime] = {row["id"]: (row["label"], row["decided_by"], row["confidence"])
                             for row in read_predictions(tmp_path / runtime)}
     for runtime in EXPORTED:
@@ -289,7 +291,7 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
     assert "## Runtimes: large" in (report / "report.md").read_text()
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
-    assert stats["predictions"] == len(rows) and stats["errors"] == 0
+    assert stats.predictions == len(rows) and stats.errors == 0
 
 
 @pytest.mark.parametrize("int8_bound, first, last, budget", [
@@ -298,7 +300,7 @@ def test_calibrate_compares_runtimes_and_writes_the_chosen_one(models, tmp_path)
 ])
 def test_an_int8_last_tier_takes_its_bound_from_the_cascades_budget(
         models, monkeypatch, int8_bound, first, last, budget):
-    from models import runtime_choice
+    from models.tuning import runtime_choice
     from models.config import CascadeConfig
     from models.operating_points import Policy
     monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
@@ -322,7 +324,7 @@ def test_an_int8_last_tier_takes_its_bound_from_the_cascades_budget(
 ])
 def test_a_refused_int8_last_tier_can_go_before_itself_as_a_tier(
         models, monkeypatch, int8_bound, fallback, tiers):
-    from models import runtime_choice
+    from models.tuning import runtime_choice
     from models.config import CascadeConfig
     from models.operating_points import Policy
     monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
@@ -346,7 +348,7 @@ def test_calibrate_puts_a_refused_int8_copy_before_the_last_tier_and_the_job_run
         models, tmp_path, monkeypatch):
     """Measured for real, but timed as int8 would be on a real model (twice as fast):
     on tiny models ONNX Runtime's per-call cost can make int8 the slower one."""
-    from models import runtime_choice
+    from models.tuning import runtime_choice
     measured = runtime_choice.measure_variants
     monkeypatch.setattr(runtime_choice, "measure_variants", lambda *args: [
         dataclasses.replace(v, seconds_per_record=0.5 if v.quantize else 1.0)
@@ -364,7 +366,7 @@ def test_calibrate_puts_a_refused_int8_copy_before_the_last_tier_and_the_job_run
         assert written[1].model == written[2].model and written[1].threshold is not None
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
-    assert stats["predictions"] == len(rows) and stats["errors"] == 0
+    assert stats.predictions == len(rows) and stats.errors == 0
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -386,21 +388,22 @@ def test_int8_fallback_with_flags_it_cannot_serve_says_what_to_change(capsys, fl
 ])
 def test_calibrate_keeps_the_int8_copy_only_where_the_cascade_is_cheaper_with_it(
         monkeypatch, costs, kept):
-    from models import tuning
     from models.operating_points import NoOperatingPoint, OperatingPoint
+    from models.tuning import choice
+    from models.tuning.results import Choice
 
     def choose(configs, *args):
         if len(configs) not in costs:
             raise NoOperatingPoint("no point")
         point = OperatingPoint((0.9,) * (len(configs) - 1), 0.9, (1.0,) * len(configs),
                                costs[len(configs)], 1.0, 0.9)
-        return tuning.Choice(point, None, None), None
+        return Choice(point, None, None), None
 
-    monkeypatch.setattr(tuning, "choose_with_reached_calibration", choose)
+    monkeypatch.setattr(choice, "choose_with_reached_calibration", choose)
     configs = tuple(TierConfig(name, "m") for name in ("a", "b_int8", "b"))
-    indices, choice = tuning.tiers_to_keep(configs, [None] * 3, None, [0.0] * 3, None,
-                                           fallback=1)
-    assert indices == kept and choice.kept == (kept == [0, 1, 2]) and choice.name == "b_int8"
-    assert (choice.seconds_with, choice.seconds_without) == (costs.get(3), costs.get(2))
-    assert tuning.tiers_to_keep(configs, [None] * 3, None, [0.0] * 3, None,
+    indices, fallback = choice.tiers_to_keep(configs, [None] * 3, None, [0.0] * 3, None,
+                                             fallback=1)
+    assert indices == kept and fallback.kept == (kept == [0, 1, 2]) and fallback.name == "b_int8"
+    assert (fallback.seconds_with, fallback.seconds_without) == (costs.get(3), costs.get(2))
+    assert choice.tiers_to_keep(configs, [None] * 3, None, [0.0] * 3, None,
                                 fallback=None) == ([0, 1, 2], None)

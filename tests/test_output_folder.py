@@ -7,6 +7,7 @@ import shutil
 import pytest
 from conftest import RUNNER, read_predictions, snapshot, write_jsonl
 
+from models.routing_stats import RoutingStats
 from pipeline.output_folder import FAILED_FILE, MANIFEST_FILE, SUCCESS_FILE
 from pipeline.run import EXIT_DATA_ERRORS, EXIT_USAGE, main
 
@@ -109,7 +110,8 @@ def test_more_dead_letters_than_the_limit_fail_the_job_after_writing_everything(
         capsys.readouterr().err)
     assert not (out / SUCCESS_FILE).exists()
     failed = json.loads((out / FAILED_FILE).read_text())["failures"]
-    assert failed == json.loads((out / "routing_stats.json").read_text())["failures"]
+    assert tuple(failed) == RoutingStats.from_json(
+        json.loads((out / "routing_stats.json").read_text())).failures
     assert len(read_predictions(out)) == 8
 
     assert main(_job(models, data, out, "--max_error_rate", "0.2")) == 0

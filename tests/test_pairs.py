@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import read_predictions, run_job, write_jsonl
 
-from models.config import ConfigError, validate_models
+from models.config import ConfigError
 from models.loading import load_tier
+from models.validation import validate_models
 from pipeline.config import load_config
 from pipeline.train import main as train_main
 
@@ -60,7 +61,7 @@ def test_pair_tiers_score_in_the_pipeline_as_trained(tmp_path, pair_tiers):
                          pairs=True, threshold=sum(confidences[middle - 1:middle + 1]) / 2)
     stats = run_job(["--input", str(data), "--output", str(tmp_path / "out"),
                      "--config", str(config)])
-    assert stats["predictions"] == len(ROWS) and stats["errors"] == 0
+    assert stats.predictions == len(ROWS) and stats.errors == 0
     by_id = {r["id"]: i for i, r in enumerate(ROWS)}
     rows = read_predictions(tmp_path / "out")
     assert {r["decided_by"] for r in rows} == {"cheap", "exact"}

@@ -23,13 +23,6 @@ BAD_TEXTS = {
 }
 
 
-@pytest.fixture()
-def config(tmp_path, models):
-    path = tmp_path / "cascade.yaml"
-    path.write_text("tiers:\n"
-                    f"  - {{name: small, model: {models['small']}, threshold: 0.9}}\n"
-                    f"  - {{name: large, model: {models['large']}}}\n")
-    return str(path)
 
 
 def _run_reason(text) -> str:
@@ -39,16 +32,16 @@ def _run_reason(text) -> str:
 
 
 @pytest.mark.parametrize("text, reason", BAD_TEXTS.items())
-def test_predict_refuses_what_run_dead_letters_for_the_same_reason(config, text, reason):
-    predictor = Predictor.from_config(config)
+def test_predict_refuses_what_run_dead_letters_for_the_same_reason(two_tier_config, text, reason):
+    predictor = Predictor.from_config(two_tier_config)
     with pytest.raises(RefusedTexts, match=reason) as refused:
         predictor.predict(["a good film", text])
     assert refused.value.refusals == {1: _run_reason(text)}
     assert isinstance(refused.value, ValueError)
 
 
-def test_every_refused_text_is_named_with_its_index_and_pairs_are_checked_too(config):
-    predictor = Predictor.from_config(config)
+def test_every_refused_text_is_named_with_its_index_and_pairs_are_checked_too(two_tier_config):
+    predictor = Predictor.from_config(two_tier_config)
     with pytest.raises(RefusedTexts) as refused:
         predictor.predict(["", "fine", "\u200b"])
     assert list(refused.value.refusals) == [0, 2]
@@ -58,8 +51,9 @@ def test_every_refused_text_is_named_with_its_index_and_pairs_are_checked_too(co
         predictor.predict(["a", "b"], ["c", " "])
 
 
-def test_the_command_answers_the_good_texts_and_refuses_the_rest_with_status_2(config, capsys):
-    assert main(["--config", config, "good movie", "", "caf\udcff", "dull actor"]) == 2
+def test_the_command_answers_the_good_texts_and_refuses_the_rest_with_status_2(two_tier_config,
+                                                                               capsys):
+    assert main(["--config", two_tier_config, "good movie", "", "caf\udcff", "dull actor"]) == 2
     captured = capsys.readouterr()
     assert "'good movie': " in captured.out and "'dull actor': " in captured.out
     refused = [line for line in captured.err.splitlines() if "refused" in line]
@@ -67,14 +61,14 @@ def test_the_command_answers_the_good_texts_and_refuses_the_rest_with_status_2(c
         "beam-cascade predict: refused text 2 '': 'text' is empty (nothing but spaces, "
         "control or invisible characters)",
         f"beam-cascade predict: refused text 3 'caf\\udcff': {_run_reason('caf' + chr(0xdcff))}"]
-    assert main(["--config", config, "good movie"]) == 0
+    assert main(["--config", two_tier_config, "good movie"]) == 0
 
 
-def test_a_command_line_argument_that_is_not_utf8_is_refused_not_a_traceback(config):
+def test_a_command_line_argument_that_is_not_utf8_is_refused_not_a_traceback(two_tier_config):
     """Python hands bytes that are not UTF-8 to the program as surrogate escapes
     (os.fsdecode); the tokenizer raised a TypeError on them."""
     done = subprocess.run([sys.executable.encode(), b"-m", b"pipeline.cli", b"predict",
-                           b"--config", config.encode(), b"caf\xff", b"good movie"],
+                           b"--config", two_tier_config.encode(), b"caf\xff", b"good movie"],
                           cwd=ROOT, capture_output=True, timeout=300)
     err = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 2, err

@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from models.confidence import score
 from models.config import TierConfig
 from models.loading import TierModel
-from transforms.cascade import TierCascade, decided_branches
+from transforms.cascade import TierCascade
 from transforms.parsing import RecordFields, to_record
 
 WORDS = "the a movie film good bad great awful not very plot actor story fun dull".split()
@@ -34,10 +34,10 @@ def assert_routes(tiers, expected: dict[str, tuple[str, ...]]) -> None:
     """Runs the cascade and checks each record's path through the tiers; no dead letters."""
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(CHUNKS) | TierCascade(tiers)
-        paths = list(decided_branches(out).values()) | beam.Flatten() | beam.FlatMap(
+        paths = list(out.decided.values()) | beam.Flatten() | beam.FlatMap(
             lambda chunk: [(r.id, tuple(v.tier for v in r.tiers)) for r in chunk])
         assert_that(paths, equal_to(list(expected.items())), label="paths")
-        assert_that(out["dead_letters"], equal_to([]), label="no dead letters")
+        assert_that(out.dead_letters, equal_to([]), label="no dead letters")
 
 
 def tier(name, model, threshold=None):

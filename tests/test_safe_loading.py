@@ -12,8 +12,9 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
-from models.config import ConfigError, config_from_dict, validate_models
+from models.config import ConfigError, config_from_dict
 from models.loading import TierModel
+from models.validation import validate_models
 
 CUSTOM_CONFIG = '''
 from transformers import BertConfig

@@ -7,7 +7,7 @@ from models.routing_rule import confidence_bin
 from models.shift import BINS, reference_quantiles, shift_test
 from pipeline.summary import format_summary
 from transforms.records import Record, Visit
-from transforms.statistics import RoutingStatsFn
+from transforms.statistics import RoutingStatsFn, count_predictions
 
 
 def _bins(confidences):
@@ -42,9 +42,9 @@ def test_the_statistics_and_summary_say_when_the_input_shifted():
     acc = fn.create_accumulator()
     for i in range(3000):
         c = rng.betavariate(2, 2)
-        acc = fn.add_input(acc, ("prediction", [Record(i, "a text", tiers=(
-            Visit("small", 1, (1 - c, c), c, 0.1, 1),))]))
+        count_predictions(acc, [Record(i, "a text", tiers=(
+            Visit("small", 1, (1 - c, c), c, 0.1, 1),))])
     stats = fn.extract_output(acc)
-    assert stats["shifted_tiers"] == ["small"] and stats["tiers"][0]["shift"]["shifted"]
-    assert stats["tiers"][1]["shift"] is None  # no reference: no test
+    assert stats.shifted_tiers == ("small",) and stats.tiers[0].shift.shifted
+    assert stats.tiers[1].shift is None  # no reference: no test
     assert "INPUT SHIFT" in format_summary(stats, "out")

@@ -1,5 +1,7 @@
 """Routing statistics from the combiner equal a direct computation over the same records."""
 import copy
+import dataclasses
+import json
 import random
 from collections import Counter
 
@@ -7,10 +9,14 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
+from apache_beam.utils.timestamp import Timestamp
 
 from models.config import TierConfig
 from transforms.records import DeadLetter, Record, Visit
-from transforms.statistics import ComputeRoutingStats, RoutingStatsFn
+from models.routing_stats import RoutingStats
+from transforms.statistics import (ComputeRoutingStats, RoutingStatsFn, StatisticsInputs,
+                                   count_audits, count_error, count_parsed, count_predictions,
+                                   in_window)
 
 FAILED = Record("failed", "a record parsed, then failed on")
 TIERS = [TierConfig("small", "m1", threshold=0.8), TierConfig("medium", "m2", threshold=0.7),
@@ -140,16 +146,18 @@ def typed_error(error: dict) -> DeadLetter:
     return DeadLetter(error["stage"], "", "", tiers=tuple(map(typed_visit, error["tiers"])))
 
 
-def check(stats: dict, expected: dict) -> None:
+def check(stats: RoutingStats, expected: dict) -> None:
+    """The statistics against the direct computation, field by field (by the names the
+    expectation uses)."""
     for key in ("records", "predictions", "errors", "records_read", "unaccounted"):
-        assert stats[key] == expected[key]
-    assert stats["accuracy"] == pytest.approx(expected["accuracy"])
-    assert stats["estimated_accuracy"] == pytest.approx(expected["estimated_accuracy"])
-    for tier in stats["tiers"]:
-        for key, value in expected[tier["name"]].items():
-            assert tier[key] == pytest.approx(value), (tier["name"], key)
+        assert getattr(stats, key) == expected[key]
+    assert stats.accuracy == pytest.approx(expected["accuracy"])
+    assert stats.estimated_accuracy == pytest.approx(expected["estimated_accuracy"])
+    for tier in stats.tiers:
+        for key, value in expected[tier.name].items():
+            assert getattr(tier, key) == pytest.approx(value), (tier.name, key)
     for key, value in expected["cost"].items():
-        assert stats["cost"][key] == pytest.approx(value), key
+        assert getattr(stats.cost, key) == pytest.approx(value), key
 
 
 ERRORS = [{"stage": "parse", "tiers": []}, {"stage": "parse", "tiers": []},
@@ -166,18 +174,18 @@ def test_combiner_matches_direct_computation_across_merged_accumulators():
         acc = fn.create_accumulator()
         for start in range(0, len(part), 50):  # chunks of records, as they travel
             chunk = list(map(typed_record, part[start:start + 50]))
-            acc = fn.add_input(acc, ("parsed", chunk))
-            acc = fn.add_input(acc, ("prediction", chunk))
+            count_parsed(acc, chunk)
+            count_predictions(acc, chunk)
         parts.append(acc)
     acc = fn.create_accumulator()
-    acc = fn.add_input(acc, ("parsed", [FAILED]))  # the record that tier medium failed on
+    count_parsed(acc, [FAILED])  # the record that tier medium failed on
     parts.append(acc)
     acc = fn.create_accumulator()
     for e in errors:
-        acc = fn.add_input(acc, ("error", typed_error(e)))
+        count_error(acc, typed_error(e))
     stats = fn.extract_output(fn.merge_accumulators(parts + [acc]))
     check(stats, direct_stats(records, errors, sizes))
-    assert stats["errors_by_stage"] == {"parse": 2, "tier:medium": 1}
+    assert stats.errors_by_stage == {"parse": 2, "tier:medium": 1}
 
 
 def test_statistics_transform_in_a_pipeline():
@@ -192,25 +200,27 @@ def test_statistics_transform_in_a_pipeline():
     parsed = [typed[:150], typed[150:] + [FAILED]]  # and the record tier medium failed on
     branches = [[typed[:60], typed[60:100]], [typed[100:]]]
     with TestPipeline(runner="FnApiRunner") as p:
-        stats = ({"parsed": p | "Parsed" >> beam.Create(parsed),
-                  **{f"prediction[{i}]": p | f"P{i}" >> beam.Create(chunks)
-                     for i, chunks in enumerate(branches)},
-                  "error": p | "E" >> beam.Create(list(map(typed_error, errors)))}
-                 | ComputeRoutingStats(TIERS))["windows"]
+        inputs = StatisticsInputs(
+            parsed=p | "Parsed" >> beam.Create(parsed),
+            dead_letters=p | "E" >> beam.Create(list(map(typed_error, errors))),
+            decided={str(i): p | f"P{i}" >> beam.Create(chunks)
+                     for i, chunks in enumerate(branches)})
+        stats = (inputs | ComputeRoutingStats(TIERS)).windows
         assert_that(stats, matches)
 
 
 def test_empty_input_gives_zero_counts_and_no_ratios():
     fn = RoutingStatsFn(TIERS)
     stats = fn.extract_output(fn.create_accumulator())
-    assert stats["records"] == 0 and stats["accuracy"] is None and stats["unaccounted"] == 0
-    assert all(t["seen"] == 0 and t["escalation_rate"] is None for t in stats["tiers"])
+    assert stats.records == 0 and stats.accuracy is None and stats.unaccounted == 0
+    assert all(t.seen == 0 and t.escalation_rate is None for t in stats.tiers)
 
 
 def test_a_record_lost_inside_the_cascade_shows_as_unaccounted():
     fn = RoutingStatsFn(TIERS)
-    acc = fn.add_input(fn.create_accumulator(), ("parsed", [FAILED]))
-    assert fn.extract_output(acc)["unaccounted"] == 1
+    acc = fn.create_accumulator()
+    count_parsed(acc, [FAILED])
+    assert fn.extract_output(acc).unaccounted == 1
 
 
 @pytest.mark.parametrize("reason, kind", [
@@ -222,6 +232,39 @@ def test_dead_letters_are_counted_by_their_reason_without_its_particulars(reason
     fn = RoutingStatsFn(TIERS)
     acc = fn.create_accumulator()
     for position in range(3):
-        acc = fn.add_input(acc, ("error", DeadLetter("parse", reason, "", position=position)))
-    acc = fn.add_input(acc, ("error", DeadLetter("read", "cannot read parquet file", "")))
-    assert fn.extract_output(acc)["errors_by_reason"] == {kind: 3}  # a file is no record
+        count_error(acc, DeadLetter("parse", reason, "", position=position))
+    count_error(acc, DeadLetter("read", "cannot read parquet file", ""))
+    assert fn.extract_output(acc).errors_by_reason == {kind: 3}  # a file is no record
+
+
+def test_the_json_round_trip_gives_the_files_keys_and_the_same_statistics():
+    """routing_stats.json's keys (docs/outputs.md), the streaming ones and the launcher's
+    `failures` only where they apply; read back, the same statistics."""
+    records, errors, _ = with_batches(synthetic_predictions(100), ERRORS)
+    fn = RoutingStatsFn(TIERS)
+    acc = fn.create_accumulator()
+    typed = list(map(typed_record, records))
+    count_parsed(acc, typed)
+    count_predictions(acc, typed)
+    for e in errors:
+        count_error(acc, typed_error(e))
+    decided_first = [r for r in typed if len(r.tiers) == 1]
+    count_audits(acc, [r.visited(r.tiers[0]) for r in decided_first])  # the last tier agrees
+    batch = fn.extract_output(acc)
+    assert batch.audit is not None and batch.tiers[0].audit.agreed == len(decided_first)
+    window = in_window(batch, Timestamp(60), Timestamp(120))
+    running = dataclasses.replace(window, windows=2)
+    judged = dataclasses.replace(batch, failures=("a reason",))
+    keys = {name: list(stats.to_json()) for name, stats in (
+        ("batch", batch), ("window", window), ("running", running), ("judged", judged))}
+    assert keys["batch"][:2] == ["records", "records_read"] and keys["batch"][-1] == "tiers"
+    assert keys["window"] == ["window", *keys["batch"], "records_per_second"]
+    assert keys["running"] == ["windows", *keys["window"]]
+    assert keys["judged"] == [*keys["batch"], "failures"]
+    assert window.to_json()["window"] == {"start": "1970-01-01T00:01:00Z",
+                                          "end": "1970-01-01T00:02:00Z"}
+    assert window.records_per_second == batch.records / 60
+    for stats in (batch, window, running, judged):
+        assert RoutingStats.from_json(json.loads(json.dumps(stats.to_json()))) == stats
+    with pytest.raises(ValueError, match="no field.*'renamed'"):
+        RoutingStats.from_json({**batch.to_json(), "renamed": 1})

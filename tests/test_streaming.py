@@ -28,6 +28,7 @@ from models.confidence import score
 from models.config import CascadeConfig, TierConfig
 from models.loading import TierModel
 from models.routing_rule import audited
+from models.routing_stats import RoutingStats, ThresholdRange
 from pipeline.io import STATS_FILE, WINDOW_STATS_PREFIX
 from pipeline.job import CascadeJob, build_pipeline
 
@@ -66,9 +67,14 @@ def run_stream(stream: TestStream, tiers: list[TierConfig], output: Path) -> Non
         build_pipeline(pipeline, job)
 
 
-def window_stats(output: Path) -> dict[str, dict]:
-    return {json.loads(p.read_text())["window"]["start"]: json.loads(p.read_text())
-            for p in output.glob(f"{WINDOW_STATS_PREFIX}*.json")}
+def read_stats(path: Path) -> RoutingStats:
+    return RoutingStats.from_json(json.loads(path.read_text()))
+
+
+def window_stats(output: Path) -> dict[str, RoutingStats]:
+    """Each window's statistics by the window's start."""
+    return {stats.window.start: stats for stats in map(
+        read_stats, output.glob(f"{WINDOW_STATS_PREFIX}*.json"))}
 
 
 def predictions_by_file(output: Path) -> dict[str, set[str]]:
@@ -118,15 +124,16 @@ def test_windows_get_their_own_predictions_and_statistics(tmp_path, models):
     for w, start in enumerate(sorted(stats)):
         window = stats[start]
         expected_escalated = sum(c < threshold for c in small[w * 30:(w + 1) * 30])
-        assert window["predictions"] == 30 and window["errors"] == (w == 1)
-        assert window["records_per_second"] == pytest.approx((30 + (w == 1)) / WINDOW)
-        assert [t["seen"] for t in window["tiers"]] == [30, expected_escalated]
-        assert window["tiers"][0]["escalated"] == expected_escalated
-        assert (window["tiers"][0]["audit"] or {"audited": 0})["audited"] == audits[w]
-    total = json.loads((tmp_path / STATS_FILE).read_text())
-    assert total["windows"] == 3 and total["predictions"] == 90 and total["errors"] == 1
-    assert total["tiers"][0]["audit"]["audited"] == sum(audits)
-    assert total["tiers"][0]["escalated"] == sum(c < threshold for c in small)
+        assert window.predictions == 30 and window.errors == (w == 1)
+        assert window.records_per_second == pytest.approx((30 + (w == 1)) / WINDOW)
+        assert [t.seen for t in window.tiers] == [30, expected_escalated]
+        assert window.tiers[0].escalated == expected_escalated
+        audit = window.tiers[0].audit
+        assert (audit.audited if audit else 0) == audits[w]
+    total = read_stats(tmp_path / STATS_FILE)
+    assert total.windows == 3 and total.predictions == 90 and total.errors == 1
+    assert total.tiers[0].audit.audited == sum(audits)
+    assert total.tiers[0].escalated == sum(c < threshold for c in small)
     errors = [json.loads(line) for p in tmp_path.glob("errors-*.jsonl")
               for line in p.read_text().splitlines()]
     assert [e["stage"] for e in errors] == ["parse"]
@@ -152,15 +159,15 @@ def test_escalation_budget_holds_when_the_stream_gets_harder(tmp_path, models):
                                        max_escalation_rate=budget),
                             TierConfig("large", models["large"], batch_size=8)], output)
         stats = window_stats(output)
-        rates[budget] = [stats[s]["tiers"][0]["escalation_rate"] for s in sorted(stats)]
+        rates[budget] = [stats[s].tiers[0].escalation_rate for s in sorted(stats)]
         if budget:
-            used = [stats[s]["tiers"][0]["effective_threshold"] for s in sorted(stats)]
+            used = [stats[s].tiers[0].effective_threshold for s in sorted(stats)]
     assert rates[None][0] < max_rate < rates[None][1]
     assert all(rate <= max_rate for rate in rates[max_rate])
     assert rates[max_rate][0] == rates[None][0]
     assert rates[max_rate][1] > max_rate / 2  # the budget is spent, not starved
-    assert used[0] == {"min": threshold, "max": threshold}
-    assert used[1]["min"] == used[1]["max"] < threshold
+    assert used[0] == ThresholdRange(threshold, threshold)
+    assert used[1].min == used[1].max < threshold
 
 
 def test_the_disagreement_loop_raises_the_threshold_of_a_harder_window(tmp_path, models):
@@ -186,13 +193,13 @@ def test_the_disagreement_loop_raises_the_threshold_of_a_harder_window(tmp_path,
                            max_disagreement=target),
                 TierConfig("large", models["large"], batch_size=8)], tmp_path)
     stats = [window_stats(tmp_path)[start] for start in sorted(window_stats(tmp_path))]
-    assert [w["predictions"] for w in stats] == [45, 45]
+    assert [w.predictions for w in stats] == [45, 45]
     for window in stats:
-        tier = window["tiers"][0]
-        assert (tier["decided"] - tier["audit"]["agreed"]) / tier["seen"] <= target
-        assert tier["audit"]["audited"] == tier["decided"]
-        assert tier["effective_threshold"]["min"] > 0.0
-    assert stats[1]["tiers"][0]["escalated"] > stats[0]["tiers"][0]["escalated"]
+        tier = window.tiers[0]
+        assert (tier.decided - tier.audit.agreed) / tier.seen <= target
+        assert tier.audit.audited == tier.decided
+        assert tier.effective_threshold.min > 0.0
+    assert stats[1].tiers[0].escalated > stats[0].tiers[0].escalated
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +240,7 @@ def all_predicted(output: Path) -> set[str]:
 
 
 def errors_counted(output: Path) -> int:
-    return sum(json.loads((output / STATS_FILE).read_text())["errors_by_stage"].values())
+    return sum(read_stats(output / STATS_FILE).errors_by_stage.values())
 
 
 def test_watched_folder_predictions_appear_as_files_land(tmp_path, models, prism):

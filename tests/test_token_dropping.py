@@ -104,7 +104,7 @@ def test_calibrate_chooses_a_length_configuration_that_run_reproduces(models, tm
 
     stats = run_job(["--input", str(dev), "--output", str(tmp_path / "out"),
                      "--config", str(tuned), "--label_field", "label"])
-    assert stats["accuracy"] == pytest.approx(result["chosen"]["accuracy"])
+    assert stats.accuracy == pytest.approx(result["chosen"]["accuracy"])
 
 
 @pytest.mark.parametrize("change, message", [

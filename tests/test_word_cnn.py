@@ -143,7 +143,7 @@ def test_the_tier_runs_in_a_job_as_any_tier_1(pair, models, tmp_path):
     stats = run_job(["--input", str(data), "--output", str(tmp_path / "out"),
                      "--tier1", pair, "--tier2", models["large"], "--threshold", "0.7"])
     lines = {int(p["id"].rsplit(":", 1)[1]): p for p in read_predictions(tmp_path / "out")}
-    assert stats["predictions"] == len(rows) and stats["errors"] == 0
+    assert stats.predictions == len(rows) and stats.errors == 0
     expected = load_tier(pair).logits([r["text"] for r in rows]).softmax(-1)
     assert sorted(lines) == list(range(1, len(rows) + 1))
     for i, probabilities in enumerate(expected):

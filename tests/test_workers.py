@@ -11,7 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import labelled_rows, read_predictions, write_jsonl
 
 from models import cpus
-from models.loading import TorchThreads, set_torch_threads
+from models.cpus import TorchThreads
+from models.loading import set_torch_threads
 from pipeline.job import build_pipeline, job_from_options
 from pipeline.options import torch_threads
 

@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised BERT classifiers saved as real checkpoint folders.
+"""Tiny, randomly initialised BERT (and MPNet) classifiers saved as real checkpoint folders.
 
 They load through the same `from_pretrained` path as real tiers, in milliseconds. A large
 initializer range spreads their confidences, so thresholds can split inputs meaningfully.
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import (BertConfig, BertForSequenceClassification, BertModel,
+                          MPNetConfig, MPNetForSequenceClassification, MPNetTokenizer,
                           PreTrainedTokenizerFast)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -19,6 +20,8 @@ WORDS = ("the a an movie film good bad great awful not very plot actor story fun
          "boring brilliant love hate best worst").split()
 CHARS = list(string.ascii_lowercase + string.digits)
 VOCAB = SPECIALS + CHARS + [f"##{c}" for c in CHARS] + WORDS
+# MPNet's specials, in its own order: its embeddings take id 1 as padding
+MPNET_VOCAB = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"] + VOCAB[len(SPECIALS):]
 assert VOCAB[FIRST_WORD_ID] == WORDS[0]
 
 
@@ -64,4 +67,32 @@ def make_tiny_encoder(folder: Path) -> str:
     torch.manual_seed(0)
     BertModel(tiny_config(("neg", "pos"), 1)).save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_mpnet_tokenizer() -> MPNetTokenizer:
+    """MPNet's own fast tokenizer (WordPiece, `<s> text </s>`, no token type ids) over the
+    same letters, digits and words as `tiny_tokenizer`."""
+    return MPNetTokenizer(vocab={token: i for i, token in enumerate(MPNET_VOCAB)},
+                          model_max_length=128)
+
+
+def tiny_mpnet_config(labels: tuple[str, ...], layers: int) -> MPNetConfig:
+    return MPNetConfig(
+        vocab_size=len(MPNET_VOCAB), hidden_size=32, num_hidden_layers=layers,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=130,
+        num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)}, initializer_range=0.5)
+
+
+def make_tiny_mpnet_classifier(folder: Path, seed: int,
+                               labels: tuple[str, ...] = ("neg", "pos"), layers: int = 1) -> str:
+    """An MPNet sequence-classification checkpoint (relative position bias in every layer,
+    a head on the first token's state, no pooler), saved as `make_tiny_classifier` saves
+    BERT's; its relative attention bias is spread too, so that it changes the answers."""
+    torch.manual_seed(seed)
+    model = MPNetForSequenceClassification(tiny_mpnet_config(labels, layers))
+    torch.nn.init.normal_(model.mpnet.encoder.relative_attention_bias.weight, std=2.0)
+    model.save_pretrained(folder)
+    tiny_mpnet_tokenizer().save_pretrained(folder)
     return str(folder)

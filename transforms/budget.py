@@ -40,7 +40,7 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
@@ -131,11 +131,31 @@ def steered_threshold(counts: WindowCounts, floor: float, target: float) -> floa
     return chosen
 
 
+class ScoredConfidences(NamedTuple):
+    """The tier's confidences of a chunk of the records it scored."""
+
+    confidences: list[float]
+
+    def count_into(self, counts: WindowCounts) -> None:
+        counts.confidences.update(confidence_bin(c, BINS) for c in self.confidences)
+
+
+class SteeringOutcomes(NamedTuple):
+    """A chunk of the steering sample: each record's confidence at the tier and whether the
+    last tier gave the same answer."""
+
+    outcomes: list[tuple[float, bool]]
+
+    def count_into(self, counts: WindowCounts) -> None:
+        counts.sampled += len(self.outcomes)
+        counts.disagreed.update(confidence_bin(c, BINS) for c, agreed in self.outcomes
+                                if not agreed)
+
+
 class WindowBudgetFn(beam.CombineFn):
-    """A tier's ('scored', confidences of a chunk) and, with max_disagreement, ('sampled',
-    (confidence, agreed) of a chunk) items in; the Budget for their window out: the threshold
-    steered by the sample (else the configured one), capped by max_escalation_rate (else
-    uncapped)."""
+    """A tier's ScoredConfidences and, with max_disagreement, SteeringOutcomes in; the Budget
+    for their window out: the threshold steered by the sample (else the configured one),
+    capped by max_escalation_rate (else uncapped)."""
 
     def __init__(self, tier: TierConfig):
         self._tier = tier
@@ -143,14 +163,9 @@ class WindowBudgetFn(beam.CombineFn):
     def create_accumulator(self) -> WindowCounts:
         return WindowCounts()
 
-    def add_input(self, counts: WindowCounts, item: tuple[str, list]) -> WindowCounts:
-        kind, values = item
-        if kind == "scored":
-            counts.confidences.update(confidence_bin(c, BINS) for c in values)
-        else:
-            counts.sampled += len(values)
-            counts.disagreed.update(confidence_bin(c, BINS) for c, agreed in values
-                                    if not agreed)
+    def add_input(self, counts: WindowCounts, item: ScoredConfidences | SteeringOutcomes
+                  ) -> WindowCounts:
+        item.count_into(counts)
         return counts
 
     def merge_accumulators(self, accumulators: Iterable[WindowCounts]) -> WindowCounts:
@@ -186,12 +201,12 @@ class JoinWindowBudget(beam.PTransform):
 
     def expand(self, scored: PCollection) -> PCollection:
         items = [scored | "Confidences" >> beam.Map(
-            lambda chunk: ("scored", [r.last_visit.confidence for r in chunk]))]
+            lambda chunk: ScoredConfidences([r.last_visit.confidence for r in chunk]))]
         if self._sampled is not None:
             items.append(self._sampled | "Agreement" >> beam.Map(
-                lambda chunk: ("sampled", [(r.tiers[-2].confidence,
-                                            r.tiers[-2].label_id == r.tiers[-1].label_id)
-                                           for r in chunk])))
+                lambda chunk: SteeringOutcomes([(r.tiers[-2].confidence,
+                                                 r.tiers[-2].label_id == r.tiers[-1].label_id)
+                                                for r in chunk])))
         budgets = (items | "BudgetInputs" >> beam.Flatten()
                    | "Budget" >> combine_per_window(WindowBudgetFn(self._tier), scored)
                    | "ToEveryShard" >> beam.FlatMap(lambda b: [(s, b) for s in range(SHARDS)]))

@@ -1,25 +1,36 @@
-"""The cascade: tiers chained by confidence routing, decided branches merged back into one."""
+"""The cascade: tiers chained by confidence routing, each tier's decided records given apart
+(transforms/branches.py merges them once they are made into what is written or counted)."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
-from models.loading import TorchThreads
+from models.cpus import TorchThreads
 from transforms.budget import Budget, JoinWindowBudget
 from transforms.records import Chunk
 from transforms.routing import AUDIT, ESCALATED, RouteByConfidence, audit_sample
 from transforms.scoring import ScoreTier
 
 
+class Routed(NamedTuple):
+    """A tier's routing: the chunks of records it decided, of those it sent on, of its audit
+    sample (decided records, none without audit_rate), and the dead letters of its
+    steering sample (None without max_disagreement)."""
+
+    decided: PCollection
+    escalated: PCollection
+    audit_sample: PCollection
+    steering_failures: PCollection | None
+
+
 def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
-          last: TierConfig) -> tuple[Any, PCollection | None]:
+          last: TierConfig) -> Routed:
     """Tier's routing, always within a Budget: the tier's fixed one or, with
     max_escalation_rate or max_disagreement, each window's (transforms/budget.py), which
-    holds the window's records until it closes. Returns the routed outputs and the failures
-    of the steering sample (None without max_disagreement)."""
+    holds the window's records until it closes."""
     sampled, steering_failures = None, None
     if tier.max_escalation_rate is None and tier.max_disagreement is None:
         with_budget, fixed = scored, Budget(tier.threshold)
@@ -30,7 +41,7 @@ def route(tier: TierConfig, scored: PCollection, threads: TorchThreads,
         fixed = None
     routed = with_budget | f"Route[{tier.name}]" >> beam.ParDo(
         RouteByConfidence(tier, fixed)).with_outputs(ESCALATED, AUDIT, main="decided")
-    return routed, steering_failures
+    return Routed(routed.decided, routed[ESCALATED], routed[AUDIT], steering_failures)
 
 
 def steering_sample(tier: TierConfig, scored: PCollection, threads: TorchThreads,
@@ -49,24 +60,22 @@ def steering_chunks(chunk: Chunk, tier: str, rate: float) -> Iterator[Chunk]:
         yield sample
 
 
-def decided_key(tier: str) -> str:
-    """TierCascade's output of the records `tier` decided."""
-    return f"decided[{tier}]"
+class CascadeOutputs(NamedTuple):
+    """TierCascade's outputs, typed as Beam's RunInference types its dead letters
+    (RunInferenceDLQ)."""
 
-
-def decided_branches(outputs: dict[str, PCollection]) -> dict[str, PCollection]:
-    """The decided records of each tier by its name, from TierCascade's outputs."""
-    return {key[len("decided["):-1]: pcoll for key, pcoll in outputs.items()
-            if key.startswith("decided[")}
+    decided: dict[str, PCollection]  # tier name -> the chunks of records it decided, in order
+    dead_letters: PCollection  # the records a tier's model failed on
+    audits: PCollection | None = None  # chunks of audited records (None without audit_rate)
+    audit_failures: PCollection | None = None  # the audits' dead letters (None without)
 
 
 class TierCascade(beam.PTransform):
-    """Chunks of records in; {decided_key(tier): the records each tier decided (in chunks),
-    'dead_letters'} out, and with audits configured {'audits' (chunks), 'audit_failures'}.
+    """Chunks of records in; CascadeOutputs out.
 
     The decided branches are given apart, not flattened: a runner may materialise a
     multi-input Flatten (the FnApiRunner does), and records cost far more to encode than
-    the output rows or statistics made from them on each branch.
+    the output rows or statistics made from them on each branch (transforms/branches.py).
 
     Tier k runs only on the records tier k-1 escalated, so an expensive tier's cost scales
     with the uncertain fraction, not the input. Every prediction carries the visits of all the
@@ -85,25 +94,24 @@ class TierCascade(beam.PTransform):
         self._tiers = tuple(tiers)
         self._threads = threads
 
-    def expand(self, records: PCollection) -> dict[str, PCollection]:
+    def expand(self, records: PCollection) -> CascadeOutputs:
         decided, dead, audits, audit_failures = {}, [], [], []
         pending = records
         last = self._tiers[-1]
         for tier in self._tiers:
             scored, failed = pending | f"Score[{tier.name}]" >> ScoreTier(tier, self._threads)
-            routed, steering_failures = route(tier, scored, self._threads, last)
-            decided[decided_key(tier.name)] = routed.decided
+            routed = route(tier, scored, self._threads, last)
+            decided[tier.name] = routed.decided
             dead.append(failed)
-            pending = routed[ESCALATED]
+            pending = routed.escalated
             if tier.audit_rate:
-                audits.append(routed[AUDIT])
-            if steering_failures is not None:
-                audit_failures.append(steering_failures)
-        outputs = {**decided, "dead_letters": dead | "MergeTierFailures" >> beam.Flatten()}
-        if audits:  # else no audit branch, whose RunInference would load the model again
-            outputs["audits"], failed_audits = (
-                audits | "MergeAudits" >> beam.Flatten()
-                | f"Audit[{last.name}]" >> ScoreTier(last, self._threads))
-            outputs["audit_failures"] = (
-                [failed_audits, *audit_failures] | "MergeAuditFailures" >> beam.Flatten())
-        return outputs
+                audits.append(routed.audit_sample)
+            if routed.steering_failures is not None:
+                audit_failures.append(routed.steering_failures)
+        dead_letters = dead | "MergeTierFailures" >> beam.Flatten()
+        if not audits:  # no audit branch, whose RunInference would load the model again
+            return CascadeOutputs(decided, dead_letters)
+        audited, failed_audits = (audits | "MergeAudits" >> beam.Flatten()
+                                  | f"Audit[{last.name}]" >> ScoreTier(last, self._threads))
+        return CascadeOutputs(decided, dead_letters, audited, [
+            failed_audits, *audit_failures] | "MergeAuditFailures" >> beam.Flatten())

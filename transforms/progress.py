@@ -31,6 +31,12 @@ def seen(tier: str) -> str:
     return f"{tier}_seen"
 
 
+def scored(tier: str) -> str:
+    """Records the tier's model has scored (audits and steering samples of the last tier
+    included), counted as each batch is done: routing may see them later."""
+    return f"{tier}_scored"
+
+
 def decided(tier: str) -> str:
     return f"{tier}_decided"
 

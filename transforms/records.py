@@ -187,6 +187,26 @@ def prediction_row(record: Record, labels: Sequence[str]) -> dict[str, Any]:
             "probabilities": final.probabilities}
 
 
+def output_rows(chunk: Chunk, labels: Sequence[str], tier_names: Sequence[str],
+                passthrough: Sequence[str]) -> list[dict[str, Any]]:
+    """The output rows of a chunk of decided records: each record's decision
+    (`Prediction`'s columns), its confidence at each tier (None where it did not go),
+    its pass-through fields. A pass-through field whose name clashes with an output column
+    is written as `input_<name>`. (Column names are made once per chunk, not per row.)"""
+    confidence_columns = [(name, f"confidence_{name}") for name in tier_names]
+    renamed = passthrough_columns(passthrough, tier_names)
+    rows = []
+    for record in chunk:
+        row = prediction_row(record, labels)
+        confidences = {visit.tier: visit.confidence for visit in record.tiers}
+        for name, column in confidence_columns:
+            row[column] = confidences.get(name)
+        for name, column in renamed:
+            row[column] = record.passthrough.get(name)
+        rows.append(row)
+    return rows
+
+
 def raw_text(raw: Any) -> str:
     """A raw input as the errors file keeps it: text as it is, anything else as JSON."""
     return raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False)

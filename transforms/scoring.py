@@ -9,7 +9,6 @@ the job.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
@@ -17,13 +16,15 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import PCollection
 
-from models.confidence import score
 from models.config import TierConfig
-from models.learned_deferral import Router, deferral_inputs
-from models.loading import TorchThreads, set_torch_threads
+from models.cpus import TorchThreads
+from models.learned_deferral import Router
+from models.loading import set_torch_threads
 from models.memory import freeze_long_lived_objects, release_free_memory
 from models.tier import Tier
+from models.tier_scoring import score_texts
 from transforms.coders import register_coders
+from transforms import progress
 from transforms.dead_letters import METRICS_NAMESPACE, dead_letter
 from transforms.records import Chunk, DeadLetter, Record, Visit
 
@@ -80,6 +81,7 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], LoadedTier]):
             visits = call_with_timeout(
                 lambda: self._score(records, model), timeout,
                 f"tier {self._tier.name!r} on a batch of {len(records)} records")
+        progress.count(progress.scored(self._tier.name), len(records))
         results, start = [], 0
         for chunk in batch:
             results.append(PredictionResult(chunk, visits[start:start + len(chunk)],
@@ -90,7 +92,8 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], LoadedTier]):
     def _score(self, records: list[Record], model: LoadedTier) -> list[Visit]:
         texts = [record.text for record in records]
         pairs = [record.text_pair for record in records] if records[0].text_pair else None
-        visits = tier_visits(self._tier, model.model, texts, pairs, model.router)
+        visits = [Visit(**scored._asdict()) for scored in score_texts(
+            self._tier, model.model, texts, pairs, model.router)]
         release_free_memory()
         return visits
 
@@ -99,33 +102,6 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], LoadedTier]):
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_{self._tier.name}"
-
-
-def tier_visits(tier: TierConfig, model: Tier, texts: list[str],
-                text_pairs: list[str] | None = None, router: Router | None = None
-                ) -> list[Visit]:
-    """Scores `texts` with one tier in one call: each text's Visit (the label, the
-    probabilities after the tier's temperature, the routing confidence (the router's, when
-    the tier has one), the call's time shared out, the call's size and, for an early-exit
-    tier, the layer it left at)."""
-    start = time.perf_counter()
-    if router is not None and router.inner_exits:  # the router reads every exit's answer
-        all_exits = model.exit_logits(texts, text_pairs)
-        logits, layers = all_exits[-1], None
-        inputs = deferral_inputs(model, logits, texts, text_pairs, all_exits[:-1])
-    else:
-        logits, layers = model.logits_and_exits(texts, text_pairs)
-        inputs = None if router is None else deferral_inputs(model, logits, texts, text_pairs)
-    learned = None if router is None else router.confidences(inputs)
-    scores = score(logits, tier.temperature, tier.confidence, learned)
-    ms_per_record = (time.perf_counter() - start) * 1000.0 / max(1, len(texts))
-    exit_layers = layers.tolist() if model.early_exit and layers is not None \
-        else [None] * len(texts)
-    passes = model.forward_passes(len(texts))
-    return [Visit(tier.name, label_id, tuple(probs), conf, ms_per_record, len(texts), layer,
-                  passes=passes)
-            for label_id, probs, conf, layer in zip(
-                scores.label_ids, scores.probabilities, scores.confidences, exit_layers)]
 
 
 class InferenceTimeout(TimeoutError):

@@ -1,8 +1,10 @@
-"""Routing statistics, computed inside the pipeline by a CombineFn.
+"""Routing statistics, computed inside the pipeline by combiners.
 
-Being a combiner, the figures are exact on any runner and any number of workers: partial
-accumulators are merged, nothing depends on driver-side state. The output is one JSON-ready
-dict (see `RoutingStatsFn.extract_output` and docs/outputs.md).
+Being combiners, the figures are exact on any runner and any number of workers: partial
+accumulators are merged, nothing depends on driver-side state. The input is typed
+(`StatisticsInputs`: the parsed records, the dead letters, each tier's decided records, the
+audits), each kind counted by its own function; the output is a `RoutingStats`
+(models/routing_stats.py, written as routing_stats.json: docs/outputs.md).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -23,8 +25,12 @@ from apache_beam.utils.timestamp import Timestamp
 from models.config import Guarantee, TierConfig
 from models.guarantee import binomial_interval, binomial_upper_bound
 from models.routing_rule import confidence_bin
+from models.routing_stats import (AloneEstimates, AuditSummary, CostSummary, RoutingStats,
+                                  ThresholdRange, TierAudit, TierStats, WindowBounds)
 from models.shift import BINS as SHIFT_BINS
-from models.shift import shift_test
+from models.shift import ShiftTest, shift_test
+from transforms.branches import merge_branches
+from transforms.optional_inputs import TakesOptionalInputs
 from transforms.records import Chunk, DeadLetter, Record, Visit
 from transforms.windowing import combine_per_window
 
@@ -119,6 +125,11 @@ class RoutingTally:
     tiers: dict[str, TierTally] = field(default_factory=dict)  # (labelled predictions too)
 
 
+def count_parsed(acc: RoutingTally, chunk: Chunk) -> None:
+    """A chunk of parsed records: the records read, less the dead letters of parsing."""
+    acc.parsed += len(chunk)
+
+
 def count_predictions(acc: RoutingTally, chunk: Chunk) -> None:
     """Decided records at every tier they visited (the last one decided each), tier by
     tier for the records that went the same way."""
@@ -160,6 +171,19 @@ def count_error(acc: RoutingTally, letter: DeadLetter) -> None:
         acc.tiers[letter.stage[len("tier:"):]].seen += 1
 
 
+def count_audits(acc: RoutingTally, chunk: Chunk) -> None:
+    """A chunk of audited records, each with the deciding tier's visit, then the last
+    tier's."""
+    for record in chunk:
+        *_, decided, last = record.tiers
+        acc.tiers[decided.tier].audit.count(decided, last, record.gold)
+
+
+def count_audit_failure(acc: RoutingTally, letter: DeadLetter) -> None:
+    """An audit the last tier failed on (its record was predicted all the same)."""
+    acc.tiers[letter.tiers[-1].tier].audit.failed += 1
+
+
 def merge_into(total: Any, part: Any) -> None:
     """Adds a tally's counts, sums and counters (and its tiers' tallies) into `total`."""
     for f in dataclasses.fields(total):
@@ -175,10 +199,11 @@ def merge_into(total: Any, part: Any) -> None:
             setattr(total, f.name, mine + theirs)
 
 
-class RoutingStatsFn(beam.CombineFn):
-    """Combines ('parsed', a chunk of parsed records), ('prediction', a chunk of decided
-    records), ('error', DeadLetter), ('audit', a chunk of audited records: each with the
-    deciding tier's visit, then the last tier's) and ('audit_failed', DeadLetter) events.
+class RoutingStatsFn:
+    """The routing statistics' accumulator (a RoutingTally) for a cascade's tiers: made,
+    merged and turned into a RoutingStats here; filled by the counting function of each
+    input (`count_parsed`, `count_predictions`, `count_error`, `count_audits`,
+    `count_audit_failure`), which AccumulateInput binds to its input.
 
     A tier's `seen` counts every record it received: decided + escalated + failed. Records
     that a later tier failed on still count at the tiers that escalated them.
@@ -194,29 +219,13 @@ class RoutingStatsFn(beam.CombineFn):
     def create_accumulator(self) -> RoutingTally:
         return RoutingTally(tiers={name: TierTally() for name in self._names})
 
-    def add_input(self, acc: RoutingTally, event: tuple[str, Any]) -> RoutingTally:
-        kind, value = event
-        if kind == "parsed":
-            acc.parsed += len(value)
-        elif kind == "prediction":
-            count_predictions(acc, value)
-        elif kind == "audit":
-            for record in value:
-                *_, decided, last = record.tiers
-                acc.tiers[decided.tier].audit.count(decided, last, record.gold)
-        elif kind == "audit_failed":
-            acc.tiers[value.tiers[-1].tier].audit.failed += 1
-        else:
-            count_error(acc, value)
-        return acc
-
     def merge_accumulators(self, accumulators: Iterable[RoutingTally]) -> RoutingTally:
         merged = self.create_accumulator()
         for acc in accumulators:
             merge_into(merged, acc)
         return merged
 
-    def extract_output(self, acc: RoutingTally) -> dict[str, Any]:
+    def extract_output(self, acc: RoutingTally) -> RoutingStats:
         """The statistics. A dead letter of stage 'read' is a file that could not be read
         (to its end), counted in `files_unread`, apart from the records."""
         predictions = acc.predictions
@@ -227,63 +236,63 @@ class RoutingStatsFn(beam.CombineFn):
         records_read = acc.parsed + record_errors.get("parse", 0)
         tiers = [self._tier_output(name, acc.tiers[name], predictions, acc.errors)
                  for name in self._names]
-        return {
-            "records": predictions + errors,
-            "records_read": records_read,
-            "unaccounted": records_read - predictions - errors,
-            "files_unread": acc.errors["read"],
-            "predictions": predictions,
-            "errors": errors,
-            "error_rate": _ratio(errors, predictions + errors),
-            "errors_by_stage": dict(sorted(record_errors.items())),
-            "errors_by_reason": dict(acc.reasons.most_common(10)),
-            "labelled": labelled,
-            "labels_unrecognized": acc.labels_unrecognized,
-            "accuracy": _ratio(correct, labelled),
-            "estimated_accuracy": _ratio(
+        return RoutingStats(
+            records=predictions + errors,
+            records_read=records_read,
+            unaccounted=records_read - predictions - errors,
+            files_unread=acc.errors["read"],
+            predictions=predictions,
+            errors=errors,
+            error_rate=_ratio(errors, predictions + errors),
+            errors_by_stage=dict(sorted(record_errors.items())),
+            errors_by_reason=dict(acc.reasons.most_common(10)),
+            labelled=labelled,
+            labels_unrecognized=acc.labels_unrecognized,
+            accuracy=_ratio(correct, labelled),
+            estimated_accuracy=_ratio(
                 sum(t.max_prob_decided for t in acc.tiers.values()), predictions),
-            "audit": audit_summary(acc.tiers, self._names, predictions),
-            "cost": cost_summary(acc, self._names),
-            "guarantee": dataclasses.asdict(self._guarantee) if self._guarantee else None,
-            "shifted_tiers": [t["name"] for t in tiers if (t["shift"] or {}).get("shifted")],
-            "tiers": tiers,
-        }
+            audit=audit_summary(acc.tiers, self._names, predictions),
+            cost=cost_summary(acc, self._names),
+            guarantee=self._guarantee,
+            shifted_tiers=tuple(t.name for t in tiers if t.shift and t.shift.shifted),
+            tiers=tuple(tiers),
+        )
 
     def _tier_output(self, name: str, t: TierTally, predictions: int,
-                     errors: Counter) -> dict[str, Any]:
-        return {
-            "name": name,
-            "threshold": self._thresholds[name],
-            "effective_threshold": ({"min": min(t.thresholds), "max": max(t.thresholds)}
-                                    if t.thresholds else None),
-            "seen": t.seen,
-            "decided": t.decided,
-            "escalated": t.escalated,
-            "failed": errors.get(f"tier:{name}", 0),
-            "escalation_rate": _ratio(t.escalated, t.seen),
-            "decided_share": _ratio(t.decided, predictions),
-            "mean_confidence_seen": _ratio(t.confidence_seen, t.seen),
-            "mean_confidence_decided": _ratio(t.confidence_decided, t.decided),
-            "accuracy_decided": _ratio(t.correct_decided, t.labelled_decided),
-            "estimated_accuracy_decided": _ratio(t.max_prob_decided, t.decided),
-            "accuracy_seen": _ratio(t.correct_seen, t.labelled_seen),
-            "inference_seconds": t.ms / 1000.0,
-            "ms_per_record": _ratio(t.ms, t.seen),
-            "records_per_exit": {str(layer): n for layer, n in sorted(t.exits.items())},
+                     errors: Counter) -> TierStats:
+        return TierStats(
+            name=name,
+            threshold=self._thresholds[name],
+            effective_threshold=(ThresholdRange(min(t.thresholds), max(t.thresholds))
+                                 if t.thresholds else None),
+            seen=t.seen,
+            decided=t.decided,
+            escalated=t.escalated,
+            failed=errors.get(f"tier:{name}", 0),
+            escalation_rate=_ratio(t.escalated, t.seen),
+            decided_share=_ratio(t.decided, predictions),
+            mean_confidence_seen=_ratio(t.confidence_seen, t.seen),
+            mean_confidence_decided=_ratio(t.confidence_decided, t.decided),
+            accuracy_decided=_ratio(t.correct_decided, t.labelled_decided),
+            estimated_accuracy_decided=_ratio(t.max_prob_decided, t.decided),
+            accuracy_seen=_ratio(t.correct_seen, t.labelled_seen),
+            inference_seconds=t.ms / 1000.0,
+            ms_per_record=_ratio(t.ms, t.seen),
+            records_per_exit={str(layer): n for layer, n in sorted(t.exits.items())},
             **call_sizes(t.call_records),
-            "audit": tier_audit(t),
-            "shift": self._shift(name, t),
-        }
+            audit=tier_audit(t),
+            shift=self._shift(name, t),
+        )
 
-    def _shift(self, name: str, t: TierTally) -> dict[str, Any] | None:
+    def _shift(self, name: str, t: TierTally) -> ShiftTest | None:
         """The tier's confidences against calibration's (models/shift.py); None without a
         reference or records."""
         if name not in self._references or not t.seen:
             return None
-        return dataclasses.asdict(shift_test(*self._references[name], t.confidence_bins))
+        return shift_test(*self._references[name], t.confidence_bins)
 
 
-def tier_audit(t: TierTally) -> dict[str, Any] | None:
+def tier_audit(t: TierTally) -> TierAudit | None:
     """A tier's audit: agreement with the last tier on its audited decisions, with a 95%
     interval; the upper end of the disagreement, which bounds how much accuracy the tier's
     decisions lose against the last tier (no labels needed), also as a share of the records
@@ -293,21 +302,21 @@ def tier_audit(t: TierTally) -> dict[str, Any] | None:
     if not a.audited and not a.failed:
         return None
     low, high = binomial_interval(a.agreed, a.audited)
-    return {
-        "audited": a.audited, "failed": a.failed, "agreed": a.agreed,
-        "agreement": _ratio(a.agreed, a.audited),
-        "agreement_interval_95": [low, high] if a.audited else None,
-        "drop_bound_95": 1 - low if a.audited else None,
-        "seen_drop_bound_95": (1 - low) * t.decided / t.seen if a.audited and t.seen else None,
-        "estimated_accuracy": _ratio(a.last_prob_of_answer, a.audited),
-        "labelled": a.labelled,
-        "accuracy": _ratio(a.correct, a.labelled),
-        "last_tier_accuracy": _ratio(a.last_correct, a.labelled),
-    }
+    return TierAudit(
+        audited=a.audited, failed=a.failed, agreed=a.agreed,
+        agreement=_ratio(a.agreed, a.audited),
+        agreement_interval_95=(low, high) if a.audited else None,
+        drop_bound_95=1 - low if a.audited else None,
+        seen_drop_bound_95=(1 - low) * t.decided / t.seen if a.audited and t.seen else None,
+        estimated_accuracy=_ratio(a.last_prob_of_answer, a.audited),
+        labelled=a.labelled,
+        accuracy=_ratio(a.correct, a.labelled),
+        last_tier_accuracy=_ratio(a.last_correct, a.labelled),
+    )
 
 
 def audit_summary(tiers: dict[str, TierTally], names: Sequence[str],
-                  predictions: int) -> dict[str, Any] | None:
+                  predictions: int) -> AuditSummary | None:
     """The audit of the whole output: the share of the predictions on which the cascade and
     the last tier disagree is the sum over audited tiers of (their share of the
     predictions) x (their disagreement rate). It is not the accuracy drop (the cascade may be
@@ -331,12 +340,12 @@ def audit_summary(tiers: dict[str, TierTally], names: Sequence[str],
     unaudited = [tiers[n] for n in names if n not in audited_names]
     corrected = (sum(t.decided * t.audit.last_prob_of_answer / t.audit.audited for t in audited)
                  + sum(t.max_prob_decided for t in unaudited)) / predictions
-    return {"audited": sum(t.audit.audited for t in audited),
-            "disagreement": estimate, "drop_bound_95": min(1.0, bound),
-            "last_tier_probability": corrected}
+    return AuditSummary(audited=sum(t.audit.audited for t in audited),
+                        disagreement=estimate, drop_bound_95=min(1.0, bound),
+                        last_tier_probability=corrected)
 
 
-def cost_summary(acc: RoutingTally, names: Sequence[str]) -> dict[str, Any]:
+def cost_summary(acc: RoutingTally, names: Sequence[str]) -> CostSummary:
     """What the cascade's model time bought: the seconds all tiers spent, against an estimate
     of the last tier alone on every predicted record, from its own measured cost in this job
     scaled to them. The records it saw are the hard ones, often longer than the rest, so its
@@ -348,18 +357,18 @@ def cost_summary(acc: RoutingTally, names: Sequence[str]) -> dict[str, Any]:
     by_character = (_ratio(last.ms * acc.chars, 1000.0 * last.chars_seen)
                     if last.ms and last.chars_seen else by_record)
     alone = None if by_record is None else min(by_record, by_character)
-    return {"model_seconds": spent, "last_tier": names[-1],
-            "last_tier_alone_seconds": alone,
-            "last_tier_alone_seconds_by": {"record": by_record, "character": by_character},
-            "times_cheaper": _ratio(alone, spent) if alone is not None else None}
+    return CostSummary(model_seconds=spent, last_tier=names[-1],
+                       last_tier_alone_seconds=alone,
+                       last_tier_alone_seconds_by=AloneEstimates(by_record, by_character),
+                       times_cheaper=_ratio(alone, spent) if alone is not None else None)
 
 
 def call_sizes(records_by_call: Counter) -> dict[str, Any]:
-    """How the tier's records were batched: the RunInference calls (their number, mean size
-    and a histogram of sizes in powers of two: "1", "2-3", "4-7", ...) and the model's
-    forward passes within them (a transformer tier splits a call into passes of its
-    batch_size). A call of n records is n visits that each carry n, so the calls are counted
-    exactly from the records."""
+    """TierStats' fields on how the tier's records were batched: the RunInference calls
+    (their number, mean size and a histogram of sizes in powers of two: "1", "2-3", "4-7",
+    ...) and the model's forward passes within them (a transformer tier splits a call into
+    passes of its batch_size). A call of n records is n visits that each carry n, so the
+    calls are counted exactly from the records."""
     histogram: Counter = Counter()
     passes = 0
     for (size, passes_per_call), records in records_by_call.items():
@@ -382,21 +391,25 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-class AccumulateEvents(beam.CombineFn):
-    """One kind of RoutingStatsFn's events in; their accumulator out, without the final
-    extraction: one PCollection's partial result, for MergeAccumulators to merge with
-    others'. The kind is bound here rather than tagged on every event by a step of its
-    own."""
+Counting = Callable[[RoutingTally, Any], None]  # adds one element of an input to a tally
 
-    def __init__(self, fn: RoutingStatsFn, kind: str):
+
+class AccumulateInput(beam.CombineFn):
+    """One of StatisticsInputs' PCollections in; its accumulator out, without the final
+    extraction: one input's partial result, to be merged with the others'. `count` is the
+    input's counting function (`count_parsed`, ...; `merge_into` to merge partial results),
+    bound here rather than tagged on every element by a step of its own."""
+
+    def __init__(self, fn: RoutingStatsFn, count: Counting):
         self._fn = fn
-        self._kind = kind
+        self._count = count
 
     def create_accumulator(self) -> RoutingTally:
         return self._fn.create_accumulator()
 
-    def add_input(self, accumulator: RoutingTally, event: Any) -> RoutingTally:
-        return self._fn.add_input(accumulator, (self._kind, event))
+    def add_input(self, accumulator: RoutingTally, element: Any) -> RoutingTally:
+        self._count(accumulator, element)
+        return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[RoutingTally]) -> RoutingTally:
         return self._fn.merge_accumulators(accumulators)
@@ -405,78 +418,100 @@ class AccumulateEvents(beam.CombineFn):
         return accumulator
 
 
-class MergeAccumulators(AccumulateEvents):
-    """Partial results (accumulators) in; their merged accumulator out."""
+class StatisticsInputs(NamedTuple):
+    """What the routing statistics count, each PCollection in its own right: the chunks of
+    parsed records, every dead letter, each tier's chunks of decided records (tier name ->
+    branch, as TierCascade gives them) and, with audits configured, the chunks of audited
+    records and the audits' dead letters (None without)."""
 
-    def __init__(self, fn: RoutingStatsFn):
-        super().__init__(fn, "")
+    parsed: PCollection
+    dead_letters: PCollection
+    decided: dict[str, PCollection]
+    audits: PCollection | None = None
+    audit_failures: PCollection | None = None
 
-    def add_input(self, accumulator: RoutingTally, partial: RoutingTally) -> RoutingTally:
-        return self._fn.merge_accumulators([accumulator, partial])
+    def counted(self) -> dict[str, tuple[PCollection, Counting]]:
+        """Each input by a name for its step, with the function that counts its elements."""
+        counted = {"parsed": (self.parsed, count_parsed),
+                   "dead_letters": (self.dead_letters, count_error),
+                   **{f"decided[{tier}]": (branch, count_predictions)
+                      for tier, branch in self.decided.items()}}
+        if self.audits is not None:
+            counted["audits"] = (self.audits, count_audits)
+        if self.audit_failures is not None:
+            counted["audit_failures"] = (self.audit_failures, count_audit_failure)
+        return counted
 
 
-def event_kind(key: str) -> str:
-    """The RoutingStatsFn kind of an events input: its key up to any `[`, so that
-    'prediction[ngram]' and 'prediction[minilm]' are both predictions."""
-    return key.partition("[")[0]
+class AccumulateRoutingStats(TakesOptionalInputs):
+    """StatisticsInputs in; one RoutingStatsFn accumulator per window out (one in all in
+    batch mode).
 
-
-class AccumulateRoutingStats(beam.PTransform):
-    """{key: PCollection} of events in, keyed by their RoutingStatsFn kind or the kind with
-    a `[name]` (several inputs of one kind: each tier's decided records as 'prediction[...]')
-    (the parsed records, predictions, dead letters, and audits when there are); one
-    RoutingStatsFn accumulator per window out (one in all in batch mode).
-
-    Each input is combined on its own and only the partial results are flattened: a
-    Flatten of the records themselves is held whole in memory by the FnApiRunner (it
-    materialises every multi-input Flatten), which made peak memory grow with the input.
+    Each input is combined on its own and only the partial results are merged: a Flatten of
+    the records themselves is held whole in memory by the FnApiRunner (it materialises every
+    multi-input Flatten), which made peak memory grow with the input.
     """
 
     def __init__(self, stats: RoutingStatsFn):
         super().__init__()
         self._stats = stats
 
-    def expand(self, events: dict[str, PCollection]) -> PCollection:
-        parsed = events["parsed"]
-        partials = [
-            pcoll | f"Accumulate[{key}]" >> combine_per_window(
-                AccumulateEvents(self._stats, event_kind(key)), pcoll)
-            for key, pcoll in events.items()]
-        return (partials | "AllPartials" >> beam.Flatten()
-                | "Merge" >> combine_per_window(MergeAccumulators(self._stats), parsed))
+    def expand(self, inputs: StatisticsInputs) -> PCollection:
+        partials = merge_branches("Accumulate", {
+            name: (pcoll, combine_per_window(AccumulateInput(self._stats, count), pcoll))
+            for name, (pcoll, count) in inputs.counted().items()})
+        return partials | "Merge" >> combine_per_window(
+            AccumulateInput(self._stats, merge_into), inputs.parsed)
 
 
 class ExtractStats(beam.DoFn):
-    """An accumulator in; its statistics dict out, with the window's bounds and record rate
+    """An accumulator in; its RoutingStats out, with the window's bounds and record rate
     when windowed (streaming)."""
 
     def __init__(self, stats: RoutingStatsFn):
         self._stats = stats
 
-    def process(self, accumulator: dict, window=beam.DoFn.WindowParam) -> Iterator[dict]:
+    def process(self, accumulator: RoutingTally, window=beam.DoFn.WindowParam
+                ) -> Iterator[RoutingStats]:
         stats = self._stats.extract_output(accumulator)
         if isinstance(window, IntervalWindow):
-            stats = {"window": window_bounds(window.start, window.end),
-                     **with_rate(stats, float(window.end - window.start))}
+            stats = in_window(stats, window.start, window.end)
         yield stats
 
 
-class ComputeRoutingStats(beam.PTransform):
-    """{key: events} (see AccumulateRoutingStats) in; {'windows': a statistics dict per
-    window (one in all in batch), 'running': in streaming, after each closed window the
-    statistics of every window closed so far (absent in batch)}. With the config's
-    `guarantee`, the statistics state the promise the thresholds carry."""
+class RoutingStatsOutputs(NamedTuple):
+    """ComputeRoutingStats' outputs: a RoutingStats per window (one in all in batch) and,
+    in streaming, after each closed window the statistics of every window closed so far
+    (None in batch)."""
+
+    windows: PCollection
+    running: PCollection | None
+
+
+class ComputeRoutingStats(TakesOptionalInputs):
+    """StatisticsInputs in; RoutingStatsOutputs out. With the config's `guarantee`, the
+    statistics state the promise the thresholds carry."""
 
     def __init__(self, tiers: Sequence[TierConfig], guarantee: Guarantee | None = None):
         super().__init__()
         self._stats = RoutingStatsFn(tiers, guarantee)
 
-    def expand(self, events: dict[str, PCollection]) -> dict[str, PCollection]:
-        accumulators = events | "Accumulate" >> AccumulateRoutingStats(self._stats)
-        stats = {"windows": accumulators | "Extract" >> beam.ParDo(ExtractStats(self._stats))}
-        if not accumulators.windowing.is_default():
-            stats["running"] = accumulators | "Cumulative" >> CumulativeRoutingStats(self._stats)
-        return stats
+    def expand(self, inputs: StatisticsInputs) -> RoutingStatsOutputs:
+        accumulators = inputs | "Accumulate" >> AccumulateRoutingStats(self._stats)
+        windows = accumulators | "Extract" >> beam.ParDo(ExtractStats(self._stats))
+        if accumulators.windowing.is_default():
+            return RoutingStatsOutputs(windows, None)
+        return RoutingStatsOutputs(
+            windows, accumulators | "Cumulative" >> CumulativeRoutingStats(self._stats))
+
+
+class RunningTotalState(NamedTuple):
+    """What RunningTotal keeps: the number of windows closed, their span, their tally."""
+
+    windows: int
+    start: Timestamp
+    end: Timestamp
+    accumulator: RoutingTally
 
 
 class RunningTotal(beam.DoFn):
@@ -489,25 +524,23 @@ class RunningTotal(beam.DoFn):
     def __init__(self, stats: RoutingStatsFn):
         self._stats = stats
 
-    def process(self, keyed: tuple[str, tuple[Timestamp, Timestamp, dict]],
-                total=beam.DoFn.StateParam(TOTAL)) -> Iterator[dict]:
+    def process(self, keyed: tuple[str, tuple[Timestamp, Timestamp, RoutingTally]],
+                total=beam.DoFn.StateParam(TOTAL)) -> Iterator[RoutingStats]:
         _, (start, end, accumulator) = keyed
-        previous = total.read() or {"windows": 0, "start": start, "end": end,
-                                    "accumulator": self._stats.create_accumulator()}
-        current = {
-            "windows": previous["windows"] + 1,
-            "start": min(previous["start"], start), "end": max(previous["end"], end),
-            "accumulator": self._stats.merge_accumulators(
-                [previous["accumulator"], accumulator])}
+        previous = total.read() or RunningTotalState(0, start, end,
+                                                     self._stats.create_accumulator())
+        current = RunningTotalState(
+            previous.windows + 1, min(previous.start, start), max(previous.end, end),
+            self._stats.merge_accumulators([previous.accumulator, accumulator]))
         total.write(current)
-        stats = self._stats.extract_output(current["accumulator"])
-        yield {"windows": current["windows"],
-               "window": window_bounds(current["start"], current["end"]),
-               **with_rate(stats, float(current["end"] - current["start"]))}
+        stats = self._stats.extract_output(current.accumulator)
+        yield dataclasses.replace(in_window(stats, current.start, current.end),
+                                  windows=current.windows)
 
 
 class CumulativeRoutingStats(beam.PTransform):
-    """Per-window accumulators in; the running statistics out, one dict per closed window."""
+    """Per-window accumulators in; the running statistics out, one RoutingStats per closed
+    window."""
 
     def __init__(self, stats: RoutingStatsFn):
         super().__init__()
@@ -522,11 +555,9 @@ class CumulativeRoutingStats(beam.PTransform):
                 | "Total" >> beam.ParDo(RunningTotal(self._stats)))
 
 
-def window_bounds(start: Timestamp, end: Timestamp) -> dict[str, str]:
-    """A window's bounds as ISO 8601 UTC times."""
-    return {"start": start.to_rfc3339(), "end": end.to_rfc3339()}
-
-
-def with_rate(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The statistics with their event-time throughput over `seconds`."""
-    return {**stats, "records_per_second": _ratio(stats["records"], seconds)}
+def in_window(stats: RoutingStats, start: Timestamp, end: Timestamp) -> RoutingStats:
+    """The statistics with the bounds (ISO 8601 UTC times) of the window they cover, and
+    their event-time throughput over it."""
+    return dataclasses.replace(
+        stats, window=WindowBounds(start.to_rfc3339(), end.to_rfc3339()),
+        records_per_second=_ratio(stats.records, float(end - start)))

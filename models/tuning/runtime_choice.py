@@ -130,7 +130,7 @@ def int8_fallback_tier(tier: TierConfig, variants: list[RuntimeVariant],
     measured against the last tier in fp32, so the cascade keeps its promise at nearly int8's
     cost (SST-2: 3.19x the stock handler at fp32's dev accuracy, docs/benchmarks.md);
     calibrate keeps the tier only where the cascade is cheaper with it
-    (models/tuning.py `tiers_to_keep`)."""
+    (models/tuning/choice.py `tiers_to_keep`)."""
     chosen = next(v for v in variants if v.chosen)
     faster = [v for v in variants
               if v.quantize and v.seconds_per_record < chosen.seconds_per_record]
