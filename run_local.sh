@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole loop in one command, on generated movie reviews with the DirectRunner:
-#   1. train:     fine-tunes three demo tiers from all-MiniLM-L6-v2 (3, 4 and 6 layers);
+#   1. train:     three demo tiers: a word n-gram model and all-MiniLM-L6-v2 cut to 4 and 6
+#                 layers, fine-tuned;
 #   2. calibrate: `beam-cascade calibrate` chooses their thresholds on a held-out labelled
 #                 draw, promising at most 1 point of accuracy below the large tier alone;
 #   3. run:       `beam-cascade run` classifies the sample with the tuned config.

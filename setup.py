@@ -22,7 +22,7 @@ setup(
         "PyYAML>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        "orjson>=3.9",  # JSON Lines in and out at a fifth of json's cost (pipeline/io.py)
+        "orjson>=3.9",  # JSON Lines in and out at a fifth of json's cost (pipeline/sinks.py)
         "scipy>=1.10",  # exact binomial bounds (models/guarantee.py), the shift test
         # runtime: onnxruntime (models/onnx_tier.py): the session, int8 quantisation, and
         # torch.export's ONNX exporter; apache-beam needs protobuf below 7, onnx pulls 7

@@ -36,6 +36,7 @@ from models.calibration import fit_temperature
 from models.config import TierConfig
 from models.datasets import read_labelled, read_rows
 from models.guarantee import guarantee_search
+from models.loading import load_configured_tier
 from models.operating_points import (NoOperatingPoint, Policy, TierOutputs, choose,
                                      last_tier_alone, replay, sweep)
 from models.tuning.fitting import tier_outputs
@@ -101,7 +102,8 @@ def split_outcomes(dev_logits: list[torch.Tensor], unlabelled_logits: list[torch
 
 def model_logits(model: str, name: str, texts: list[str], what: str) -> torch.Tensor:
     tier = TierConfig(name=name, model=model)
-    return cached_logits(tier, texts, None, what, "bench/cache/logits", tier.load())[-1]
+    return cached_logits(tier, texts, None, what, "bench/cache/logits",
+                         load_configured_tier(tier))[-1]
 
 
 def sst2_logits(data: str) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:

@@ -43,6 +43,7 @@ from bench.report import job_stats
 from bench.runners import DIRECT, TWO_PROCESSES, TWO_THREADS, flink, write_records
 from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, records_per_tier, run_job
 from models.config import CascadeConfig, config_to_dict
+from models.loading import load_configured_tier
 from models.throughput import ONE_PASS
 
 RUNNERS = ("direct", "threads2", "direct2", "flink")
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     with open(inputs, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     ids, texts = [r["id"] for r in rows], [r["text"] for r in rows]
-    bares = {job: BareTimer({t.name: t.load(ONE_PASS) for t in config.tiers}, texts)
+    bares = {job: BareTimer({t.name: load_configured_tier(t, ONE_PASS) for t in config.tiers},
+                            texts)
              for job, config in jobs.items()}
     setups = {name: runner_args(name) for name in args.runners}
     runs: dict[tuple[str, str, bool], list[dict]] = {}

@@ -40,7 +40,7 @@ from bench.report import write_report
 from models.confidence import score
 from models.config import CascadeConfig, TierConfig, config_to_dict
 from models.datasets import read_labelled, read_rows
-from models.loading import load_tier
+from models.loading import load_configured_tier, load_tier
 from models.operating_points import threshold_below
 from models.routing_rule import escalated_indices
 from models.throughput import ONE_PASS, load_for_timing
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     peer = None if args.no_peer else peer_python()
 
     bare = BareTimer({"tier1": load_for_timing(tier1), "tier2": load_for_timing(tier2),
-                      **{tier_key(path, t): t.load(ONE_PASS)
+                      **{tier_key(path, t): load_configured_tier(t, ONE_PASS)
                          for path, config in configs.items() for t in config.tiers}},
                      inputs.all_texts)
     batch1 = bare.best_batch_size("tier1", [int(b) for b in args.tier1_batch_sizes.split(",")])

@@ -1,12 +1,13 @@
 """The demo's synthetic movie-review sentences, with their labels and the kind of case each is.
 
 Written so that a cascade has something to trade: most sentences are plain ("the plot is
-superb .") and any tier gets them right, confidently; the rest are the cases a small,
-short-context tier gets wrong or is unsure of and a larger one reads right: negation ("not
+superb .") and any tier gets them right, confidently; the rest are the cases a small tier
+(a bag of word n-grams, or a short-context transformer) gets wrong or is unsure of and a
+larger one reads right: negation ("not
 bad"), double negation, contrast where the main clause decides ("although X is dull , Y is
 superb"), sarcasm and reluctant praise, rare words (a long tail of adjectives, each seen a
-few times in training), and long sentences whose deciding clause comes after the small
-tier's context. A few are ambiguous (random labels) and a few labels are flipped, so that no
+few times in training), and long sentences whose deciding clause comes after an opener that
+says nothing of it or expects the opposite. A few are ambiguous (random labels) and a few labels are flipped, so that no
 tier is perfect. Deterministic by seed, no downloads, no torch: tests import it.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ NEUTRAL = ["okay", "fine , i guess", "average", "watchable", "passable", "what y
 DULL_THINGS = ["shaky camera work", "wooden dialogue", "slow motion explosions",
                "characters i could not care less about", "plot holes", "speeches about destiny"]
 # Long sentences open with at least LONG_PREFIX_WORDS words that say nothing of the verdict
-# (sometimes a misleading expectation), so a tier reading 16 tokens never sees the verdict.
+# (sometimes a misleading expectation): a tier reading 16 tokens never sees the verdict.
 OPENERS = ["i went to see it on a rainy tuesday night with two old friends from work",
            "my cousin picked it for our monthly movie night after a long week at the office",
            "having read the novel twice and waited almost a full year for the release",

@@ -1,7 +1,8 @@
 """The cascade configuration: which tiers, in which order, how records are read; its checks.
 
-Plain data, no Beam and no file format: pipeline/config.py reads it from YAML or JSON files
-and command-line flags, the transforms and tuning read it. `check_config` checks every value
+Plain data, no Beam, no file format and no model loading (models/loading.py loads what a
+tier names): pipeline/config.py reads it from YAML or JSON files and command-line flags, the
+transforms and tuning read it. `check_config` checks every value
 that can be checked without the model folders; models/validation.py `validate_models` then
 opens every tier folder and checks that all tiers share one label set, so a bad config fails
 before a job starts.
@@ -12,14 +13,10 @@ import dataclasses
 import importlib.util
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.names import (CONFIDENCE_MEASURE_NAMES, LEARNED_CONFIDENCE, OPENVINO_MISSING,
                           QUANTIZATION_SCHEMES, RUNTIMES)
-
-if TYPE_CHECKING:
-    from models.learned_deferral import Router
-    from models.tier import Tier
 
 TIER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,6 +65,8 @@ class TierConfig:
     that sample, is within it (transforms/budget.py). `reference_confidences`
     and `reference_records` describe the confidences calibration saw at this tier; the run
     tests its own against them and says when the input has shifted (models/shift.py).
+    `seconds_per_record` is calibrate's timing of the tier on all its texts at its best batch
+    size: the run scales the last tier's cost alone from it (transforms/statistics.py).
     """
 
     name: str
@@ -95,6 +94,7 @@ class TierConfig:
     reference_confidences: tuple[float, ...] | None = None  # written by calibrate
     reference_records: int | None = None
     router: str | None = None  # written by calibrate, with confidence: learned
+    seconds_per_record: float | None = None  # written by calibrate
 
     @property
     def records_per_call(self) -> int:
@@ -106,24 +106,14 @@ class TierConfig:
         """What loads the tier's model; the other fields say how the tier routes."""
         return ModelSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)})
 
-    def load(self, batch_size: int | None = None) -> Tier:
-        """The tier's model as the pipeline runs it (see ModelSpec.load)."""
-        return self.model_spec.load(batch_size)
-
-    def load_router(self) -> "Router | None":
-        """The learned router this tier routes by, or None for a probability measure."""
-        if self.router is None:
-            return None
-        from models.learned_deferral import load_router  # torch: see ModelSpec.load
-        return load_router(self.router)
-
 
 @dataclass(frozen=True)
 class ModelSpec:
     """The part of a tier that makes its model: the checkpoint, where and how it runs, and
-    the run settings fixed when it loads (runtime, early exit, int8, token dropping). The rest of
-    TierConfig (name, threshold, temperature, budgets, timeouts) says how the tier routes and
-    is batched by Beam. One YAML mapping per tier holds both."""
+    the run settings fixed when it loads (runtime, early exit, int8, token dropping): all that
+    models/loading.py `load_configured_tier` reads. The rest of TierConfig (name, threshold,
+    temperature, budgets, timeouts) says how the tier routes and is batched by Beam. One YAML
+    mapping per tier holds both."""
 
     model: str
     device: str
@@ -137,21 +127,6 @@ class ModelSpec:
     keep_tokens: tuple[float, ...] | None
     allow_pickle_weights: bool
     trust_remote_code: bool
-
-    def load(self, batch_size: int | None = None) -> Tier:
-        """The model as the pipeline runs it, with forward passes of `batch_size` (default:
-        the tier's)."""
-        # torch and transformers load here, when a model does, not when a config is checked
-        from models.early_exit import EarlyExit
-        from models.loading import load_tier
-        early_exit = None if self.exit_threshold is None else EarlyExit(
-            self.exit_threshold, self.exit_temperatures or (), self.confidence)
-        return load_tier(self.model, max_length=self.max_length,
-                         batch_size=batch_size or self.batch_size, device=self.device,
-                         allow_pickle_weights=self.allow_pickle_weights,
-                         trust_remote_code=self.trust_remote_code, early_exit=early_exit,
-                         quantize=self.quantize, keep_tokens=self.keep_tokens,
-                         runtime=self.runtime)
 
 
 LIST_KEYS = ("exit_temperatures", "keep_tokens", "reference_confidences")  # YAML lists, tuples in TierConfig
@@ -357,6 +332,10 @@ def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:
                           "reference_records, their sample's size (beam-cascade calibrate "
                           "writes both); remove both to skip the shift test")
     _check_confidence(tier, is_last, where)
+    cost = tier.seconds_per_record
+    if cost is not None and not (_is_number(cost) and cost > 0):
+        raise ConfigError(f"{where}: seconds_per_record {cost!r} must be a number > 0 "
+                          "(beam-cascade calibrate writes it), or be removed")
     if not _is_number(tier.temperature) or tier.temperature <= 0:
         raise ConfigError(f"{where}: temperature {tier.temperature!r} must be a number > 0")
     for key in ("batch_size", "sort_window", "max_length"):

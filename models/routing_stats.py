@@ -87,11 +87,14 @@ class AuditSummary:
 
 @dataclass(frozen=True)
 class AloneEstimates:
-    """The last tier alone on every predicted record, in seconds, scaled from its cost in
-    the job per record and per character."""
+    """The last tier alone on every predicted record, in seconds: scaled from its cost in
+    the job per record and per character, and (`calibration`, with calibrate's timings in
+    the config) from the first tier's cost in the job times the tiers' cost ratio that
+    calibrate measured."""
 
     record: float | None
     character: float | None
+    calibration: float | None = None
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                           get_linear_schedule_with_warmup)
 
 from models.batching import batches, length_order
+from models.checkpoint import inspect_checkpoint
 from models.datasets import LabelledTexts
 from models.difficulty import difficulty_labels, ranking_loss
 from models.early_exit import MultiExitClassifier
-from models.loading import inspect_checkpoint, resolve_device
+from models.loading import resolve_device
 from models.long_texts import cut_long_texts, plain_tokenizer
 from models.ngram import (MODEL_TYPE, HashedNgramClassifier, NgramConfig, NgramTier,
                           inverse_document_frequency, joined_pairs, ngram_ids, words_of)

@@ -1,6 +1,6 @@
 """The tier folders checked against the config before a job starts (`validate_models`).
 
-Each folder must hold a sequence-classification checkpoint (models/loading.py
+Each folder must hold a sequence-classification checkpoint (models/checkpoint.py
 `inspect_checkpoint`: config, weights, tokenizer, code), the tier's settings must fit it
 (max_length, exits, text pairs, runtime), a learned tier's router must have been fitted for
 it, and all tiers must share one label set: a bad folder fails on the launcher, not on the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from models.config import CascadeConfig, ConfigError, TierConfig
 from models.names import LEARNED_CONFIDENCE, NGRAM_MODEL_TYPE
+from models.weights import CheckpointError
 
 
 def validate_models(config: CascadeConfig, routers_fitted: bool = True) -> tuple[str, ...]:
@@ -22,7 +23,7 @@ def validate_models(config: CascadeConfig, routers_fitted: bool = True) -> tuple
     `routers_fitted` is False (calibrate fits them), a learned router that is missing or
     does not fit its tier.
     """
-    from models.loading import CheckpointError, inspect_checkpoint  # torch: see the docstring
+    from models.checkpoint import inspect_checkpoint  # torch: see the docstring
     labels: tuple[str, ...] | None = None
     first = None
     for tier in config.tiers:

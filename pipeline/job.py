@@ -25,15 +25,15 @@ from models.cpus import TorchThreads
 from models.routing_stats import RoutingStats
 from models.validation import validate_models
 from pipeline.config import cascade_config
-from pipeline.io import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
-                         ReadPubSubRecords, ReadRecords, WatchedFiles, WriteErrors,
-                         WritePredictions, WriteRoutingStats, WriteTrainingExamples,
-                         list_input_files, read_routing_stats, rewrite_routing_stats)
 from pipeline.options import CascadeOptions, torch_threads, unknown_flags
 from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
                                     new_staging_folder, publish)
 from pipeline.progress import ProgressReporter
+from pipeline.sinks import (WriteErrors, WritePredictions, WriteRoutingStats,
+                            WriteTrainingExamples, read_routing_stats, rewrite_routing_stats)
+from pipeline.sources import (FORMAT_SUFFIXES, InputError, ListedFiles, ReadKafkaRecords,
+                              ReadPubSubRecords, ReadRecords, WatchedFiles, list_input_files)
 from pipeline.stopping import reraise_if_stopped, signals_deferred
 from transforms.cascade import TierCascade
 from transforms.dead_letters import DEAD_LETTERS

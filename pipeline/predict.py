@@ -82,8 +82,10 @@ class Predictor:
     def __init__(self, config: CascadeConfig):
         self.config = config
         self.labels = validate_models(config)
-        self.models = [tier.load() for tier in config.tiers]
-        self.routers = [tier.load_router() for tier in config.tiers]
+        # torch loads with the tiers, not when the command starts: `predict --help` answers at once
+        from models.loading import load_configured_router, load_configured_tier
+        self.models = [load_configured_tier(tier) for tier in config.tiers]
+        self.routers = [load_configured_router(tier) for tier in config.tiers]
 
     @classmethod
     def from_config(cls, path: str) -> "Predictor":

@@ -67,11 +67,22 @@ def cost_lines(stats: RoutingStats) -> list[str]:
         lines.append(
             f"{cost.times_cheaper:.1f}x cheaper than tier {cost.last_tier!r} alone: "
             f"{cost.model_seconds:.1f} s of model time instead of an estimated "
-            f"{cost.last_tier_alone_seconds:.1f} s (its cost in this job, per record or "
-            f"per character, whichever is lower, over all {stats.predictions:,} records)")
+            f"{cost.last_tier_alone_seconds:.1f} s ({alone_basis(stats)})")
     if stats.guarantee:
         lines.append(f"guarantee: {stats.guarantee.describe()}")
     return lines
+
+
+def alone_basis(stats: RoutingStats) -> str:
+    """How the last tier's cost alone was estimated (transforms/statistics.cost_summary)."""
+    first, last = stats.tiers[0], stats.tiers[-1]
+    if stats.cost.last_tier_alone_seconds_by.calibration is not None:
+        return (f"{first.name}'s cost per record in this job times {last.name}'s cost "
+                f"relative to it, as calibrate timed both on all its texts")
+    return (f"its cost on the {last.seen:,} records it scored, per record or per character, "
+            f"whichever is lower, scaled to all {stats.predictions:,}; those were the hard "
+            "ones, often in passes of mixed lengths, so the estimate runs high: calibrate "
+            "the config, or time the last tier alone on a sample, to know")
 
 
 def threshold_range(used: ThresholdRange) -> str:

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
 from models.datasets import UnlabelledTexts
-from pipeline.io import InputError, ReadInputFile, list_input_files
+from pipeline.sources import InputError, ReadInputFile, list_input_files
 from transforms.parsing import ParseRecords, RecordFields
 from transforms.records import Record
 

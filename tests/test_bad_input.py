@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import file_lines, json_values
 
-from pipeline.io import (InputError, ReadInputFile, list_input_files, read_json_lines,
-                         read_parquet_rows, to_json_line)
 from pipeline.run import main
+from pipeline.sinks import to_json_line
+from pipeline.sources import (InputError, ReadInputFile, list_input_files, read_json_lines,
+                              read_parquet_rows)
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.parsing import ParseRecords, RecordFields
 

@@ -199,6 +199,8 @@ def test_the_written_config_runs_unchanged(tmp_path, models):
     assert promise.drop_bound == pytest.approx(result["bound"]["bound_points"])
     assert promise.expected_escalation == pytest.approx(result["chosen"]["reach"][-1])
     assert stats.guarantee == promise
+    assert all(t.seconds_per_record > 0 for t in written.tiers)  # calibrate's timings, and
+    assert stats.cost.last_tier_alone_seconds_by.calibration is not None  # the run uses them
     assert f"guarantee: {promise.describe()}" in format_summary(stats, "out")
     for k, tier in enumerate(result["tiers"][1:], start=1):  # refitted where they are reached
         assert tier["reached"]["records"] == round(result["chosen"]["reach"][k] * len(_dev_rows()))

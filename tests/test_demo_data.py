@@ -62,15 +62,14 @@ def test_contrasts_hold_both_polarities_and_the_main_clause_decides():
         assert adjectives(r)[0 if main_first else 1] == label, r.text
 
 
-def test_long_verdicts_lie_beyond_the_small_tier_context():
-    """Every word piece tokenizer gives a word at least one token, so a verdict after word
-    max_length - 2 (less [CLS] and [SEP]) is cut off by the small tier's truncation; and the
-    verdict, the last sentiment word, decides the label."""
-    small = next(t for t in TIERS if t.name == CASCADE_ORDER[0])
+def test_long_verdicts_come_late_and_decide_the_label():
+    """A long sentence's verdict starts at word LONG_PREFIX_WORDS or later, after an opener
+    that says nothing of it or expects the opposite, and the verdict, the last sentiment
+    word, decides the label."""
     long_ones = of_kind("long")
     assert long_ones
     for r in long_ones:
-        assert r.verdict_word >= small.max_length - 2, r.text
+        assert r.verdict_word >= reviews.LONG_PREFIX_WORDS, r.text
         verdict = r.text.split()[r.verdict_word:]
         assert [POLARITY[w] for w in verdict if w in POLARITY] == [
             reviews.LABELS.index(r.label)], r.text

@@ -9,10 +9,11 @@ import yaml
 from conftest import labelled_rows, run_job, write_jsonl
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
+from models.checkpoint import inspect_checkpoint
 from models.confidence import probabilities
 from models.config import ConfigError, config_from_dict
 from models.early_exit import HEADS_FILE, EarlyExit, MultiExitClassifier, choose_exits
-from models.loading import CheckpointError, inspect_checkpoint, load_tier
+from models.loading import CheckpointError, load_tier
 from models.training import effective_warmup_steps
 from models.training_config import TrainingConfig
 from models.validation import validate_models

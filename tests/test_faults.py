@@ -19,11 +19,11 @@ import pytest
 from apache_beam.io.localfilesystem import LocalFileSystem
 from conftest import ROOT, read_errors, read_predictions, run_job, snapshot
 
-import pipeline.io as pipeline_io
 import pipeline.job as pipeline_job
 import pipeline.run as pipeline_run
+import pipeline.sources as pipeline_sources
 import transforms.parsing as parsing
-from models.config import TierConfig
+import transforms.scoring as scoring
 from models.loading import TierModel
 from models.routing_stats import RoutingStats
 from pipeline.job import run
@@ -136,12 +136,12 @@ def test_same_predictions_run_after_run_on_every_runner(data, models, tmp_path):
 
 @pytest.fixture()
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(pipeline_io, "READ_BACKOFF_SECS", 0.0)
+    monkeypatch.setattr(pipeline_sources, "READ_BACKOFF_SECS", 0.0)
 
 
 def test_a_storage_failure_mid_file_is_retried_without_losing_or_doubling_rows(
         data, models, tmp_path, monkeypatch, no_backoff):
-    read = pipeline_io.read_json_lines
+    read = pipeline_sources.read_json_lines
     failures = []
 
     def flaky(readable):
@@ -151,7 +151,7 @@ def test_a_storage_failure_mid_file_is_retried_without_losing_or_doubling_rows(
                 raise ConnectionResetError("injected: connection reset by peer")
             yield row
 
-    monkeypatch.setattr(pipeline_io, "read_json_lines", flaky)
+    monkeypatch.setattr(pipeline_sources, "read_json_lines", flaky)
     out = tmp_path / "out"
     stats = run_job(_args(data, out, models))
     assert len(failures) == 2
@@ -191,7 +191,7 @@ def test_a_model_that_fails_to_load_on_the_worker_fails_the_job_once(
         loads.append(tier.name)
         raise OSError(f"injected: cannot map the weights of {tier.name}")
 
-    monkeypatch.setattr(TierConfig, "load", broken)
+    monkeypatch.setattr(scoring, "load_configured_tier", broken)
     assert pipeline_run.main(_args(data, out, models) + ["--runner", "FnApiRunner"]) == 1
     err = capsys.readouterr().err
     assert "the job failed; the previous run's files" in err

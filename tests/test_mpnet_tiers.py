@@ -22,9 +22,10 @@ from transformers import (DistilBertConfig, DistilBertForSequenceClassification,
                           RobertaForSequenceClassification)
 from transformers.masking_utils import create_bidirectional_mask
 
+from models.checkpoint import inspect_checkpoint
 from models.config import ConfigError, config_from_dict
 from models.early_exit import HEADS_FILE, EarlyExit, MultiExitClassifier, choose_exits
-from models.loading import CheckpointError, inspect_checkpoint, load_tier
+from models.loading import CheckpointError, load_tier
 from models.validation import validate_models
 from pipeline.calibrate import main as calibrate_main
 from pipeline.config import load_config

@@ -7,7 +7,8 @@ import pytest
 from conftest import read_predictions, run_job
 from safetensors.torch import load_file, save_file
 
-from models.loading import inspect_checkpoint, load_tier
+from models.checkpoint import inspect_checkpoint
+from models.loading import load_tier
 from models.ngram import HashedNgramClassifier, NgramConfig, ngram_ids
 from models.weights import CheckpointError
 from pipeline.train import main as train_main

@@ -29,8 +29,8 @@ from models.config import CascadeConfig, TierConfig
 from models.loading import TierModel
 from models.routing_rule import audited
 from models.routing_stats import RoutingStats, ThresholdRange
-from pipeline.io import STATS_FILE, WINDOW_STATS_PREFIX
 from pipeline.job import CascadeJob, build_pipeline
+from pipeline.sinks import STATS_FILE, WINDOW_STATS_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 60

@@ -2,7 +2,7 @@
 import torch
 
 from models.config import TierConfig
-from models.loading import TierModel
+from models.loading import TierModel, load_configured_tier
 from transforms.scoring import TierModelHandler
 
 TEXTS = ["good", "a very long and rather dull film about nothing at all really", "bad plot",
@@ -35,5 +35,5 @@ def test_beam_batches_are_fixed_size_windows_of_forward_passes():
 
 def test_a_call_makes_one_forward_pass_per_batch_size_of_texts(models):
     """What routing_stats.json counts as model_passes, apart from RunInference's calls."""
-    tier = TierConfig(name="small", model=models["small"], batch_size=4).load()
+    tier = load_configured_tier(TierConfig(name="small", model=models["small"], batch_size=4))
     assert [tier.forward_passes(n) for n in (0, 1, 4, 5, 12)] == [0, 1, 1, 2, 3]

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from conftest import read_predictions, run_job, upload, write_jsonl
 from safetensors.torch import load_file, save_file
 
-from models.loading import inspect_checkpoint, load_tier
+from models.checkpoint import inspect_checkpoint
+from models.loading import load_tier
 from models.ngram import NgramTier, words_of
 from models.training import borrowed_pieces
 from models.weights import CheckpointError

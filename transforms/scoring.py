@@ -19,7 +19,7 @@ from apache_beam.pvalue import PCollection
 from models.config import TierConfig
 from models.cpus import TorchThreads
 from models.learned_deferral import Router
-from models.loading import set_torch_threads
+from models.loading import load_configured_router, load_configured_tier, set_torch_threads
 from models.memory import freeze_long_lived_objects, release_free_memory
 from models.tier import Tier
 from models.tier_scoring import score_texts
@@ -66,7 +66,7 @@ class TierModelHandler(ModelHandler[Chunk, list[Visit], LoadedTier]):
 
     def load_model(self) -> LoadedTier:
         set_torch_threads(self._threads.per_worker, self._threads.workers_per_machine)
-        loaded = LoadedTier(self._tier.load(), self._tier.load_router())
+        loaded = LoadedTier(load_configured_tier(self._tier), load_configured_router(self._tier))
         freeze_long_lived_objects()  # the model lives as long as the worker
         return loaded
 

@@ -163,7 +163,8 @@ def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: O
                             exit_temperatures=t.exits.temperatures if t.exits else None,
                             keep_tokens=t.lengths.chosen.keep if t.lengths else c.keep_tokens,
                             reference_confidences=reference_quantiles(r) if r else None,
-                            reference_records=len(r) or None)
+                            reference_records=len(r) or None,
+                            seconds_per_record=t.costs[t.best_batch_size])
         for c, t, th, b, r in zip(config.tiers, tiers, thresholds, batch_sizes, reached)))
 
 

@@ -8,6 +8,7 @@ import torch
 
 from models.config import CascadeConfig, TierConfig
 from models.datasets import LabelledTexts, UnlabelledTexts
+from models.loading import load_configured_tier
 from models.operating_points import Policy, last_tier_alone, pareto_frontier, replay, sweep
 from models.throughput import ONE_PASS
 from models.tuning.choice import (choose_with_reached_calibration, point_estimate_choice,
@@ -39,7 +40,8 @@ def tune(config: CascadeConfig, dev: LabelledTexts, policy: Policy, batch_sizes:
         config, policy, runtimes = choose_runtimes(config, dev, unlabelled, policy,
                                                    max_int8_drop, repeats, step, int8_fallback)
     step(f"loading {len(config.tiers)} tiers")
-    models = [t.load(batch_size=ONE_PASS) for t in config.tiers]  # the loop makes passes
+    # ONE_PASS: the measuring loop makes the passes
+    models = [load_configured_tier(t, batch_size=ONE_PASS) for t in config.tiers]
     tiers = [measure_tier(t, m, dev, unlabelled, batch_sizes, repeats, cache)
              for t, m in zip(config.tiers, models)]
     tiers, unlabelled = with_learned_routers(config.tiers, tiers, dev, unlabelled, seed)

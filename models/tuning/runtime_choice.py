@@ -25,6 +25,7 @@ import torch
 from models.config import CascadeConfig, TierConfig
 from models.datasets import LabelledTexts, UnlabelledTexts
 from models.guarantee import drop_bound
+from models.loading import load_configured_tier
 from models.model_cache import local_model_folder
 from models.ngram import is_ngram_checkpoint
 from models.operating_points import Policy
@@ -152,8 +153,9 @@ def measure_variants(tier: TierConfig, dev: LabelledTexts, unlabelled: Unlabelle
     (interleaved medians), all in sorted passes of `batch_size` as the job runs them: int8
     quantises activations with each pass's own scale, so its answers depend on the passes."""
     labels = torch.tensor(dev.label_ids)
-    models = {variant: dataclasses.replace(tier, runtime=variant[0], quantize=variant[1])
-              .load(batch_size=batch_size) for variant in variants_here()}
+    models = {variant: load_configured_tier(
+                  dataclasses.replace(tier, runtime=variant[0], quantize=variant[1]),
+                  batch_size=batch_size) for variant in variants_here()}
     answers = {v: m.logits(dev.texts, dev.text_pairs).argmax(-1) for v, m in models.items()}
     on_unlabelled = {v: m.logits(unlabelled.texts, unlabelled.text_pairs).argmax(-1)
                      for v, m in models.items()} if unlabelled else None
