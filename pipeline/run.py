@@ -17,7 +17,7 @@ from typing import Sequence
 from models.config import ConfigError
 from pipeline.config import cascade_config
 from pipeline.flags import run_parser
-from pipeline.stopping import Stopped, stop_on_signals
+from pipeline.stopping import Stopped, stopping_on_signals
 from pipeline.summary import format_summary
 
 # Exit statuses of `beam-cascade run` (docs/reliability.md).
@@ -41,9 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         return usage_error(e)
     from pipeline import job  # Beam and torch load here, once the config is known to be right
-    stop_on_signals()
     try:
-        stats = job.run(argv, config)
+        with stopping_on_signals():
+            stats = job.run(argv, config)
     except (ConfigError, *job.USAGE_ERRORS) as e:
         return usage_error(e)
     except Stopped as e:

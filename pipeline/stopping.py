@@ -31,7 +31,7 @@ class Stopped(BaseException):
         return 128 + self.signum
 
 
-_received: list[int] = []  # the signals stop_on_signals' handler has received
+_received: list[int] = []  # the signals stopping_on_signals' handler has received
 
 
 def _raise_stopped(signum: int, frame: Any) -> None:
@@ -46,12 +46,21 @@ def reraise_if_stopped(error: BaseException) -> None:
         raise Stopped(_received[0]) from error
 
 
-def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM raise Stopped in the main thread (elsewhere signals cannot be
-    handled, and the defaults stay)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in SIGNALS:
-            signal.signal(signum, _raise_stopped)
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM raise Stopped in the main thread (elsewhere
+    signals cannot be handled, and the defaults stay); the previous handlers come back
+    after it, so a caller in the same process (a test, a notebook) keeps its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager

@@ -3,6 +3,7 @@ only once it has finished, and tells the scheduler by its exit status and marker
 run can be trusted (docs/reliability.md)."""
 import json
 import shutil
+import signal
 
 import pytest
 from conftest import RUNNER, read_predictions, snapshot, write_jsonl
@@ -41,6 +42,14 @@ def test_a_rerun_replaces_only_the_files_the_previous_run_wrote(models, data, tm
     assert not list(out.glob("*.parquet")) and len(read_predictions(out)) == len(ROWS)
     assert "replaced the previous run's errors-00000-of-00001.jsonl" in caplog.text
     assert not list(out.glob(".beam-cascade-staging-*"))
+
+
+def test_a_run_in_this_process_gives_back_the_signal_handlers_it_found(models, data, tmp_path):
+    """`run` turns Ctrl-C and SIGTERM into a clean stop while it runs, and only then: a
+    caller in the same process (a test runner, a notebook) keeps its own handlers."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert main(_job(models, data, tmp_path / "out")) == 0
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_files_no_run_wrote_are_never_deleted(models, data, tmp_path, capsys):
