@@ -134,7 +134,6 @@ def count_predictions(acc: RoutingTally, chunk: Chunk) -> None:
     """Decided records at every tier they visited (the last one decided each), tier by
     tier for the records that went the same way."""
     acc.predictions += len(chunk)
-    acc.chars += sum([len(record.text) for record in chunk])
     acc.labels_unrecognized += sum([record.gold_unrecognized is not None for record in chunk])
     by_path: dict[tuple[str, ...], list[Record]] = {}
     for record in chunk:
@@ -142,6 +141,7 @@ def count_predictions(acc: RoutingTally, chunk: Chunk) -> None:
     for path, records in by_path.items():
         golds = [record.gold for record in records]
         chars = sum([len(record.text) for record in records])
+        acc.chars += chars
         for i, visits in enumerate(zip(*[record.tiers for record in records])):
             acc.tiers[path[i]].count(visits, i == len(path) - 1, golds, chars)
 
