@@ -165,6 +165,26 @@ class Guarantee:
                 f"{self.drop_bound:.2f} points from {self.evidence})")
 
 
+DEFAULT_INPUT_SAMPLE = 20_000  # records calibrate_on_input samples, unless told
+DEFAULT_INPUT_BUDGET = 0.5  # points, where the config carries no guarantee to keep
+DEFAULT_INPUT_CONFIDENCE = 0.9
+
+
+@dataclass(frozen=True)
+class CalibrateOnInput:
+    """`calibrate_on_input`: before routing, the job scores a hash sample of `records` of
+    its own input records with every tier and chooses the thresholds under the accuracy
+    guarantee from that sample (the disagreement rate) and the `labelled` file (who is
+    wrong when the tiers disagree), as calibrate does (pipeline/input_calibration.py).
+    The budget (points) and confidence default to the config's `guarantee`, else
+    DEFAULT_INPUT_BUDGET and DEFAULT_INPUT_CONFIDENCE."""
+
+    labelled: str  # a labelled .tsv, .jsonl or .parquet file: local path or URL
+    records: int = DEFAULT_INPUT_SAMPLE
+    max_accuracy_drop: float | None = None  # points
+    confidence: float | None = None
+
+
 @dataclass(frozen=True)
 class CascadeConfig:
     """The tiers in escalation order, the input fields they read, and the job's error limit.
@@ -183,6 +203,7 @@ class CascadeConfig:
     passthrough_fields: tuple[str, ...] = field(default_factory=tuple)
     max_error_rate: float | None = None
     guarantee: Guarantee | None = None  # written by calibrate under an accuracy budget
+    calibrate_on_input: CalibrateOnInput | None = None
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -227,6 +248,9 @@ def parse_config(raw: Any, source: str = "config") -> CascadeConfig:
     fields["passthrough_fields"] = tuple(passthrough)
     if fields.get("guarantee") is not None:
         fields["guarantee"] = _parse_guarantee(fields["guarantee"], source)
+    if fields.get("calibrate_on_input") is not None:
+        fields["calibrate_on_input"] = _parse_calibrate_on_input(fields["calibrate_on_input"],
+                                                                 source)
     return CascadeConfig(tiers=tuple(tiers), **fields)
 
 
@@ -244,6 +268,18 @@ def _parse_guarantee(raw: Any, source: str) -> Guarantee:
     return Guarantee(**raw)
 
 
+def _parse_calibrate_on_input(raw: Any, source: str) -> CalibrateOnInput:
+    where = f"{source}: calibrate_on_input"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping such as {{labelled: dev.tsv, "
+                          f"records: 20000}}, not {raw!r}")
+    _reject_unknown_keys(raw, CalibrateOnInput, where)
+    if "labelled" not in raw:
+        raise ConfigError(f"{where} lacks 'labelled': the labelled file (.tsv, .jsonl or "
+                          ".parquet) that says who is wrong where the tiers disagree")
+    return CalibrateOnInput(**raw)
+
+
 def config_to_dict(config: CascadeConfig, defaults: bool = True) -> dict[str, Any]:
     """Plain data that `config_from_dict` reads back to the same config (for writing YAML);
     without `defaults`, only the values that differ from the defaults (what a person reads)."""
@@ -251,6 +287,8 @@ def config_to_dict(config: CascadeConfig, defaults: bool = True) -> dict[str, An
     raw["tiers"] = [_differing(tier, defaults, keep=("name", "model")) for tier in config.tiers]
     if config.guarantee is not None:
         raw["guarantee"] = dataclasses.asdict(config.guarantee)
+    if config.calibrate_on_input is not None:
+        raw["calibrate_on_input"] = dataclasses.asdict(config.calibrate_on_input)
     return raw
 
 
@@ -291,6 +329,34 @@ def check_config(config: CascadeConfig, source: str) -> None:
     if not all(isinstance(f, str) and f for f in config.passthrough_fields):
         raise ConfigError(f"{source}: 'passthrough_fields' must hold non-empty field names, "
                           f"got {list(config.passthrough_fields)}")
+    if config.calibrate_on_input is not None:
+        _check_calibrate_on_input(config, f"{source}: calibrate_on_input")
+
+
+def _check_calibrate_on_input(config: CascadeConfig, where: str) -> None:
+    """The sample's size, the evidence, the budget, and thresholds to choose. That the tiers
+    are calibrated is checked by the run (pipeline/input_calibration.py): `calibrate` reads
+    this config too, before its tiers are."""
+    settings = config.calibrate_on_input
+    records = settings.records
+    if not isinstance(records, int) or isinstance(records, bool) or records < 1:
+        raise ConfigError(f"{where}: records {records!r} must be a whole number >= 1 (the "
+                          "input records to sample; --calibrate_on_input N sets it)")
+    if not isinstance(settings.labelled, str) or not settings.labelled:
+        raise ConfigError(f"{where}: labelled {settings.labelled!r} must be the path of a "
+                          "labelled .tsv, .jsonl or .parquet file")
+    budget = settings.max_accuracy_drop
+    if budget is not None and not (_is_number(budget) and 0 < budget <= 100):
+        raise ConfigError(f"{where}: max_accuracy_drop {budget!r} must be a number of points "
+                          "in (0, 100], or null for the config's guarantee's (else "
+                          f"{DEFAULT_INPUT_BUDGET})")
+    confidence = settings.confidence
+    if confidence is not None and not (_is_number(confidence) and 0 < confidence < 1):
+        raise ConfigError(f"{where}: confidence {confidence!r} must be between 0 and 1 "
+                          "(0.9: the promise holds in 9 of 10 calibrations), or null")
+    if len(config.tiers) < 2:
+        raise ConfigError(f"{where}: it chooses the thresholds of the tiers before the last, "
+                          "and this cascade has one tier; add a tier or remove it")
 
 
 def _check_tier(tier: TierConfig, is_last: bool, source: str) -> None:

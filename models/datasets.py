@@ -73,6 +73,13 @@ def read_labelled(path: str, text_field: str = "text", label_field: str = "label
                          f"{found}); name the fields with --text_field / --label_field")
     raw_labels = [str(r[label_field]).strip() for r in rows]
     names = label_names or tuple(sorted(set(raw_labels)))
+    pairs = [str(r[text_pair_field]) for r in rows] if text_pair_field else None
+    return LabelledTexts([str(r[text_field]) for r in rows],
+                         label_ids_of(raw_labels, names, path), tuple(names), pairs)
+
+
+def label_ids_of(raw_labels: list[str], names: tuple[str, ...], path: str) -> list[int]:
+    """Each label (a name or an id) as its id among `names`; refused where one is neither."""
     ids = {name: i for i, name in enumerate(names)}
     ids.update({str(i): i for i in range(len(names))})
     unknown = sorted(set(raw_labels) - set(ids))
@@ -82,9 +89,7 @@ def read_labelled(path: str, text_field: str = "text", label_field: str = "label
                          f"{list(names)}: a model predicts only the labels it was trained "
                          "on; relabel or drop those rows (or, training, list every label in "
                          "--label_names)")
-    pairs = [str(r[text_pair_field]) for r in rows] if text_pair_field else None
-    return LabelledTexts([str(r[text_field]) for r in rows], [ids[v] for v in raw_labels],
-                         tuple(names), pairs)
+    return [ids[v] for v in raw_labels]
 
 
 def check_learnable(data: LabelledTexts, source: str, purpose: str = "train") -> None:

@@ -27,33 +27,19 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
+from models.binomial import binomial_upper_bound
+from models.label_requests import entries
 from models.operating_points import OperatingPoint, TierOutputs, cascade_predictions, replay
+from models.records_bound import AnsweredRequests, RecordsBounder, RecordsDropBound
 
 # The fixed sequence of thresholds, safest first: every 0.0025 from 1 down to 0, with finer
 # steps just below 1 where raw max-softmax confidences crowd. Fixed in advance, never read
 # off the data, so searching it spends nothing of the guarantee.
 THRESHOLD_SEQUENCE = tuple(sorted(
     {round(1 - k / 400, 4) for k in range(401)} | {0.9999, 0.9995, 0.999}, reverse=True))
-
-
-def binomial_upper_bound(successes: int, trials: int, risk: float) -> float:
-    """The exact (Clopper-Pearson) upper bound on a rate: at most `risk` chance that the
-    true rate is above it. 1 with no trials."""
-    if successes >= trials:
-        return 1.0
-    from scipy.stats import beta  # here: scipy.stats adds 0.6 s to every worker's start-up
-    return float(beta.ppf(1 - risk, successes + 1, trials - successes))
-
-
-def binomial_interval(successes: int, trials: int, confidence: float = 0.95
-                      ) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) two-sided interval on a rate; (0, 1) with no trials."""
-    from scipy.stats import beta
-    risk = (1 - confidence) / 2
-    low = 0.0 if successes <= 0 else float(beta.ppf(risk, successes, trials - successes + 1))
-    return low, binomial_upper_bound(successes, trials, risk)
 
 
 @dataclass(frozen=True)
@@ -95,6 +81,14 @@ class DropBound:
         return (f"the disagreement rate times what {self.labelled_disagreements} labelled "
                 "disagreements say of who is wrong")
 
+    def describe(self) -> str:
+        """The bound's evidence in a sentence, for reports."""
+        return (f"the cascade and the last tier disagree on "
+                f"{self.disagreement_rate:.2%} of them (at most {self.disagreement_bound:.2%}), "
+                f"and the cascade is the wrong one in {self.cascade_wrong} of "
+                f"{self.labelled_disagreements} labelled disagreements (at most "
+                f"{self.wrong_share_bound:.0%}); set by {self.source}.")
+
 
 def drop_bound(cascade: torch.Tensor, last: torch.Tensor, labels: torch.Tensor,
                unlabelled: tuple[torch.Tensor, torch.Tensor] | None,
@@ -114,7 +108,7 @@ class GuaranteedPoint:
     """One threshold of the sequence: the cascade replayed there, and its drop bound."""
 
     point: OperatingPoint
-    bound: DropBound
+    bound: DropBound | RecordsDropBound
 
 
 @dataclass(frozen=True)
@@ -161,24 +155,64 @@ def accepted_prefix(path: Sequence[GuaranteedPoint], budget: float) -> list[Guar
 def guarantee_search(labelled: Sequence[TierOutputs], labels: torch.Tensor,
                      unlabelled: Sequence[TierOutputs] | None, costs: Sequence[float],
                      confidence: float, budget: float, reference_cost: float | None = None,
-                     sequence: Sequence[float] = THRESHOLD_SEQUENCE) -> GuaranteeSearch:
+                     sequence: Sequence[float] = THRESHOLD_SEQUENCE,
+                     requests: AnsweredRequests | None = None,
+                     stop_above: float | None = None) -> GuaranteeSearch:
     """Replays the cascade along `sequence`, safest first (one threshold shared by every
     tier but the last, which calibrated confidences make comparable) and bounds each point's
-    drop."""
-    path = [bounded_point(labelled, labels, unlabelled, costs, (threshold,) * (len(labelled) - 1),
-                          confidence, reference_cost)
-            for threshold in sequence]
+    drop: from requested labels on the unlabelled sample's own records where there are any
+    (records_bound.py), else from the labelled records and the disagreement rate. Which is
+    fixed by whether labels were requested, before any is seen, so choosing spends nothing.
+    With `stop_above` the path ends at the first bound above it (no budget up to it would
+    accept anything past there)."""
+    bounder = records_bounder(unlabelled, requests, confidence)
+    path = []
+    for threshold in sequence:
+        path.append(bounded_point(labelled, labels, unlabelled, costs,
+                                  (threshold,) * (len(labelled) - 1), confidence,
+                                  reference_cost, bounder))
+        if stop_above is not None and path[-1].bound.bound > stop_above:
+            break
     return GuaranteeSearch(confidence, budget, path)
 
 
 def bounded_point(labelled: Sequence[TierOutputs], labels: torch.Tensor,
                   unlabelled: Sequence[TierOutputs] | None, costs: Sequence[float],
                   thresholds: Sequence[float], confidence: float,
-                  reference_cost: float | None = None) -> GuaranteedPoint:
+                  reference_cost: float | None = None,
+                  bounder: RecordsBounder | None = None) -> GuaranteedPoint:
     """The cascade at these thresholds, replayed on the labelled records, with its bound."""
+    point = replay(labelled, labels, thresholds, costs, reference_cost)
+    if bounder is not None:
+        return GuaranteedPoint(point, bounder.bound(
+            cascade_predictions(unlabelled, thresholds).numpy(),
+            unlabelled[-1].predictions.numpy(), unlabelled[-1].max_probs.double().numpy()))
     answers = None
     if unlabelled is not None:
         answers = (cascade_predictions(unlabelled, thresholds), unlabelled[-1].predictions)
     bound = drop_bound(cascade_predictions(labelled, thresholds), labelled[-1].predictions,
                        labels, answers, confidence)
-    return GuaranteedPoint(replay(labelled, labels, thresholds, costs, reference_cost), bound)
+    return GuaranteedPoint(point, bound)
+
+
+def records_bounder(unlabelled: Sequence[TierOutputs] | None,
+                    requests: AnsweredRequests | None, confidence: float
+                    ) -> RecordsBounder | None:
+    """What bounds the drop from requested labels; None without them."""
+    if requests is None:
+        return None
+    if unlabelled is None or len(requests.keys) != len(unlabelled[0].predictions):
+        raise ValueError("requested labels need the unlabelled sample they were drawn from "
+                         "(--unlabelled, as when the labels were requested)")
+    return RecordsBounder(requests, confidence)
+
+
+def disagreement_entries(tiers: Sequence[TierOutputs],
+                         sequence: Sequence[float] = THRESHOLD_SEQUENCE) -> np.ndarray:
+    """Per record, the highest threshold of the sequence at which the cascade's answer
+    differs from the last tier's (-inf where it never does): where label requests start
+    to matter for it (models/label_requests.py)."""
+    last = tiers[-1].predictions
+    disagree = np.stack([(cascade_predictions(tiers, (t,) * (len(tiers) - 1)) != last).numpy()
+                         for t in sequence])
+    return entries(disagree, sequence)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from tqdm import tqdm
@@ -20,6 +20,9 @@ from models.routing_rule import decided_mask
 
 GRID_POINTS = 20_000  # threshold vectors replayed at most: every distinct confidence of a
 # 2-tier cascade on a dev set of thousands, about 140 quantiles per tier for 3 tiers
+
+if TYPE_CHECKING:
+    from models.records_bound import AnsweredRequests
 
 
 @dataclass(frozen=True)
@@ -153,12 +156,15 @@ class Policy:
     """How to choose: at most `max_accuracy_drop` points below the last tier alone, at
     `confidence` (models/guarantee.py: the cheapest threshold whose upper bound on the drop
     passes), or at least `min_speedup` (most accurate such point), or at most
-    `max_escalation` of the records reaching the last tier (most accurate such point)."""
+    `max_escalation` of the records reaching the last tier (most accurate such point).
+    With `requests`, the bound rests on labels requested on the unlabelled sample
+    (models/records_bound.py) instead of the labelled records' disagreements."""
 
     max_accuracy_drop: float | None = None
     min_speedup: float | None = None
     max_escalation: float | None = None
     confidence: float = 0.9
+    requests: AnsweredRequests | None = None
 
     def __post_init__(self) -> None:
         given = [v for v in (self.max_accuracy_drop, self.min_speedup, self.max_escalation)

@@ -109,6 +109,24 @@ class CostSummary:
 
 
 @dataclass(frozen=True)
+class InputCalibration:
+    """How a run chose its thresholds on its own input (`calibrate_on_input`,
+    pipeline/input_calibration.py): the evidence, the budget and the bound. `thresholds`
+    None: no threshold kept the drop's bound within the budget, so every record went to
+    the last tier alone (and `drop_bound`, `evidence` are None)."""
+
+    records_sampled: int
+    records_read: int  # the valid input records the sample was drawn from
+    labelled: str  # the labelled file
+    labelled_records: int
+    max_accuracy_drop: float  # points: the budget
+    confidence: float
+    thresholds: tuple[float, ...] | None
+    drop_bound: float | None  # points: the upper bound at `thresholds`
+    evidence: str | None  # which evidence set the bound, in words
+
+
+@dataclass(frozen=True)
 class WindowBounds:
     """A window's (or the closed windows') bounds as ISO 8601 UTC times."""
 
@@ -144,11 +162,12 @@ class RoutingStats:
     windows: int | None = field(default=None, kw_only=True)
     records_per_second: float | None = field(default=None, kw_only=True)
     failures: tuple[str, ...] | None = field(default=None, kw_only=True)
+    input_calibration: InputCalibration | None = field(default=None, kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The statistics as routing_stats.json holds them: the streaming keys (`windows`
-        and `window` first, `records_per_second` after the rest) and `failures` only where
-        they apply."""
+        and `window` first, `records_per_second` after the rest), `failures` and
+        `input_calibration` only where they apply."""
         core = {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if not f.kw_only}
         streaming = self.window is not None
@@ -156,7 +175,9 @@ class RoutingStats:
                 **({"window": _to_json(self.window)} if streaming else {}),
                 **core,
                 **({"records_per_second": self.records_per_second} if streaming else {}),
-                **({"failures": list(self.failures)} if self.failures is not None else {})}
+                **({"failures": list(self.failures)} if self.failures is not None else {}),
+                **({"input_calibration": _to_json(self.input_calibration)}
+                   if self.input_calibration is not None else {})}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "RoutingStats":

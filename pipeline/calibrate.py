@@ -10,16 +10,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import yaml
 
 from models.config import CascadeConfig, ConfigError, config_to_dict
-from models.datasets import UnlabelledTexts, read_labelled
+from models.datasets import read_labelled
 from models.validation import validate_models
+from models.records_bound import EVIDENCE
 from pipeline.config import load_config, relative_models
+
+if TYPE_CHECKING:  # they load torch or Beam, once the flags and config are known right
+    from models.operating_points import Policy
+    from pipeline.label_requests import Answers
+    from pipeline.unlabelled_sample import UnlabelledSample
+    from transforms.parsing import RecordFields
+    from models.tuning.recipe import MeasuredCascade
+    from models.tuning.results import TuningResult
 
 DEFAULT_BATCH_SIZES = "8,16,32,64,128"
 DEFAULT_MAX_ACCURACY_DROP = 0.5
@@ -45,10 +55,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label_field", help="dev file's label field (default: the config's, "
                                          "else 'label')")
     policy = p.add_mutually_exclusive_group()
-    policy.add_argument("--max_accuracy_drop", type=float,
+    policy.add_argument("--max_accuracy_drop", type=accuracy_drop_budgets,
                         help="points of accuracy the cascade may lose against the last tier "
                              f"alone, at --confidence; the cheapest such point wins (default "
-                             f"{DEFAULT_MAX_ACCURACY_DROP})")
+                             f"{DEFAULT_MAX_ACCURACY_DROP}). Several, separated by commas "
+                             "(0.5,1,2), are tuned on one measurement, each written to its "
+                             "own config: --output tuned.yaml gives tuned-0.5.yaml with "
+                             "tuned-0.5-report/, and so on")
     policy.add_argument("--min_speedup", type=float,
                         help="the most accurate point at least this much faster than the last "
                              "tier alone")
@@ -68,9 +81,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabelled_sample", type=int, default=DEFAULT_UNLABELLED_SAMPLE,
                    help="records drawn at random from --unlabelled (every tier runs on them; "
                         f"default {DEFAULT_UNLABELLED_SAMPLE})")
+    requests = p.add_argument_group("label requests (docs/label-requests.md)")
+    requests.add_argument("--request_labels", type=int, metavar="N",
+                          help="after tuning, write the N records of the --unlabelled sample "
+                               "whose labels tighten the bound most to <output>-requests.<ext> "
+                               "(the input's format, label empty) with their design beside; "
+                               "label them and calibrate again with --labelled_requests")
+    requests.add_argument("--labelled_requests", action="append", default=[], metavar="FILE",
+                          help="a request file with its labels filled in (repeat for each "
+                               "round): the bound then rests on them, for the records of the "
+                               "--unlabelled sample")
+    requests.add_argument("--request_evidence", choices=EVIDENCE, default="both",
+                          help="how a band sampled by the requests bounds the cascade's "
+                               "mistakes: its labels, the last tier's probabilities corrected "
+                               "by them (prediction-powered), or both at half the risk each "
+                               "(default)")
     p.add_argument("--batch_sizes", default=DEFAULT_BATCH_SIZES,
                    help="batch sizes whose throughput is measured for every tier")
     p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians are used)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="time every tier again instead of reusing the costs this machine "
+                        "measured in an earlier run on the same model, settings and texts")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split-half check and the unlabelled sample")
     p.add_argument("--compare_runtimes", action="store_true",
@@ -103,35 +134,116 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "where the cheaper cascade is the better one; under --min_speedup or "
                     "--max_escalation_rate the records the int8 copy decides would escape the "
                     "policy's measure: drop those flags or --int8_fallback")
+    if (args.request_labels is not None or args.labelled_requests) and not args.unlabelled:
+        flags.error("--request_labels and --labelled_requests work on the --unlabelled "
+                    "sample (the records the labels are requested on): add --unlabelled "
+                    "naming the input, as when the labels were requested")
+    if args.request_labels is not None and args.request_labels < 1:
+        flags.error(f"--request_labels {args.request_labels}: ask for at least one label")
+    if args.compare_runtimes and len(args.max_accuracy_drop or ()) > 1:
+        flags.error("--compare_runtimes spends part of the accuracy-drop budget on an int8 "
+                    "last tier, so it tunes one budget a run: give one --max_accuracy_drop "
+                    "value, and run calibrate once per budget")
     try:
         config = with_calibrated_fields(load_config(args.config), args)
         # torch and transformers load here, once the arguments and config are known right
         from models.operating_points import Policy
-        from models.tuning.recipe import tune
+        from models.tuning.recipe import measure_cascade
+        from pipeline.label_requests import read_answers
+        from transforms.parsing import RecordFields
         labels = validate_models(config, routers_fitted=False)
         dev = read_labelled(args.dev, config.text_field, config.label_field, labels,
                             text_pair_field=config.text_pair_field)
         if args.min_speedup is None and args.max_escalation_rate is None:
-            args.max_accuracy_drop = (DEFAULT_MAX_ACCURACY_DROP if args.max_accuracy_drop is None
-                                      else args.max_accuracy_drop)
-        policy = Policy(args.max_accuracy_drop, args.min_speedup, args.max_escalation_rate,
-                        args.confidence)
-        unlabelled = read_unlabelled(args, config, labels)
-        report_dir = args.report or os.path.splitext(args.output)[0] + "-report"
-        result = tune(config, dev, policy, [int(b) for b in args.batch_sizes.split(",")],
-                      args.repeats, report_dir, args.seed, unlabelled,
-                      args.max_int8_drop if args.compare_runtimes else None,
-                      args.int8_fallback)
+            args.max_accuracy_drop = args.max_accuracy_drop or [DEFAULT_MAX_ACCURACY_DROP]
+        fields = RecordFields.of(config, labels)
+        sample = read_unlabelled(args, fields)
+        unlabelled = sample.texts if sample else None
+        answers = (read_answers(args.labelled_requests, fields, labels)
+                   if args.labelled_requests else None)
+        requests = answers and answers.on_sample(sample, args.request_evidence)
+        policies = [Policy(budget, args.min_speedup, args.max_escalation_rate, args.confidence,
+                           requests)
+                    for budget in args.max_accuracy_drop or [None]]
+        measured = measure_cascade(config, dev, policies,
+                                   [int(b) for b in args.batch_sizes.split(",")],
+                                   args.repeats, args.seed, unlabelled,
+                                   args.max_int8_drop if args.compare_runtimes else None,
+                                   args.int8_fallback, args.remeasure)
     except (ConfigError, ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
         print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
         return 2
+    several = len(policies) > 1
+    tuned = [write_tuned(measured, policy, output, report_dir, several)
+             for policy, (output, report_dir) in zip(measured.policies, tuned_paths(args))]
+    if several:
+        for budget, (output, report_dir), result in zip(args.max_accuracy_drop,
+                                                         tuned_paths(args), tuned):
+            print(f"budget {budget:g} points: " + (
+                f"{result.chosen.reach[-1]:.1%} of records to the last tier, expected speedup "
+                f"{result.chosen.speedup:.2f}x: {output} (report: {report_dir})" if result
+                else "refused, as said above"))
+    if args.request_labels and tuned[0] is not None:
+        request_round(args, sample, answers, tuned[0], tuned_paths(args)[0][1], fields)
+    return 0 if all(result is not None for result in tuned) else 2
+
+
+def accuracy_drop_budgets(value: str) -> list[float]:
+    """--max_accuracy_drop's value: one budget in points, or several separated by commas."""
+    budgets: list[float] = []
+    for part in value.split(","):
+        try:
+            budget = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a number of points: give one budget, or several "
+                "separated by commas, such as 0.5,1,2") from None
+        if not 0 < budget < math.inf:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()} is not a budget: each must be a number of points above 0, "
+                "such as 0.5")
+        if budget in budgets:
+            raise argparse.ArgumentTypeError(
+                f"budget {budget:g} is given twice: give each budget once")
+        budgets.append(budget)
+    return budgets
+
+
+def tuned_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The tuned config and report folder of each budget: --output and --report (default
+    `<output>-report`) for one; for several, each named with its budget (tuned.yaml ->
+    tuned-0.5.yaml and tuned-0.5-report/, or `<report>-0.5`)."""
+    stem, extension = os.path.splitext(args.output)
+    budgets = args.max_accuracy_drop or []
+    if len(budgets) < 2:
+        return [(args.output, args.report or stem + "-report")]
+    return [(f"{stem}-{b:g}{extension}",
+             f"{args.report}-{b:g}" if args.report else f"{stem}-{b:g}-report")
+            for b in budgets]
+
+
+def write_tuned(measured: MeasuredCascade, policy: Policy, output: str, report_dir: str,
+                several: bool) -> TuningResult | None:
+    """Chooses the policy's point on what was measured and writes its config and report;
+    the result, or None when the data supports no point for it (the error said why)."""
+    from models.tuning.recipe import choose_for_policy
     from pipeline.calibration_report import slower_than_last_tier, write_report  # matplotlib
-    write_config(with_routers(result, args.output), args.output)
-    print(write_report(result, report_dir))
-    print(f"tuned config: {args.output}; report: {report_dir}")
+    if several:
+        print(f"calibrate: budget {policy.max_accuracy_drop:g} points, for {output}",
+              file=sys.stderr)
+    try:
+        result = choose_for_policy(measured, policy)
+    except (ValueError, OSError) as e:  # NoOperatingPoint is a ValueError
+        print(f"beam-cascade calibrate: error: {e}", file=sys.stderr)
+        return None
+    write_config(with_routers(result, output), output)
+    summary = write_report(result, report_dir)
+    if not several:
+        print(summary)
+        print(f"tuned config: {output}; report: {report_dir}")
     if warning := slower_than_last_tier(result):
         print(f"beam-cascade calibrate: warning: {warning}", file=sys.stderr)
-    return 0
+    return result
 
 
 def with_calibrated_fields(config: CascadeConfig, args: argparse.Namespace) -> CascadeConfig:
@@ -141,18 +253,35 @@ def with_calibrated_fields(config: CascadeConfig, args: argparse.Namespace) -> C
                                label_field=args.label_field or config.label_field or "label")
 
 
-def read_unlabelled(args: argparse.Namespace, config: CascadeConfig,
-                    labels: tuple[str, ...]) -> UnlabelledTexts | None:
+def read_unlabelled(args: argparse.Namespace, fields: RecordFields) -> UnlabelledSample | None:
     """The --unlabelled sample, read as the job reads its input; None without --unlabelled."""
     if not args.unlabelled:
         return None
     from pipeline.unlabelled_sample import sample_unlabelled  # Beam's IO
-    from transforms.parsing import RecordFields
-    sample = sample_unlabelled(args.unlabelled, RecordFields.of(config, labels),
-                               args.unlabelled_sample, args.seed)
+    sample = sample_unlabelled(args.unlabelled, fields, args.unlabelled_sample, args.seed)
     print(f"calibrate: {len(sample.texts.texts)} unlabelled records sampled of "
           f"{sample.records_read} read ({sample.invalid} invalid rows skipped)", file=sys.stderr)
-    return sample.texts
+    return sample
+
+
+def request_round(args: argparse.Namespace, sample: UnlabelledSample, answers: Answers | None,
+                  result: TuningResult, report_dir: str, fields: RecordFields) -> None:
+    """Writes --request_labels more records to label (a first round, or the next of the
+    answered ones' design) and says what they are for."""
+    from pipeline.label_requests import (bands_section, design_path, design_requests,
+                                         requests_file, sample_keys, write_requests)
+    path = requests_file(args.output, args.unlabelled[0])
+    before = answers.design if answers else None
+    design = design_requests(result, sample, before, args.request_labels, args.seed)
+    written = write_requests(path, sample.records, before, design, fields)
+    report = os.path.join(report_dir, "report.md")
+    with open(report, "a", encoding="utf-8") as f:
+        f.write("\n".join(bands_section(design, sample_keys(sample), result.unlabelled_tiers,
+                                         before)) + "\n")
+    print(f"calibrate: {written} records to label in {path} (design beside it: "
+          f"{design_path(path)}); label them, then calibrate again with "
+          f"--labelled_requests {' --labelled_requests '.join([*args.labelled_requests, path])}",
+          file=sys.stderr)
 
 
 def with_routers(result, config_path: str) -> CascadeConfig:

@@ -11,6 +11,7 @@ import torch
 
 from models.calibration import ECE_BINS, reliability
 from models.guarantee import DropBound, GuaranteeSearch, accepted_prefix
+from models.records_bound import RecordsDropBound
 from models.operating_points import OperatingPoint, TierOutputs
 from models.tuning.results import (ExitReport, FallbackChoice, LengthMeasurements, TierReport,
                                    TuningResult)
@@ -75,8 +76,10 @@ def _point_dict(point: OperatingPoint) -> dict[str, Any]:
 
 def bound_dict(bound: DropBound) -> dict[str, Any]:
     """A drop bound's evidence and its value, in points."""
-    return {**dataclasses.asdict(bound), "disagreement_bound": bound.disagreement_bound,
-            "wrong_share_bound": bound.wrong_share_bound, "bound_points": 100 * bound.bound,
+    extra = ({"disagreement_bound": bound.disagreement_bound,
+              "wrong_share_bound": bound.wrong_share_bound}
+             if isinstance(bound, DropBound) else {})
+    return {**dataclasses.asdict(bound), **extra, "bound_points": 100 * bound.bound,
             "source": bound.source}
 
 
@@ -202,7 +205,9 @@ def guarantee_section(result: TuningResult) -> list[str]:
     """The bound at the chosen point, what it rests on, and what other budgets would cost."""
     bound, search = result.bound, result.guarantee
     confidence = f"{search.confidence:.0%}"
-    data = (f"the disagreement rate measured on {result.unlabelled_records} unlabelled records"
+    data = (f"labels requested on {result.unlabelled_records} unlabelled records"
+            if isinstance(bound, RecordsDropBound) else
+            f"the disagreement rate measured on {result.unlabelled_records} unlabelled records"
             if result.unlabelled_records else
             f"the {result.dev_records} labelled dev records alone (give --unlabelled to "
             "tighten it)")
@@ -211,10 +216,7 @@ def guarantee_section(result: TuningResult) -> list[str]:
         f"At {confidence} confidence the accuracy drop against the last tier alone is at "
         f"most **{100 * bound.bound:.2f} points** at the chosen thresholds (dev shows "
         f"{100 * (result.reference.accuracy - result.chosen.accuracy):+.2f}). The bound rests "
-        f"on {data}: the cascade and the last tier disagree on {bound.disagreement_rate:.2%} "
-        f"of them (at most {bound.disagreement_bound:.2%}), and the cascade is the wrong one in "
-        f"{bound.cascade_wrong} of {bound.labelled_disagreements} labelled disagreements (at "
-        f"most {bound.wrong_share_bound:.0%}); set by {bound.source}.",
+        f"on {data}: {bound.describe()}",
         "",
         f"The smallest budget this data supports at {confidence}: "
         f"{100 * search.smallest_budget:.2f} points.",

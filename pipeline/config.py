@@ -44,6 +44,10 @@ def read_config_file(path: str) -> Any:
     if isinstance(raw, dict) and isinstance(raw.get("tiers"), list):
         raw = {**raw, "tiers": [_paths_beside(path, tier) if isinstance(tier, dict) else tier
                                 for tier in raw["tiers"]]}
+    settings = raw.get("calibrate_on_input") if isinstance(raw, dict) else None
+    if isinstance(settings, dict) and is_relative(settings.get("labelled")):
+        raw = {**raw, "calibrate_on_input": {**settings,
+                                             "labelled": beside(path, settings["labelled"])}}
     return raw
 
 
@@ -254,6 +258,13 @@ def with_flags(config: CascadeConfig, options: argparse.Namespace) -> CascadeCon
     if options.passthrough_fields is not None:
         overrides["passthrough_fields"] = tuple(
             f.strip() for f in options.passthrough_fields.split(",") if f.strip())
+    if options.calibrate_on_input is not None:
+        if config.calibrate_on_input is None:
+            raise ConfigError("--calibrate_on_input needs the labelled evidence: add "
+                              "calibrate_on_input: {labelled: path/to/labelled.tsv} to the "
+                              "config (docs/configuration.md)")
+        overrides["calibrate_on_input"] = dataclasses.replace(
+            config.calibrate_on_input, records=options.calibrate_on_input)
     tiers = config.tiers
     for flag in TIER_FLAGS:
         applies_to = ([tier for tier in tiers if tier.threshold is not None]

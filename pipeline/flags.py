@@ -70,6 +70,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
              "(default 0.01; 1 accepts any share); a run that classified no record and an "
              "input file that cannot be read fail it always")
     parser.add_argument(
+        "--calibrate_on_input", type=int, default=None, metavar="N",
+        help="before routing, choose the thresholds under the accuracy guarantee on a "
+             "sample of N input records (by id hash) and the labelled file the config's "
+             "calibrate_on_input names; sets its records (docs/configuration.md)")
+    parser.add_argument(
         "--torch_threads", type=int, default=None,
         help="torch threads per worker process; default: the CPUs the process may use "
              "(affinity, cgroup quota) divided by the workers that share them "

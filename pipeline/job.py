@@ -22,9 +22,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from models.config import CascadeConfig, ConfigError
 from models.cpus import TorchThreads
-from models.routing_stats import RoutingStats
+from models.routing_stats import InputCalibration, RoutingStats
 from models.validation import validate_models
 from pipeline.config import cascade_config
+from pipeline.input_calibration import calibrated_on_input
 from pipeline.options import CascadeOptions, torch_threads, unknown_flags
 from pipeline.output_folder import (OutputFolderError, check_output_folder,
                                     claim_for_streaming, discard_stale_staging,
@@ -63,6 +64,7 @@ class CascadeJob:
     input_files: tuple[str, ...] = ()  # listed on the launcher (batch)
     watched_patterns: tuple[str, ...] = ()  # streaming
     training_examples: bool = False  # also write training-*.jsonl
+    input_calibration: InputCalibration | None = None  # the thresholds chosen on the input
 
     @property
     def fields(self) -> RecordFields:
@@ -98,12 +100,21 @@ def job_from_options(pipeline_options: PipelineOptions,
     streaming = pipeline_options.view_as(StandardOptions).streaming
     if streaming and not options.window_secs > 0:
         raise ConfigError(f"--window_secs {options.window_secs} must be a number of seconds > 0")
+    if streaming and config.calibrate_on_input:
+        raise ConfigError("calibrate_on_input samples the whole input before the job routes "
+                          "any record, and a streaming source cannot be sampled ahead: "
+                          "remove it, or calibrate on a batch of the stream's records with "
+                          "beam-cascade calibrate --unlabelled")
     source, input_files = record_source(options, streaming, config)
+    calibration = None
+    if config.calibrate_on_input:
+        config, calibration = calibrated_on_input(config, labels, options.input,
+                                                  options.input_format)
     return CascadeJob(config, labels, source, options.output, output_format(options),
                       torch_threads(pipeline_options), options.progress_secs,
                       options.window_secs if streaming else None,
                       tuple(input_files), tuple(options.input or ()) if streaming else (),
-                      options.training_examples)
+                      options.training_examples, calibration)
 
 
 def record_source(options: CascadeOptions, streaming: bool, config: CascadeConfig
@@ -205,7 +216,8 @@ def run(argv: Sequence[str] | None = None, config: CascadeConfig | None = None
         discard_stale_staging(job.output)
         reraise_if_stopped(e)
         raise
-    stats = dataclasses.replace(stats, failures=tuple(job_failures(stats, job.config)))
+    stats = dataclasses.replace(stats, failures=tuple(job_failures(stats, job.config)),
+                                input_calibration=job.input_calibration)
     rewrite_routing_stats(staging, stats)
     with signals_deferred():
         publish(job.output, staging, stats.failures)

@@ -1,7 +1,7 @@
 """A short human-readable account of a run, printed by `beam-cascade run` at the end."""
 from __future__ import annotations
 
-from models.routing_stats import RoutingStats, ThresholdRange
+from models.routing_stats import InputCalibration, RoutingStats, ThresholdRange
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -68,9 +68,31 @@ def cost_lines(stats: RoutingStats) -> list[str]:
             f"{cost.times_cheaper:.1f}x cheaper than tier {cost.last_tier!r} alone: "
             f"{cost.model_seconds:.1f} s of model time instead of an estimated "
             f"{cost.last_tier_alone_seconds:.1f} s ({alone_basis(stats)})")
-    if stats.guarantee:
+    if stats.input_calibration:
+        lines.append(input_calibration_line(stats.input_calibration, stats.tiers[-1].name))
+    elif stats.guarantee:
         lines.append(f"guarantee: {stats.guarantee.describe()}")
     return lines
+
+
+def input_calibration_line(calibration: InputCalibration, last_tier: str) -> str:
+    """The thresholds calibrate_on_input chose, the bound and what it rests on; or that none
+    kept the bound within the budget, so the last tier decided every record."""
+    c = calibration
+    points = "point" if c.max_accuracy_drop == 1 else "points"
+    evidence = (f"{c.records_sampled:,} records sampled of {c.records_read:,} read and "
+                f"{c.labelled_records:,} labelled records ({c.labelled})")
+    if c.thresholds is None:
+        return (f"calibrated on this input: NO threshold keeps the accuracy drop within the "
+                f"budget of {c.max_accuracy_drop:g} {points} at confidence {c.confidence:.0%} "
+                f"on {evidence}: every record went to the last tier, {last_tier!r}, alone; "
+                "raise max_accuracy_drop, lower confidence or label more records")
+    which = "threshold" if len(c.thresholds) == 1 else "thresholds"
+    chosen = ", ".join(f"{t:.4f}" for t in c.thresholds)
+    return (f"calibrated on this input: {which} {chosen} chosen on {evidence}: accuracy at "
+            f"most {c.drop_bound:.2f} points below the last tier alone (budget "
+            f"{c.max_accuracy_drop:g} {points}) at confidence {c.confidence:.0%}, from "
+            f"{c.evidence}")
 
 
 def alone_basis(stats: RoutingStats) -> str:

@@ -29,6 +29,7 @@ class UnlabelledSample:
     texts: UnlabelledTexts
     records_read: int  # valid records in the inputs
     invalid: int  # rows skipped because the job would dead-letter them
+    records: tuple[Record, ...] = ()  # as parsed, in the order of `texts`: label requests name them
 
 
 def sample_unlabelled(patterns: Sequence[str], fields: RecordFields, size: int, seed: int,
@@ -52,18 +53,20 @@ def sample_unlabelled(patterns: Sequence[str], fields: RecordFields, size: int, 
         raise InputError(f"--unlabelled {list(patterns)} holds no valid record with a "
                          f"{fields.text_field!r} field ({invalid} rows invalid)")
     pairs = [r.text_pair for r in chosen] if fields.text_pair_field else None
-    return UnlabelledSample(UnlabelledTexts([r.text for r in chosen], pairs), seen, invalid)
+    return UnlabelledSample(UnlabelledTexts([r.text for r in chosen], pairs), seen, invalid,
+                            tuple(chosen))
 
 
-def parsed_rows(patterns: Sequence[str], fields: RecordFields,
-                input_format: str | None) -> Iterator[Record | TaggedOutput]:
+def parsed_rows(patterns: Sequence[str], fields: RecordFields, input_format: str | None,
+                reading_for: str = "--unlabelled") -> Iterator[Record | TaggedOutput]:
     """Every row of the inputs as the job parses it: a Record, or a tagged dead letter (a
-    row that is not valid; a file that cannot be read is an error here)."""
+    row that is not valid; a file that cannot be read is an error here, naming the setting
+    `reading_for` that read it)."""
     read, parse = ReadInputFile(input_format, fields.columns), ParseRecords(fields)
     for path, _ in list_input_files(patterns, input_format):
         metadata, = FileSystems.match([path])[0].metadata_list
         for chunk in read.process(fileio.ReadableFile(metadata)):
             if isinstance(chunk, TaggedOutput):
-                raise InputError(f"--unlabelled: {chunk.value.reason}")
+                raise InputError(f"{reading_for}: {chunk.value.reason}")
             for out in parse.process(chunk):
                 yield from ([out] if isinstance(out, TaggedOutput) else out)

@@ -3,7 +3,7 @@ only to measure; the statistics against a direct computation."""
 import pytest
 from conftest import read_predictions, run_job, write_jsonl
 
-from models.guarantee import binomial_interval
+from models.binomial import binomial_interval
 from models.routing_rule import audited
 from pipeline.summary import format_summary
 

@@ -3,7 +3,8 @@ steering sample supports (transforms/budget.py), checked against direct computat
 on simulated windows with a known disagreement, for the bound's coverage."""
 import random
 
-from models.guarantee import THRESHOLD_SEQUENCE, binomial_upper_bound
+from models.binomial import binomial_upper_bound
+from models.guarantee import THRESHOLD_SEQUENCE
 from models.routing_rule import confidence_bin
 from transforms.budget import BINS, ESCALATE_ALL, WindowCounts, steered_threshold
 

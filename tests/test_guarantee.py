@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.guarantee import (DropBound, GuaranteedPoint, accepted_prefix, binomial_interval,
-                              binomial_upper_bound, drop_bound, guarantee_search)
+from models.binomial import binomial_interval, binomial_upper_bound
+from models.guarantee import DropBound, GuaranteedPoint, accepted_prefix, drop_bound, guarantee_search
 from models.operating_points import TierOutputs, cascade_predictions
 
 

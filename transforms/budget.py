@@ -46,7 +46,8 @@ import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from models.config import TierConfig
-from models.guarantee import THRESHOLD_SEQUENCE, binomial_upper_bound
+from models.binomial import binomial_upper_bound
+from models.guarantee import THRESHOLD_SEQUENCE
 from models.routing_rule import confidence_bin, decides
 from transforms.records import Chunk
 from transforms.windowing import combine_per_window

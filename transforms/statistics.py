@@ -23,7 +23,7 @@ from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import Timestamp
 
 from models.config import Guarantee, TierConfig
-from models.guarantee import binomial_interval, binomial_upper_bound
+from models.binomial import binomial_interval, binomial_upper_bound
 from models.routing_rule import confidence_bin
 from models.routing_stats import (AloneEstimates, AuditSummary, CostSummary, RoutingStats,
                                   ThresholdRange, TierAudit, TierStats, WindowBounds)

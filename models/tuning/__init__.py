@@ -4,8 +4,8 @@
 
 0. With --compare_runtimes, each transformer tier first gets its runtime and precision chosen
    (`runtime_choice.py`).
-1. Runs every tier once over the dev texts (`measurement.py`; logits cached in the report
-   folder, `logits_cache.py`); a tier with a `length_budget` first gets its token-dropping
+1. Runs every tier once over the dev texts (`measurement.py`; logits cached on this machine,
+   `logits_cache.py`); a tier with a `length_budget` first gets its token-dropping
    length configuration searched.
 2. Fits one temperature per tier (NLL, `fitting.py`); a multi-exit tier also gets one
    temperature per exit and the table of its early-exit knob; its `exit_threshold`, if set,
@@ -13,7 +13,9 @@
    router fitted on half of the unlabelled sample (`routers.py`); the other half is the
    sample every later step measures on, so the guarantee's disagreement rate is counted on
    records the router never saw.
-3. Measures each tier's seconds per record at each batch size on this machine.
+3. Measures each tier's seconds per record at each batch size on this machine (kept for
+   the next run, `cost_cache.py`). Steps 0-3 run once (`recipe.py` `measure_cascade`), the
+   rest once per policy (`choose_for_policy`: calibrate's several budgets).
 4. Replays the cascade at every threshold vector on the dev data (the frontier) and picks
    the operating point the policy asks for (`choice.py`): for an accuracy-drop budget, the
    cheapest threshold whose upper confidence bound on the drop passes (models/guarantee.py),
@@ -25,6 +27,6 @@
 6. Returns the tuned config and everything measured (`results.py` `TuningResult`), with a
    split-half check that the chosen thresholds carry over to unseen data.
 
-No Beam and no files but the logits cache: pipeline/calibrate.py reads the inputs and
+No Beam and no files but this machine's logits and costs: pipeline/calibrate.py reads the inputs and
 writes the config, pipeline/calibration_report.py the report.
 """

@@ -14,7 +14,8 @@ import datetime
 import torch
 
 from models.config import CascadeConfig, Guarantee, TierConfig
-from models.guarantee import DropBound, bounded_point, guarantee_search
+from models.guarantee import DropBound, bounded_point, guarantee_search, records_bounder
+from models.records_bound import RecordsDropBound
 from models.operating_points import (NoOperatingPoint, OperatingPoint, Policy, TierOutputs,
                                      choose, deciding_tiers, last_tier_alone, replay, sweep)
 from models.shift import reference_quantiles
@@ -33,12 +34,15 @@ def choose_point(labelled: list[TierOutputs], labels: torch.Tensor,
     guarantee's fixed-sequence search accepts; the speed and escalation policies choose on
     the replayed points and report the bound where they land."""
     budget = (policy.max_accuracy_drop or 0.0) / 100
-    search = guarantee_search(labelled, labels, unlabelled, costs, policy.confidence, budget)
+    search = guarantee_search(labelled, labels, unlabelled, costs, policy.confidence, budget,
+                              requests=policy.requests)
     if policy.max_accuracy_drop is None:
         point = choose(sweep(labelled, labels, costs), last_tier_alone(labelled, labels, costs),
                        policy)
         bounded = bounded_point(labelled, labels, unlabelled, costs, point.thresholds,
-                                policy.confidence)
+                                policy.confidence,
+                                bounder=records_bounder(unlabelled, policy.requests,
+                                                        policy.confidence))
         return Choice(point, bounded.bound, search)
     picked = search.chosen
     if picked is None or picked.point.reach[-1] >= 1.0:
@@ -168,8 +172,9 @@ def tuned_config(config: CascadeConfig, tiers: list[TierMeasurements], chosen: O
         for c, t, th, b, r in zip(config.tiers, tiers, thresholds, batch_sizes, reached)))
 
 
-def recorded_guarantee(policy: Policy, bound: DropBound, chosen: OperatingPoint,
-                       labelled: int, unlabelled: int) -> Guarantee | None:
+def recorded_guarantee(policy: Policy, bound: DropBound | RecordsDropBound,
+                       chosen: OperatingPoint, labelled: int, unlabelled: int
+                       ) -> Guarantee | None:
     """The promise the tuned config carries (models/config.py Guarantee); None unless the
     policy was an accuracy-drop budget, the only one with a guarantee."""
     if policy.max_accuracy_drop is None:

@@ -1,7 +1,7 @@
 """What calibrate measures of each tier: its logits on dev (and the unlabelled sample), its
 length configuration within a length_budget, its temperatures (fitting.py) and its seconds
 per record at each batch size on this machine, on all dev texts and then on those that reach
-it at the chosen point."""
+it at the chosen point (kept across runs on this machine: cost_cache.py)."""
 from __future__ import annotations
 
 import torch
@@ -11,9 +11,9 @@ from models.datasets import LabelledTexts, UnlabelledTexts
 from models.loading import TierModel
 from models.operating_points import OperatingPoint
 from models.routing_rule import decided_mask
-from models.throughput import seconds_per_record
 from models.tier import Tier
 from models.token_dropping import best_within_budget, length_family, length_sweep
+from models.tuning.cost_cache import cached_costs
 from models.tuning.fitting import fit_tier
 from models.tuning.logits_cache import cached_logits
 from models.tuning.progress import step
@@ -22,9 +22,10 @@ from models.tuning.results import LengthMeasurements, TierMeasurements
 
 def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts,
                  unlabelled: UnlabelledTexts | None, batch_sizes: list[int], repeats: int,
-                 cache: str) -> TierMeasurements:
-    """Logits (cached), the temperatures fitted on all dev records (`fit_tier`), and seconds
-    per record by batch size, timed as the tier will run (exiting early, if it does)."""
+                 cache: str, remeasure: bool = False) -> TierMeasurements:
+    """Logits (cached in `cache`), the temperatures fitted on all dev records (`fit_tier`),
+    and seconds per record by batch size, timed as the tier will run (exiting early, if it
+    does; reused from an earlier run on this machine unless `remeasure`)."""
     labels = torch.tensor(dev.label_ids)
     lengths = None
     if tier.length_budget is not None:
@@ -37,12 +38,11 @@ def measure_tier(tier: TierConfig, model: Tier, dev: LabelledTexts,
     fit = fit_tier(tier, model, dev_logits, labels, unlabelled_logits,
                    torch.ones(len(labels), dtype=torch.bool))
     step(f"tier {tier.name}: temperature {fit.calibration.temperature:.3f} (ECE "
-         f"{fit.calibration.ece_before:.4f} -> {fit.calibration.ece_after:.4f}); timing batch "
-         f"sizes {batch_sizes}, {repeats} rounds")
+         f"{fit.calibration.ece_before:.4f} -> {fit.calibration.ece_after:.4f})")
     return TierMeasurements(
         **vars(fit),
-        costs=seconds_per_record(fit.model, dev.texts, batch_sizes, repeats, dev.text_pairs,
-                                 progress=f"{tier.name}: timing"),
+        costs=cached_costs(tier, fit.model, dev.texts, dev.text_pairs, batch_sizes, repeats,
+                           f"the {len(dev.texts)} dev texts", remeasure),
         dev_logits=dev_logits, unlabelled_logits=unlabelled_logits, lengths=lengths)
 
 
@@ -56,9 +56,10 @@ def search_lengths(tier: TierConfig, model: TierModel, dev: LabelledTexts,
                               best_within_budget(points, tier.length_budget))
 
 
-def batch_sizes_for_their_share(models: list[Tier], tiers: list[TierMeasurements],
-                                dev: LabelledTexts, chosen: OperatingPoint,
-                                batch_sizes: list[int], repeats: int
+def batch_sizes_for_their_share(configs: tuple[TierConfig, ...], models: list[Tier],
+                                tiers: list[TierMeasurements], dev: LabelledTexts,
+                                chosen: OperatingPoint,
+                                batch_sizes: list[int], repeats: int, remeasure: bool = False
                                 ) -> tuple[list[int], list[float]]:
     """Tier 1 keeps the batch size measured on all texts; each later tier is re-measured on
     the dev texts that reach it at the chosen point (TangoBERT's per-tier batch sizes)."""
@@ -72,11 +73,10 @@ def batch_sizes_for_their_share(models: list[Tier], tiers: list[TierMeasurements
             chosen_sizes.append(tiers[k].best_batch_size)
             costs.append(tiers[k].costs[chosen_sizes[-1]])
             continue
-        step(f"tier {k + 1}: timing batch sizes on the {len(reaching)} dev texts that reach it")
-        share_costs = seconds_per_record(
-            models[k], [dev.texts[i] for i in reaching], batch_sizes, repeats,
-            [dev.text_pairs[i] for i in reaching] if dev.text_pairs else None,
-            progress=f"tier {k + 1}: timing")
+        share_costs = cached_costs(
+            configs[k], models[k], [dev.texts[i] for i in reaching],
+            [dev.text_pairs[i] for i in reaching] if dev.text_pairs else None, batch_sizes,
+            repeats, f"the {len(reaching)} dev texts that reach it", remeasure)
         chosen_sizes.append(min(share_costs, key=share_costs.get))
         costs.append(share_costs[chosen_sizes[-1]])
     return chosen_sizes, costs

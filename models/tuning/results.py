@@ -12,6 +12,7 @@ from models.calibration import Calibration
 from models.config import CascadeConfig
 from models.early_exit import ExitPoint
 from models.guarantee import DropBound, GuaranteeSearch
+from models.records_bound import RecordsDropBound
 from models.learned_deferral import Router
 from models.operating_points import OperatingPoint, Policy, TierOutputs
 from models.tier import Tier
@@ -161,7 +162,7 @@ class Choice:
     (the policy searched it when it is an accuracy-drop budget)."""
 
     point: OperatingPoint
-    bound: DropBound
+    bound: DropBound | RecordsDropBound
     search: GuaranteeSearch
 
 
@@ -186,7 +187,7 @@ class TuningResult:
     tiers: list[TierReport]
     reference: OperatingPoint
     chosen: OperatingPoint
-    bound: DropBound  # at the chosen thresholds
+    bound: DropBound | RecordsDropBound  # at the chosen thresholds
     guarantee: GuaranteeSearch
     point_estimate: OperatingPoint | None  # what the drop budget picks without a guarantee
     unlabelled_records: int
@@ -196,6 +197,7 @@ class TuningResult:
     reliability: dict[str, tuple[TierOutputs, TierOutputs]]  # per tier: raw, calibrated
     labels: torch.Tensor
     fallback: FallbackChoice | None = None  # with calibrate --int8_fallback
+    unlabelled_tiers: list[TierOutputs] | None = None  # calibrated, on the unlabelled sample
 
     @property
     def dev_records(self) -> int:
