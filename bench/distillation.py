@@ -17,54 +17,24 @@ For each tier 1, on the 872 dev sentences with the reference tier 2's answers:
     accuracy drop on the unseen half (medians, and the share of splits where the drop
     exceeds 0.5);
   - the bare-loop speed bound: tier 2's cost / (tier 1's cost + escalation x tier 2's).
-Writes bench/results/distillation.{md,json}.
+Writes distillation.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 
 import torch
 
-from bench.report import markdown_table
-from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file, tier1_model
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled
+from bench.lib.paths import REFERENCE_TIER2
+from bench.lib.results import markdown_table, write_results
+from bench.lib.tiers import distilled_tier, tier1_model
 from models.confidence import probabilities
-from models.datasets import read_labelled
 from models.loading import load_tier
 from models.throughput import load_for_timing, scoring_seconds
-from pipeline.train import main as train_main
 
 BUDGET = 0.005  # half a point
-
-
-def distilled_tier(data: str, temperature: float) -> str:
-    """The n-gram tier distilled at `temperature`, trained into the cache when absent."""
-    return _distilled_ngram(data, f"sst2-ngram-distilled-t{temperature:g}",
-                            ["--teacher_temperature", f"{temperature:g}"])
-
-
-def distilled_pair(data: str, width: int) -> str:
-    """The n-gram tier with a word CNN of `width` beside it (models/word_cnn.py), both
-    distilled as `distilled_tier` at temperature 1, the CNN's word vectors from the reference
-    tier 2; trained into the cache when absent."""
-    return _distilled_ngram(data, f"sst2-ngram-cnn{width}-distilled",
-                            ["--word_vectors", REFERENCE_TIER2, "--cnn_width", str(width)])
-
-
-def _distilled_ngram(data: str, name: str, options: list[str]) -> str:
-    """bench/cache/`name`: an n-gram tier trained on the labelled train phrases and on the
-    same phrases labelled by the reference tier 2, with `train`'s further `options`."""
-    folder = os.path.join(CACHE, name)
-    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
-        train = sst2_file(data, "train.tsv")
-        assert train_main(["--kind", "ngram", "--train", train, "--text_field", "sentence",
-                           "--label_names", ",".join(LABELS), "--dev",
-                           sst2_file(data, "dev.tsv"), "--teacher", REFERENCE_TIER2,
-                           "--unlabelled", train, *options, "--output", folder,
-                           "--overwrite"]) == 0
-    return folder
 
 
 def split_half(confidence: torch.Tensor, tier1_right: torch.Tensor, tier2_right: torch.Tensor,
@@ -97,14 +67,12 @@ def lowest_threshold(confidence: torch.Tensor, tier1_right: torch.Tensor,
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.distillation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = study_parser("bench.distillation", __doc__)
     p.add_argument("--splits", type=int, default=50)
     p.add_argument("--teacher_temperatures", default="1,2",
                    help="comma list: one distilled tier per teacher temperature")
     args = p.parse_args(argv)
-    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
+    dev = sst2_labelled(args.data, "dev.tsv")
     labels = torch.tensor(dev.label_ids)
     tier2 = load_tier(REFERENCE_TIER2, device="cpu")
     tier2_right = tier2.logits(dev.texts).argmax(-1) == labels
@@ -141,12 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                         "escalation (held-out half)", "drop (points, held-out)",
                         "splits over 0.5", "speed bound vs tier 2", "tier 1 cheaper by"],
                        rows)]) + "\n"
-    os.makedirs("bench/results", exist_ok=True)
-    with open("bench/results/distillation.md", "w", encoding="utf-8") as f:
-        f.write(text)
-    with open("bench/results/distillation.json", "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    print(text)
+    write_results(args.results, "distillation", text, record)
 
 
 if __name__ == "__main__":

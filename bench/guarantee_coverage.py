@@ -18,33 +18,28 @@ exceeds the budget (the guarantee promises at most 1 - confidence, up to the noi
 
 Tier 1 is the n-gram tier (trained into bench/cache on first use), tier 2 the reference
 MiniLM (bench/sst2.py). Model outputs are computed once; the splits are replays. Writes
-bench/results/guarantee.{md,json}.
+guarantee.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from bench.sst2 import LABELS, sst2_file, tier1_model, tier2_model
-from models.calibration import fit_temperature
-from models.config import TierConfig
-from models.datasets import read_labelled, read_rows
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled, sst2_unlabelled
+from bench.lib.results import write_results
+from bench.lib.scoring import TierOutputs, calibrated_outputs, fit_temperature, tier_logits
+from bench.lib.tiers import tier1_model, tier2_model
 from models.guarantee import guarantee_search
-from models.loading import load_configured_tier
-from models.operating_points import (NoOperatingPoint, Policy, TierOutputs, choose,
-                                     last_tier_alone, replay, sweep)
-from models.tuning.fitting import tier_outputs
-from models.tuning.logits_cache import cached_logits
+from models.operating_points import (NoOperatingPoint, Policy, choose, last_tier_alone, replay,
+                                     sweep)
 
 COSTS = (0.01, 1.0)  # relative seconds per record: the n-gram tier is ~100x cheaper
 POLICIES = ("point estimate", "guarantee, labels only", "guarantee + unlabelled")
-RESULTS = "bench/results"
 EVERY_RECORD_ON = (2.0,)  # a tier-1 threshold no confidence reaches: the last tier alone
 
 
@@ -58,7 +53,7 @@ class Outcome:
 
 
 def outputs(logits: list[torch.Tensor], temperatures: list[float]) -> list[TierOutputs]:
-    return [tier_outputs(l, t, "max_prob") for l, t in zip(logits, temperatures)]
+    return [calibrated_outputs(l, t) for l, t in zip(logits, temperatures)]
 
 
 def choose_thresholds(policy: str, calibration: list[TierOutputs], labels: torch.Tensor,
@@ -100,20 +95,13 @@ def split_outcomes(dev_logits: list[torch.Tensor], unlabelled_logits: list[torch
     return result
 
 
-def model_logits(model: str, name: str, texts: list[str], what: str) -> torch.Tensor:
-    tier = TierConfig(name=name, model=model)
-    return cached_logits(tier, texts, None, what, "bench/cache/logits",
-                         load_configured_tier(tier))[-1]
-
-
 def sst2_logits(data: str) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """The n-gram and MiniLM tiers' logits on SST-2 dev and on the unlabelled test sentences
     (cached), and dev's labels."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-    test = [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+    dev, test = sst2_labelled(data, "dev.tsv"), sst2_unlabelled(data)
     models = [("ngram", tier1_model(None, data)), ("minilm", tier2_model(None, data))]
-    return ([model_logits(m, n, dev.texts, "dev") for n, m in models],
-            [model_logits(m, n, test, "unlabelled") for n, m in models],
+    return ([tier_logits(m, n, dev.texts, "dev") for n, m in models],
+            [tier_logits(m, n, test, "unlabelled") for n, m in models],
             torch.tensor(dev.label_ids))
 
 
@@ -132,8 +120,7 @@ def summary_rows(outcomes: list[dict], budgets: list[float], confidence: float) 
     return rows
 
 
-def write_results(rows: list[dict], args: argparse.Namespace) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
+def write(rows: list[dict], args: argparse.Namespace) -> None:
     command = (f"python -m bench.guarantee_coverage --splits {args.splits} --confidence "
                f"{args.confidence}")
     lines = ["# Does the accuracy promise hold on unseen sentences?", "",
@@ -146,18 +133,13 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> str:
     lines += [f"| {r['policy']} | {r['budget_points']} | {r['share_over_budget']:.1%} | "
               f"{r['allowed_share']:.0%} | {r['mean_held_out_drop']:+.2f} | "
               f"{r['mean_escalation']:.1%} | {r['unsupported_splits']} |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(RESULTS, "guarantee.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(RESULTS, "guarantee.json"), "w", encoding="utf-8") as f:
-        json.dump({"command": command, "rows": rows}, f, indent=1)
-    return text
+    write_results(args.results, "guarantee", "\n".join(lines) + "\n",
+                  {"command": command, "rows": rows})
 
 
-def splits_arguments(prog: str, budgets: str) -> argparse.ArgumentParser:
+def splits_arguments(module: str, budgets: str) -> argparse.ArgumentParser:
     """The flags of a bench that replays random halvings of SST-2 dev at some budgets."""
-    p = argparse.ArgumentParser(prog=prog)
-    p.add_argument("--data", default="../shared/data/sst2")
+    p = study_parser(module)
     p.add_argument("--splits", type=int, default=200)
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--budgets", default=budgets, help="points, comma-separated")
@@ -165,12 +147,12 @@ def splits_arguments(prog: str, budgets: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = splits_arguments("python -m bench.guarantee_coverage", "0.5,1,2").parse_args(argv)
+    args = splits_arguments("bench.guarantee_coverage", "0.5,1,2").parse_args(argv)
     dev_logits, test_logits, labels = sst2_logits(args.data)
     budgets = [float(b) for b in args.budgets.split(",")]
     outcomes = [split_outcomes(dev_logits, test_logits, labels, seed, budgets, args.confidence)
                 for seed in tqdm(range(args.splits), desc="splits")]
-    print(write_results(summary_rows(outcomes, budgets, args.confidence), args))
+    write(summary_rows(outcomes, budgets, args.confidence), args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ retrained tiers (tier 1: --tier1, default the n-gram + word CNN; tier 2: MiniLM-
    a fresh process (FnApiRunner), model loading included.
 Reports the calibrate times, the promise, the escalation, the realised drop on the records
 (each sentence counts --copies times, so the drop is the sentences'), and the median job
-seconds with their ratio. Writes bench/results/guaranteed_job.{md,json}.
+seconds with their ratio. Writes guaranteed_job.{md,json} into --results (default
+bench/results).
 """
 from __future__ import annotations
 
@@ -24,33 +25,26 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import yaml
 
-from bench.heldout_sst2 import CACHE, read_tsv
-from bench.report import job_stats
-from bench.sst2 import DEFAULT_DATA, LABELS, run_job, sst2_file
+from bench.lib.cli import study_parser
+from bench.lib.data import read_tsv, write_jsonl
+from bench.lib.jobs import job_stats, run_command, run_job
+from bench.lib.paths import CACHE, LABELS, sst2_file
+from bench.lib.results import command_line, write_results
+from bench.lib.tiers import heldout_tiers
 from models.config import config_to_dict
 from pipeline.config import load_config
 
-RESULTS = "bench/results"
-
-
-def write_jsonl(path: str, rows: list[dict]) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    return path
 
 
 def timed_calibrate(flags: list[str]) -> float:
+    """Seconds of one `beam-cascade calibrate` in a fresh process."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pipeline.calibrate", *flags],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"guaranteed_job: calibrate failed:\n{done.stderr[-3000:]}")
+    run_command([sys.executable, "-m", "pipeline.calibrate", *flags])
     return time.perf_counter() - start
 
 
@@ -65,18 +59,15 @@ def answer(requests: str, truth: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.guaranteed_job",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p = study_parser("bench.guaranteed_job", __doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="bench.heldout_sst2's seed")
     p.add_argument("--tier1", default="ngram-cnn32")
     p.add_argument("--budget", type=float, default=1.0)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--copies", type=int, default=17)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
-    heldout = os.path.join(CACHE, f"heldout-{args.seed}")
+    heldout = heldout_tiers(args.seed, "guaranteed_job")
     work = os.path.join(CACHE, f"guaranteed_job-{args.seed}")
     os.makedirs(work, exist_ok=True)
     pool = read_tsv(os.path.join(heldout, "pool.tsv"))
@@ -112,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     stats = {name: job_stats(r[-1]) for name, r in runs.items()}
     seconds = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
     result = {
-        "command": " ".join(["python -m bench.guaranteed_job", *(argv or [])]),
+        "command": command_line("bench.guaranteed_job", argv),
         "records": args.copies * len(pool), "sentences": len(pool),
         "calibrate_seconds": {"first": first, "second": second},
         "requests_labelled": labelled, "guarantee": guarantee.describe(),
@@ -123,13 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                                                     for n, rs in runs.items()},
         "speedup": seconds["alone"] / seconds["cascade"]}
     result["drop_points"] = 100 * (result["accuracy"]["alone"] - result["accuracy"]["cascade"])
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "guaranteed_job.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    text = report(result, args)
-    with open(os.path.join(args.results, "guaranteed_job.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    write_results(args.results, "guaranteed_job", report(result, args), result)
 
 
 def report(r: dict, args: argparse.Namespace) -> str:

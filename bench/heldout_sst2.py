@@ -20,30 +20,14 @@ exists.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import os
 import random
 import sys
 
-from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, sst2_file
-from pipeline.train import main as train_main
-
-HEADER = ("sentence", "label")
-
-
-def read_tsv(path: str) -> list[tuple[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [(r[0].strip(), r[1]) for r in rows[1:]]
-
-
-def write_tsv(path: str, rows: list[tuple[str, str]]) -> None:
-    with open(path + ".part", "w", newline="", encoding="utf-8") as f:
-        f.write("\t".join(HEADER) + "\n")
-        f.writelines(f"{text}\t{label}\n" for text, label in rows)
-    os.replace(path + ".part", path)
-
+from bench.lib.cli import study_parser
+from bench.lib.data import read_tsv, write_tsv
+from bench.lib.paths import sst2_file
+from bench.lib.tiers import heldout_folder, sst2_training, trained_tier
 
 def full_sentences(phrases: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The phrases that occur in no longer phrase (word-bounded): SST's sentences."""
@@ -65,21 +49,13 @@ def split(phrases: list[tuple[str, str]], held_out: int, seed: int
     return pool, rest
 
 
-def train(folder: str, arguments: list[str]) -> str:
-    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
-        print(f"heldout: training {folder}", file=sys.stderr, flush=True)
-        if train_main([*arguments, "--output", folder, "--overwrite"]) != 0:
-            sys.exit(f"heldout: training {folder} failed")
-    return folder
-
-
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p = study_parser("bench.heldout_sst2", __doc__.split("\n\n")[0],
+                     writes_results=False)
     p.add_argument("--sentences", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    work = os.path.join(CACHE, f"heldout-{args.seed}")
+    work = heldout_folder(args.seed)
     os.makedirs(work, exist_ok=True)
     pool_path, rest_path = os.path.join(work, "pool.tsv"), os.path.join(work, "train_rest.tsv")
     if not os.path.isfile(rest_path):
@@ -88,13 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         write_tsv(rest_path, rest)
         print(f"heldout: {len(pool)} sentences held out, {len(rest)} phrases left to train on",
               file=sys.stderr)
-    common = ["--train", rest_path, "--text_field", "sentence", "--label_names",
-              ",".join(LABELS), "--dev", sst2_file(args.data, "dev.tsv")]
-    tier2 = train(os.path.join(work, "tier2"), [*common, "--epochs", "1"])
-    train(os.path.join(work, "ngram"), ["--kind", "ngram", *common])
-    train(os.path.join(work, "ngram-cnn32"),
-          ["--kind", "ngram", *common, "--teacher", tier2, "--unlabelled", rest_path,
-           "--word_vectors", tier2, "--cnn_width", "32"])
+    common = sst2_training(rest_path, args.data)
+    tier2 = trained_tier(os.path.join(work, "tier2"), [*common, "--epochs", "1"])
+    trained_tier(os.path.join(work, "ngram"), ["--kind", "ngram", *common])
+    trained_tier(os.path.join(work, "ngram-cnn32"),
+                 ["--kind", "ngram", *common, "--teacher", tier2, "--unlabelled", rest_path,
+                  "--word_vectors", tier2, "--cnn_width", "32"])
 
 
 if __name__ == "__main__":

@@ -14,25 +14,25 @@
 4. Token dropping: for each compute budget, the length configuration calibrate would choose
    on dev (so its dev accuracy is optimistic), against the full model.
 Accuracy is on the 872 dev sentences; speed is bare-loop records/s (tokenisation included),
-median of --repeats rounds in which the settings are interleaved. Writes a markdown table per
-mechanism to --results and prints it.
+median of --repeats rounds in which the settings are interleaved. Writes mechanisms.md (a
+markdown table per mechanism) into --results (default bench/results) and prints it.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
-import shlex
 import statistics
-import sys
 from typing import Callable
 
 import torch
 
-from bench.report import markdown_table
-from bench.sst2 import CACHE, DEFAULT_DATA, LABELS, sst2_file
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled, sst2_unlabelled
+from bench.lib.paths import CACHE, REFERENCE_TIER2
+from bench.lib.results import command_line, markdown_table, write_results
 from models.calibration import fit_temperature
-from models.datasets import LabelledTexts, read_labelled, read_rows
+from models.datasets import LabelledTexts
 from models.early_exit import EarlyExit
 from models.loading import TierModel
 from models.throughput import interleaved_medians, load_for_timing, scoring_seconds
@@ -45,10 +45,8 @@ SECTIONS = ("early_exit", "runtimes", "sorting", "token_dropping")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.mechanisms", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
-    p.add_argument("--plain", default="../shared/models/sst2-minilm-l6",
+    p = study_parser("bench.mechanisms", __doc__)
+    p.add_argument("--plain", default=REFERENCE_TIER2,
                    help="the tier 2 without exits")
     p.add_argument("--exits", default=f"{CACHE}/sst2-minilm-l6-exits",
                    help="the same model with inner exits")
@@ -57,7 +55,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma list of the sections to run, of {', '.join(SECTIONS)}")
-    p.add_argument("--results", default="bench/results/mechanisms.md")
     return p.parse_args(argv)
 
 
@@ -182,8 +179,8 @@ def token_dropping_table(path: str, dev: LabelledTexts, repeats: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(0)
-    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", "label", LABELS)
-    test_texts = [r["sentence"] for r in read_rows(sst2_file(args.data, "test_unlabeled.tsv"))]
+    dev = sst2_labelled(args.data, "dev.tsv")
+    test_texts = sst2_unlabelled(args.data)
     builders = {
         "early_exit": ("Early exit (batched, inside one tier)", lambda: early_exit_table(
             load_for_timing(args.plain, device="cpu"), load_for_timing(args.exits, device="cpu"),
@@ -197,15 +194,11 @@ def main(argv: list[str] | None = None) -> None:
                            lambda: token_dropping_table(args.plain, dev, args.repeats)),
     }
     sections = [(builders[s][0], builders[s][1]()) for s in args.sections.split(",")]
-    command = shlex.join(["python", "-m", "bench.mechanisms",
-                          *(sys.argv[1:] if argv is None else argv)])
-    markdown = "# Adaptive mechanisms, each against the same tier without it\n\n" + "".join(
-        f"## {title}\n\n{table}\n\n" for title, table in sections) + (
-        f"Bare loops on this machine's CPU, median of {args.repeats} interleaved rounds. "
-        f"Reproduce: `{command}`\n")
-    with open(args.results, "w", encoding="utf-8") as f:
-        f.write(markdown)
-    print(markdown)
+    write_results(args.results, "mechanisms", (
+        "# Adaptive mechanisms, each against the same tier without it\n\n" + "".join(
+            f"## {title}\n\n{table}\n\n" for title, table in sections)
+        + f"Bare loops on this machine's CPU, median of {args.repeats} interleaved rounds. "
+        f"Reproduce: `{command_line('bench.mechanisms', argv)}`\n"))
 
 
 if __name__ == "__main__":

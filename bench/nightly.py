@@ -25,11 +25,10 @@ work folder and results then end in -word-cnn.
 Per night: tier 1's dev accuracy, the escalation calibrate chooses on dev and its bound, the
 escalation and drop of the point estimate (the lowest threshold within 0.5 points on one half
 of dev, replayed on the other: medians over 20 halvings, no bound), and the escalation the
-night's job saw on its own input. Writes bench/results/nightly[-word-cnn].{md,json,png}.
+night's job saw on its own input. Writes nightly[-word-cnn].{md,json,png} into --results (default bench/results).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -40,9 +39,10 @@ import sys
 import torch
 import yaml
 
-from bench.report import markdown_table
-from bench.sst2 import DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file
-from models.datasets import read_labelled
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled
+from bench.lib.paths import CACHE, LABELS, REFERENCE_TIER2, sst2_file
+from bench.lib.results import markdown_table, result_file, write_results
 from models.loading import load_tier
 from models.routing_stats import RoutingStats
 
@@ -59,7 +59,7 @@ def beam_cascade(*args: str) -> None:
 
 def write_inputs(data: str, work: str, base: int, nights: int, night_records: int) -> None:
     """base.jsonl (labelled) and night<k>.jsonl (texts only) from the shuffled phrases."""
-    train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
+    train = sst2_labelled(data, "train.tsv")
     order = list(range(len(train.texts)))
     random.Random(0).shuffle(order)
     if base + nights * night_records > len(order):
@@ -156,9 +156,7 @@ def plot(nights: list[dict], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.nightly", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = study_parser("bench.nightly", __doc__)
     p.add_argument("--nights", type=int, default=5)
     p.add_argument("--base", type=int, default=17_349, help="labelled phrases of night 0")
     p.add_argument("--night_records", type=int, default=10_000)
@@ -166,14 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--word_cnn", action="store_true",
                    help="tier 1 with a word CNN beside the linear model")
     p.add_argument("--work", help="default bench/cache/nightly[-word-cnn]")
-    p.add_argument("--results", default="bench/results")
     args = p.parse_args(argv)
     name = "nightly-word-cnn" if args.word_cnn else "nightly"
-    args.work = args.work or os.path.join("bench", "cache", name)
+    args.work = args.work or os.path.join(CACHE, name)
     word_cnn = ["--word_vectors", REFERENCE_TIER2] if args.word_cnn else []
     os.makedirs(args.work, exist_ok=True)
     write_inputs(args.data, args.work, args.base, args.nights, args.night_records)
-    dev = read_labelled(sst2_file(args.data, "dev.tsv"), "sentence", label_names=LABELS)
+    dev = sst2_labelled(args.data, "dev.tsv")
     labels = torch.tensor(dev.label_ids)
     tier2_right = load_tier(REFERENCE_TIER2).logits(dev.texts).argmax(-1) == labels
     base = os.path.join(args.work, "base.jsonl")
@@ -225,13 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                         "90% bound (points)", "escalation (estimate, unseen half)",
                         "drop (estimate, unseen half)"], rows),
         "", f"![nightly]({name}.png)"]) + "\n"
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, f"{name}.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(args.results, f"{name}.json"), "w", encoding="utf-8") as f:
-        json.dump(nights, f, indent=1)
-    plot(nights, os.path.join(args.results, f"{name}.png"))
-    print(text)
+    write_results(args.results, name, text, nights)
+    plot(nights, result_file(args.results, name, "png"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ sentiments), and it runs through the same machinery (tokenizer pairs with segmen
 3. calibrate tunes the 2-layer -> 6-layer cascade (--max_accuracy_drop BUDGET); the tuned
    config and tier 2 alone run as Beam jobs on the held-out pairs: the true drop against the
    promise, escalation, and the speedup calibrate measured.
-Writes bench/results/pair_cascade.{md,json}.
+Writes pair_cascade.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
@@ -29,15 +29,16 @@ import statistics
 
 import yaml
 
-from bench.sst2 import DEFAULT_DATA, LABELS, REFERENCE_TIER2, sst2_file
-from models.datasets import read_labelled, read_rows
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled, sst2_unlabelled, write_jsonl
+from bench.lib.paths import CACHE, REFERENCE_TIER2
+from bench.lib.results import write_results
+from bench.lib.tiers import trained_tier
 from models.routing_stats import RoutingStats
 from pipeline.calibrate import main as calibrate
 from pipeline.job import run
-from pipeline.train import main as train
 
-RESULTS = "bench/results"
-WORK = "bench/cache/pairs"
+WORK = os.path.join(CACHE, "pairs")
 PAIR_LABELS = ("different", "same")
 MIN_WORDS = 5
 PAIRINGS = 3
@@ -64,16 +65,10 @@ def same_sentiment_pairs(texts: list[str], labels: list[int], pairings: int, see
     return rows
 
 
-def write_jsonl(path: str, rows: list[dict]) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    return path
-
-
 def training_pairs(data: str, count: int) -> str:
     path = os.path.join(WORK, f"train-{count}.jsonl")
     if not os.path.isfile(path):
-        train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
+        train = sst2_labelled(data, "train.tsv")
         kept = [(t, y) for t, y in zip(train.texts, train.label_ids)
                 if len(t.split()) >= MIN_WORDS]
         kept = random.Random(0).sample(kept, 2 * count)
@@ -84,16 +79,11 @@ def training_pairs(data: str, count: int) -> str:
 
 def train_tiers(data: str, count: int) -> dict[str, str]:
     """Each tier trained on the same pairs, once (kept in WORK across runs)."""
-    pairs, folders = training_pairs(data, count), {}
-    for name, arguments in TIERS.items():
-        folders[name] = os.path.join(WORK, f"{name}-{count}")
-        if not os.path.isfile(os.path.join(folders[name], "TRAINING.json")):
-            argv = ["--train", pairs, "--text_pair_field", "text_pair", "--label_names",
-                    ",".join(PAIR_LABELS), "--output", folders[name], "--overwrite",
-                    "--max_length", "128", *arguments]
-            if train(argv) != 0:
-                raise SystemExit(f"bench: training {name} failed")
-    return folders
+    pairs = training_pairs(data, count)
+    return {name: trained_tier(os.path.join(WORK, f"{name}-{count}"), [
+                "--train", pairs, "--text_pair_field", "text_pair", "--label_names",
+                ",".join(PAIR_LABELS), "--max_length", "128", *arguments])
+            for name, arguments in TIERS.items()}
 
 
 def cascade_config(path: str, tiers: list[tuple[str, str]]) -> str:
@@ -114,7 +104,7 @@ def job(config: str, data: str, output: str) -> RoutingStats:
 
 def split_result(data: str, folders: dict[str, str], unlabelled: str, seed: int) -> dict:
     """Calibrate on one half of dev's sentences (as pairs), run on pairs of the other."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
+    dev = sst2_labelled(data, "dev.tsv")
     order = random.Random(seed).sample(range(len(dev.texts)), len(dev.texts))
     halves = [order[: len(order) // 2], order[len(order) // 2:]]
     work = os.path.join(WORK, f"split-{seed}")
@@ -177,22 +167,16 @@ def write_results(args: argparse.Namespace, folders: dict[str, str], results: li
                   f"speedup {statistics.median(r['calibrate_speedup'] for r in results):.2f}x; "
                   f"the drop exceeded the {BUDGET}-point promise on {over} of {len(drops)} "
                   "held-out halves (calibrate promises at most 1 in 10)."]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "pair_cascade.md"), "w", encoding="utf-8") as f:
-        f.write(text)
     trained = {}
     for name, folder in folders.items():
         with open(os.path.join(folder, "TRAINING.json"), encoding="utf-8") as f:
             trained[name] = json.load(f)
-    with open(os.path.join(RESULTS, "pair_cascade.json"), "w", encoding="utf-8") as f:
-        json.dump({"command": command, "training": trained, "splits": results}, f, indent=1)
-    print(text)
+    write_results(args.results, "pair_cascade", "\n".join(lines) + "\n",
+                  {"command": command, "training": trained, "splits": results})
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.pair_cascade", description=__doc__)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's .tsv files")
+    p = study_parser("bench.pair_cascade", __doc__)
     p.add_argument("--train_pairs", type=int, default=16000)
     p.add_argument("--splits", type=int, default=5, help="random halvings of dev")
     return p.parse_args(argv)
@@ -202,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
     os.makedirs(WORK, exist_ok=True)
     folders = train_tiers(args.data, args.train_pairs)
-    test = [r["sentence"] for r in read_rows(sst2_file(args.data, "test_unlabeled.tsv"))]
+    test = sst2_unlabelled(args.data)
     unlabelled = write_jsonl(os.path.join(WORK, "unlabelled.jsonl"),
                              same_sentiment_pairs(test, [], PAIRINGS, 0, "test"))
     results = [split_result(args.data, folders, unlabelled, seed) for seed in range(args.splits)]

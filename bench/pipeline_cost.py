@@ -38,10 +38,11 @@ import subprocess
 import sys
 
 from bench.bare_loop import BareTimer
-from bench.compare import write_results
-from bench.report import job_stats
+from bench.lib.cli import study_parser
+from bench.lib.jobs import bench_config, job_stats, records_per_tier, run_job
+from bench.lib.paths import CACHE
+from bench.lib.results import command_line, write_results
 from bench.runners import DIRECT, TWO_PROCESSES, TWO_THREADS, flink, write_records
-from bench.sst2 import CACHE, DEFAULT_DATA, bench_config, records_per_tier, run_job
 from models.config import CascadeConfig, config_to_dict
 from models.loading import load_configured_tier
 from models.throughput import ONE_PASS
@@ -52,17 +53,14 @@ RUNNER_NAMES = {"direct": "FnApiRunner, 1 process", "threads2": "FnApiRunner, 2 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.pipeline_cost", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = study_parser("bench.pipeline_cost", __doc__)
     p.add_argument("--config", action="append", required=True,
                    help="cascade config (YAML/JSON); repeatable")
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
     p.add_argument("--records", type=int, default=50000)
     p.add_argument("--startup_records", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--runners", default=",".join(RUNNERS),
                    help=f"comma list of {', '.join(RUNNERS)}")
-    p.add_argument("--results", default="bench/results/pipeline_cost.md")
     args = p.parse_args(argv)
     args.runners = args.runners.split(",")
     unknown = set(args.runners) - set(RUNNERS)
@@ -183,10 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     results = [row(RUNNER_NAMES[runner], job, args.records, args.startup_records,
                    runs[runner, job, False], runs[runner, job, True], bare_runs[job])
                for runner in args.runners for job in jobs]
-    with open(os.path.splitext(args.results)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump({"records": args.records, "configs": args.config, "rows": results}, f,
-                  indent=2)
-    write_results(args.results, "bench.pipeline_cost", argv, (
+    write_results(args.results, "pipeline_cost", (
         f"# The pipeline's cost per record\n\nConfigs {', '.join(f'`{c}`' for c in args.config)}; "
         f"{args.records} SST-2 "
         f"sentences (start-up measured on {args.startup_records}); median of {args.repeats} "
@@ -195,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         "the records that reached it / job seconds after start-up; pipeline ms/record = "
         "(seconds after start-up - bare loops) / records; faster than the first runner: the "
         "input sizes at which the job would take less wall time than the first runner's, from "
-        "their start-up and records/s after start-up."))
+        "their start-up and records/s after start-up."),
+        {"records": args.records, "configs": args.config, "rows": results},
+        command=command_line("bench.pipeline_cost", argv))
 
 
 if __name__ == "__main__":

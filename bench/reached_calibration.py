@@ -11,24 +11,23 @@ held-out half, over the records that reach tier 2, the estimate (tier 2's mean m
 under each temperature is set against tier 2's true accuracy there, with the ECE; and the
 whole cascade's estimate against its accuracy. "calibrate's rule" refits only with at least
 MIN_REACHED records reaching tier 2 (models/tuning/fitting.py), as calibrate does. Model outputs as in bench/guarantee_coverage.py.
-Writes bench/results/reached_calibration.{md,json}.
+Writes reached_calibration.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
-import json
-import os
 import statistics
 
 import torch
 from tqdm import tqdm
 
 from bench.guarantee_coverage import COSTS, outputs, splits_arguments, sst2_logits
-from models.calibration import expected_calibration_error, fit_temperature
+from bench.lib.results import write_results
+from bench.lib.scoring import fit_temperature
+from models.calibration import expected_calibration_error
 from models.guarantee import guarantee_search
 from models.routing_rule import decided_mask
 from models.tuning.fitting import MIN_REACHED
 
-RESULTS = "bench/results"
 FITS = ("all records", "reached records", "calibrate's rule")
 
 
@@ -84,7 +83,7 @@ def summary(results: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = splits_arguments("python -m bench.reached_calibration", "1,2,5").parse_args(argv)
+    args = splits_arguments("bench.reached_calibration", "1,2,5").parse_args(argv)
     dev_logits, test_logits, labels = sst2_logits(args.data)
     command = (f"python -m bench.reached_calibration --splits {args.splits} --confidence "
                f"{args.confidence} --budgets {args.budgets}")
@@ -111,13 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{s['mean_abs_gap_points']:.2f} | {s['mean_ece']:.4f} | "
                   f"{s['mean_cascade_gap_points']:+.2f} | {s['mean_cascade_abs_gap_points']:.2f} |"
                   for fit, s in rows.items()]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "reached_calibration.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(RESULTS, "reached_calibration.json"), "w", encoding="utf-8") as f:
-        json.dump(saved, f, indent=1)
-    print(text)
+    write_results(args.results, "reached_calibration", "\n".join(lines) + "\n", saved)
 
 
 if __name__ == "__main__":

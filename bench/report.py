@@ -6,13 +6,12 @@ statistics (the 872 labelled dev records), so the table reports what a user's jo
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import statistics
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
-from models.routing_stats import RoutingStats
+from bench.lib.jobs import job_stats
+from bench.lib.results import result_file, write_results
 
 ACCURACY_TOLERANCE = 0.005  # "nearly tier 2's accuracy": within half a point
 
@@ -32,19 +31,6 @@ class Row:
     efficiency: float | None
     startup_seconds: float | None  # the same job on a few records: imports, build, loads
     efficiency_after_startup: float | None  # ideal / (measured - startup)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A markdown table of the cells (already formatted, or anything str() formats)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def job_stats(run: dict) -> RoutingStats:
-    """A timed job's routing statistics (bench/timed_job.py gives them as routing_stats.json
-    holds them)."""
-    return RoutingStats.from_json(run["stats"])
 
 
 def median_seconds(runs: list) -> float:
@@ -201,12 +187,7 @@ def plot(table: list[Row], path: str) -> None:
 
 
 def write_report(folder: str, facts: dict, runs: dict) -> None:
-    os.makedirs(folder, exist_ok=True)
     table = rows(facts, runs)
-    with open(os.path.join(folder, "sst2.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(facts, runs, table))
-    plot(table, os.path.join(folder, "sst2.png"))
-    with open(os.path.join(folder, "sst2.json"), "w", encoding="utf-8") as f:
-        json.dump({"facts": facts, "table": [asdict(r) for r in table], "runs": runs}, f,
-                  indent=1)
-    print(markdown(facts, runs, table))
+    write_results(folder, "sst2", markdown(facts, runs, table),
+                  {"facts": facts, "table": [asdict(r) for r in table], "runs": runs})
+    plot(table, result_file(folder, "sst2", "png"))

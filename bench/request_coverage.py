@@ -21,12 +21,11 @@ budget (the promise allows 1 - confidence), the mean escalation, the mean oracle
 within budget: what a perfect bound would pick), and their ratio. "input" rows promise
 the drop on the sentences calibrated on; the "distribution" rows calibrate on the same
 sentences but promise (and are scored on) the other held-out sentences, with the margin for
-sampling added. Writes bench/results/request_coverage.{md,json}.
+sampling added. Writes request_coverage.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 
@@ -34,37 +33,34 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.heldout_sst2 import CACHE
-from bench.guarantee_coverage import model_logits
-from bench.sst2 import DEFAULT_DATA, LABELS, sst2_file
-from models.calibration import fit_temperature
-from models.datasets import read_labelled
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled
+from bench.lib.results import command_line, write_results
+from bench.lib.scoring import TierOutputs, calibrated_outputs, fit_temperature, tier_logits
+from bench.lib.tiers import heldout_tiers
 from models.guarantee import (THRESHOLD_SEQUENCE, GuaranteeSearch, disagreement_entries,
                               guarantee_search)
 from models.label_requests import new_design, record_key
-from models.operating_points import TierOutputs, cascade_predictions
+from models.operating_points import cascade_predictions
 from models.records_bound import EVIDENCE, AnsweredRequests
-from models.tuning.fitting import tier_outputs
 
 COSTS = (0.01, 1.0)  # relative: any tier 1 much cheaper than tier 2 orders the points alike
-RESULTS = "bench/results"
 TIER1 = {"n-gram": "ngram", "n-gram + word CNN": "ngram-cnn32"}
 
 
 def scored(work: str, data: str) -> tuple[dict, torch.Tensor, torch.Tensor, list[str]]:
     """Per tier 1 name, [tier 1, tier 2] outputs on dev and on the pool (temperatures fitted
     on dev); dev's and the pool's labels; the pool's texts."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-    pool = read_labelled(os.path.join(work, "pool.tsv"), "sentence", label_names=LABELS)
+    dev = sst2_labelled(data, "dev.tsv")
+    pool = sst2_labelled(work, "pool.tsv")
     dev_labels, pool_labels = torch.tensor(dev.label_ids), torch.tensor(pool.label_ids)
 
     def outputs(folder: str, name: str) -> tuple[TierOutputs, TierOutputs]:
         model = os.path.join(work, folder)
-        on_dev = model_logits(model, f"heldout-{name}", dev.texts, "dev")
-        on_pool = model_logits(model, f"heldout-{name}", pool.texts, "pool")
+        on_dev = tier_logits(model, f"heldout-{name}", dev.texts, "dev")
+        on_pool = tier_logits(model, f"heldout-{name}", pool.texts, "pool")
         temperature = fit_temperature(on_dev, dev_labels)
-        return (tier_outputs(on_dev, temperature, "max_prob"),
-                tier_outputs(on_pool, temperature, "max_prob"))
+        return calibrated_outputs(on_dev, temperature), calibrated_outputs(on_pool, temperature)
 
     tier2 = outputs("tier2", "tier2")
     tiers = {}
@@ -161,7 +157,7 @@ def summary(rows: list[dict], confidence: float) -> list[dict]:
     return table
 
 
-def write(table: list[dict], args: argparse.Namespace, command: str) -> str:
+def markdown(table: list[dict], args: argparse.Namespace, command: str) -> str:
     lines = ["# Guaranteed and fast: requested labels against the oracle", "",
              f"`{command}`", "",
              f"{args.splits} splits; each draws {args.sample} of the held-out SST-2 train "
@@ -180,23 +176,17 @@ def write(table: list[dict], args: argparse.Namespace, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.request_coverage",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p = study_parser("bench.request_coverage", __doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="bench.heldout_sst2's seed")
     p.add_argument("--splits", type=int, default=200)
     p.add_argument("--labels", default="0,100,300,1000")
     p.add_argument("--budgets", default="0.5,1,2")
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--sample", type=int, default=1821)
-    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     args.labels = [int(x) for x in args.labels.split(",")]
     args.budgets = [float(x) for x in args.budgets.split(",")]
-    work = os.path.join(CACHE, f"heldout-{args.seed}")
-    if not os.path.isfile(os.path.join(work, "ngram-cnn32", "TRAINING.json")):
-        raise SystemExit(f"request_coverage: {work} lacks the retrained tiers: run "
-                         f"python -m bench.heldout_sst2 --seed {args.seed} first")
+    work = heldout_tiers(args.seed, "request_coverage")
     tiers, dev_labels, pool_labels, texts = scored(work, args.data)
     keys = [record_key(t) for t in texts]
     rows = []
@@ -204,15 +194,10 @@ def main(argv: list[str] | None = None) -> None:
         for seed in tqdm(range(args.splits), desc=tier1):
             rows += [{"tier1": tier1, **r} for r in
                      one_split(outputs, dev_labels, pool_labels, keys, args, seed)]
-    command = " ".join(["python -m bench.request_coverage", *(argv or [])])
+    command = command_line("bench.request_coverage", argv)
     table = summary(rows, args.confidence)
-    text = write(table, args, command)
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "request_coverage.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(args.results, "request_coverage.json"), "w", encoding="utf-8") as f:
-        json.dump({"command": command, "table": table}, f, indent=1)
-    print(text)
+    write_results(args.results, "request_coverage", markdown(table, args, command),
+                  {"command": command, "table": table})
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ import statistics
 import subprocess
 import sys
 
-from bench.compare import write_results
-from bench.report import job_stats
-from bench.sst2 import CACHE, LABELS, bench_config, config_bench_parser, run_job, sst2_file
+from bench.lib.cli import config_study_parser
+from bench.lib.data import sst2_labelled, sst2_unlabelled
+from bench.lib.jobs import bench_config, job_stats, run_job
+from bench.lib.paths import CACHE
+from bench.lib.results import command_line, write_results
 from models.config import config_to_dict
-from models.datasets import read_labelled, read_rows
 from models.routing_stats import RoutingStats
 
 DIRECT = ["--runner", "FnApiRunner"]
@@ -45,19 +46,17 @@ def flink(jar: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = config_bench_parser("python -m bench.runners", __doc__)
+    p = config_study_parser("bench.runners", __doc__)
     p.add_argument("--records", type=int, default=20000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--memory_sizes", default="10000,200000")
-    p.add_argument("--results", default="bench/results/runners.md")
     return p.parse_args(argv)
 
 
 def write_records(data: str, count: int, path: str) -> str:
     """`count` SST-2 sentences (dev, test, then train phrases, cycled) as JSON Lines."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-    texts = dev.texts + [r["sentence"] for r in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
-    texts += [r["sentence"] for r in read_rows(sst2_file(data, "train.tsv"))]
+    texts = sst2_labelled(data, "dev.tsv").texts + sst2_unlabelled(data)
+    texts += sst2_labelled(data, "train.tsv").texts
     with open(path, "w", encoding="utf-8") as f:
         for i, text in zip(range(count), itertools.cycle(texts)):
             f.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
@@ -126,12 +125,12 @@ def main(argv: list[str] | None = None) -> None:
         for n in sizes:
             print(f"bench: memory, {name}, {n} records", file=sys.stderr)
             memory[name][n] = run_job(config, paths[n], work, f"memory-{i}-{n}", setups[name])
-    write_results(args.results, "bench.runners", argv,
+    write_results(args.results, "runners",
                   f"# Runners and memory\n\nConfig `{args.config}`; {args.records} SST-2 "
                   f"sentences; median of {args.repeats} runs per runner, each a fresh process "
                   f"(2 cores).\n\n{runner_table(setups, runs, args.records)}\n\n"
                   f"## Peak memory as the input grows\n\n"
-                  f"{memory_table(sizes, memory)}")
+                  f"{memory_table(sizes, memory)}", command=command_line("bench.runners", argv))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ records). --machines and --runtimes choose settings; each --cascade adds a casca
 own fields replaced by the input's) as one more setting; --processes 1,2 runs every job of
 this project also on the DirectRunner's 2 worker processes (`--direct_running_mode
 multi_processing --direct_num_workers 2`; the stock handler keeps its one process). Writes
---results (default bench/results/runtime_jobs.md) and its .json.
+runtime_jobs.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -33,16 +32,17 @@ import statistics
 import sys
 import time
 
-from bench.report import job_stats
+from bench.lib.cli import study_parser
+from bench.lib.data import sst2_labelled
+from bench.lib.jobs import (Inputs, bench_config, job_stats, peer_python, run_job, run_peer,
+                            write_inputs)
+from bench.lib.paths import CACHE, REFERENCE_TIER2
+from bench.lib.results import command_line, write_results
 from bench.runners import DIRECT
-from bench.sst2 import (CACHE, DEFAULT_DATA, REFERENCE_TIER2, Inputs, bench_config,
-                        peer_python, run_job, run_peer, sst2_file, write_inputs)
 from bench.threads import NEIGHBOURS, PEER, PEER_BATCH_SIZE, neighbour
 from models.config import config_to_dict
-from models.datasets import read_rows
 from models.onnx_export import exported_model
 
-RESULTS = "bench/results/runtime_jobs.md"
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
             ("onnxruntime", "int8"), ("openvino", None))
 
@@ -65,7 +65,7 @@ def tier_config(runtime: str, quantize: str | None) -> dict:
 
 def bulk_inputs(inputs: Inputs, data: str, records: int, work: str) -> Inputs:
     """`records` sentences: the dev (labelled) and test ones, then train phrases, cycled."""
-    train = [row["sentence"] for row in read_rows(sst2_file(data, "train.tsv"))]
+    train = sst2_labelled(data, "train.tsv").texts
     labels = dict(zip(inputs.all_ids, inputs.dev_labels))
     path = os.path.join(work, f"bulk-{records}.jsonl")
     texts = itertools.cycle(inputs.all_texts + train)
@@ -84,9 +84,7 @@ def parse_runtimes(text: str) -> list[tuple[str, str | None]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.runtime_jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = study_parser("bench.runtime_jobs", __doc__)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--records", type=int, help="a bulk input of this many sentences")
     p.add_argument("--machines", default=",".join(NEIGHBOURS),
@@ -97,7 +95,6 @@ def main(argv: list[str] | None = None) -> None:
                    help="a cascade config to time beside tier 2 alone (repeatable)")
     p.add_argument("--processes", default="1",
                    help="comma list of DirectRunner worker processes for this project's jobs")
-    p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     peer = peer_python()
     work = os.path.join(CACHE, "runtime_jobs")
@@ -128,10 +125,12 @@ def main(argv: list[str] | None = None) -> None:
                                      runner_args(setting[1]))
                     result["accuracy"] = job_stats(result).accuracy
             runs[kind, setting].append(result)
-    command = "python -m bench.runtime_jobs " + " ".join(argv if argv is not None
-                                                         else sys.argv[1:])
+    command = command_line("bench.runtime_jobs", argv)
     records = args.records or len(inputs.all_texts)
-    write_results(command, records, exports, runs, args.results)
+    write_results(args.results, "runtime_jobs", markdown(command, records, exports, runs),
+                  {"command": command, "records": records, "export_seconds": exports,
+                   "runs": [{"machine": k, "setting": _name(s), "results": v}
+                            for (k, s), v in runs.items()]})
 
 
 def runner_args(processes: int) -> list[str]:
@@ -150,8 +149,8 @@ def _name(setting) -> str:
     return name if processes == 1 else f"{name}, {processes} processes"
 
 
-def write_results(command: str, records: int, exports: dict[str, float],
-                  runs: dict[tuple, list[dict]], path: str) -> None:
+def markdown(command: str, records: int, exports: dict[str, float],
+             runs: dict[tuple, list[dict]]) -> str:
     seconds = {s: statistics.median(r["seconds"] for r in v) for s, v in runs.items()}
     lines = ["# Tier 2 alone on each runtime against Beam's stock handler", "",
              f"`{command}`: Beam jobs (FnApiRunner, one process unless said, a fresh process "
@@ -173,15 +172,7 @@ def write_results(command: str, records: int, exports: dict[str, float],
         f"the records/s of one process ({kind})."
         for kind, setting in runs if setting != PEER and setting[1] > 1
         and (kind, (setting[0], 1)) in seconds]
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump({"command": command, "records": records, "export_seconds": exports,
-                   "runs": [{"machine": k, "setting": _name(s), "results": v}
-                            for (k, s), v in runs.items()]}, f, indent=1)
-    print(text)
+    return "\n".join(lines) + "\n"
 
 
 def _peak_mib(result: dict) -> float:

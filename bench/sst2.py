@@ -17,116 +17,34 @@ each of --repeats rounds so that machine noise hits them alike:
      writes, with early exit or int8 tiers), each with bare loops of its own tiers over the
      records that reached them.
 Every job runs in a fresh process with the same runner, timed from pipeline construction to
-its end, model loading included. Writes bench/results/sst2.{md,png,json}.
+its end, model loading included. Writes sst2.{md,png,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import glob
-import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from bench.bare_loop import BareTimer
+from bench.lib.cli import study_parser
+from bench.lib.jobs import (STARTUP_RECORDS, Inputs, bench_config, peer_python, records_per_tier,
+                            run_job, run_peer, write_inputs)
+from bench.lib.paths import CACHE, LABELS, REFERENCE_TIER2
+from bench.lib.results import command_line
+from bench.lib.tiers import tier1_model, tier2_model
 from bench.report import write_report
 from models.confidence import score
 from models.config import CascadeConfig, TierConfig, config_to_dict
-from models.datasets import read_labelled, read_rows
 from models.loading import load_configured_tier, load_tier
 from models.operating_points import threshold_below
 from models.routing_rule import escalated_indices
 from models.throughput import ONE_PASS, load_for_timing
-from models.training import default_base_model, fine_tune, train_ngram
-from models.training_config import NgramTrainingConfig, TrainingConfig
-from pipeline.config import load_config
 
-LABELS = ("negative", "positive")
-DEFAULT_DATA = "../shared/data/sst2"
-REFERENCE_TIER2 = "../shared/models/sst2-minilm-l6"
-CACHE = "bench/cache"
 DEFAULT_ESCALATION = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
-STARTUP_RECORDS = 16
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """The benchmark's texts, and the JSONL files every setting reads."""
-
-    dev_texts: list[str]
-    dev_labels: list[str]
-    all_texts: list[str]  # dev first, then test
-    all_ids: list[str]
-    all_path: str
-    startup_path: str  # the first STARTUP_RECORDS records: a job's fixed cost
-
-
-def sst2_file(data: str, name: str) -> str:
-    path = os.path.join(data, name)
-    if not os.path.isfile(path):
-        sys.exit(f"bench: {path} is missing. Pass --data FOLDER holding GLUE SST-2's train.tsv, "
-                 "dev.tsv and test_unlabeled.tsv (tab-separated, with header lines).")
-    return path
-
-
-def write_inputs(data: str, work: str) -> Inputs:
-    """dev (with labels) and test (without) as one JSONL file: accuracy comes from the
-    labelled records, throughput from all of them."""
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-    test = [row["sentence"] for row in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
-    dev_labels = [LABELS[i] for i in dev.label_ids]
-    rows = [{"id": f"dev-{i}", "text": t, "label": y}
-            for i, (t, y) in enumerate(zip(dev.texts, dev_labels))]
-    rows += [{"id": f"test-{i}", "text": t} for i, t in enumerate(test)]
-    paths = [os.path.join(work, name) for name in ("sst2-dev-test.jsonl", "startup.jsonl")]
-    for path, chosen in zip(paths, (rows, rows[:STARTUP_RECORDS])):
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in chosen)
-    return Inputs(dev.texts, dev_labels, [r["text"] for r in rows], [r["id"] for r in rows],
-                  *paths)
-
-
-def bench_config(path: str) -> CascadeConfig:
-    """A cascade config file, reading the benchmark input's fields (text, id, label)."""
-    return dataclasses.replace(load_config(path), text_field="text", id_field="id",
-                               label_field="label", text_pair_field=None)
-
-
-def tier1_model(given: str | None, data: str) -> str:
-    """The given tier 1, else the cached n-gram tier, trained on train.tsv when absent."""
-    if given:
-        return given
-    folder = os.path.join(CACHE, "sst2-ngram")
-    if not os.path.isfile(os.path.join(folder, "TRAINING.json")):
-        print(f"bench: training the n-gram tier 1 into {folder}", file=sys.stderr)
-        train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
-        dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-        train_ngram(train, folder, NgramTrainingConfig(), dev)
-    return folder
-
-
-def tier2_model(given: str | None, data: str) -> str:
-    """The given tier 2, else one trained by `beam-cascade train` in the cache, else the shared
-    reference model, else train one now (about 70 minutes on 2 cores)."""
-    if given:
-        return given
-    folder = os.path.join(CACHE, "sst2-minilm-l6")
-    for candidate in (folder, REFERENCE_TIER2):
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
-    print(f"bench: fine-tuning tier 2 into {folder} (2 epochs over SST-2 train: about 70 "
-          "minutes on 2 cores)", file=sys.stderr)
-    train = read_labelled(sst2_file(data, "train.tsv"), "sentence", label_names=LABELS)
-    dev = read_labelled(sst2_file(data, "dev.tsv"), "sentence", label_names=LABELS)
-    fine_tune(default_base_model(), train, folder, TrainingConfig(), dev)
-    return folder
 
 
 def cascade_config(tiers: list[dict], threshold: float | None) -> dict:
@@ -135,59 +53,6 @@ def cascade_config(tiers: list[dict], threshold: float | None) -> dict:
     return {"label_field": "label", "id_field": "id",
             "tiers": [{**t, "threshold": threshold} if i < len(chosen) - 1 else t
                       for i, t in enumerate(chosen)]}
-
-
-def run_job(config: dict, input_path: str, work: str, name: str,
-            runner_args: Sequence[str] = ("--runner", "FnApiRunner")) -> dict:
-    """One beam-cascade job in a fresh process; its seconds, routing statistics and peak
-    memory (bench/timed_job.py)."""
-    config_path = os.path.join(work, f"{name}.json")
-    with open(config_path, "w", encoding="utf-8") as f:
-        json.dump(config, f)
-    argv = [sys.executable, "-m", "bench.timed_job", "--config", config_path,
-            "--input", input_path, "--output", os.path.join(work, "out", name),
-            "--output_format", "jsonl", *runner_args]
-    return json.loads(_run(argv).splitlines()[-1])
-
-
-def run_peer(peer_python: str, model: str, inputs: Inputs, work: str,
-             batch_size: int) -> dict:
-    """The stock Beam HF handler job in the peer's environment; seconds and dev accuracy."""
-    prefix = os.path.join(work, "out", "peer", "predictions")
-    for old in _files_with_prefix(prefix):
-        os.remove(old)
-    argv = [peer_python, "-m", "bench.peer", "--input", inputs.all_path, "--model", model,
-            "--output", prefix, "--batch_size", str(batch_size)]
-    result = json.loads(_run(argv).splitlines()[-1])
-    labels = {}
-    for path in _files_with_prefix(prefix):
-        with open(path, encoding="utf-8") as f:
-            labels.update((r["id"], r["label"]) for r in map(json.loads, f))
-    gold = {f"dev-{i}": y for i, y in enumerate(inputs.dev_labels)}
-    result["records"] = len(labels)
-    result["accuracy"] = sum(labels.get(i) == y for i, y in gold.items()) / len(gold)
-    return result
-
-
-def _files_with_prefix(prefix: str) -> list[str]:
-    folder = os.path.dirname(prefix)
-    if not os.path.isdir(folder):
-        return []
-    base = os.path.basename(prefix)
-    return [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(base)]
-
-
-def _run(argv: list[str]) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"bench: `{shlex.join(argv)}` failed:\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
-def peer_python() -> str:
-    """The peer environment's Python, built on first use by bench/peer_venv.sh."""
-    script = 'source bench/peer_venv.sh >&2 && echo "$peer_python"'
-    return _run(["bash", "-c", script]).strip().splitlines()[-1]
 
 
 def tier1_confidences(tier1: str, texts: list[str]) -> tuple[list[float], list[int]]:
@@ -204,19 +69,8 @@ def thresholds_for(confidences: list[float], fractions: list[float]) -> list[flo
             for e in fractions]
 
 
-def config_bench_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """The parser of a benchmark that times one cascade --config on the SST-2 --data."""
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
-    return p
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.sst2", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = study_parser("bench.sst2", __doc__)
     p.add_argument("--tier1", help="tier 1 folder (default: n-gram tier trained into "
                                    f"{CACHE})")
     p.add_argument("--tier2", help=f"tier 2 folder (default: {CACHE}/sst2-minilm-l6 when "
@@ -232,27 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tier2_batch_sizes", default="16,32,64,128")
     p.add_argument("--peer_batch_size", type=int, default=64)
     p.add_argument("--no_peer", action="store_true", help="skip the stock-handler peer")
-    p.add_argument("--results", default="bench/results", help="folder for sst2.{md,png,json}")
     return p.parse_args(argv)
 
 
 def tier_key(path: str, tier: TierConfig) -> str:
     """The bare-loop timer's name for a tier of a --config."""
     return f"{path}:{tier.name}"
-
-
-def records_per_tier(output: str, config: CascadeConfig, ids: list[str]) -> dict[str, list[int]]:
-    """For each tier, the indices (into `ids`) of the records that reached it: those with a
-    confidence from that tier in the job's predictions."""
-    index = {record_id: i for i, record_id in enumerate(ids)}
-    reached: dict[str, list[int]] = {t.name: [] for t in config.tiers}
-    for path in sorted(glob.glob(os.path.join(output, "predictions-*.jsonl"))):
-        with open(path, encoding="utf-8") as f:
-            for row in map(json.loads, f):
-                for name, indices in reached.items():
-                    if row[f"confidence_{name}"] is not None:
-                        indices.append(index[row["id"]])
-    return reached
 
 
 @dataclass(frozen=True)
@@ -316,8 +155,7 @@ def time_bare_loops(plan: Plan, bare: BareTimer, inputs: Inputs, work: str,
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "bench.sst2",
-                          *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("bench.sst2", argv)
     work = os.path.join(CACHE, "work")
     os.makedirs(work, exist_ok=True)
     inputs = write_inputs(args.data, work)

@@ -24,22 +24,23 @@ import subprocess
 import sys
 import time
 
-from bench.compare import write_results
+from bench.lib.cli import config_study_parser
+from bench.lib.jobs import bench_config, run_job
+from bench.lib.paths import CACHE
+from bench.lib.results import command_line, write_results
 from bench.runners import DIRECT, write_records
-from bench.sst2 import CACHE, bench_config, config_bench_parser, run_job
 from models.config import config_to_dict
 from models.routing_stats import RoutingStats, ThresholdRange
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = config_bench_parser("python -m bench.streaming", __doc__)
+    p = config_study_parser("bench.streaming", __doc__)
     p.add_argument("--files", type=int, default=12)
     p.add_argument("--per_file", type=int, default=500)
     p.add_argument("--every", type=float, default=2.0, help="seconds between landings")
     p.add_argument("--window_secs", type=float, default=5.0)
     p.add_argument("--max_escalation_rate", type=float, default=None,
                    help="also run with this escalation budget")
-    p.add_argument("--results", default="bench/results/streaming.md")
     return p.parse_args(argv)
 
 
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                       "|---|---|---|---|"]
         lines_out += [f"| {i} | {n} | {rate:.3f} | {used} |"
                       for i, (n, rate, used) in enumerate(run["windows"])]
-    write_results(args.results, "bench.streaming", argv, "\n".join(lines_out))
+    write_results(args.results, "streaming", "\n".join(lines_out),
+                  command=command_line("bench.streaming", argv))
 
 
 if __name__ == "__main__":

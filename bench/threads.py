@@ -9,24 +9,23 @@ this measurement) while they wait, on an idle machine and beside one CPU-bound n
 process (a busy loop, as another job on a shared machine). With --peer, Beam's stock
 RunInference + HuggingFacePipelineModelHandler job too (bench/peer.py, in its own environment,
 with torch's defaults as a user gets them). All settings interleaved in each of --repeats
-rounds; medians. Writes bench/results/threads.{md,json}.
+rounds; medians. Writes threads.{md,json} into --results (default bench/results).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
-import json
 import os
 import statistics
 import subprocess
 import sys
 from typing import Iterator
 
-from bench.sst2 import (CACHE, DEFAULT_DATA, REFERENCE_TIER2, peer_python, run_job, run_peer,
-                        write_inputs)
+from bench.lib.cli import study_parser
+from bench.lib.jobs import peer_python, run_job, run_peer, write_inputs
+from bench.lib.paths import CACHE, REFERENCE_TIER2
+from bench.lib.results import write_results
 
-RESULTS = "bench/results"
 THREADS = (1, 2)
 WAIT_POLICIES = ("ACTIVE", "PASSIVE")
 PEER = "Beam's stock handler"
@@ -63,8 +62,7 @@ def wait_policy(policy: str | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__)
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with GLUE SST-2's TSV files")
+    p = study_parser("bench.threads", __doc__)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peer", action="store_true",
                    help="also Beam's stock handler (its environment is built on first use)")
@@ -92,10 +90,14 @@ def main(argv: list[str] | None = None) -> None:
                                       str(threads), "--progress_secs", "0"])
             seconds[kind, threads, policy].append(result["seconds"])
     command = f"python -m bench.threads --repeats {args.repeats}" + (" --peer" if peer else "")
-    write_results(command, len(inputs.all_texts), seconds)
+    records = len(inputs.all_texts)
+    write_results(args.results, "threads", markdown(command, records, seconds), {
+        "command": command, "records": records, "seconds": [
+            {"machine": k, "threads": t, "wait_policy": w, "runs": v}
+            for (k, t, w), v in seconds.items()]})
 
 
-def write_results(command: str, records: int, seconds: dict[tuple, list[float]]) -> None:
+def markdown(command: str, records: int, seconds: dict[tuple, list[float]]) -> str:
     medians = {s: statistics.median(v) for s, v in seconds.items()}
     lines = ["# Torch threads, idle and beside a busy neighbour", "",
              f"`{command}`: the reference MiniLM-L6 tier alone "
@@ -106,15 +108,7 @@ def write_results(command: str, records: int, seconds: dict[tuple, list[float]])
     for (kind, threads, policy), value in medians.items():
         base = medians[kind, 2, "ACTIVE"]
         lines.append(f"| {kind} | {threads} | {policy} | {value:.1f} | {base / value:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "threads.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(RESULTS, "threads.json"), "w", encoding="utf-8") as f:
-        json.dump({"command": command, "records": records, "seconds": [
-            {"machine": k, "threads": t, "wait_policy": w, "runs": v}
-            for (k, t, w), v in seconds.items()]}, f, indent=1)
-    print(text)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

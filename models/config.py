@@ -66,7 +66,7 @@ class TierConfig:
     and `reference_records` describe the confidences calibration saw at this tier; the run
     tests its own against them and says when the input has shifted (models/shift.py).
     `seconds_per_record` is calibrate's timing of the tier on all its texts at its best batch
-    size: the run scales the last tier's cost alone from it (transforms/statistics.py).
+    size: the run scales the last tier's cost alone from it (transforms/statistics_extraction.py).
     """
 
     name: str

@@ -1,5 +1,5 @@
 """A run's routing statistics as typed values: what `routing_stats.json` holds
-(docs/outputs.md), built in the pipeline (transforms/statistics.py), judged and printed by
+(docs/outputs.md), built in the pipeline (transforms/statistics*.py), judged and printed by
 the launcher (pipeline/job.py, pipeline/summary.py) and read by the benchmarks.
 
 Frozen dataclasses, no Beam. The file's keys appear only in the JSON round trip
@@ -30,7 +30,8 @@ class ThresholdRange:
 
 @dataclass(frozen=True)
 class TierAudit:
-    """A tier's audited decisions against the last tier (transforms/statistics.tier_audit)."""
+    """A tier's audited decisions against the last tier
+    (transforms/statistics_extraction.tier_audit)."""
 
     audited: int
     failed: int  # audits the last tier failed on (their records were predicted)
@@ -77,7 +78,7 @@ class TierStats:
 
 @dataclass(frozen=True)
 class AuditSummary:
-    """The audit of the whole output (transforms/statistics.audit_summary)."""
+    """The audit of the whole output (transforms/statistics_extraction.audit_summary)."""
 
     audited: int
     disagreement: float
@@ -99,7 +100,7 @@ class AloneEstimates:
 
 @dataclass(frozen=True)
 class CostSummary:
-    """What the cascade's model time bought (transforms/statistics.cost_summary)."""
+    """What the cascade's model time bought (transforms/statistics_extraction.cost_summary)."""
 
     model_seconds: float
     last_tier: str

@@ -96,7 +96,8 @@ def input_calibration_line(calibration: InputCalibration, last_tier: str) -> str
 
 
 def alone_basis(stats: RoutingStats) -> str:
-    """How the last tier's cost alone was estimated (transforms/statistics.cost_summary)."""
+    """How the last tier's cost alone was estimated
+    (transforms/statistics_extraction.cost_summary)."""
     first, last = stats.tiers[0], stats.tiers[-1]
     if stats.cost.last_tier_alone_seconds_by.calibration is not None:
         return (f"{first.name}'s cost per record in this job times {last.name}'s cost "

@@ -3,10 +3,10 @@ import dataclasses
 import json
 
 from bench.compare import table as config_table
+from bench.lib.jobs import records_per_tier
 from bench.report import best_within_tolerance, markdown, rows
-from bench.sst2 import records_per_tier
 from models.config import CascadeConfig, TierConfig
-from transforms.statistics import RoutingStatsFn
+from transforms.statistics_extraction import RoutingStatsFn
 
 
 def stats_json(accuracy, tiers, predictions=0):

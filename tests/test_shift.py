@@ -7,7 +7,8 @@ from models.routing_rule import confidence_bin
 from models.shift import BINS, reference_quantiles, shift_test
 from pipeline.summary import format_summary
 from transforms.records import Record, Visit
-from transforms.statistics import RoutingStatsFn, count_predictions
+from transforms.statistics_extraction import RoutingStatsFn
+from transforms.statistics_tally import count_predictions
 
 
 def _bins(confidences):

@@ -14,9 +14,10 @@ from apache_beam.utils.timestamp import Timestamp
 from models.config import TierConfig
 from transforms.records import DeadLetter, Record, Visit
 from models.routing_stats import RoutingStats
-from transforms.statistics import (ComputeRoutingStats, RoutingStatsFn, StatisticsInputs,
-                                   count_audits, count_error, count_parsed, count_predictions,
-                                   in_window)
+from transforms.statistics import ComputeRoutingStats, StatisticsInputs
+from transforms.statistics_extraction import RoutingStatsFn, in_window
+from transforms.statistics_tally import (count_audits, count_error, count_parsed,
+                                         count_predictions)
 
 FAILED = Record("failed", "a record parsed, then failed on")
 TIERS = [TierConfig("small", "m1", threshold=0.8), TierConfig("medium", "m2", threshold=0.7),

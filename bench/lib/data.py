@@ -1,0 +1,46 @@
+"""SST-2's splits as the studies read them: the labelled train and dev phrases, the
+unlabelled test sentences, and the TSV files of (sentence, label) rows the studies derive."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+from models.datasets import LabelledTexts, read_labelled, read_rows
+
+from bench.lib.paths import LABELS, sst2_file
+
+
+def sst2_labelled(data: str, name: str) -> LabelledTexts:
+    """train.tsv or dev.tsv (or any TSV of `sentence`/`label` columns) of the --data folder."""
+    return read_labelled(sst2_file(data, name), "sentence", label_names=LABELS)
+
+
+def sst2_unlabelled(data: str) -> list[str]:
+    """The 1,821 test sentences, which come without labels."""
+    return [row["sentence"] for row in read_rows(sst2_file(data, "test_unlabeled.tsv"))]
+
+
+TSV_HEADER = ("sentence", "label")
+
+
+def read_tsv(path: str) -> list[tuple[str, str]]:
+    """(sentence, label) rows of an SST-2-style TSV file, header skipped."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [(r[0].strip(), r[1]) for r in rows[1:]]
+
+
+def write_tsv(path: str, rows: list[tuple[str, str]]) -> None:
+    """(sentence, label) rows as an SST-2-style TSV file, written whole or not at all."""
+    with open(path + ".part", "w", newline="", encoding="utf-8") as f:
+        f.write("\t".join(TSV_HEADER) + "\n")
+        f.writelines(f"{text}\t{label}\n" for text, label in rows)
+    os.replace(path + ".part", path)
+
+
+def write_jsonl(path: str, rows: list[dict]) -> str:
+    """`rows` as a JSON Lines file (a job's input); its path."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
