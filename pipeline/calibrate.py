@@ -274,6 +274,11 @@ def request_round(args: argparse.Namespace, sample: UnlabelledSample, answers: A
     before = answers.design if answers else None
     design = design_requests(result, sample, before, args.request_labels, args.seed)
     written = write_requests(path, sample.records, before, design, fields)
+    if not written:
+        print("calibrate: every disagreement of the sample is requested already: no more "
+              "labels can tighten the bound; calibrate with the answered files alone",
+              file=sys.stderr)
+        return
     report = os.path.join(report_dir, "report.md")
     with open(report, "a", encoding="utf-8") as f:
         f.write("\n".join(bands_section(design, sample_keys(sample), result.unlabelled_tiers,

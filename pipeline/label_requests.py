@@ -91,12 +91,14 @@ def requests_file(output: str, input_pattern: str) -> str:
 def write_requests(path: str, records: Sequence[Record], before: RequestDesign | None,
                    design: RequestDesign, fields: RecordFields) -> int:
     """Writes the records `design` requests beyond `before`, and the design beside them;
-    returns how many were written."""
+    returns how many were written (none, and no file, where nothing is left to request)."""
     by_key = {record_key(r.text, r.text_pair): r for r in records}
     band_of = {key: (number, band.inclusion) for number, band in enumerate(design.bands, 1)
                for key in band.keys}
     rows = [_row(by_key[key], fields, *band_of[key])
             for key in newly_requested(before, design) if key in by_key]
+    if not rows:
+        return 0
     _write_rows(path, rows, _columns(fields))
     with fsspec.open(design_path(path), "w", encoding="utf-8") as f:
         f.write(design.to_json())

@@ -128,3 +128,31 @@ def test_requests_need_the_unlabelled_sample(tmp_path, cascade, capsys):
     with pytest.raises(SystemExit):
         calibrate(tmp_path, cascade, "--request_labels", "10")
     assert "add --unlabelled" in capsys.readouterr().err
+
+
+def test_a_second_round_deepens_the_same_design_and_both_rounds_count(tmp_path, cascade):
+    rows = labelled_rows(300, WORDS, 7, 8, 2)
+    truth = {r["text"]: r["label"] for r in rows}
+    data = write_jsonl(tmp_path / "input.jsonl",
+                       [{"id": i, "text": r["text"]} for i, r in enumerate(rows)])
+    assert calibrate(tmp_path, cascade, "--unlabelled", str(data), "--request_labels", "2") == 0
+    first = tmp_path / "round1.jsonl"
+    (tmp_path / "tuned-requests.jsonl").rename(first)
+    (tmp_path / "tuned-requests.jsonl.design.json").rename(tmp_path / design_path(first.name))
+    answer(first, truth)
+    assert calibrate(tmp_path, cascade, "--unlabelled", str(data), "--labelled_requests",
+                     str(first), "--request_labels", "1") == 0
+    second = tmp_path / "tuned-requests.jsonl"
+    one = RequestDesign.from_json((tmp_path / design_path(first.name)).read_text())
+    two = RequestDesign.from_json((tmp_path / design_path(second.name)).read_text())
+    assert [b.keys for b in two.bands] == [b.keys for b in one.bands]
+    assert one.requested < sum(len(b.keys) for b in one.bands)  # something left to ask
+    assert two.requested == one.requested + 1
+    asked_again = {json.loads(line)["text"] for line in second.read_text().splitlines()}
+    assert asked_again and not asked_again & {
+        json.loads(line)["text"] for line in first.read_text().splitlines()}
+    answer(second, truth)
+    assert calibrate(tmp_path, cascade, "--unlabelled", str(data), "--labelled_requests",
+                     str(first), "--labelled_requests", str(second)) == 0
+    evidence = load_config(str(tmp_path / "tuned.yaml")).guarantee.evidence
+    assert "requested labels" in evidence
