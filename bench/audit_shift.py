@@ -26,11 +26,11 @@ import time
 import yaml
 
 from bench.lib.cli import study_parser
+from bench.lib.configs import RoutingStats
 from bench.lib.data import sst2_labelled, sst2_unlabelled, write_jsonl
 from bench.lib.paths import LABELS
 from bench.lib.results import write_results
 from bench.lib.tiers import tier1_model, tier2_model
-from models.routing_stats import RoutingStats
 from pipeline.calibrate import main as calibrate
 from pipeline.job import run
 

@@ -17,10 +17,10 @@ import statistics
 import sys
 
 from bench.lib.cli import study_parser
+from bench.lib.configs import config_to_dict
 from bench.lib.jobs import bench_config, job_stats, run_job, write_inputs
 from bench.lib.paths import CACHE
 from bench.lib.results import command_line, markdown_table, write_results
-from models.config import config_to_dict
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

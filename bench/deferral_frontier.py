@@ -37,20 +37,16 @@ import sys
 
 import torch
 
-from bench.distillation import lowest_threshold
 from bench.lib.cli import study_parser
-from bench.lib.data import sst2_labelled
-from bench.lib.paths import REFERENCE_TIER2, sst2_file
+from bench.lib.data import LabelledTexts, UnlabelledTexts, read_unlabelled, sst2_labelled
+from bench.lib.guarantees import guarantee_search
+from bench.lib.paths import LABELS, REFERENCE_TIER2, sst2_file
 from bench.lib.results import markdown_table, result_file, write_results
-from bench.lib.tiers import distilled_pair, distilled_tier, distilled_transformer, tier1_model
-from models.calibration import calibrate
-from models.datasets import LabelledTexts, UnlabelledTexts, read_unlabelled
-from models.guarantee import guarantee_search
-from models.learned_deferral import deferral_inputs, fit_router, ranking_auc
-from models.loading import load_tier
-from models.ngram import NgramTier
-from models.operating_points import TierOutputs, replay
-from models.throughput import interleaved_medians, load_for_timing, scoring_seconds
+from bench.lib.scoring import (TierOutputs, calibrate, deferral_inputs, fit_router,
+                               lowest_threshold, ranking_auc, replay)
+from bench.lib.tiers import (NgramTier, distilled_pair, distilled_tier, distilled_transformer,
+                             load_tier, tier1_model)
+from bench.lib.timing import interleaved_medians, load_for_timing, scoring_seconds
 
 BUDGET = 0.005  # half a point
 CONFIDENCE = 0.9  # calibrate's default
@@ -247,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         right = tier1.dev_logits.argmax(-1) == labels
         confidence = tier1.dev_logits.softmax(-1).max(-1).values
         in_sample = confidence < lowest_threshold(confidence, right,
-                                                  tier2_dev.argmax(-1) == labels)
+                                                  tier2_dev.argmax(-1) == labels, BUDGET)
         summary = summarise([one_round(tier1, tier2_dev, tier2_unlabelled, labels, seed)
                              for seed in range(args.splits)])
         record[name] = {"folder": folder, "accuracy": right.double().mean().item(),

@@ -29,10 +29,9 @@ from bench.lib.cli import study_parser
 from bench.lib.data import sst2_labelled
 from bench.lib.paths import REFERENCE_TIER2
 from bench.lib.results import markdown_table, write_results
-from bench.lib.tiers import distilled_tier, tier1_model
-from models.confidence import probabilities
-from models.loading import load_tier
-from models.throughput import load_for_timing, scoring_seconds
+from bench.lib.scoring import lowest_threshold, probabilities
+from bench.lib.tiers import distilled_tier, load_tier, tier1_model
+from bench.lib.timing import load_for_timing, scoring_seconds
 
 BUDGET = 0.005  # half a point
 
@@ -44,26 +43,14 @@ def split_half(confidence: torch.Tensor, tier1_right: torch.Tensor, tier2_right:
     for seed in range(splits):
         order = torch.randperm(len(confidence), generator=torch.Generator().manual_seed(seed))
         tuned, held = order[: len(order) // 2], order[len(order) // 2:]
-        threshold = lowest_threshold(confidence[tuned], tier1_right[tuned], tier2_right[tuned])
+        threshold = lowest_threshold(confidence[tuned], tier1_right[tuned], tier2_right[tuned],
+                                     BUDGET)
         escalated = confidence[held] < threshold
         right = torch.where(escalated, tier2_right[held], tier1_right[held])
         escalations.append(escalated.double().mean().item())
         drops.append(tier2_right[held].double().mean().item() - right.double().mean().item())
     return {"escalation": statistics.median(escalations), "drop": statistics.median(drops),
             "broken": sum(d > BUDGET for d in drops) / splits}
-
-
-def lowest_threshold(confidence: torch.Tensor, tier1_right: torch.Tensor,
-                     tier2_right: torch.Tensor) -> float:
-    """The lowest threshold (the least escalation) whose cascade accuracy is within BUDGET of
-    tier 2 alone on these records."""
-    target = tier2_right.double().mean().item() - BUDGET
-    for threshold in sorted(set(confidence.tolist())) + [1.01]:
-        escalated = confidence < threshold
-        right = torch.where(escalated, tier2_right, tier1_right)
-        if right.double().mean().item() >= target:
-            return threshold
-    return 1.01
 
 
 def main(argv: list[str] | None = None) -> None:

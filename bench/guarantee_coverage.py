@@ -29,16 +29,13 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from bench.lib.cli import study_parser
-from bench.lib.data import sst2_labelled, sst2_unlabelled
+from bench.lib.cli import splits_arguments
+from bench.lib.guarantees import guarantee_search
 from bench.lib.results import write_results
-from bench.lib.scoring import TierOutputs, calibrated_outputs, fit_temperature, tier_logits
-from bench.lib.tiers import tier1_model, tier2_model
-from models.guarantee import guarantee_search
-from models.operating_points import (NoOperatingPoint, Policy, choose, last_tier_alone, replay,
-                                     sweep)
+from bench.lib.scoring import (COSTS, NoOperatingPoint, Policy, TierOutputs, choose,
+                               fit_temperature, last_tier_alone, outputs, replay, sst2_logits,
+                               sweep)
 
-COSTS = (0.01, 1.0)  # relative seconds per record: the n-gram tier is ~100x cheaper
 POLICIES = ("point estimate", "guarantee, labels only", "guarantee + unlabelled")
 EVERY_RECORD_ON = (2.0,)  # a tier-1 threshold no confidence reaches: the last tier alone
 
@@ -50,10 +47,6 @@ class Outcome:
     drop: float  # points
     escalation: float  # share of held-out records reaching tier 2
     supported: bool  # False: no threshold passed; every record goes to tier 2
-
-
-def outputs(logits: list[torch.Tensor], temperatures: list[float]) -> list[TierOutputs]:
-    return [calibrated_outputs(l, t) for l, t in zip(logits, temperatures)]
 
 
 def choose_thresholds(policy: str, calibration: list[TierOutputs], labels: torch.Tensor,
@@ -95,16 +88,6 @@ def split_outcomes(dev_logits: list[torch.Tensor], unlabelled_logits: list[torch
     return result
 
 
-def sst2_logits(data: str) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """The n-gram and MiniLM tiers' logits on SST-2 dev and on the unlabelled test sentences
-    (cached), and dev's labels."""
-    dev, test = sst2_labelled(data, "dev.tsv"), sst2_unlabelled(data)
-    models = [("ngram", tier1_model(None, data)), ("minilm", tier2_model(None, data))]
-    return ([tier_logits(m, n, dev.texts, "dev") for n, m in models],
-            [tier_logits(m, n, test, "unlabelled") for n, m in models],
-            torch.tensor(dev.label_ids))
-
-
 def summary_rows(outcomes: list[dict], budgets: list[float], confidence: float) -> list[dict]:
     rows = []
     for budget in budgets:
@@ -135,15 +118,6 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
               f"{r['mean_escalation']:.1%} | {r['unsupported_splits']} |" for r in rows]
     write_results(args.results, "guarantee", "\n".join(lines) + "\n",
                   {"command": command, "rows": rows})
-
-
-def splits_arguments(module: str, budgets: str) -> argparse.ArgumentParser:
-    """The flags of a bench that replays random halvings of SST-2 dev at some budgets."""
-    p = study_parser(module)
-    p.add_argument("--splits", type=int, default=200)
-    p.add_argument("--confidence", type=float, default=0.9)
-    p.add_argument("--budgets", default=budgets, help="points, comma-separated")
-    return p
 
 
 def main(argv: list[str] | None = None) -> None:

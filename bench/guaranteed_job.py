@@ -31,12 +31,12 @@ import time
 import yaml
 
 from bench.lib.cli import study_parser
+from bench.lib.configs import config_to_dict
 from bench.lib.data import read_tsv, write_jsonl
 from bench.lib.jobs import job_stats, run_command, run_job
 from bench.lib.paths import CACHE, LABELS, sst2_file
 from bench.lib.results import command_line, write_results
 from bench.lib.tiers import heldout_tiers
-from models.config import config_to_dict
 from pipeline.config import load_config
 
 

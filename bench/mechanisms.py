@@ -28,15 +28,12 @@ from typing import Callable
 import torch
 
 from bench.lib.cli import study_parser
-from bench.lib.data import sst2_labelled, sst2_unlabelled
+from bench.lib.data import LabelledTexts, sst2_labelled, sst2_unlabelled
 from bench.lib.paths import CACHE, REFERENCE_TIER2
 from bench.lib.results import command_line, markdown_table, write_results
-from models.calibration import fit_temperature
-from models.datasets import LabelledTexts
-from models.early_exit import EarlyExit
-from models.loading import TierModel
-from models.throughput import interleaved_medians, load_for_timing, scoring_seconds
-from models.token_dropping import best_within_budget, length_family, length_sweep
+from bench.lib.scoring import best_within_budget, fit_temperature, length_family, length_sweep
+from bench.lib.tiers import EarlyExit, TierModel
+from bench.lib.timing import interleaved_medians, load_for_timing, scoring_seconds
 
 EXIT_THRESHOLDS = (0.99, 0.95, 0.9, 0.85, 0.8, 0.7)
 SORT_WINDOWS = (1, 8, 32)

@@ -40,11 +40,11 @@ import torch
 import yaml
 
 from bench.lib.cli import study_parser
+from bench.lib.configs import RoutingStats
 from bench.lib.data import sst2_labelled
 from bench.lib.paths import CACHE, LABELS, REFERENCE_TIER2, sst2_file
 from bench.lib.results import markdown_table, result_file, write_results
-from models.loading import load_tier
-from models.routing_stats import RoutingStats
+from bench.lib.tiers import load_tier
 
 HALVINGS = 20
 ESTIMATE_BUDGET = 0.005

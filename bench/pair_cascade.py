@@ -30,11 +30,11 @@ import statistics
 import yaml
 
 from bench.lib.cli import study_parser
+from bench.lib.configs import RoutingStats
 from bench.lib.data import sst2_labelled, sst2_unlabelled, write_jsonl
 from bench.lib.paths import CACHE, REFERENCE_TIER2
 from bench.lib.results import write_results
 from bench.lib.tiers import trained_tier
-from models.routing_stats import RoutingStats
 from pipeline.calibrate import main as calibrate
 from pipeline.job import run
 

@@ -37,15 +37,15 @@ import statistics
 import subprocess
 import sys
 
-from bench.bare_loop import BareTimer
 from bench.lib.cli import study_parser
-from bench.lib.jobs import bench_config, job_stats, records_per_tier, run_job
+from bench.lib.configs import CascadeConfig, config_to_dict
+from bench.lib.data import write_records
+from bench.lib.jobs import (DIRECT, TWO_PROCESSES, TWO_THREADS, bench_config, flink, job_stats,
+                            records_per_tier, run_job)
 from bench.lib.paths import CACHE
 from bench.lib.results import command_line, write_results
-from bench.runners import DIRECT, TWO_PROCESSES, TWO_THREADS, flink, write_records
-from models.config import CascadeConfig, config_to_dict
-from models.loading import load_configured_tier
-from models.throughput import ONE_PASS
+from bench.lib.tiers import load_configured_tier
+from bench.lib.timing import ONE_PASS, BareTimer
 
 RUNNERS = ("direct", "threads2", "direct2", "flink")
 RUNNER_NAMES = {"direct": "FnApiRunner, 1 process", "threads2": "FnApiRunner, 2 threads",

@@ -20,13 +20,11 @@ import statistics
 import torch
 from tqdm import tqdm
 
-from bench.guarantee_coverage import COSTS, outputs, splits_arguments, sst2_logits
+from bench.lib.cli import splits_arguments
+from bench.lib.guarantees import guarantee_search
 from bench.lib.results import write_results
-from bench.lib.scoring import fit_temperature
-from models.calibration import expected_calibration_error
-from models.guarantee import guarantee_search
-from models.routing_rule import decided_mask
-from models.tuning.fitting import MIN_REACHED
+from bench.lib.scoring import (COSTS, MIN_REACHED, decided_mask, expected_calibration_error,
+                               fit_temperature, outputs, sst2_logits)
 
 FITS = ("all records", "reached records", "calibrate's rule")
 

@@ -35,14 +35,13 @@ from tqdm import tqdm
 
 from bench.lib.cli import study_parser
 from bench.lib.data import sst2_labelled
+from bench.lib.guarantees import (EVIDENCE, THRESHOLD_SEQUENCE, AnsweredRequests,
+                                  GuaranteeSearch, disagreement_entries, guarantee_search,
+                                  new_design, record_key)
 from bench.lib.results import command_line, write_results
-from bench.lib.scoring import TierOutputs, calibrated_outputs, fit_temperature, tier_logits
+from bench.lib.scoring import (TierOutputs, calibrated_outputs, cascade_predictions,
+                               fit_temperature, tier_logits)
 from bench.lib.tiers import heldout_tiers
-from models.guarantee import (THRESHOLD_SEQUENCE, GuaranteeSearch, disagreement_entries,
-                              guarantee_search)
-from models.label_requests import new_design, record_key
-from models.operating_points import cascade_predictions
-from models.records_bound import EVIDENCE, AnsweredRequests
 
 COSTS = (0.01, 1.0)  # relative: any tier 1 much cheaper than tier 2 orders the points alike
 TIER1 = {"n-gram": "ngram", "n-gram + word CNN": "ngram-cnn32"}

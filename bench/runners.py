@@ -16,33 +16,19 @@ Writes a markdown report (--results) and prints it.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import os
 import statistics
 import subprocess
 import sys
 
 from bench.lib.cli import config_study_parser
-from bench.lib.data import sst2_labelled, sst2_unlabelled
-from bench.lib.jobs import bench_config, job_stats, run_job
+from bench.lib.configs import RoutingStats, config_to_dict
+from bench.lib.data import write_records
+from bench.lib.jobs import DIRECT, TWO_PROCESSES, bench_config, flink, job_stats, run_job
 from bench.lib.paths import CACHE
 from bench.lib.results import command_line, write_results
-from models.config import config_to_dict
-from models.routing_stats import RoutingStats
-
-DIRECT = ["--runner", "FnApiRunner"]
-TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
-                          "--direct_num_workers", "2"]
-TWO_THREADS = DIRECT + ["--direct_running_mode", "multi_threading", "--direct_num_workers", "2"]
-
 
 MEMORY_SETUPS = ("FnApiRunner, 1 process", "Flink, parallelism 2")
-
-
-def flink(jar: str) -> list[str]:
-    return ["--runner", "FlinkRunner", "--flink_master", "[local]", "--parallelism", "2",
-            "--environment_type", "LOOPBACK", "--flink_job_server_jar", jar]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,16 +37,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--memory_sizes", default="10000,200000")
     return p.parse_args(argv)
-
-
-def write_records(data: str, count: int, path: str) -> str:
-    """`count` SST-2 sentences (dev, test, then train phrases, cycled) as JSON Lines."""
-    texts = sst2_labelled(data, "dev.tsv").texts + sst2_unlabelled(data)
-    texts += sst2_labelled(data, "train.tsv").texts
-    with open(path, "w", encoding="utf-8") as f:
-        for i, text in zip(range(count), itertools.cycle(texts)):
-            f.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
-    return path
 
 
 def batches(stats: RoutingStats) -> str:

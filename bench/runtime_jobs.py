@@ -33,15 +33,14 @@ import sys
 import time
 
 from bench.lib.cli import study_parser
+from bench.lib.configs import config_to_dict
 from bench.lib.data import sst2_labelled
-from bench.lib.jobs import (Inputs, bench_config, job_stats, peer_python, run_job, run_peer,
-                            write_inputs)
+from bench.lib.jobs import (DIRECT, PEER, PEER_BATCH_SIZE, Inputs, bench_config, job_stats,
+                            peer_python, run_job, run_peer, write_inputs)
 from bench.lib.paths import CACHE, REFERENCE_TIER2
 from bench.lib.results import command_line, write_results
-from bench.runners import DIRECT
-from bench.threads import NEIGHBOURS, PEER, PEER_BATCH_SIZE, neighbour
-from models.config import config_to_dict
-from models.onnx_export import exported_model
+from bench.lib.tiers import exported_model
+from bench.lib.timing import NEIGHBOURS, neighbour
 
 RUNTIMES = (("torch", None), ("onnxruntime", None), ("onnxruntime", "int8_attention"),
             ("onnxruntime", "int8"), ("openvino", None))

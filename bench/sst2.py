@@ -29,20 +29,16 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.bare_loop import BareTimer
 from bench.lib.cli import study_parser
+from bench.lib.configs import CascadeConfig, TierConfig, config_to_dict
 from bench.lib.jobs import (STARTUP_RECORDS, Inputs, bench_config, peer_python, records_per_tier,
                             run_job, run_peer, write_inputs)
 from bench.lib.paths import CACHE, LABELS, REFERENCE_TIER2
 from bench.lib.results import command_line
-from bench.lib.tiers import tier1_model, tier2_model
+from bench.lib.scoring import escalated_indices, score, threshold_below
+from bench.lib.tiers import load_configured_tier, load_tier, tier1_model, tier2_model
+from bench.lib.timing import ONE_PASS, BareTimer, load_for_timing
 from bench.report import write_report
-from models.confidence import score
-from models.config import CascadeConfig, TierConfig, config_to_dict
-from models.loading import load_configured_tier, load_tier
-from models.operating_points import threshold_below
-from models.routing_rule import escalated_indices
-from models.throughput import ONE_PASS, load_for_timing
 
 DEFAULT_ESCALATION = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 

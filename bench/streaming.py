@@ -25,12 +25,11 @@ import sys
 import time
 
 from bench.lib.cli import config_study_parser
-from bench.lib.jobs import bench_config, run_job
+from bench.lib.configs import RoutingStats, ThresholdRange, config_to_dict
+from bench.lib.data import write_records
+from bench.lib.jobs import DIRECT, bench_config, run_job
 from bench.lib.paths import CACHE
 from bench.lib.results import command_line, write_results
-from bench.runners import DIRECT, write_records
-from models.config import config_to_dict
-from models.routing_stats import RoutingStats, ThresholdRange
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -17,33 +17,17 @@ import contextlib
 import itertools
 import os
 import statistics
-import subprocess
 import sys
 from typing import Iterator
 
 from bench.lib.cli import study_parser
-from bench.lib.jobs import peer_python, run_job, run_peer, write_inputs
+from bench.lib.jobs import PEER, PEER_BATCH_SIZE, peer_python, run_job, run_peer, write_inputs
 from bench.lib.paths import CACHE, REFERENCE_TIER2
 from bench.lib.results import write_results
+from bench.lib.timing import NEIGHBOURS, neighbour
 
 THREADS = (1, 2)
 WAIT_POLICIES = ("ACTIVE", "PASSIVE")
-PEER = "Beam's stock handler"
-PEER_BATCH_SIZE = 64
-NEIGHBOURS = ("idle", "one busy neighbour")
-
-
-@contextlib.contextmanager
-def neighbour(kind: str) -> Iterator[None]:
-    """A CPU-bound process beside the job for the `with` block, or nothing."""
-    busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            if kind != "idle" else None)
-    try:
-        yield
-    finally:
-        if busy:
-            busy.kill()
-            busy.wait()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """The parser every study starts from: the same --data and --results flags, the study's
-docstring as its help."""
+docstring as its help; and the flags of the studies that replay random halvings of dev."""
 from __future__ import annotations
 
 import argparse
@@ -25,4 +25,13 @@ def config_study_parser(module: str, description: str | None) -> argparse.Argume
     """The parser of a study that times one cascade --config on the SST-2 --data."""
     p = study_parser(module, description)
     p.add_argument("--config", required=True, help="cascade config (YAML/JSON)")
+    return p
+
+
+def splits_arguments(module: str, budgets: str) -> argparse.ArgumentParser:
+    """The flags of a bench that replays random halvings of SST-2 dev at some budgets."""
+    p = study_parser(module)
+    p.add_argument("--splits", type=int, default=200)
+    p.add_argument("--confidence", type=float, default=0.9)
+    p.add_argument("--budgets", default=budgets, help="points, comma-separated")
     return p

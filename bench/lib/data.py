@@ -1,14 +1,20 @@
 """SST-2's splits as the studies read them: the labelled train and dev phrases, the
-unlabelled test sentences, and the TSV files of (sentence, label) rows the studies derive."""
+unlabelled test sentences, the TSV files of (sentence, label) rows the studies derive, and
+the JSON Lines inputs of their jobs."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 
-from models.datasets import LabelledTexts, read_labelled, read_rows
+from models.datasets import (LabelledTexts, UnlabelledTexts, read_labelled, read_rows,
+                             read_unlabelled)
 
 from bench.lib.paths import LABELS, sst2_file
+
+__all__ = ["LabelledTexts", "TSV_HEADER", "UnlabelledTexts", "read_tsv", "read_unlabelled",
+           "sst2_labelled", "sst2_unlabelled", "write_jsonl", "write_records", "write_tsv"]
 
 
 def sst2_labelled(data: str, name: str) -> LabelledTexts:
@@ -43,4 +49,14 @@ def write_jsonl(path: str, rows: list[dict]) -> str:
     """`rows` as a JSON Lines file (a job's input); its path."""
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def write_records(data: str, count: int, path: str) -> str:
+    """`count` SST-2 sentences (dev, test, then train phrases, cycled) as JSON Lines."""
+    texts = sst2_labelled(data, "dev.tsv").texts + sst2_unlabelled(data)
+    texts += sst2_labelled(data, "train.tsv").texts
+    with open(path, "w", encoding="utf-8") as f:
+        for i, text in zip(range(count), itertools.cycle(texts)):
+            f.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
     return path

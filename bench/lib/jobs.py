@@ -1,5 +1,6 @@
 """Running a beam-cascade job (or the stock-handler peer's) in a fresh process, on the
-benchmark's JSONL input, and reading what it measured."""
+benchmark's JSONL input, on one of the runners the studies compare, and reading what it
+measured."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,19 @@ from bench.lib.data import sst2_labelled, sst2_unlabelled
 from bench.lib.paths import LABELS
 
 STARTUP_RECORDS = 16
+DIRECT = ["--runner", "FnApiRunner"]
+TWO_PROCESSES = DIRECT + ["--direct_running_mode", "multi_processing",
+                          "--direct_num_workers", "2"]
+TWO_THREADS = DIRECT + ["--direct_running_mode", "multi_threading", "--direct_num_workers", "2"]
+PEER = "Beam's stock handler"
+PEER_BATCH_SIZE = 64
+
+
+def flink(jar: str) -> list[str]:
+    """The runner arguments of Beam's FlinkRunner: parallelism 2, LOOPBACK, the job server
+    `jar` (scripts/flink_job_server.sh)."""
+    return ["--runner", "FlinkRunner", "--flink_master", "[local]", "--parallelism", "2",
+            "--environment_type", "LOOPBACK", "--flink_job_server_jar", jar]
 
 
 @dataclass(frozen=True)

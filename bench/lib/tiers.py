@@ -1,17 +1,28 @@
 """The tiers the studies time and replay, each trained into bench/cache on first use and
 reused after: the n-gram tier 1, the MiniLM tier 2, the n-gram tiers distilled from the
-reference tier 2, and the tiers bench.heldout_sst2 retrains without its held-out sentences."""
+reference tier 2, and the tiers bench.heldout_sst2 retrains without its held-out sentences;
+and the models/ loaders that turn a tier's folder into a model (with early exit, or exported
+to ONNX), under the bench's names."""
 from __future__ import annotations
 
 import os
 import sys
 
+from models.early_exit import EarlyExit
+from models.loading import TierModel, load_configured_tier, load_tier
+from models.ngram import NgramTier
+from models.onnx_export import exported_model
 from models.training import default_base_model, fine_tune, train_ngram
 from models.training_config import NgramTrainingConfig, TrainingConfig
 from pipeline.train import main as train_main
 
 from bench.lib.data import sst2_labelled
 from bench.lib.paths import CACHE, LABELS, REFERENCE_TIER2, sst2_file
+
+__all__ = ["EarlyExit", "NgramTier", "TierModel", "distilled_pair", "distilled_tier",
+           "distilled_transformer", "exported_model", "heldout_folder", "heldout_tiers",
+           "load_configured_tier", "load_tier", "sst2_training", "tier1_model", "tier2_model",
+           "trained_tier"]
 
 
 def tier1_model(given: str | None, data: str) -> str:

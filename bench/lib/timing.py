@@ -1,13 +1,25 @@
-"""Bare PyTorch loops over a tier's model: no Beam, no I/O, the model loaded once.
+"""Timing a tier's model in bare PyTorch loops: no Beam, no I/O, the model loaded once, and
+the models/ throughput functions those loops are built from, under the bench's names.
 
 What they measure is the physical limit of a pipeline around the same models: a cascade
 cannot beat tier 1's time on every text plus each later tier's time on the texts it gets.
-Tokenization is included (a model cannot run without it).
+Tokenization is included (a model cannot run without it). Timings can be taken beside a
+busy neighbour process, as on a shared machine.
 """
 from __future__ import annotations
 
-from models.throughput import scoring_seconds
+import contextlib
+import subprocess
+import sys
+from typing import Iterator
+
+from models.throughput import ONE_PASS, interleaved_medians, load_for_timing, scoring_seconds
 from models.tier import Tier
+
+__all__ = ["NEIGHBOURS", "ONE_PASS", "BareTimer", "interleaved_medians", "load_for_timing",
+           "neighbour", "scoring_seconds"]
+
+NEIGHBOURS = ("idle", "one busy neighbour")
 
 
 class BareTimer:
@@ -31,3 +43,16 @@ class BareTimer:
         times = {size: self.seconds(tier, size) for size in sizes}
         self.sweep[tier] = times
         return min(times, key=times.get)
+
+
+@contextlib.contextmanager
+def neighbour(kind: str) -> Iterator[None]:
+    """A CPU-bound process beside the job for the `with` block, or nothing."""
+    busy = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            if kind != "idle" else None)
+    try:
+        yield
+    finally:
+        if busy:
+            busy.kill()
+            busy.wait()
