@@ -99,11 +99,17 @@ def calibrate(tmp_path, config, *flags) -> int:
                            "--max_accuracy_drop", "10", *flags])
 
 
-def test_calibrate_requests_labels_and_then_bounds_the_drop_on_them(tmp_path, cascade, capsys):
+def unlabelled_input(tmp_path):
+    """300 texts without labels as the job's input, and their labels (the truth a person
+    labelling the requests would give)."""
     rows = labelled_rows(300, WORDS, 7, 8, 2)
-    truth = {r["text"]: r["label"] for r in rows}
     data = write_jsonl(tmp_path / "input.jsonl",
                        [{"id": i, "text": r["text"]} for i, r in enumerate(rows)])
+    return {r["text"]: r["label"] for r in rows}, data
+
+
+def test_calibrate_requests_labels_and_then_bounds_the_drop_on_them(tmp_path, cascade, capsys):
+    truth, data = unlabelled_input(tmp_path)
     assert calibrate(tmp_path, cascade, "--unlabelled", str(data), "--request_labels", "30") == 0
     requests = tmp_path / "tuned-requests.jsonl"
     asked = [json.loads(line) for line in requests.read_text().splitlines()]
@@ -131,10 +137,7 @@ def test_requests_need_the_unlabelled_sample(tmp_path, cascade, capsys):
 
 
 def test_a_second_round_deepens_the_same_design_and_both_rounds_count(tmp_path, cascade):
-    rows = labelled_rows(300, WORDS, 7, 8, 2)
-    truth = {r["text"]: r["label"] for r in rows}
-    data = write_jsonl(tmp_path / "input.jsonl",
-                       [{"id": i, "text": r["text"]} for i, r in enumerate(rows)])
+    truth, data = unlabelled_input(tmp_path)
     assert calibrate(tmp_path, cascade, "--unlabelled", str(data), "--request_labels", "2") == 0
     first = tmp_path / "round1.jsonl"
     (tmp_path / "tuned-requests.jsonl").rename(first)
