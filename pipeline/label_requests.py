@@ -12,7 +12,6 @@ chance of being drawn; they are for people, the design file is what counts.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
@@ -171,16 +170,17 @@ def _write_rows(path: str, rows: list[dict], columns: list[str]) -> None:
         if path.endswith(".jsonl"):
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
             return
-        writer = csv.DictWriter(f, columns, delimiter="\t", quoting=csv.QUOTE_NONE,
-                                escapechar="\\", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({k: _one_line(v) for k, v in row.items()} for row in rows)
+        # As the readers read TSV (split on tabs, nothing quoted or escaped): a text goes
+        # back exactly as it came, backslashes and quotes included.
+        f.write("\t".join(columns) + "\n")
+        f.writelines("\t".join(_one_line(row.get(c, "")) for c in columns) + "\n"
+                     for row in rows)
 
 
-def _one_line(value):
-    """TSV holds no tab or line break inside a field: they become spaces."""
-    return " ".join(value.split()) if isinstance(value, str) and any(
-        c in value for c in "\t\n\r") else value
+def _one_line(value) -> str:
+    """A TSV field: no tab or line break inside (they become spaces), None empty."""
+    text = "" if value is None else str(value)
+    return " ".join(text.split()) if any(c in text for c in "\t\n\r") else text
 
 
 def bands_section(design: RequestDesign, keys: Sequence[str], tiers: Sequence[TierOutputs],

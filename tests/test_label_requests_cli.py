@@ -47,7 +47,8 @@ def answer(path, truth: dict[str, str], skip: int = 0):
 @pytest.mark.parametrize("extension", [".jsonl", ".tsv", ".parquet"])
 def test_a_request_file_round_trips_through_the_readers(tmp_path, extension):
     fields = RecordFields("text", "id", "label", passthrough_fields=("source",))
-    records = [Record(f"r{i}", f"text number {i}", passthrough={"source": "web"})
+    # quotes, a backslash and a trailing space must come back as they were
+    records = [Record(f"r{i}", f'text "number" {i}, 1\\/2 ', passthrough={"source": "web"})
                for i in range(30)]
     keys = [record_key(r.text) for r in records]
     entry = [1.0 - i / 100 if i % 3 else float("-inf") for i in range(30)]
