@@ -111,7 +111,9 @@ def new_design(keys: Sequence[str], entry: np.ndarray, requests: int, seed: int
         start += size
     if start < len(order):
         bands.append(_band(order[start:], keys, entry, seed, len(bands)))
-    return _requesting(RequestDesign(seed, tuple(bands)), wanted + [0] * len(bands))
+    design = _requesting(RequestDesign(seed, tuple(bands)), wanted + [0] * len(bands))
+    unplaced = requests - design.requested  # bands that did not fill: the rest go in order
+    return _requesting(design, [unplaced] + [0] * len(bands)) if unplaced else design
 
 
 def more_requests(design: RequestDesign, requests: int) -> RequestDesign:

@@ -24,7 +24,7 @@ from models.records_bound import EVIDENCE
 from pipeline.config import load_config, relative_models
 
 if TYPE_CHECKING:  # they load torch or Beam, once the flags and config are known right
-    from models.operating_points import Policy
+    from models.operating_points import Policy, TierOutputs
     from pipeline.label_requests import Answers
     from pipeline.unlabelled_sample import UnlabelledSample
     from transforms.parsing import RecordFields
@@ -183,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{result.chosen.reach[-1]:.1%} of records to the last tier, expected speedup "
                 f"{result.chosen.speedup:.2f}x: {output} (report: {report_dir})" if result
                 else "refused, as said above"))
-    if args.request_labels and tuned[0] is not None:
-        request_round(args, sample, answers, tuned[0], tuned_paths(args)[0][1], fields)
+    if args.request_labels:
+        request_round(args, sample, answers, unlabelled_outputs(measured, tuned[0]),
+                      tuned_paths(args)[0][1] if tuned[0] else None, fields)
     return 0 if all(result is not None for result in tuned) else 2
 
 
@@ -264,25 +265,41 @@ def read_unlabelled(args: argparse.Namespace, fields: RecordFields) -> Unlabelle
     return sample
 
 
+def unlabelled_outputs(measured: MeasuredCascade, result: TuningResult | None
+                       ) -> list[TierOutputs] | None:
+    """The calibrated tiers' outputs on the unlabelled sample: the tuned cascade's, or, where
+    the budget was refused (labels are wanted most then), the measured tiers' but the int8
+    fallback."""
+    if result is not None:
+        return result.unlabelled_tiers
+    if measured.unlabelled is None:
+        return None
+    return [t.unlabelled for k, t in enumerate(measured.tiers) if k != measured.fallback]
+
+
 def request_round(args: argparse.Namespace, sample: UnlabelledSample, answers: Answers | None,
-                  result: TuningResult, report_dir: str, fields: RecordFields) -> None:
+                  tiers: list[TierOutputs] | None, report_dir: str | None,
+                  fields: RecordFields) -> None:
     """Writes --request_labels more records to label (a first round, or the next of the
-    answered ones' design) and says what they are for."""
+    answered ones' design) and says what they are for: in the report, or here where the
+    budget was refused and no report was written."""
     from pipeline.label_requests import (bands_section, design_path, design_requests,
                                          requests_file, sample_keys, write_requests)
     path = requests_file(args.output, args.unlabelled[0])
     before = answers.design if answers else None
-    design = design_requests(result, sample, before, args.request_labels, args.seed)
+    design = design_requests(tiers, sample, before, args.request_labels, args.seed)
     written = write_requests(path, sample.records, before, design, fields)
     if not written:
         print("calibrate: every disagreement of the sample is requested already: no more "
               "labels can tighten the bound; calibrate with the answered files alone",
               file=sys.stderr)
         return
-    report = os.path.join(report_dir, "report.md")
-    with open(report, "a", encoding="utf-8") as f:
-        f.write("\n".join(bands_section(design, sample_keys(sample), result.unlabelled_tiers,
-                                         before)) + "\n")
+    section = "\n".join(bands_section(design, sample_keys(sample), tiers, before)) + "\n"
+    if report_dir is None:
+        print(section, file=sys.stderr)
+    else:
+        with open(os.path.join(report_dir, "report.md"), "a", encoding="utf-8") as f:
+            f.write(section)
     print(f"calibrate: {written} records to label in {path} (design beside it: "
           f"{design_path(path)}); label them, then calibrate again with "
           f"--labelled_requests {' --labelled_requests '.join([*args.labelled_requests, path])}",

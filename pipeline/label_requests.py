@@ -31,7 +31,6 @@ from transforms.parsing import RecordFields
 from transforms.records import Record
 
 if TYPE_CHECKING:
-    from models.tuning.results import TuningResult
     from pipeline.unlabelled_sample import UnlabelledSample
 
 FORMATS = (".jsonl", ".parquet", ".tsv")
@@ -60,13 +59,12 @@ def sample_keys(sample: UnlabelledSample) -> list[str]:
                                              texts.text_pairs or [None] * len(texts.texts))]
 
 
-def design_requests(result: TuningResult, sample: UnlabelledSample,
+def design_requests(tiers: Sequence[TierOutputs] | None, sample: UnlabelledSample,
                     before: RequestDesign | None, requests: int, seed: int) -> RequestDesign:
-    """The design of a new round: the first (bands of the tuned cascade's disagreements on
-    the sample, by entry) or the next of `before`."""
+    """The design of a new round: the first (bands of the cascade's disagreements on the
+    sample, by entry; `tiers`: its calibrated outputs there) or the next of `before`."""
     if before is not None:
         return more_requests(before, requests)
-    tiers = result.unlabelled_tiers
     keys = sample_keys(sample)
     if tiers is None or len(tiers[0].predictions) != len(keys):
         raise ValueError("label requests need every record of the --unlabelled sample scored "

@@ -77,6 +77,13 @@ def test_a_design_is_deterministic_for_a_seed_and_requests_the_earliest_disagree
     assert {k for b in design.bands for k in b.keys} == disagreeing
 
 
+def test_requests_beyond_the_planned_bands_go_to_the_records_left():
+    keys = [record_key(f"r{i}") for i in range(12)]
+    entry = np.array([1 - i / 100 for i in range(5)] + [-np.inf] * 7)  # 5 disagreements
+    assert new_design(keys, entry, 4, seed=0).requested == 4
+    assert new_design(keys, entry, 9, seed=0).requested == 5  # every one, no more
+
+
 def test_a_later_round_takes_the_next_records_of_the_same_bands_and_the_design_round_trips():
     tiers, _ = world(800, 0)
     keys = [record_key(f"r{i}") for i in range(800)]

@@ -160,3 +160,21 @@ def test_a_second_round_deepens_the_same_design_and_both_rounds_count(tmp_path, 
                      str(first), "--labelled_requests", str(second)) == 0
     evidence = load_config(str(tmp_path / "tuned.yaml")).guarantee.evidence
     assert "requested labels" in evidence
+
+
+def test_a_budget_the_data_cannot_support_yet_still_gets_its_requests(tmp_path, cascade,
+                                                                        capsys):
+    """Refused without labels is when labels are wanted most: the requests are written."""
+    _, data = unlabelled_input(tmp_path)
+    dev = write_jsonl(tmp_path / "dev.jsonl", labelled_rows(200, WORDS, 5, 6, 1))
+    assert calibrate_main(["--config", str(cascade), "--dev", str(dev), "--output",
+                           str(tmp_path / "tuned.yaml"), "--batch_sizes", "4", "--repeats",
+                           "1", "--max_accuracy_drop", "0.01", "--unlabelled", str(data),
+                           "--request_labels", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "supports no accuracy-drop budget" in err and "## Label requests" in err
+    design = RequestDesign.from_json((tmp_path / "tuned-requests.jsonl.design.json").read_text())
+    disagreements = sum(len(b.keys) for b in design.bands)
+    written = (tmp_path / "tuned-requests.jsonl").read_text().count("\n")
+    assert written == design.requested == min(5, disagreements) > 0
+    assert not (tmp_path / "tuned.yaml").exists()
