@@ -43,6 +43,13 @@ def record_key(text: str, text_pair: str | None = None) -> str:
     return hashlib.sha1(content.encode("utf-8")).hexdigest()[:20]
 
 
+def record_keys(texts: Sequence[str], text_pairs: Sequence[str] | None = None
+                ) -> tuple[str, ...]:
+    """`record_key` of every record of a sample."""
+    pairs = text_pairs if text_pairs is not None else [None] * len(texts)
+    return tuple(record_key(t, p) for t, p in zip(texts, pairs))
+
+
 @dataclass(frozen=True)
 class Band:
     """Records whose cascade answer starts to differ from the last tier's between two

@@ -42,7 +42,7 @@ import numpy as np
 
 from models.betting import upper_mean_bound
 from models.binomial import binomial_upper_bound
-from models.label_requests import RequestDesign, record_key
+from models.label_requests import RequestDesign, record_keys
 
 EVIDENCE = ("both", "labels", "prediction-powered")
 
@@ -65,9 +65,7 @@ class AnsweredRequests:
                    ) -> "AnsweredRequests":
         """The same answers on this unlabelled sample (after calibrate set some records
         aside, for instance to fit a learned router)."""
-        pairs = text_pairs if text_pairs is not None else [None] * len(texts)
-        return dataclasses.replace(self, keys=tuple(record_key(t, p)
-                                                    for t, p in zip(texts, pairs)))
+        return dataclasses.replace(self, keys=record_keys(texts, text_pairs))
 
     @property
     def whole_input(self) -> bool:
@@ -203,31 +201,32 @@ class _BandInSample:
                 break
             self.labelled += 1
         self.label = np.array([labels[key] for _, key in present[:self.labelled]], dtype=int)
+        # Fixed for the sample: each unit's first record, its copies, which are labelled.
+        self.first = np.array([unit[0] for unit in self.units], dtype=int)
+        self.copies = np.array([len(unit) for unit in self.units], dtype=float)
+        self.labelled_mask = np.arange(len(self.units)) < self.labelled
 
     def bounded(self, differs: np.ndarray, cascade: np.ndarray, last_max_prob: np.ndarray,
                 risk: float, evidence: str, cache: dict) -> _BandPart:
-        first = np.array([unit[0] for unit in self.units], dtype=int)
-        copies = np.array([len(unit) for unit in self.units], dtype=float)
-        inside = differs[first] if len(first) else np.zeros(0, dtype=bool)
-        labelled = np.zeros(len(first), dtype=bool)
-        labelled[:self.labelled] = True
+        first, copies = self.first, self.copies
+        inside = differs[first]
         wrong = np.zeros(len(first), dtype=bool)
         wrong[:self.labelled] = cascade[first[:self.labelled]] != self.label
-        known = inside & labelled
-        counted = float((copies * (known & wrong)).sum())
-        unknown = inside & ~labelled
+        known, unknown = inside & self.labelled_mask, inside & ~self.labelled_mask
+        known_wrong = known & wrong
+        counted = float((copies * known_wrong).sum())
         if not unknown.any():
-            return _BandPart(counted, counted, int(known.sum()), int((known & wrong).sum()))
-        extra_copies = float(((copies - 1) * unknown).sum())  # counted as wrong
-        units = int(inside.sum())
+            return _BandPart(counted, counted, int(known.sum()), int(known_wrong.sum()))
         key = (id(self), inside.tobytes(), wrong[known].tobytes(), evidence)
         if key not in cache:
             cache[key] = _sampled_wrong_bound(
                 wrong[known].astype(float), last_max_prob[first[inside]],
-                last_max_prob[first[known]], units, risk, evidence)
-        total = cache[key] + float(((copies - 1) * (known & wrong)).sum()) + extra_copies
+                last_max_prob[first[known]], int(inside.sum()), risk, evidence)
+        # copies beyond a unit's first: known where it is labelled, else counted as wrong
+        total = (cache[key] + float(((copies - 1) * known_wrong).sum())
+                 + float(((copies - 1) * unknown).sum()))
         return _BandPart(total, self._weighted(inside, known, wrong, copies, last_max_prob, first),
-                         int(known.sum()), int((known & wrong).sum()))
+                         int(known.sum()), int(known_wrong.sum()))
 
     @staticmethod
     def _weighted(inside: np.ndarray, known: np.ndarray, wrong: np.ndarray,

@@ -25,7 +25,7 @@ from models.datasets import label_ids_of, read_rows
 from models.guarantee import disagreement_entries
 from models.operating_points import TierOutputs, deciding_tiers
 from models.label_requests import (RequestDesign, more_requests, new_design, newly_requested,
-                                   record_key)
+                                   record_key, record_keys)
 from models.records_bound import AnsweredRequests
 from transforms.parsing import RecordFields
 from transforms.records import Record
@@ -53,10 +53,8 @@ class Answers:
                                                      sample.texts.text_pairs)
 
 
-def sample_keys(sample: UnlabelledSample) -> list[str]:
-    texts = sample.texts
-    return [record_key(t, p) for t, p in zip(texts.texts,
-                                             texts.text_pairs or [None] * len(texts.texts))]
+def sample_keys(sample: UnlabelledSample) -> tuple[str, ...]:
+    return record_keys(sample.texts.texts, sample.texts.text_pairs)
 
 
 def design_requests(tiers: Sequence[TierOutputs] | None, sample: UnlabelledSample,
