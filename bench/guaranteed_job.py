@@ -22,40 +22,20 @@ bench/results).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
-import time
 
 import yaml
 
 from bench.lib.cli import study_parser
+from bench.lib.calibrate_runs import answer_requests, timed_calibrate
 from bench.lib.configs import config_to_dict
 from bench.lib.data import read_tsv, write_jsonl
-from bench.lib.jobs import job_stats, run_command, run_job
+from bench.lib.jobs import job_stats, run_job
 from bench.lib.paths import CACHE, LABELS, sst2_file
 from bench.lib.results import command_line, write_results
 from bench.lib.tiers import heldout_tiers
 from pipeline.config import load_config
-
-
-
-def timed_calibrate(flags: list[str]) -> float:
-    """Seconds of one `beam-cascade calibrate` in a fresh process."""
-    start = time.perf_counter()
-    run_command([sys.executable, "-m", "pipeline.calibrate", *flags])
-    return time.perf_counter() - start
-
-
-def answer(requests: str, truth: dict[str, str]) -> int:
-    """Fills in the labels of a JSON Lines request file; how many."""
-    with open(requests, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    for row in rows:
-        row["label"] = truth[row["sentence"]]
-    write_jsonl(requests, rows)
-    return len(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
               "--output", tuned]
     first = timed_calibrate([*common, "--request_labels", str(args.requests)])
     requests = os.path.join(work, "tuned-requests.jsonl")
-    labelled = answer(requests, truth)
+    labelled = answer_requests(requests, truth, "sentence")
     second = timed_calibrate([*common, "--labelled_requests", requests])
     guarantee = load_config(tuned).guarantee
     cascade = config_to_dict(load_config(tuned))

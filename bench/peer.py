@@ -4,7 +4,8 @@ Beam's stock `RunInference` with `HuggingFacePipelineModelHandler` (a transforme
 text-classification pipeline) over the same JSONL input, keyed by record id, batched 64 at a
 time by Beam and by the HF pipeline (whose own batch_size defaults to 1). Runs in the peer's
 environment (bench/peer_venv.sh) and prints one JSON line: wall seconds of the Beam job,
-model load included, like the project's jobs in the benchmark.
+model load included, like the project's jobs in the benchmark, and its peak resident memory
+measured as bench/timed_job.py measures the project's.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.ml.inference.huggingface_inference import (HuggingFacePipelineModelHandler,
                                                             PipelineTask)
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from bench.lib.memory import peak_rss_mib
 
 
 def pipeline_on_list(batch, pipeline, inference_args):
@@ -65,7 +68,8 @@ def main() -> None:
                                                      "truncation": True})
              | beam.Map(prediction_line)
              | beam.io.WriteToText(args.output, file_name_suffix=".jsonl"))
-    print(json.dumps({"seconds": time.perf_counter() - start}))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
 
 
 if __name__ == "__main__":

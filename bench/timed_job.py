@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import time
 
 from pipeline.job import run
+
+from bench.lib.memory import peak_rss_mib
 
 
 def main() -> None:
@@ -21,10 +22,8 @@ def main() -> None:
     start = time.perf_counter()
     stats = run(sys.argv[1:])
     seconds = time.perf_counter() - start
-    peak_mib = {who: resource.getrusage(scope).ru_maxrss / 1024  # Linux reports KiB
-                for who, scope in (("job", resource.RUSAGE_SELF),
-                                   ("largest_worker", resource.RUSAGE_CHILDREN))}
-    print(json.dumps({"seconds": seconds, "stats": stats.to_json(), "peak_rss_mib": peak_mib}))
+    print(json.dumps({"seconds": seconds, "stats": stats.to_json(),
+                      "peak_rss_mib": peak_rss_mib()}))
 
 
 if __name__ == "__main__":

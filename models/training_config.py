@@ -20,6 +20,15 @@ class TrainingConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     device: str = "auto"  # CUDA when a GPU is visible
+    precision: str = "fp32"  # or "bf16": mixed precision, the weights kept in fp32
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: give one of "
+                             f"{', '.join(PRECISIONS)}")
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,27 @@ def test_records_per_tier_reads_which_records_each_tier_saw(tmp_path):
     config = CascadeConfig((TierConfig("t1", "m1", threshold=0.7), TierConfig("t2", "m2")))
     assert records_per_tier(str(tmp_path), config, ["a", "b", "c"]) == {"t1": [1, 0],
                                                                         "t2": [0]}
+
+
+def test_the_big_model_benchmark_picks_the_fastest_runtime_that_keeps_accuracy():
+    from bench.big_cascade import fastest_kept
+    bare = {"dev_accuracy": {"mpnet torch/": 0.92, "mpnet onnxruntime/": 0.92,
+                             "mpnet onnxruntime/int8": 0.90},
+            "ms_per_record": {"mpnet torch/": 30.0, "mpnet onnxruntime/": 20.0,
+                              "mpnet onnxruntime/int8": 10.0}}
+    assert fastest_kept(bare, ["torch/", "onnxruntime/", "onnxruntime/int8"]) == "onnxruntime/"
+
+
+def test_the_big_model_benchmark_input_repeats_with_unique_ids_and_scores_every_copy(
+        tmp_path):
+    from bench.big_cascade import accuracy_by_group, write_job_input
+    inputs = write_job_input({"dev": ["a", "b"], "test": ["c"], "held": ["d"]},
+                             ["pos", "neg"], 10, str(tmp_path / "input.jsonl"))
+    assert len(set(inputs.all_ids)) == 10
+    assert inputs.all_ids[:5] == ["dev-0", "dev-1", "test-0", "held-0", "c1-dev-0"]
+    assert inputs.all_texts[4] == "a"
+    assert len((tmp_path / "startup.jsonl").read_text().splitlines()) == 10
+    predicted = {"dev-0": "pos", "dev-1": "pos", "c1-dev-0": "pos", "c1-dev-1": "neg",
+                 "held-0": "neg", "test-0": "pos"}
+    truth = {"dev-0": "pos", "dev-1": "neg", "held-0": "pos"}
+    assert accuracy_by_group(predicted, truth) == {"dev": 0.75, "held": 0.0}
