@@ -23,8 +23,9 @@ Then, each step cached in bench/cache/heldout-<seed>/ and bench/cache/big_cascad
    --requests labels (answered from the pool's labels), then tunes the two-tier (MiniLM ->
    MPNet) and three-tier (n-gram + CNN -> MiniLM -> MPNet) cascades at every budget with
    the guarantee; the other half no tier and no calibration sees;
-4. the job input: SST-2 dev (872, labelled), test (1,821) and both pool halves, repeated with
-   unique ids up to --records records (so each sentence occurs about twice);
+4. the job input: SST-2 dev (872, labelled), test (1,821) and both pool halves (5,693
+   sentences), cycled with unique ids up to --records records (10,000: the first 4,307 twice;
+   accuracies count each sentence once);
 5. in each of --rounds interleaved rounds (--big_rounds for the jobs that run MPNet on every
    record) every setting as a job in a fresh process (FnApiRunner, start-up and model loading
    included), and as a 16-record job for its start-up cost: the stock-handler peer
@@ -66,8 +67,8 @@ KEPT_ACCURACY = 0.0025  # a runtime "keeps accuracy" within 2 of SST-2 dev's 872
 BATCH_SIZES = {"tier1": 256, "minilm": 64, "mpnet": 64}  # the bare loops' passes
 BIG = "mpnet"
 # calibrate times each tier at these batch sizes: its default (8 to 128) times MPNet over dev
-# 20 times, about 8 minutes on 2 cores; these three take 12 passes
-CALIBRATE_BATCH_SIZES = "16,32,64"
+# 20 times, about 8 minutes on 2 cores; these take 16 passes, 256 for the n-gram + CNN tier
+CALIBRATE_BATCH_SIZES = "16,32,64,256"
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,7 @@ def bare_loops(tiers: Tiers, runtimes: list[str], dev_texts: list[str], dev_labe
     for setting in runtimes:
         runtime, quantize = runtime_of(setting)
         models[f"{BIG} {setting}"] = (tiers.mpnet, runtime, quantize, BATCH_SIZES[BIG])
-        if quantize is None:
-            models[f"minilm {setting}"] = (tiers.minilm, runtime, None, BATCH_SIZES["minilm"])
+        models[f"minilm {runtime}/"] = (tiers.minilm, runtime, None, BATCH_SIZES["minilm"])
     models["tier1"] = (tiers.tier1, "torch", None, BATCH_SIZES["tier1"])
     loaded = {name: load_configured_tier(TierConfig(name="t", model=model, runtime=runtime,
                                                     quantize=quantize), ONE_PASS)
@@ -163,36 +163,61 @@ def calibrated(name: str, chain: list[dict], work: str, sample: str, truth: dict
               "label", "--unlabelled", sample, "--max_accuracy_drop", args.budgets,
               "--batch_sizes", CALIBRATE_BATCH_SIZES, "--output", tuned]
     record = os.path.join(folder, "calibration.json")
-    if not os.path.isfile(record):
-        first, _ = calibrate_allowing_refusals([*common, "--request_labels", str(args.requests)])
-        requests = os.path.join(folder, "tuned-requests.jsonl")
-        labelled = answer_requests(requests, truth, "sentence")
-        second, said = calibrate_allowing_refusals([*common, "--labelled_requests", requests])
-        with open(record, "w", encoding="utf-8") as f:
-            json.dump({"seconds": [first, second], "labels": labelled, "stderr": said[-2000:]},
-                      f, indent=1)
-    with open(record, encoding="utf-8") as f:
-        done = json.load(f)
     budgets = [float(b) for b in args.budgets.split(",")]
-    paths = {b: f"{os.path.splitext(tuned)[0]}-{b:g}.yaml" if len(budgets) > 1 else tuned
-             for b in budgets}
+    paths = {f"{b:g}": f"{os.path.splitext(tuned)[0]}-{b:g}.yaml" if len(budgets) > 1
+             else tuned for b in budgets}
+    asked = {"chain": chain, "budgets": list(paths), "requests": args.requests}
+    done = _read_json(record)
+    if done is None or done.get("asked") != asked:
+        done = {"asked": asked, **calibrate_twice(common, folder, paths, truth, args.requests)}
+        with open(record, "w", encoding="utf-8") as f:
+            json.dump(done, f, indent=1)
     done["tuned"] = {b: (p if os.path.isfile(p) else None) for b, p in paths.items()}
     done["promise"] = {b: load_config(p).guarantee.describe()
                        for b, p in done["tuned"].items() if p}
     return done
 
 
-def oracles(tiers: Tiers, held: list[tuple[str, str]], budgets: list[float],
-            ms_per_record: dict[str, float]) -> dict[str, dict[str, dict]]:
+def calibrate_twice(common: list[str], folder: str, paths: dict[str, str],
+                    truth: dict[str, str], requests: int) -> dict:
+    """The first calibrate with label requests, the requests answered, the second with
+    them; the tuned configs of the first are removed before the second, so that a budget the
+    second refuses leaves none behind."""
+    first, said = calibrate_allowing_refusals([*common, "--request_labels", str(requests)])
+    request_file = os.path.join(folder, "tuned-requests.jsonl")
+    if not os.path.isfile(request_file):
+        sys.exit(f"big_cascade: calibrate wrote no label requests:\n{said[-3000:]}")
+    labelled = answer_requests(request_file, truth, "sentence")
+    for path in paths.values():
+        if os.path.isfile(path):
+            os.remove(path)
+    second, said = calibrate_allowing_refusals([*common, "--labelled_requests", request_file])
+    return {"seconds": [first, second], "labels": labelled, "stderr": said[-2000:]}
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def oracles(tiers: Tiers, runtime: str, held: list[tuple[str, str]], budgets: list[float],
+            ms_per_record: dict[str, float]) -> dict[str, dict[str, dict | None]]:
     """What no guarantee can beat: per cascade and budget, the cheapest thresholds (a grid
     over every tier's, bench.lib.scoring's sweep) whose drop on the held-out half, against
-    MPNet alone, is within the budget; chosen on those sentences' own labels."""
+    MPNet alone, is within the budget; chosen on those sentences' own labels. Each tier
+    answers on the runtime it runs on in the cascades."""
     texts = [t for t, _ in held]
     labels = torch.tensor([int(y) for _, y in held])
-    outputs = {name: calibrated_outputs(tier_logits(model, f"big_cascade-{name}", texts,
-                                                    "held-out half"), 1.0)
-               for name, model in (("tier1", tiers.tier1), ("minilm", tiers.minilm),
-                                   (BIG, tiers.mpnet))}
+    name, quantize = runtime_of(runtime)
+    outputs = {tier: calibrated_outputs(tier_logits(
+        model, f"big_cascade-{tier}", texts, "held-out half", runtime=tier_runtime,
+        quantize=tier_quantize), 1.0)
+        for tier, model, tier_runtime, tier_quantize in (
+            ("tier1", tiers.tier1, "torch", None), ("minilm", tiers.minilm, name, None),
+            (BIG, tiers.mpnet, name, quantize))}
     found = {}
     for cascade, names in (("two-tier", ("minilm", BIG)),
                            ("three-tier", ("tier1", "minilm", BIG))):
@@ -203,8 +228,8 @@ def oracles(tiers: Tiers, held: list[tuple[str, str]], budgets: list[float],
         found[cascade] = {}
         for budget in budgets:
             kept = [p for p in points if p.accuracy >= reference.accuracy - budget / 100]
-            best = min(kept, key=lambda p: p.cost)
-            found[cascade][f"{budget:g}"] = {
+            best = min(kept, key=lambda p: p.cost) if kept else None
+            found[cascade][f"{budget:g}"] = best and {
                 "reach": list(best.reach), "speedup_over_mpnet": best.speedup,
                 "drop_points": 100 * (reference.accuracy - best.accuracy)}
     return found
@@ -242,10 +267,13 @@ def predicted_labels(output: str) -> dict[str, str]:
 
 
 def accuracy_by_group(labels: dict[str, str], truth: dict[str, str]) -> dict[str, float]:
-    """Accuracy over every copy of each labelled group's records ("dev", "held")."""
+    """Accuracy of each labelled group ("dev", "held"), every sentence counted once (its
+    first copy's answer) however many copies the input cycled to."""
+    answers: dict[str, str] = {}
+    for key in sorted(labels, key=lambda k: k.startswith("c")):  # first copies first
+        answers.setdefault(re.sub(r"^c\d+-", "", key), labels[key])
     right: dict[str, list[bool]] = {}
-    for key, label in labels.items():
-        plain = re.sub(r"^c\d+-", "", key)
+    for plain, label in answers.items():
         if plain in truth:
             right.setdefault(plain.split("-")[0], []).append(label == truth[plain])
     return {group: sum(r) / len(r) for group, r in right.items()}
@@ -261,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--big_rounds", type=int, default=2,
                    help="rounds of the jobs that run MPNet on every record")
     p.add_argument("--runtimes", default="torch/,onnxruntime/,openvino/,onnxruntime/int8",
-                   help="MPNet's candidate runtime/precision settings (empty: fp32)")
+                   help="MPNet's candidate runtime/precision settings (nothing after the "
+                        "slash: fp32); torch/ is the reference")
     args = p.parse_args(argv)
     heldout = heldout_tiers(args.seed, "big_cascade")
     tiers = distilled_tiers(heldout, args.data)
@@ -269,6 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(work, exist_ok=True)
     dev = sst2_labelled(args.data, "dev.tsv")
     runtimes = args.runtimes.split(",")
+    if "torch/" not in runtimes or any("/" not in r for r in runtimes):
+        p.error(f"--runtimes {args.runtimes}: give runtime/precision pairs (torch/ for "
+                "PyTorch fp32, onnxruntime/int8, ...) including torch/, the reference the "
+                "others must keep the accuracy of")
     bare = bare_loops(tiers, runtimes, dev.texts, dev.label_ids)
     runtime = fastest_kept(bare, runtimes)
     print(f"big_cascade: MPNet runs on {runtime}", file=sys.stderr)
@@ -292,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = job_settings(tiers, runtime, cascades)
     costs = tier_costs(bare, runtime)
-    oracle = oracles(tiers, held, [float(b) for b in args.budgets.split(",")], costs)
+    oracle = oracles(tiers, runtime, held, [float(b) for b in args.budgets.split(",")], costs)
     peer = peer_python()
     runs = time_settings(settings, peer, tiers.mpnet, inputs, work, args)
     results = summarise(runs, truth, inputs)
@@ -373,13 +406,16 @@ def summarise(runs: dict[str, dict[str, list[dict]]], truth: dict[str, str],
     records = len(inputs.all_ids)
     results = {}
     for name, kinds in runs.items():
+        if not kinds["full"]:
+            continue
         full = statistics.median(r["seconds"] for r in kinds["full"])
         startup = statistics.median(r["seconds"] for r in kinds["startup"])
         last = kinds["full"][-1]
         result = {
             "seconds": full, "seconds_all": [r["seconds"] for r in kinds["full"]],
             "startup_seconds": startup, "records_per_second": records / full,
-            "records_per_second_after_startup": (records - STARTUP_RECORDS) / (full - startup),
+            "records_per_second_after_startup": ((records - STARTUP_RECORDS) / (full - startup)
+                                                 if full > startup else None),
             "peak_rss_mib": statistics.median(sum(r["peak_rss_mib"].values())
                                               for r in kinds["full"]),
             "accuracy": accuracy_by_group(last["labels"], truth),
@@ -389,6 +425,10 @@ def summarise(runs: dict[str, dict[str, list[dict]]], truth: dict[str, str],
             result["decided_share"] = {t.name: t.decided_share for t in stats.tiers}
         results[name] = result
     return results
+
+
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
 
 
 def markdown(record: dict, args) -> str:
@@ -405,7 +445,7 @@ def markdown(record: dict, args) -> str:
             f"{100 * (alone['accuracy']['held'] - acc['held']):+.2f}" if "held" in acc else "",
             " / ".join(f"{v:.1%}" for v in shares.values()) if shares else "all by MPNet",
             f"{r['seconds']:.0f}", f"{r['records_per_second']:.1f}",
-            f"{r['records_per_second_after_startup']:.1f}",
+            _figure(r["records_per_second_after_startup"]),
             f"{peer['seconds'] / r['seconds']:.2f}x", f"{r['peak_rss_mib']:.0f}"])
     table = markdown_table(
         ["setting", "dev accuracy", "held-out accuracy", "held-out drop (points)",
@@ -423,6 +463,7 @@ def markdown(record: dict, args) -> str:
         for name, done in record["calibration"].items()]
     oracle_rows = [[cascade, budget, " / ".join(f"{r:.1%}" for r in point["reach"]),
                     f"{point['drop_points']:.2f}", f"{point['speedup_over_mpnet']:.2f}x"]
+                   if point else [cascade, budget, "no thresholds within budget", "", ""]
                    for cascade, by_budget in record["oracle"].items()
                    for budget, point in by_budget.items()]
     return "\n".join([
@@ -441,7 +482,9 @@ def markdown(record: dict, args) -> str:
         f"RunInference + HuggingFacePipelineModelHandler, batch {PEER_BATCH_SIZE} in Beam and "
         "in the HF pipeline, PyTorch fp32. Records/s after start-up: (records - "
         f"{STARTUP_RECORDS}) / (seconds - the median seconds of the same job on "
-        f"{STARTUP_RECORDS} records).", "", table, "",
+        f"{STARTUP_RECORDS} records). Peak memory: the job process's peak resident memory "
+        "plus that of its largest child process (an upper bound: the two peaks need not "
+        "coincide).", "", table, "",
         "## Calibration", "", *calibration, "",
         "## What bounds the speed-up", "",
         "Bare-loop cost per record over SST-2 dev (tokenization included): "

@@ -278,16 +278,27 @@ def fine_tune(args: argparse.Namespace) -> str:
               f"{report.get('dev_accuracy')}", file=sys.stderr)
 
     return cached(output, lambda folder: not args.overwrite and
-                  (read_training_report(folder) or {}).get("recipe") == recipe, build)
+                  trained_recipe(read_training_report(folder)) == recipe, build)
+
+
+RECIPE_DEFAULTS = {"train": None, "precision": "fp32"}  # what folders trained before had
 
 
 def training_recipe(args: argparse.Namespace) -> dict:
     """The settings a tier folder was trained with, kept in its TRAINING.json: a cached
-    tier is reused only for the same recipe."""
+    tier is reused only for the same recipe. A --train file counts by its content, wherever
+    it lies."""
     return {"base": f"{NAME} (PyPI {package(1)} ... {package(PARTS[-1])} {VERSION})",
-            "train": args.train, "subset": args.subset, **{key: getattr(args, key) for key in (
+            "train": args.train and f"sha256:{sha256_of(args.train)}", "subset": args.subset,
+            **{key: getattr(args, key) for key in (
                 "epochs", "batch_size", "lr", "max_length", "eval_max_length", "seed",
                 "precision")}}
+
+
+def trained_recipe(report: dict | None) -> dict:
+    """The recipe a TRAINING.json records, with the settings added since at their values
+    before they existed."""
+    return {**RECIPE_DEFAULTS, **((report or {}).get("recipe") or {})}
 
 
 def read_training_report(folder: str) -> dict | None:
@@ -308,7 +319,7 @@ def check_tier_folder(output: str, recipe: dict) -> None:
         raise AssemblyError(f"--output {output!r} holds files but no TRAINING.json (an "
                             "interrupted training?); give --overwrite to replace it, or "
                             "another --output")
-    trained = report.get("recipe") or {}
+    trained = trained_recipe(report)
     if trained != recipe:
         changed = ", ".join(f"{key} {trained.get(key)} (asked {value})"
                             for key, value in recipe.items() if trained.get(key) != value)

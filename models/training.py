@@ -69,18 +69,19 @@ def _shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[l
 GROUP_BATCHES = 50  # batches whose texts are sorted together by length
 
 
-def _length_grouped_batches(texts: list[str], batch_size: int, rng: random.Random
+def _length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random
                             ) -> list[list[int]]:
-    """Shuffled batches of texts of similar length (Hugging Face Trainer's group_by_length):
-    the texts in random order, each run of GROUP_BATCHES batches' worth sorted by length and
-    cut into batches, the batches then shuffled. A batch pads to its longest text, so on
-    SST-2's phrases (1 to 50 words) random batches spent most of their compute on padding;
-    the order stays random at the scale of a group, which is what SGD needs."""
-    order = list(range(len(texts)))
+    """Shuffled batches of examples of similar `lengths` (Hugging Face Trainer's
+    group_by_length): the examples in random order, each run of GROUP_BATCHES batches' worth
+    sorted by length and cut into batches, the batches then shuffled. A batch pads to its
+    longest text, so on SST-2's phrases (1 to 50 words) random batches spent most of their
+    compute on padding; the order stays random at the scale of a group, which is what SGD
+    needs."""
+    order = list(range(len(lengths)))
     rng.shuffle(order)
     group = batch_size * GROUP_BATCHES
     grouped = [i for start in range(0, len(order), group)
-               for i in sorted(order[start:start + group], key=lambda i: len(texts[i]))]
+               for i in sorted(order[start:start + group], key=lengths.__getitem__)]
     shuffled = list(batches(len(grouped), batch_size, grouped))
     rng.shuffle(shuffled)
     return shuffled
@@ -180,11 +181,13 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
     steps = config.epochs * -(-len(train.texts) // config.batch_size)
     schedule = get_linear_schedule_with_warmup(
         optimizer, effective_warmup_steps(config, len(train.texts)), steps)
+    lengths = [len(t) + (len(train.text_pairs[i]) if train.text_pairs else 0)
+               for i, t in enumerate(train.texts)]  # characters, as length_order counts
     progress = tqdm(total=steps, desc="training", unit="batch")
     for epoch in range(config.epochs):
         progress.set_description(f"training, epoch {epoch + 1}/{config.epochs}")
         model.train()
-        for idx in _length_grouped_batches(train.texts, config.batch_size, rng):
+        for idx in _length_grouped_batches(lengths, config.batch_size, rng):
             enc = _encoded(tokenizer, train, idx, config.max_length, device)
             with _autocast(device, config.precision):
                 loss = sum(_loss(logits.float(), train, idx, hard, difficulty_aware)

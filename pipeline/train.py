@@ -290,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 args.difficulty_folds) if args.difficulty_aware else None
         check_distillation(args, aware)
         check_word_cnn(args)
+        if args.kind == "ngram" and args.precision != "fp32":
+            raise ValueError(f"--precision {args.precision} is for transformer tiers; an "
+                             "n-gram tier trains in fp32: leave --precision out")
         # before torch loads; with examples to add, their classes count too (below)
         if not train.texts or not (args.teacher or args.from_outputs):
             check_learnable(train, f"--train {args.train!r}")

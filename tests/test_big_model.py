@@ -160,9 +160,19 @@ def test_a_tier_folder_of_another_recipe_is_refused(tmp_path):
     tier = tmp_path / "tier"
     tier.mkdir()
     (tier / "model.safetensors").write_bytes(b"half")
+    asked = {**big_model.RECIPE_DEFAULTS, "epochs": 2}
     with pytest.raises(AssemblyError, match="holds files but no TRAINING.json"):
-        big_model.check_tier_folder(str(tier), {"epochs": 2})
+        big_model.check_tier_folder(str(tier), asked)
+    (tier / "TRAINING.json").write_text('{"recipe": {"epochs": 1, "precision": "bf16"}}')
+    with pytest.raises(AssemblyError, match="other settings: precision bf16 \\(asked fp32\\), "
+                                            "epochs 1 \\(asked 2\\); give"):
+        big_model.check_tier_folder(str(tier), asked)
+    big_model.check_tier_folder(str(tier), {**asked, "epochs": 1, "precision": "bf16"})
+
+
+def test_a_tier_trained_before_the_recipe_named_its_training_file_and_precision_is_reused(
+        tmp_path):
+    tier = tmp_path / "tier"
+    tier.mkdir()
     (tier / "TRAINING.json").write_text('{"recipe": {"epochs": 1}}')
-    with pytest.raises(AssemblyError, match="other settings: epochs 1 \\(asked 2\\); give"):
-        big_model.check_tier_folder(str(tier), {"epochs": 2})
-    big_model.check_tier_folder(str(tier), {"epochs": 1})  # the same recipe: reused
+    big_model.check_tier_folder(str(tier), {"epochs": 1, "train": None, "precision": "fp32"})

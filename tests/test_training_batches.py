@@ -21,23 +21,22 @@ def padded_tokens(batches: list[list[int]], lengths: list[int]) -> int:
 
 def test_grouped_batches_hold_every_text_once_and_pad_far_less_than_random_ones():
     rng = random.Random(1)
-    texts = ["w " * rng.randint(1, 50) for _ in range(5000)]
-    batches = _length_grouped_batches(texts, 32, random.Random(0))
-    assert sorted(i for batch in batches for i in batch) == list(range(len(texts)))
+    lengths = [rng.randint(1, 50) for _ in range(5000)]
+    batches = _length_grouped_batches(lengths, 32, random.Random(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     assert all(1 <= len(batch) <= 32 for batch in batches)
-    order = list(range(len(texts)))
+    order = list(range(len(lengths)))
     random.Random(0).shuffle(order)
     shuffled = [order[i:i + 32] for i in range(0, len(order), 32)]
-    lengths = [len(t) for t in texts]
     assert padded_tokens(batches, lengths) < 0.6 * padded_tokens(shuffled, lengths)
 
 
 def test_grouped_batches_come_in_a_new_random_order_each_epoch():
-    texts = [f"text {'x ' * (i % 20)}" for i in range(2000)]
+    lengths = [i % 20 for i in range(2000)]
     rng = random.Random(0)
-    first, second = (_length_grouped_batches(texts, 16, rng) for _ in range(2))
+    first, second = (_length_grouped_batches(lengths, 16, rng) for _ in range(2))
     assert first != second
-    longest = [max(len(texts[i]) for i in batch) for batch in first]
+    longest = [max(lengths[i] for i in batch) for batch in first]
     assert longest != sorted(longest)  # not shortest first: long and short batches mixed
 
 
@@ -63,3 +62,12 @@ def test_training_in_either_precision_learns_and_saves_fp32_weights(models, tmp_
     weights = load_file(str(output / "model.safetensors"))
     assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
     assert tuple(load_tier(str(output), device="cpu").labels) == ("neg", "pos")
+
+
+def test_bf16_is_refused_for_an_n_gram_tier_before_any_training(tmp_path, capsys):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "fun", "label": "pos"},
+                                                   {"text": "dull", "label": "neg"}])
+    assert train_main(["--kind", "ngram", "--train", str(train), "--precision", "bf16",
+                       "--output", str(tmp_path / "out")]) == 2
+    assert "--precision bf16 is for transformer tiers" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

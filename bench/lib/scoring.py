@@ -35,10 +35,12 @@ __all__ = ["COSTS", "MIN_REACHED", "NoOperatingPoint", "Policy", "TierOutputs",
 COSTS = (0.01, 1.0)  # relative seconds per record: the n-gram tier is ~100x cheaper
 
 
-def tier_logits(model: str, name: str, texts: list[str], what: str) -> torch.Tensor:
-    """The tier `model`'s logits on `what` texts (dev, unlabelled, pool), scored once per
-    model, texts and settings and kept in bench/cache/logits under `name`."""
-    tier = TierConfig(name=name, model=model)
+def tier_logits(model: str, name: str, texts: list[str], what: str, runtime: str = "torch",
+                quantize: str | None = None) -> torch.Tensor:
+    """The tier `model`'s logits on `what` texts (dev, unlabelled, pool), on `runtime` in
+    `quantize`'s precision, scored once per model, texts and settings and kept in
+    bench/cache/logits under `name`."""
+    tier = TierConfig(name=name, model=model, runtime=runtime, quantize=quantize)
     return cached_logits(tier, texts, None, what, os.path.join(CACHE, "logits"),
                          load_configured_tier(tier))[-1]
 
