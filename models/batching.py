@@ -12,13 +12,17 @@ import torch
 from models.long_texts import cut_long_texts
 
 
+def text_lengths(texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[int]:
+    """Each text's length with its pair's, in characters: they stand in for tokens wherever
+    texts are grouped by length, which saves tokenizing twice."""
+    return [len(t) + (len(text_pairs[i]) if text_pairs else 0) for i, t in enumerate(texts)]
+
+
 def length_order(texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[int]:
     """Indices of `texts`, shortest first. Each pass then pads its texts to similar lengths:
     on SST-2's dev and test sentences a loop sorted by length ran 1.55x faster than one in
-    input order (bench/results/sst2.md). Characters stand in for tokens, which saves
-    tokenizing twice."""
-    lengths = [len(t) + (len(text_pairs[i]) if text_pairs else 0) for i, t in enumerate(texts)]
-    return sorted(range(len(texts)), key=lengths.__getitem__)
+    input order (bench/results/sst2.md)."""
+    return sorted(range(len(texts)), key=text_lengths(texts, text_pairs).__getitem__)
 
 
 def batches(count: int, batch_size: int, order: Sequence[int] | None = None

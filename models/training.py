@@ -22,7 +22,7 @@ from tqdm import tqdm
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                           get_linear_schedule_with_warmup)
 
-from models.batching import batches, length_order
+from models.batching import batches, length_order, text_lengths
 from models.checkpoint import inspect_checkpoint
 from models.datasets import LabelledTexts
 from models.difficulty import difficulty_labels, ranking_loss
@@ -181,8 +181,7 @@ def fit_transformer(base: str, train: LabelledTexts, config: TrainingConfig,
     steps = config.epochs * -(-len(train.texts) // config.batch_size)
     schedule = get_linear_schedule_with_warmup(
         optimizer, effective_warmup_steps(config, len(train.texts)), steps)
-    lengths = [len(t) + (len(train.text_pairs[i]) if train.text_pairs else 0)
-               for i, t in enumerate(train.texts)]  # characters, as length_order counts
+    lengths = text_lengths(train.texts, train.text_pairs)
     progress = tqdm(total=steps, desc="training", unit="batch")
     for epoch in range(config.epochs):
         progress.set_description(f"training, epoch {epoch + 1}/{config.epochs}")
